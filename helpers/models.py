@@ -1,0 +1,246 @@
+"""The study's two model families, state-dict compatible with their official checkpoints.
+
+Every model takes images in [0, 1] of shape (N, 3, 32, 32) and applies its own preprocessing inside,
+so activation maximization and activation harvesting treat both families the same way.
+"""
+import contextlib
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.paths import data_dir
+
+VGG13_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+# huyvnphan/PyTorch_CIFAR10 normalization (applied to [0, 1] pixels).
+VGG_MEAN, VGG_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
+# scaling_mlps normalization (applied to 0-255 pixels, hence the factor 255).
+MLP_MEAN, MLP_STD = (0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)
+
+
+class Normalize(nn.Module):
+    """(x * scale - mean) / std per channel; buffers are not saved, so state_dict keys stay official."""
+
+    def __init__(self, mean, std, scale=1.0):
+        super().__init__()
+        self.scale = scale
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * scale, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * scale, persistent=False)
+
+    def forward(self, x):
+        return (x * self.scale - self.mean) / self.std
+
+
+class VGG(nn.Module):
+    """VGG with batch norm, CIFAR variant of huyvnphan/PyTorch_CIFAR10 (``features``, ``avgpool``, ``classifier``).
+
+    ``width`` scales every channel count and the classifier's 4096 hidden units (1.0 is VGG13_bn).
+    """
+
+    hidden_layer = "classifier.4"  # the second ReLU of the classifier
+
+    def __init__(self, config=VGG13_CONFIG, width=1.0, num_classes=10):
+        super().__init__()
+        self.normalize = Normalize(VGG_MEAN, VGG_STD)
+        layers, channels = [], 3
+        for v in config:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                out = max(1, round(v * width))
+                layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                channels = out
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        hidden = max(1, round(4096 * width))
+        self.classifier = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        x = self.features(self.normalize(x))
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+
+class BottleneckBlock(nn.Module):
+    def __init__(self, thin, wide):
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(thin, wide), nn.GELU(), nn.Linear(wide, thin))
+
+    def forward(self, x):
+        return self.block(x)
+
+
+class BottleneckMLP(nn.Module):
+    """The bottleneck MLP of Bachmann et al. 2023 (``linear_in``, ``blocks``, ``layernorms``, ``linear_out``).
+
+    ``resolution`` is the side the official pipeline feeds the network: 32x32 inputs are resized to it
+    the way FFCV's area resize does (pixel replication for integer upsampling), then flattened in
+    (C, H, W) order. ``residual.i`` (parameter-free) exposes the residual stream after block i.
+    """
+
+    def __init__(self, depth=12, width=1024, expansion=4, resolution=64, num_classes=10):
+        super().__init__()
+        if resolution % 32 and 32 % resolution:
+            raise ValueError(f"resolution={resolution}: use a multiple or a divisor of 32 (e.g. 32 or 64).")
+        self.resolution = resolution
+        self.normalize = Normalize(MLP_MEAN, MLP_STD, scale=255.0)
+        self.linear_in = nn.Linear(3 * resolution * resolution, width)
+        self.blocks = nn.ModuleList(BottleneckBlock(width, expansion * width) for _ in range(depth))
+        self.layernorms = nn.ModuleList(nn.LayerNorm(width) for _ in range(depth))
+        self.residual = nn.ModuleList(nn.Identity() for _ in range(depth))
+        self.linear_out = nn.Linear(width, num_classes)
+        self.hidden_layer = f"residual.{depth - 1}"  # the stream after the last block, before linear_out
+
+    def forward(self, x):
+        x = self.normalize(x)
+        if self.resolution > x.shape[-1]:
+            x = F.interpolate(x, scale_factor=self.resolution // x.shape[-1], mode="nearest")
+        elif self.resolution < x.shape[-1]:
+            x = F.interpolate(x, size=self.resolution, mode="area")
+        x = self.linear_in(torch.flatten(x, 1))
+        for block, norm, residual in zip(self.blocks, self.layernorms, self.residual):
+            x = residual(x + block(norm(x)))
+        return self.linear_out(x)
+
+
+# ----------------------------------------------------------------------------- building and loading
+
+FAMILIES = {"cnn": VGG, "mlp": BottleneckMLP}
+
+
+def build_model(family, **arch):
+    """A fresh model of ``family`` ('cnn' or 'mlp') with architecture keywords ``arch``."""
+    if family not in FAMILIES:
+        raise ValueError(f"model={family!r} is not one of {tuple(FAMILIES)}; use 'cnn' (VGG) or 'mlp' (BottleneckMLP).")
+    return FAMILIES[family](**arch)
+
+
+OFFICIAL = {
+    "vgg13_bn": dict(family="cnn", arch=dict(width=1.0), file="vgg13_bn.pt"),
+    "B_12-Wi_1024": dict(family="mlp", arch=dict(depth=12, width=1024, expansion=4, resolution=64),
+                         file="B-12_Wi-1024_res_64_cifar10_epochs_20_weights"),
+}
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _unwrap(obj):
+    """The state dict inside whatever the original projects saved (plain dict or {'state_dict': ...})."""
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            return obj[key]
+    return obj
+
+
+def _strip(key):
+    changed = True
+    while changed:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def load_state_dict_checked(model, state, source):
+    """Load ``state`` into ``model`` only if every parameter is present with the right shape.
+
+    Mismatches are listed all at once (never a half-loaded model); extra entries are named in a warning.
+    """
+    state = {_strip(k): v for k, v in _unwrap(state).items()}
+    expected = model.state_dict()
+    problems = []
+    for key, value in expected.items():
+        if key not in state:
+            if not key.endswith("num_batches_tracked"):  # absent from some older BatchNorm checkpoints
+                problems.append(f"missing {key} {tuple(value.shape)}")
+        elif tuple(state[key].shape) != tuple(value.shape):
+            problems.append(f"{key}: file has {tuple(state[key].shape)}, model needs {tuple(value.shape)}")
+    if problems:
+        raise ValueError(f"{source} does not fit {type(model).__name__}:\n  " + "\n  ".join(problems))
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        warnings.warn(f"{source}: ignoring {len(extra)} entries the model does not have: {', '.join(extra)}")
+    for key in expected:
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key]
+    model.load_state_dict({k: state[k] for k in expected}, strict=True)
+    return model
+
+
+def read_checkpoint(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first_line = (str(e).splitlines() or [""])[0]
+        raise ValueError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {first_line}); "
+                         "the file is truncated or corrupt. Download it again.") from e
+
+
+def load_official(name, path=None):
+    """An official checkpoint (``'vgg13_bn'`` or ``'B_12-Wi_1024'``) as a study model in eval mode.
+
+    ``path`` defaults to the original file name in ``Data/``.
+    """
+    if name not in OFFICIAL:
+        raise ValueError(f"name={name!r} is not one of {tuple(OFFICIAL)}.")
+    spec = OFFICIAL[name]
+    path = Path(path) if path is not None else data_dir() / spec["file"]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"official checkpoint {path} not found. Download {spec['file']} "
+            f"({'huyvnphan/PyTorch_CIFAR10' if spec['family'] == 'cnn' else 'gregorbachmann/scaling_mlps, utils/download.py'}) "
+            f"into {data_dir()}, or pass path=.")
+    model = build_model(spec["family"], **spec["arch"])
+    return load_state_dict_checked(model, read_checkpoint(path), path).eval()
+
+
+# ----------------------------------------------------------------------------- layers
+
+def resolve_layer(model, layer):
+    """The module named ``layer`` (``'hidden'`` is the model's last hidden layer)."""
+    name = model.hidden_layer if layer == "hidden" else layer
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        some = [n for n in modules if n][:12]
+        raise ValueError(f"layer={layer!r} is not a layer of {type(model).__name__}; "
+                         f"use 'hidden' or a module name such as {some} ...")
+    return name, modules[name]
+
+
+@contextlib.contextmanager
+def record(model, layers):
+    """Record the outputs of named layers during forward passes: ``with record(m, ['hidden']) as acts:``.
+
+    Outputs are kept with their graph, so gradients can flow through them (activation maximization).
+    """
+    acts, handles = {}, []
+    for layer in layers:
+        name, module = resolve_layer(model, layer)
+
+        def hook(_module, _inputs, output, layer=layer):
+            acts[layer] = output
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def activations(model, images, layer="hidden", batch_size=500):
+    """Activations of ``layer`` for float images in [0, 1], batched, flattened per image."""
+    device = next(model.parameters()).device
+    out = []
+    with record(model, [layer]) as acts:
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size].to(device))
+            out.append(acts[layer].flatten(1).float().cpu())
+    return torch.cat(out)

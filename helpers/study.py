@@ -1,0 +1,81 @@
+"""The whole study in one command: every notebook through papermill, then the book.
+
+    python -m helpers.study --profile cpu
+
+Executed notebooks are written to ``book/<profile>/``. A step is skipped when its executed notebook exists,
+ran with the same parameters and is newer than the notebook and the ``helpers`` code it ran; the first failing
+notebook stops the run with its error.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers.paths import ROOT
+
+NOTEBOOKS = ROOT / "notebooks"
+BOOK = ROOT / "book"
+
+
+def steps(profile, seed=0):
+    """(source notebook, executed notebook, parameters) in the order the study runs them."""
+    out = BOOK / profile
+    base = dict(profile=profile, seed=seed)
+    return [
+        ("00_train.ipynb", out / "00_train_cnn.ipynb", dict(base, model="cnn")),
+        ("00_train.ipynb", out / "00_train_mlp.ipynb", dict(base, model="mlp")),
+    ]
+
+
+def up_to_date(source, target, parameters):
+    if not target.exists():
+        return False
+    ran_with = json.loads(target.read_text()).get("metadata", {}).get("papermill", {}).get("parameters")
+    newest_code = max(p.stat().st_mtime for p in [source, *(ROOT / "helpers").glob("*.py")])
+    return ran_with == parameters and target.stat().st_mtime > newest_code
+
+
+def run_notebook(source, target, parameters):
+    """Execute ``source`` with papermill into ``target`` (atomically: a failed run leaves no target)."""
+    import papermill
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.ipynb")
+    try:
+        papermill.execute_notebook(str(source), str(tmp), parameters=parameters, cwd=str(NOTEBOOKS),
+                                   progress_bar=False, kernel_name="python3")
+        tmp.replace(target)
+    except papermill.PapermillExecutionError as e:
+        raise SystemExit(f"\n{source.name} {parameters} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                         f"(the partly executed notebook is {tmp})")
+
+
+def build_book():
+    subprocess.run([sys.executable, "-m", "jupyter_book", "build", str(BOOK)], cwd=ROOT, check=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper", "official"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-book", action="store_true", help="run the notebooks only")
+    args = parser.parse_args(argv)
+    start = time.time()
+    for name, target, parameters in steps(args.profile, args.seed):
+        source = NOTEBOOKS / name
+        label = f"{name} {parameters}"
+        if up_to_date(source, target, parameters):
+            print(f"[skip] {label}: {target.relative_to(ROOT)} is up to date", flush=True)
+            continue
+        t = time.time()
+        print(f"[run ] {label}", flush=True)
+        run_notebook(source, target, parameters)
+        print(f"[done] {label} in {time.time() - t:.0f} s -> {target.relative_to(ROOT)}", flush=True)
+    if not args.no_book:
+        build_book()
+    print(f"study ({args.profile} profile) finished in {(time.time() - start) / 60:.1f} minutes")
+
+
+if __name__ == "__main__":
+    main()
