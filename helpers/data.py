@@ -225,7 +225,12 @@ def augment(images, generator=None):
     rows = dy[:, None] + torch.arange(h, device=images.device)            # (n, h)
     cols = dx[:, None] + torch.arange(w, device=images.device)            # (n, w)
     cols = torch.where(flip[:, None], cols.flip(1), cols)                 # flip by reversing columns
-    idx = torch.arange(n, device=images.device)[:, None, None]
+    return gather_crops(padded, rows, cols)
+
+
+def gather_crops(padded, rows, cols):
+    """Per-image crops of a batch in one indexing op: out[i] = padded[i][:, rows[i]][:, :, cols[i]]."""
+    idx = torch.arange(len(padded), device=padded.device)[:, None, None]
     return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 

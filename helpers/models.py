@@ -40,6 +40,8 @@ class VGG(nn.Module):
     """
 
     hidden_layer = "classifier.4"  # the second ReLU of the classifier
+    # ReLUs are not in-place (unlike the original): an in-place ReLU would overwrite the recorded output
+    # of the layer before it. Parameters and state_dict keys are unaffected.
 
     def __init__(self, config=VGG13_CONFIG, width=1.0, num_classes=10):
         super().__init__()
@@ -50,15 +52,24 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
                 out = max(1, round(v * width))
-                layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
                 channels = out
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         hidden = max(1, round(4096 * width))
         self.classifier = nn.Sequential(
-            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Dropout(),
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(channels, hidden), nn.ReLU(), nn.Dropout(),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(),
             nn.Linear(hidden, num_classes))
+        # He initialization (as torchvision's VGG): with PyTorch's default init the signal of a fresh
+        # 10-conv network fades to a constant, which would make the random-network baselines meaningless.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x):
         x = self.features(self.normalize(x))

@@ -1,0 +1,306 @@
+"""Activation maximization (AM): gradient ascent on the input, in the style of Lucid/Lucent.
+
+Four small, composable parts:
+  parameterizations  ``PixelImage``, ``FourierImage``: nn.Modules whose forward() returns N images in [0, 1];
+  transforms         random jitter, scale and rotation applied every step (sized for 32x32 inputs);
+  objectives         what to maximize, one value per image, so one batch optimizes many units at once;
+  render             the loop: Adam on the image parameters, regularizers, a progress bar, a history.
+And the measurement of Prediction 1: ``repetition_score`` (secondary peaks of the spatial autocorrelation).
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import trange
+
+from helpers.data import gather_crops
+from helpers.models import record
+
+
+# ----------------------------------------------------------------------------- parameterizations
+
+class PixelImage(nn.Module):
+    """One free parameter per pixel, squashed into [0, 1] by a sigmoid."""
+
+    def __init__(self, n, size=32, sd=0.01, generator=None):
+        super().__init__()
+        self.logits = nn.Parameter(torch.randn(n, 3, size, size, generator=generator) * sd)
+
+    def forward(self):
+        return torch.sigmoid(self.logits)
+
+
+def color_correlation_sqrt(images):
+    """Square root of the RGB covariance of uint8 images, scaled so its largest column has norm 1.
+
+    Multiplying decorrelated noise by it gives colours with natural image statistics (as Lucid does).
+    """
+    pixels = images.permute(1, 0, 2, 3).reshape(3, -1).double() / 255
+    cov = torch.cov(pixels)
+    vals, vecs = torch.linalg.eigh(cov)
+    root = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
+    return (root / root.norm(dim=0).max()).float()
+
+
+class FourierImage(nn.Module):
+    """Images parameterized by their 2-D Fourier spectrum, scaled by 1/frequency^decay (so every frequency
+    learns at a similar rate) and with decorrelated colour, squashed into [0, 1] by a sigmoid."""
+
+    def __init__(self, n, size=32, sd=0.01, decay_power=1.0, color_matrix=None, generator=None):
+        super().__init__()
+        fy = torch.fft.fftfreq(size)[:, None]
+        fx = torch.fft.rfftfreq(size)[None, :]
+        freqs = (fy ** 2 + fx ** 2).sqrt()
+        scale = 1.0 / freqs.clamp_min(1.0 / size) ** decay_power
+        self.register_buffer("scale", scale * size / scale.norm() * math.sqrt(2))  # init spread ~ pixel init
+        self.register_buffer("color", torch.eye(3) if color_matrix is None else color_matrix.float())
+        self.size = size
+        self.spectrum = nn.Parameter(torch.randn(n, 3, size, size // 2 + 1, 2, generator=generator) * sd)
+
+    def forward(self):
+        spectrum = torch.view_as_complex(self.spectrum) * self.scale
+        image = torch.fft.irfft2(spectrum, s=(self.size, self.size), norm="ortho")
+        image = torch.einsum("ij,njhw->nihw", self.color, image)
+        return torch.sigmoid(image)
+
+
+def make_image(parameterization, n, size=32, seed=0, color_matrix=None):
+    generator = torch.Generator().manual_seed(seed)
+    if parameterization == "pixel":
+        return PixelImage(n, size, generator=generator)
+    if parameterization == "fft":
+        return FourierImage(n, size, color_matrix=color_matrix, generator=generator)
+    raise ValueError(f"parameterization={parameterization!r} is not one of ('pixel', 'fft').")
+
+
+# ----------------------------------------------------------------------------- transforms
+
+def jitter(pixels):
+    """Shift each image by up to ``pixels`` in x and y (edge pixels repeat; nothing wraps around)."""
+    def transform(x, generator):
+        n, _, h, w = x.shape
+        padded = F.pad(x, (pixels,) * 4, mode="replicate")
+        dy, dx = torch.randint(0, 2 * pixels + 1, (2, n), generator=generator).to(x.device)
+        return gather_crops(padded, dy[:, None] + torch.arange(h, device=x.device),
+                            dx[:, None] + torch.arange(w, device=x.device))
+    return transform
+
+
+def scale_rotate(scale=(0.9, 1.1), degrees=10.0):
+    """Random zoom and rotation about the centre, output the same size (borders reflect)."""
+    def transform(x, generator):
+        n = len(x)
+        s = torch.empty(n).uniform_(*scale, generator=generator)
+        a = torch.empty(n).uniform_(-degrees, degrees, generator=generator) * math.pi / 180
+        theta = torch.stack([torch.stack([a.cos() / s, -a.sin() / s, torch.zeros(n)], 1),
+                             torch.stack([a.sin() / s, a.cos() / s, torch.zeros(n)], 1)], 1).to(x.device)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return transform
+
+
+def standard_transforms(jitter_pixels=2, scale=(0.92, 1.08), degrees=8.0):
+    """Transforms sized for 32x32 images: a few pixels of jitter, +-8% zoom, +-8 degrees (0 turns each off).
+
+    Lucent's defaults (12-pixel padding, 8-pixel jitter, upsampling) assume 224-pixel images; at 32 pixels they
+    would crop away a third of the image and, with upsampling, tile it.
+    """
+    steps = []
+    if jitter_pixels:
+        steps.append(jitter(jitter_pixels))
+    if degrees or scale != (1.0, 1.0):
+        steps.append(scale_rotate(scale, degrees))
+    return steps
+
+
+# ----------------------------------------------------------------------------- objectives
+
+@dataclass
+class Objective:
+    """What to maximize: ``fn(activation of layer) -> one value per image``; ``layer='logits'`` is the output."""
+    layer: str
+    fn: callable
+    name: str
+    n: int  # how many images (one per unit/class/direction) the objective needs
+
+    def __call__(self, acts):
+        return self.fn(acts[self.layer])
+
+
+def _index(indices):
+    return torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+
+
+def class_logit(classes):
+    """Logit of class ``classes[i]`` for image i."""
+    idx = _index(classes)
+    return Objective("logits", lambda out: out[torch.arange(len(idx)), idx.to(out.device)], f"class {idx.tolist()}", len(idx))
+
+
+def unit(layer, units):
+    """A single unit of ``layer`` per image: a neuron of a dense layer, or the centre position of a conv channel."""
+    idx = _index(units)
+
+    def fn(act):
+        if act.ndim == 4:
+            act = act[:, :, act.shape[2] // 2, act.shape[3] // 2]
+        return act.flatten(1)[torch.arange(len(idx)), idx.to(act.device)]
+    return Objective(layer, fn, f"{layer} unit", len(idx))
+
+
+def channel(layer, channels):
+    """A whole conv channel of ``layer`` (its mean over positions) per image."""
+    idx = _index(channels)
+    return Objective(layer, lambda act: act.mean((2, 3))[torch.arange(len(idx)), idx.to(act.device)],
+                     f"{layer} channel", len(idx))
+
+
+def direction(layer, vectors):
+    """The projection of ``layer``'s activation onto ``vectors[i]`` for image i (e.g. SAE encoder rows).
+
+    For a conv layer with vectors over channels, the projection is averaged over positions.
+    """
+    vectors = torch.as_tensor(vectors, dtype=torch.float32)
+
+    def fn(act):
+        v = vectors.to(act.device)
+        if act.ndim == 4 and v.shape[1] == act.shape[1]:
+            return torch.einsum("nchw,nc->n", act, v) / (act.shape[2] * act.shape[3])
+        return (act.flatten(1) * v).sum(1)
+    return Objective(layer, fn, f"{layer} direction", len(vectors))
+
+
+# ----------------------------------------------------------------------------- regularizers
+
+def total_variation(x):
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))
+
+
+def blur_penalty(x):
+    """Squared distance to a 3x3-box-blurred copy: penalizes high-frequency noise."""
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return ((x - blurred) ** 2).sum((1, 2, 3))
+
+
+def penalties(x, l2=0.0, l1=0.0, tv=0.0, blur=0.0):
+    """Per-image penalty; L2/L1 measure distance from mid-grey (0.5), summed over pixels."""
+    total = torch.zeros(len(x), device=x.device)
+    if l2:
+        total = total + l2 * ((x - 0.5) ** 2).sum((1, 2, 3))
+    if l1:
+        total = total + l1 * (x - 0.5).abs().sum((1, 2, 3))
+    if tv:
+        total = total + tv * total_variation(x)
+    if blur:
+        total = total + blur * blur_penalty(x)
+    return total
+
+
+# ----------------------------------------------------------------------------- the render loop
+
+@dataclass
+class AMResult:
+    images: torch.Tensor   # (N, 3, 32, 32) in [0, 1], on the CPU
+    history: torch.Tensor  # (steps, N) objective value per step
+    start: torch.Tensor    # the optimizer's starting images (a baseline for the repetition score)
+
+
+def render(model, objective, parameterization="fft", steps=256, lr=0.05, transforms=None, l2=0.0, l1=0.0,
+           tv=0.0, blur=0.0, seed=0, color_matrix=None, size=32, progress=True):
+    """Maximize ``objective`` on ``model`` for all its N targets at once, in one batch.
+
+    ``transforms`` defaults to ``standard_transforms()``; pass ``[]`` for none. Returns an ``AMResult``.
+    """
+    device = next(model.parameters()).device
+    transforms = standard_transforms() if transforms is None else transforms
+    image = make_image(parameterization, objective.n, size, seed, color_matrix).to(device)
+    generator = torch.Generator().manual_seed(seed + 1)
+    opt = torch.optim.Adam(image.parameters(), lr=lr)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        start = image().cpu()
+    history = []
+    layers = [] if objective.layer == "logits" else [objective.layer]
+    try:
+        for _ in trange(steps, desc=objective.name, disable=not progress, leave=False):
+            x = image()
+            seen = x
+            for t in transforms:
+                seen = t(seen, generator)
+            with record(model, layers) as acts:
+                acts["logits"] = model(seen)
+                value = objective(acts)
+            loss = -value.sum() + penalties(x, l2, l1, tv, blur).sum()
+            # Only the image needs a gradient: autograd.grad skips the model's weights entirely.
+            grads = torch.autograd.grad(loss, list(image.parameters()))
+            for p, g in zip(image.parameters(), grads):
+                p.grad = g
+            opt.step()
+            history.append(value.detach().cpu())
+    finally:
+        model.train(was_training)
+    with torch.no_grad():
+        return AMResult(images=image().cpu(), history=torch.stack(history), start=start)
+
+
+# ----------------------------------------------------------------------------- Prediction 1: repetition
+
+def autocorrelation(images, max_lag=16):
+    """Normalized spatial autocorrelation of grey-level images, lags -max_lag..max_lag in y and x.
+
+    Linear (zero-padded, not circular) and divided by the overlap at each lag, so no wrap-around periodicity
+    is created; 1 at lag 0.
+    """
+    x = torch.as_tensor(images).float().mean(1)  # (N, H, W) grey
+    x = x - x.mean((1, 2), keepdim=True)
+    n, h, w = x.shape
+    spec = torch.fft.rfft2(x, s=(2 * h, 2 * w))
+    ac = torch.fft.irfft2(spec * spec.conj(), s=(2 * h, 2 * w))
+    ones = torch.fft.rfft2(torch.ones(h, w), s=(2 * h, 2 * w))
+    overlap = torch.fft.irfft2(ones * ones.conj(), s=(2 * h, 2 * w)).round().clamp_min(1)
+    ac = torch.fft.fftshift(ac / overlap, dim=(1, 2))  # lag 0 now at (h, w)
+    ac = ac[:, h - max_lag:h + max_lag + 1, w - max_lag:w + max_lag + 1]
+    return ac / ac[:, max_lag, max_lag].clamp_min(1e-12)[:, None, None]
+
+
+def repetition_score(images, max_lag=12, exclude=1):
+    """How strongly each image repeats itself: the highest *secondary* peak of its autocorrelation.
+
+    A peak is a lag whose value is the maximum of its 3x3 neighbourhood, outside the central
+    (2*exclude+1)^2 lags. A smooth or noisy image's autocorrelation falls off from lag 0 with no such peak
+    of any height; a pattern that recurs every (dy, dx) pixels gives a peak there close to 1.
+    Returns (score per image in [-1, 1], lag (dy, dx) per image); images with no peak score 0.
+    """
+    ac = autocorrelation(images, max_lag)
+    is_peak = ac == F.max_pool2d(ac[:, None], 3, stride=1, padding=1)[:, 0]
+    centre = torch.zeros_like(is_peak)
+    centre[:, max_lag - exclude:max_lag + exclude + 1, max_lag - exclude:max_lag + exclude + 1] = True
+    border = torch.ones_like(is_peak)
+    border[:, 1:-1, 1:-1] = False  # a maximum on the window's edge may not be a peak
+    peaks = torch.where(is_peak & ~centre & ~border, ac, torch.full_like(ac, -2.0))
+    best, where = peaks.flatten(1).max(1)
+    score = torch.where(best > -2, best, torch.zeros_like(best)).clamp_min(0)
+    lag = torch.stack([where // ac.shape[2] - max_lag, where % ac.shape[2] - max_lag], 1)
+    return score, lag
+
+
+def compare_scores(groups):
+    """Summary table rows (mean, std, median, n) per named group of scores, as a list of dicts."""
+    rows = []
+    for name, s in groups.items():
+        s = np.asarray(s, dtype=float)
+        rows.append(dict(group=name, n=len(s), mean=float(s.mean()), std=float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+                         median=float(np.median(s))))
+    return rows
+
+
+def mann_whitney(a, b):
+    """Two-sided Mann-Whitney U test and the common-language effect size P(a > b)."""
+    from scipy.stats import mannwhitneyu
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    result = mannwhitneyu(a, b, alternative="two-sided")
+    return dict(U=float(result.statistic), p=float(result.pvalue), p_a_greater=float(result.statistic / (len(a) * len(b))))

@@ -1,0 +1,114 @@
+"""Activation maximization: known optima, locality of gradients, batching, reproducibility, the repetition score."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import actmax
+from helpers.models import build_model
+
+
+class Linear(nn.Module):
+    def __init__(self, k=3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(3 * 32 * 32, k)
+        nn.init.normal_(self.fc.weight, 0, 0.01)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class LeftHalf(nn.Module):
+    """A model whose every unit ignores the right half of the image."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(3 * 32 * 16, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x[..., :16].flatten(1)))
+
+
+def test_linear_model_converges_to_weight_direction():
+    """max w.x - l2 * |x - 0.5|^2 has its optimum at x - 0.5 = w / (2 l2), inside the [0, 1] box here."""
+    model = Linear()
+    result = actmax.render(model, actmax.class_logit([0, 1, 2]), "pixel", steps=300, lr=0.05, transforms=[],
+                           l2=1.0, progress=False)
+    delta = (result.images - 0.5).flatten(1)
+    cosine = torch.nn.functional.cosine_similarity(delta, model.fc.weight.detach(), dim=1)
+    assert (cosine > 0.99).all(), cosine
+    assert torch.allclose(delta, model.fc.weight.detach() / 2, atol=2e-3)
+    assert (result.history[-1] > result.history[0]).all()
+
+
+def test_ignored_half_is_left_unchanged():
+    result = actmax.render(LeftHalf(), actmax.class_logit([0, 1, 2, 3]), "pixel", steps=30, transforms=[],
+                           progress=False)
+    assert torch.equal(result.images[..., 16:], result.start[..., 16:])
+    assert (result.images[..., :16] - result.start[..., :16]).abs().max() > 0.1
+
+
+def test_objectives_on_each_kind_of_layer_rise():
+    model = build_model("cnn", width=1 / 16).eval()
+    model(torch.rand(2, 3, 32, 32))
+    torch.manual_seed(0)
+    cases = [actmax.unit("features.8", [0, 1]),          # a conv layer (BN, pre-ReLU): centre neuron
+             actmax.channel("features.9", [2, 3]),       # a conv ReLU: whole channel
+             actmax.unit("hidden", [5, 6]),
+             actmax.direction("hidden", torch.randn(2, 256)),
+             actmax.class_logit([7, 8])]
+    for objective in cases:
+        r = actmax.render(model, objective, "fft", steps=40, lr=0.05, progress=False)
+        assert r.images.shape == (2, 3, 32, 32) and 0 <= r.images.min() and r.images.max() <= 1
+        assert (r.history[-5:].mean(0) > r.history[:5].mean(0)).all(), objective.name
+
+
+def test_same_seed_same_images():
+    model = build_model("mlp", depth=1, width=32, resolution=32).eval()
+    a = actmax.render(model, actmax.unit("hidden", [0, 1, 2]), steps=10, seed=4, progress=False)
+    b = actmax.render(model, actmax.unit("hidden", [0, 1, 2]), steps=10, seed=4, progress=False)
+    c = actmax.render(model, actmax.unit("hidden", [0, 1, 2]), steps=10, seed=5, progress=False)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+
+
+def test_bad_parameterization():
+    with pytest.raises(ValueError, match="parameterization='dct'"):
+        actmax.make_image("dct", 1)
+
+
+def test_transforms_keep_size_and_move_pixels():
+    x = torch.rand(5, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    for t in actmax.standard_transforms():
+        y = t(x, g)
+        assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_color_matrix_is_a_covariance_root(cifar_test):
+    root = actmax.color_correlation_sqrt(cifar_test[0][:2000])
+    cov = torch.cov(cifar_test[0][:2000].permute(1, 0, 2, 3).reshape(3, -1).double() / 255).float()
+    product = root @ root.T
+    assert torch.allclose(product / product[0, 0], cov / cov[0, 0], atol=1e-4)
+
+
+def test_repetition_score_separates_periodic_from_random():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    stripes = (0.5 + 0.4 * torch.sin(2 * math.pi * xx / 6)).expand(3, 32, 32)
+    checks = (0.5 + 0.4 * torch.sin(2 * math.pi * xx / 8) * torch.sin(2 * math.pi * yy / 8)).expand(3, 32, 32)
+    torch.manual_seed(0)
+    noise = torch.rand(3, 32, 32)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 44, 44), 13, stride=1)[0]
+    score, lag = actmax.repetition_score(torch.stack([stripes, checks, noise, smooth]))
+    assert score[0] > 0.9 and lag[0, 1].abs() % 6 == 0  # stripes also repeat along themselves (dx = 0)
+    assert score[1] > 0.9 and (lag[1].abs() % 8 == 0).all()
+    assert score[2] < 0.3 and score[3] < 0.3
+
+
+def test_statistics():
+    rows = actmax.compare_scores({"a": [0.1, 0.2, 0.3], "b": [0.5]})
+    assert rows[0]["mean"] == pytest.approx(0.2) and rows[1]["n"] == 1
+    test = actmax.mann_whitney([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12])
+    assert test["p"] < 0.01 and test["p_a_greater"] == 0
