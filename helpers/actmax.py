@@ -124,7 +124,11 @@ class Objective:
     layer: str
     fn: callable
     name: str
-    n: int  # how many images (one per unit/class/direction) the objective needs
+    targets: list  # the unit/class/direction index of each image; one image per target
+
+    @property
+    def n(self):
+        return len(self.targets)
 
     def __call__(self, acts):
         return self.fn(acts[self.layer])
@@ -137,7 +141,7 @@ def _index(indices):
 def class_logit(classes):
     """Logit of class ``classes[i]`` for image i."""
     idx = _index(classes)
-    return Objective("logits", lambda out: out[torch.arange(len(idx)), idx.to(out.device)], f"class {idx.tolist()}", len(idx))
+    return Objective("logits", lambda out: out[torch.arange(len(idx)), idx.to(out.device)], "classes", idx.tolist())
 
 
 def unit(layer, units):
@@ -148,14 +152,14 @@ def unit(layer, units):
         if act.ndim == 4:
             act = act[:, :, act.shape[2] // 2, act.shape[3] // 2]
         return act.flatten(1)[torch.arange(len(idx)), idx.to(act.device)]
-    return Objective(layer, fn, f"{layer} unit", len(idx))
+    return Objective(layer, fn, f"{layer} unit", idx.tolist())
 
 
 def channel(layer, channels):
     """A whole conv channel of ``layer`` (its mean over positions) per image."""
     idx = _index(channels)
     return Objective(layer, lambda act: act.mean((2, 3))[torch.arange(len(idx)), idx.to(act.device)],
-                     f"{layer} channel", len(idx))
+                     f"{layer} channel", idx.tolist())
 
 
 def direction(layer, vectors):
@@ -170,7 +174,7 @@ def direction(layer, vectors):
         if act.ndim == 4 and v.shape[1] == act.shape[1]:
             return torch.einsum("nchw,nc->n", act, v) / (act.shape[2] * act.shape[3])
         return (act.flatten(1) * v).sum(1)
-    return Objective(layer, fn, f"{layer} direction", len(vectors))
+    return Objective(layer, fn, f"{layer} direction", list(range(len(vectors))))
 
 
 # ----------------------------------------------------------------------------- regularizers
@@ -304,3 +308,90 @@ def mann_whitney(a, b):
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     result = mannwhitneyu(a, b, alternative="two-sided")
     return dict(U=float(result.statistic), p=float(result.pvalue), p_a_greater=float(result.statistic / (len(a) * len(b))))
+
+
+# ----------------------------------------------------------------------------- the study's AM suite
+
+def earlier_layer(model):
+    """A layer halfway through the network: a middle conv ReLU (CNN) or a middle block's GELU (MLP)."""
+    if hasattr(model, "features"):
+        relus = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.ReLU)]
+        return relus[len(relus) // 2 - 1]
+    return f"blocks.{len(model.blocks) // 2 - 1}.block.1"
+
+
+def layer_objective(model, layer, units):
+    """Whole channels for conv layers (their mean over positions), single units for dense layers."""
+    return (channel if _is_conv(model, layer) else unit)(layer, units)
+
+
+@torch.no_grad()
+def pick_units(model, layer, n, images, seed=0):
+    """``n`` random units (channels for conv layers) of ``layer`` that respond to some of ``images``
+    (a dead ReLU unit has no gradient, so AM could not move its image)."""
+    device = next(model.parameters()).device
+    with record(model, [layer]) as acts:
+        model(images.to(device))
+    act = acts[layer]
+    act = act.mean((2, 3)) if act.ndim == 4 else act
+    alive = torch.nonzero((act > 0).float().mean(0) > 0.01).flatten().cpu()
+    if len(alive) == 0:
+        raise ValueError(f"no unit of layer {layer!r} responds to the sample images.")
+    order = torch.randperm(len(alive), generator=torch.Generator().manual_seed(seed))
+    return alive[order[:n]].sort().values
+
+
+def am_suite(net, random_net, layer, n_units, sample_images, seed=0, progress=True, **settings):
+    """Everything Prediction 1 needs for one model, each set rendered as one batch:
+    the 10 classes, ``n_units`` units of ``layer`` and of an earlier layer, and, as a baseline, the same kinds
+    of objectives on a randomly initialized network of the same architecture.
+    ``settings`` go to ``render`` (parameterization, steps, lr, regularizers, color_matrix, transforms)."""
+    earlier = earlier_layer(net)
+    plan = {
+        "classes": (net, class_logit(range(10))),
+        "units": (net, layer_objective(net, layer, pick_units(net, layer, n_units, sample_images, seed))),
+        "earlier": (net, layer_objective(net, earlier, pick_units(net, earlier, n_units, sample_images, seed))),
+        "random-init classes": (random_net, class_logit(range(10))),
+        "random-init units": (random_net, layer_objective(
+            random_net, layer, pick_units(random_net, layer, n_units, sample_images, seed))),
+    }
+    out = {}
+    for kind, (model, objective) in plan.items():
+        result = render(model, objective, seed=seed, progress=progress, **settings)
+        out[kind] = dict(images=result.images, start=result.start, history=result.history,
+                         layer=objective.layer, name=objective.name, targets=objective.targets)
+    return out
+
+
+def repetition_table(suites, natural_images):
+    """Long table (pandas) of repetition scores: one row per image, for every set of every model's suite,
+    the optimizer's starting images, and natural CIFAR-10 test images."""
+    import pandas as pd
+    rows = []
+
+    def add(model, group, images):
+        score, lag = repetition_score(images)
+        for i, (s, (dy, dx)) in enumerate(zip(score.tolist(), lag.tolist())):
+            rows.append(dict(model=model, group=group, index=i, score=s, lag_y=dy, lag_x=dx))
+
+    for model, suite in suites.items():
+        for kind, r in suite.items():
+            add(model, kind, r["images"])
+        add(model, "start images", torch.cat([r["start"] for r in suite.values()]))
+    add("data", "natural CIFAR-10", torch.as_tensor(natural_images).float() / 255 if natural_images.dtype == torch.uint8 else natural_images)
+    return pd.DataFrame(rows)
+
+
+def _probe(model, layer):
+    with torch.no_grad(), record(model, [layer]) as acts:
+        model(torch.full((1, 3, 32, 32), 0.5, device=next(model.parameters()).device))
+    return acts[layer]
+
+
+def _is_conv(model, layer):
+    return _probe(model, layer).ndim == 4
+
+
+def layer_width(model, layer):
+    """Number of units of a dense layer, or channels of a conv layer."""
+    return _probe(model, layer).shape[1]

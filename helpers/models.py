@@ -61,14 +61,11 @@ class VGG(nn.Module):
             nn.Linear(channels, hidden), nn.ReLU(), nn.Dropout(),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(),
             nn.Linear(hidden, num_classes))
-        # He initialization (as torchvision's VGG): with PyTorch's default init the signal of a fresh
-        # 10-conv network fades to a constant, which would make the random-network baselines meaningless.
-        for m in self.modules():
+        # He initialization of the convolutions (as torchvision's VGG): with PyTorch's default init the signal
+        # of a fresh 10-conv network fades to a constant, which would make random-network baselines meaningless.
+        for m in self.features:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x):

@@ -33,3 +33,30 @@ def atomic_path(path):
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def results_dir(profile):
+    """Result files (images, tables, SAEs) of one profile, which later notebooks read: ``Data/results/<profile>/``."""
+    folder = data_dir() / "results" / profile
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def cached(path, key, compute):
+    """``compute()``, saved to ``path`` with ``key``; a later call with the same key loads it instead.
+
+    The key should name everything the result depends on (settings, checkpoint identity)."""
+    import torch
+    path = Path(path)
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise RuntimeError(f"{path}: cached result is truncated or corrupt ({e}); delete it to recompute.") from e
+        if saved.get("key") == key:
+            print(f"loaded cached result {path}")
+            return saved["value"]
+    value = compute()
+    with atomic_path(path) as tmp:
+        torch.save({"key": key, "value": value}, tmp)
+    return value

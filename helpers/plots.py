@@ -36,3 +36,36 @@ def plot_history(records):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_feature(feature_acts, images, labels, classes, index, k=8, frequency=None, title=""):
+    """One feature: its top-k activating images and how its activation mass spreads over the classes."""
+    acts = torch.as_tensor(feature_acts).float()
+    top = acts.topk(k).indices
+    fig = plt.figure(figsize=(k * 1.1 + 3.5, 1.8))
+    grid = fig.add_gridspec(1, k + 3)
+    for j, i in enumerate(top.tolist()):
+        ax = fig.add_subplot(grid[0, j])
+        ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(f"{classes[labels[i]][:5]}\n{acts[i]:.2f}", fontsize=7)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[0, k:])
+    mass = torch.zeros(len(classes)).index_add_(0, torch.as_tensor(labels), acts)
+    ax.bar(range(len(classes)), (mass / mass.sum().clamp_min(1e-12)).numpy())
+    ax.set_xticks(range(len(classes)), [c[:4] for c in classes], rotation=90, fontsize=7)
+    ax.set_title("share of activation by class" + (f"\nfires on {frequency:.1%}" if frequency is not None else ""), fontsize=7)
+    fig.suptitle(f"{title} feature {index}", fontsize=9, x=0.02, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_density(frequencies, title=""):
+    """Histogram of log10 feature firing frequency (dead features shown at the left edge)."""
+    freq = torch.as_tensor(frequencies).float()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    logf = torch.log10(freq.clamp_min(1e-7))
+    ax.hist(logf.numpy(), bins=50)
+    ax.set(xlabel="log10 firing frequency (-7 = never fired)", ylabel="features",
+           title=f"{title} feature density: {int((freq == 0).sum())} dead, {int((freq > 0.1).sum())} fire on >10%")
+    fig.tight_layout()
+    return fig

@@ -26,6 +26,10 @@ def steps(profile, seed=0):
     return [
         ("00_train.ipynb", out / "00_train_cnn.ipynb", dict(base, model="cnn")),
         ("00_train.ipynb", out / "00_train_mlp.ipynb", dict(base, model="mlp")),
+        ("01_activation_maximization.ipynb", out / "01_activation_maximization.ipynb", dict(base, model="both")),
+        ("02_sae.ipynb", out / "02_sae_cnn.ipynb", dict(base, model="cnn")),
+        ("02_sae.ipynb", out / "02_sae_mlp.ipynb", dict(base, model="mlp")),
+        ("03_compare.ipynb", out / "03_compare.ipynb", base),
     ]
 
 

@@ -27,7 +27,7 @@ PROFILES = {
                     test_subset=2000),
     },
     "cpu": {
-        "cnn": dict(arch=dict(width=1 / 4), epochs=10, batch_size=256, optimizer="sgd", lr=0.1,
+        "cnn": dict(arch=dict(width=1 / 4), epochs=12, batch_size=256, optimizer="sgd", lr=0.1,
                     weight_decay=5e-4, label_smoothing=0.1, train_subset=None, test_subset=None),
         "mlp": dict(arch=dict(depth=6, width=512, expansion=4, resolution=32), epochs=25, batch_size=256,
                     optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=None, test_subset=None),
@@ -180,3 +180,24 @@ def load_trained(family, profile="cpu", seed=0, device=None):
             f"papermill notebooks/00_train.ipynb out.ipynb -p model {family} -p profile {profile} -p seed {seed}")
     model = build_model(family, **config["arch"])
     return load_state_dict_checked(model, read_checkpoint(ckpt), ckpt).to(device).eval()
+
+
+def model_id(family, profile="cpu", seed=0):
+    """A string that changes whenever the model's weights do (for cache keys)."""
+    if profile == "official":
+        from helpers.models import OFFICIAL
+        path = data_dir() / OFFICIAL[OFFICIAL_NAMES[family]]["file"]
+    else:
+        path = checkpoint_paths(family, profile, seed)[0]
+    return f"{path.name}:{path.stat().st_mtime_ns if path.exists() else 'missing'}"
+
+
+def random_model(family, profile="cpu", seed=0, device=None):
+    """A randomly initialized network with the architecture of (family, profile): a baseline for every method."""
+    if profile == "official":
+        from helpers.models import OFFICIAL
+        arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"]
+    else:
+        arch = config_for(family, profile)["arch"]
+    torch.manual_seed(10_000 + seed)
+    return build_model(family, **arch).to(device or default_device()).eval()

@@ -44,3 +44,53 @@ def test_train_notebook_rejects_bad_parameters(parameters, message, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as err:
         execute("00_train.ipynb", tmp_path, **parameters)
     assert message in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def smoke_models():
+    """Both smoke-profile checkpoints, which the later notebooks read."""
+    from helpers.train import train_or_load
+    for family in ("cnn", "mlp"):
+        train_or_load(family, "smoke", seed=0, verbose=False)
+
+
+def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env):
+    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", units=6, steps=24, natural_images=40)
+    text = outputs(nb)
+    assert "natural CIFAR-10" in text and "Prediction 1 on this profile" in text
+    assert images(nb) >= 9  # classes x2, units/earlier/random x2, convergence, scores
+    folder = data_env / "results" / "smoke"
+    for name in ("am_cnn.pt", "am_mlp.pt", "am_repetition_scores.csv", "am_tests.csv", "am_summary.json",
+                 "am_cnn_classes.png", "am_mlp_units.png"):
+        assert (folder / name).is_file(), name
+    # A rerun with the same parameters loads the cached AM images instead of optimizing again.
+    again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", units=6, steps=24,
+                            natural_images=40))
+    assert "loaded cached result" in again
+
+
+def test_activation_maximization_notebook_rejects_bad_parameters(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", parameterization="dct")
+    assert "parameter parameterization='dct' is not one of ('fft', 'pixel')" in str(err.value)
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
+    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", steps=60, augment_copies=0,
+                 sweep_steps=20, am_features=2, am_steps=8, features_shown=2)
+    text = outputs(nb)
+    assert "explained_variance" in text and "features are dead" in text
+    assert images(nb) >= 6
+    folder = data_env / "results" / "smoke"
+    for name in (f"sae_{model}.pt", f"sae_{model}_metrics.json", f"sae_{model}_features_test.pt",
+                 f"sae_{model}_sweep.csv"):
+        assert (folder / name).is_file(), name
+
+
+def test_sae_notebook_design_card_command(tmp_path):
+    """`papermill notebooks/02_sae.ipynb out.ipynb -p model mlp` takes its other parameters from defaults;
+    a wrong type fails at the top."""
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        execute("02_sae.ipynb", tmp_path, model="mlp", profile="smoke", l1="strong")
+    assert "parameter l1='strong' (str) must be a number" in str(err.value)

@@ -1,0 +1,60 @@
+"""ipywidgets explorers for JupyterLab. Each draws once with its defaults when built, so a headless
+(papermill) run executes the same code path as a reader's first view."""
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+from helpers import actmax
+
+
+def _slider(kind, value, lo, hi, label, **kw):
+    return kind(value=value, min=lo, max=hi, description=label, continuous_update=False, **kw)
+
+
+def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
+    """Sliders that re-run activation maximization for one unit of ``layer`` of a chosen model and redraw."""
+    units = min(actmax.layer_width(m, layer) for m in models.values())
+
+    def draw(model, unit, steps, lr, l2, tv, blur, parameterization):
+        net = models[model]
+        objective = actmax.layer_objective(net, layer, [unit])
+        r = actmax.render(net, objective, parameterization, steps=steps, lr=lr, l2=l2, tv=tv, blur=blur,
+                          color_matrix=color_matrix, progress=False)
+        score, lag = actmax.repetition_score(r.images)
+        fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(7, 3))
+        ax_img.imshow(r.images[0].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax_img.set_title(f"{model}: {objective.name} {unit}\nrepetition {score[0]:.2f} at lag {tuple(lag[0].tolist())}",
+                         fontsize=9)
+        ax_img.axis("off")
+        ax_curve.plot(r.history[:, 0].numpy())
+        ax_curve.set(xlabel="step", ylabel="objective")
+        fig.tight_layout()
+        plt.show()
+
+    ui = widgets.interactive(
+        draw,
+        model=widgets.Dropdown(options=list(models), description="model"),
+        unit=_slider(widgets.IntSlider, 0, 0, units - 1, "unit"),
+        steps=_slider(widgets.IntSlider, steps, 16, 1024, "steps", step=16),
+        lr=_slider(widgets.FloatLogSlider, lr, -3, 0, "lr", base=10),
+        l2=_slider(widgets.FloatSlider, 0.0, 0, 0.05, "L2", step=0.001, readout_format=".3f"),
+        tv=_slider(widgets.FloatSlider, 0.0, 0, 2, "TV", step=0.05),
+        blur=_slider(widgets.FloatSlider, 0.0, 0, 2, "blur", step=0.05),
+        parameterization=widgets.ToggleButtons(options=["fft", "pixel"], description="image"))
+    display(ui)
+    return ui
+
+
+def feature_browser(feature_acts, frequency, images, labels, classes, title=""):
+    """A slider over feature index showing top images, the class histogram and the firing frequency."""
+    from helpers.plots import plot_feature
+
+    def draw(feature):
+        plot_feature(feature_acts[:, feature], images, labels, classes, feature, frequency=frequency[feature].item(),
+                     title=title)
+        plt.show()
+
+    ui = widgets.interactive(draw, feature=_slider(widgets.IntSlider, int(frequency.argmax()), 0,
+                                                   feature_acts.shape[1] - 1, "feature"))
+    display(ui)
+    return ui

@@ -1,0 +1,110 @@
+"""Sparse autoencoder: decoder norm, resampling, metrics on known inputs, ground-truth recovery, harvest cache."""
+import pytest
+import torch
+
+from helpers import sae as saelib
+from helpers.models import build_model
+
+
+def test_decoder_columns_stay_unit_norm():
+    acts = torch.randn(2000, 16).relu()
+    sae, log = saelib.train_sae(acts, expansion=3, steps=30, batch_size=64, lr=1e-2, progress=False, log_every=10)
+    assert torch.allclose(sae.W_dec.norm(dim=0), torch.ones(48), atol=1e-5)
+    assert len(log) == 3 and {"mse", "l0", "explained_variance", "dead", "resampled"} <= set(log[0])
+
+
+def test_parallel_gradient_is_removed():
+    sae = saelib.SparseAutoencoder(8, 2)
+    sae.W_dec.grad = torch.randn_like(sae.W_dec)
+    sae.remove_parallel_gradient()
+    assert (sae.W_dec.grad * sae.W_dec).sum(0).abs().max() < 1e-6
+
+
+def test_resampling_revives_dead_features():
+    torch.manual_seed(0)
+    acts = torch.randn(4000, 16)
+    sae = saelib.SparseAutoencoder(16, 2)
+    with torch.no_grad():
+        sae.b_enc[:10] = -100.0  # these ten can never fire
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    sae(acts[:64])[0].pow(2).sum().backward()
+    opt.step()
+    dead = torch.arange(10)
+    saelib.resample_dead(sae, opt, dead, acts[:512])
+    f = sae.encode(acts)
+    assert ((f[:, :10] > 0).float().mean(0) > 0).all()  # every resampled feature fires again
+    assert (opt.state[sae.W_enc]["exp_avg"][:10] == 0).all() and (opt.state[sae.W_enc]["exp_avg"][10:] != 0).any()
+    assert torch.allclose(sae.W_dec.norm(dim=0), torch.ones(32), atol=1e-5)
+
+
+def test_training_resamples_features_that_never_fire():
+    acts = torch.randn(3000, 8).abs()
+    _, log = saelib.train_sae(acts, expansion=4, l1=3.0, steps=200, batch_size=128, resample_every=40,
+                              progress=False)
+    assert log[-1]["resampled"] > 0
+
+
+def test_metrics_on_a_known_autoencoder():
+    """W_enc = [I; -I], W_dec = [I, -I] reconstructs exactly: relu(x) - relu(-x) = x."""
+    sae = saelib.SparseAutoencoder(4, 2)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([torch.eye(4), -torch.eye(4)]))
+        sae.W_dec.copy_(torch.cat([torch.eye(4), -torch.eye(4)], 1))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    acts = torch.tensor([[1.0, 0, 0, 2], [0, 3, 0, 0], [1, 1, 1, 0]])  # non-negative: the -I half never fires
+    metrics, frequency = saelib.reconstruction_metrics(sae, acts)
+    assert metrics["mse"] == pytest.approx(0) and metrics["explained_variance"] == pytest.approx(1)
+    assert metrics["l0"] == pytest.approx(6 / 3)
+    assert metrics["dead"] == 4 and metrics["dense"] == 4
+    assert frequency.tolist() == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3, 0, 0, 0, 0])
+
+
+def test_ground_truth_dictionary_is_recovered():
+    data, atoms = saelib.synthetic_dictionary_data(20000, d=32, n_atoms=96, active=3, seed=0)
+    sae, _ = saelib.train_sae(data, expansion=3, l1=0.3, lr=3e-3, batch_size=256, steps=1500, progress=False)
+    best = saelib.atom_recovery(sae, atoms)
+    assert (best > 0.9).float().mean() > 0.8, best
+    shuffled = torch.randn_like(atoms)
+    chance = saelib.atom_recovery(sae, shuffled / shuffled.norm(dim=1, keepdim=True))
+    assert chance.median() < 0.6  # random directions do not match a learned column
+
+
+def test_nan_activations_are_refused():
+    acts = torch.randn(100, 4)
+    acts[3, 1] = float("nan")
+    with pytest.raises(FloatingPointError, match="1 activation vectors contain NaN"):
+        saelib.train_sae(acts, steps=1, progress=False)
+
+
+def test_harvest_is_cached(data_env, cifar_test):
+    model = build_model("mlp", depth=1, width=16, resolution=32).eval()
+    acts, labels = saelib.harvest_activations(model, "hidden", "test")
+    assert acts.shape == (10000, 16) and torch.equal(labels, cifar_test[1])
+    files = list((data_env / "activations").glob(f"{saelib.fingerprint(model)}-*"))
+    assert len(files) == 1
+    before = files[0].stat().st_mtime_ns
+    again, _ = saelib.harvest_activations(model, "hidden", "test")
+    assert torch.equal(acts, again) and files[0].stat().st_mtime_ns == before
+    augmented, aug_labels = saelib.harvest_activations(model, "hidden", "test", augment_copies=1)
+    assert augmented.shape == (20000, 16) and torch.equal(augmented[:10000], acts)
+    assert not torch.equal(augmented[10000:], acts) and torch.equal(aug_labels[10000:], labels)
+    with torch.no_grad():
+        model.linear_out.weight.add_(1)  # other weights, other cache entry
+    saelib.harvest_activations(model, "hidden", "test")
+    assert len(list((data_env / "activations").glob("*-residual.0-test-aug0-*"))) == 3
+
+
+def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
+    model = build_model("mlp", depth=1, width=8, resolution=32).eval()
+    images, labels = cifar_test[0][::20], cifar_test[1][::20]
+    acts, _ = saelib.harvest_activations(model, "hidden", "test", cache=False)
+    perfect = saelib.SparseAutoencoder(8, 2)
+    with torch.no_grad():
+        perfect.W_enc.copy_(torch.cat([torch.eye(8), -torch.eye(8)]))
+        perfect.W_dec.copy_(torch.cat([torch.eye(8), -torch.eye(8)], 1))
+        perfect.b_enc.zero_()
+        perfect.b_dec.zero_()
+    out = saelib.downstream_metrics(perfect, model, "hidden", images, labels, acts.mean(0))
+    assert out["sae"] == pytest.approx(out["original"])
+    assert out["loss recovered vs mean-ablated"] == pytest.approx(1.0)
