@@ -1,0 +1,135 @@
+"""The published book: it builds offline from the committed notebooks, and every page loads in headless
+Chromium with its figures, its widgets rendered, no JavaScript error and no request leaving the machine."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def toc_pages():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc["parts"]:
+        pages += [c["file"] for c in part["chapters"]]
+    return pages
+
+
+def notebook_pngs(page):
+    nb = ROOT / "book" / f"{page}.ipynb"
+    if not nb.exists():
+        return 0
+    cells = json.loads(nb.read_text())["cells"]
+    return sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    result = subprocess.run([sys.executable, "-m", "jupyter_book", "build", str(ROOT / "book"), "--path-output", str(out)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out / "_build" / "html"
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (websocket-client), one page at a time."""
+
+    def __init__(self, profile_dir):
+        import websocket
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--remote-debugging-port=0", f"--user-data-dir={profile_dir}", "about:blank"],
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        port = None
+        while port is None and time.time() < deadline:
+            line = self.proc.stderr.readline()
+            m = re.search(r"DevTools listening on ws://127.0.0.1:(\d+)/", line)
+            port = m and m.group(1)
+        assert port, "Chromium did not start"
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list").read())
+        url = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
+        self.ws = websocket.create_connection(url, timeout=60)
+        self.next_id, self.events = 0, []
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable")
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps(dict(id=self.next_id, method=method, params=params)))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def visit(self, url, settle=3.0):
+        """Load ``url``; return (events during the load, a few DOM facts)."""
+        self.events = []
+        self.call("Page.navigate", url=url)
+        deadline = time.time() + 60
+        loaded = False
+        while time.time() < deadline:
+            self.ws.settimeout(max(0.1, deadline - time.time()))
+            msg = json.loads(self.ws.recv())
+            self.events.append(msg)
+            if msg.get("method") == "Page.loadEventFired":
+                loaded = True
+                break
+        assert loaded, f"{url} did not finish loading"
+        end = time.time() + settle  # let widgets and MathJax render
+        while time.time() < end:
+            self.ws.settimeout(max(0.05, end - time.time()))
+            try:
+                self.events.append(json.loads(self.ws.recv()))
+            except Exception:
+                break
+        self.ws.settimeout(60)
+        facts = self.call("Runtime.evaluate", returnByValue=True, expression="""({
+            images: Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length,
+            broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+            widgets: document.querySelectorAll('.jupyter-widgets, .widget-slider, .widget-dropdown').length,
+            title: document.title})""")["result"]["value"]
+        return self.events, facts
+
+    def close(self):
+        self.ws.close()
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"),
+                    reason="Chromium is not installed (apt-get install chromium); CI installs it")
+def test_every_page_loads_offline_with_figures_and_no_errors(built_book, tmp_path):
+    pages = toc_pages()
+    browser = Browser(tmp_path / "chromium-profile")
+    try:
+        for page in pages:
+            html = built_book / f"{page}.html"
+            assert html.exists(), f"{page} was not built"
+            events, facts = browser.visit(html.as_uri())
+            errors = [e["params"]["exceptionDetails"].get("exception", {}).get("description", e["params"]["exceptionDetails"]["text"])
+                      for e in events if e.get("method") == "Runtime.exceptionThrown"]
+            errors += [e["params"]["entry"]["text"] for e in events
+                       if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
+            external = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"
+                        and not e["params"]["request"]["url"].startswith(("file:", "data:", "blob:", "about:"))]
+            assert not errors, f"{page}: JavaScript errors {errors}"
+            assert not external, f"{page}: requests leave the machine: {external}"
+            assert not facts["broken"], f"{page}: images that did not load: {facts['broken']}"
+            assert facts["images"] >= notebook_pngs(page), f"{page}: {facts['images']} images shown, notebook has {notebook_pngs(page)}"
+            if page.endswith(("01_activation_maximization", "02_sae_cnn")):
+                assert facts["widgets"] > 0, f"{page}: the interactive widgets did not render"
+    finally:
+        browser.close()
