@@ -38,8 +38,30 @@ def copy_assets(app, exception):
             shutil.copy2(source, target)
 
 
+def dedupe_scripts(app, pagename, templatename, context, doctree):
+    """Drop repeated script tags: the theme stack adds sphinx-thebe's inline `const THEBE_JS_URL` twice, which
+    is a JavaScript error on every page."""
+    seen, unique = set(), []
+    for js in context.get("script_files", []):
+        key = (getattr(js, "filename", str(js)) or "",  # an inline script's filename is None or ''
+               tuple(sorted((k, str(v)) for k, v in getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    context["script_files"][:] = unique
+
+
+# The widget bundle finds its fonts relative to the URL requirejs gives its own module id, by default a path
+# next to the page (where they are not): map that id to the vendored copy, before require.js reads its config.
+ASSETS_PATH_JS = ("var require = (function () { var v = new URL((document.documentElement.dataset.content_root"
+                  " || '') + '_static/vendor/html-manager', document.baseURI).href;"
+                  " return {paths: {'@jupyter-widgets': v, '@jupyter-widgets/html-manager/dist': v}}; })();")
+
+
 def setup(app):
     install_packages()
     app.warningiserror = True  # e.g. a page listed in _toc.yml that does not exist
+    app.add_js_file(None, body=ASSETS_PATH_JS, priority=100)
+    app.connect("html-page-context", dedupe_scripts, priority=900)  # after the extensions that add scripts
     app.connect("build-finished", copy_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
