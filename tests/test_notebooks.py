@@ -6,6 +6,8 @@ import papermill
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SMALL = {"01_activation_maximization.ipynb": dict(units=6, steps=24, natural_images=40),
+         "02_sae.ipynb": dict(steps=60, augment_copies=0, sweep_steps=0, am_features=2, am_steps=8, features_shown=2)}
 
 
 def execute(name, tmp_path, **parameters):
@@ -55,7 +57,7 @@ def smoke_models():
 
 
 def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env):
-    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", units=6, steps=24, natural_images=40)
+    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", **SMALL["01_activation_maximization.ipynb"])
     text = outputs(nb)
     assert "natural CIFAR-10" in text and "Prediction 1 on this profile" in text
     assert images(nb) >= 9  # classes x2, units/earlier/random x2, convergence, scores
@@ -64,8 +66,8 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
                  "am_cnn_classes.png", "am_mlp_units.png"):
         assert (folder / name).is_file(), name
     # A rerun with the same parameters loads the cached AM images instead of optimizing again.
-    again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", units=6, steps=24,
-                            natural_images=40))
+    again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke",
+                            **SMALL["01_activation_maximization.ipynb"]))
     assert "loaded cached result" in again
 
 
@@ -77,8 +79,7 @@ def test_activation_maximization_notebook_rejects_bad_parameters(tmp_path):
 
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
-    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", steps=60, augment_copies=0,
-                 sweep_steps=20, am_features=2, am_steps=8, features_shown=2)
+    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **dict(SMALL["02_sae.ipynb"], sweep_steps=20))
     text = outputs(nb)
     assert "explained_variance" in text and "features are dead" in text
     assert images(nb) >= 6
@@ -94,3 +95,31 @@ def test_sae_notebook_design_card_command(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as err:
         execute("02_sae.ipynb", tmp_path, model="mlp", profile="smoke", l1="strong")
     assert "parameter l1='strong' (str) must be a number" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def smoke_results(smoke_models, data_env, tmp_path_factory):
+    """The smoke-profile results 03_compare reads; produced here only if the tests above did not already."""
+    folder, tmp = data_env / "results" / "smoke", tmp_path_factory.mktemp("prereq")
+    if not (folder / "am_summary.json").exists():
+        execute("01_activation_maximization.ipynb", tmp, profile="smoke", **SMALL["01_activation_maximization.ipynb"])
+    for model in ("cnn", "mlp"):
+        if not (folder / f"sae_{model}.pt").exists():
+            execute("02_sae.ipynb", tmp, profile="smoke", model=model, **SMALL["02_sae.ipynb"])
+
+
+def test_compare_notebook_smoke(smoke_results, tmp_path, data_env):
+    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", null_repeats=1, pairs=2, am_steps=8)
+    text = outputs(nb)
+    for phrase in ("CNN SAE vs MLP SAE", "shuffled within class", "other seed", "random-init", "Prediction 2",
+                   "Prediction 1 on this profile"):
+        assert phrase in text, phrase
+    assert images(nb) >= 3
+    conclusions = json.loads((data_env / "results" / "smoke" / "conclusions.json").read_text())
+    assert 0 <= conclusions["observed"]["mean_best_a_to_b"] <= 1 and conclusions["prediction2"]
+
+
+def test_compare_notebook_names_the_missing_step(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        execute("03_compare.ipynb", tmp_path, profile="paper")
+    assert "01_activation_maximization.ipynb" in str(err.value) and "-p profile paper" in str(err.value)
