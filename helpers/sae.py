@@ -1,6 +1,6 @@
 """Dictionary learning on a hidden layer: the sparse autoencoder of Bricken et al. 2023 (*Towards Monosemanticity*).
 
-    x_n = x / scale                          (scale makes E||x_n||^2 = 1, so l1 means the same for every model)
+    x_n = x / scale                          (scale makes E||x_n - mean||^2 = 1: l1 means the same for every model)
     f   = ReLU(W_enc (x_n - b_dec) + b_enc)  (features, ``expansion`` times as many as inputs)
     x^  = (W_dec f + b_dec) * scale          (decoder columns kept at unit norm)
     loss = ||x^_n - x_n||^2 + l1 * ||f||_1
@@ -28,7 +28,7 @@ class SparseAutoencoder(nn.Module):
         self.W_enc = nn.Parameter(self.W_dec.detach().T.clone())  # untied, initialized as the transpose
         self.b_enc = nn.Parameter(torch.zeros(d))
         self.b_dec = nn.Parameter(torch.zeros(d_in) if b_dec is None else b_dec.clone().float())
-        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("scale", torch.tensor(float(scale)))  # inputs are divided by it (see the module doc)
 
     @property
     def n_features(self):
@@ -167,7 +167,7 @@ def train_sae(acts, expansion=3, l1=0.03, lr=1e-3, batch_size=1024, steps=2000, 
     torch.manual_seed(seed)
     x_all = acts.to(device)
     sample = x_all[torch.randperm(len(x_all), device=device)[:20000]]
-    scale = sample.pow(2).sum(1).mean().sqrt().item()
+    scale = (sample - sample.mean(0)).pow(2).sum(1).mean().sqrt().item()  # total variance -> 1
     sae = SparseAutoencoder(acts.shape[1], expansion, scale=scale,
                             b_dec=geometric_median(sample / scale), seed=seed).to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
