@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import trange
 
 from helpers.data import gather_crops
-from helpers.models import record
+from helpers.models import record, resolve_layer
 
 
 # ----------------------------------------------------------------------------- parameterizations
@@ -321,8 +321,21 @@ def earlier_layer(model):
 
 
 def layer_objective(model, layer, units):
-    """Whole channels for conv layers (their mean over positions), single units for dense layers."""
+    """Whole channels for conv layers (their mean over positions), single units for dense layers.
+
+    For a ReLU layer the objective is its input, the pre-activation (as Lucid does): a ReLU unit that is off at
+    the starting image has no gradient, so its image would never move."""
+    layer = preactivation(model, layer)
     return (channel if _is_conv(model, layer) else unit)(layer, units)
+
+
+def preactivation(model, layer):
+    """The module feeding ``layer`` if ``layer`` is a ReLU inside an nn.Sequential, else ``layer`` itself."""
+    name, module = resolve_layer(model, layer)
+    parent, _, index = name.rpartition(".")
+    if isinstance(module, nn.ReLU) and index.isdigit() and int(index) > 0:
+        return f"{parent}.{int(index) - 1}"
+    return name
 
 
 @torch.no_grad()

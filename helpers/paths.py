@@ -60,3 +60,12 @@ def cached(path, key, compute):
     with atomic_path(path) as tmp:
         torch.save({"key": key, "value": value}, tmp)
     return value
+
+
+def source_hash(*modules):
+    """A short hash of the source files of ``modules``: put it in cache keys so that a code change recomputes."""
+    import hashlib
+    h = hashlib.sha1()
+    for module in modules:
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:10]
