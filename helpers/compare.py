@@ -87,3 +87,12 @@ def top_pairs(a, b, k=6):
     best, where = corr.max(1)
     order = best.argsort(descending=True)[:k]
     return [(int(keep_a[i]), int(keep_b[where[i]]), float(best[i])) for i in order]
+
+
+def variance_dimensions(acts, shares=(0.5, 0.9, 0.99)):
+    """How many principal components carry each share of a representation's variance (a low number means the
+    layer has collapsed onto a few directions, e.g. the class means)."""
+    x = torch.as_tensor(acts).double()
+    power = torch.linalg.svdvals(x - x.mean(0)).pow(2)
+    cumulative = power.cumsum(0) / power.sum()
+    return {share: int((cumulative < share).sum()) + 1 for share in shares}

@@ -58,3 +58,10 @@ def test_top_pairs():
     b = torch.cat([torch.randn(100, 2), a[:, [4]]], 1)
     (fa, fb, r), *_ = compare.top_pairs(a, b, k=3)
     assert (fa, fb) == (4, 2) and r == pytest.approx(1, abs=1e-5)
+
+
+def test_variance_dimensions():
+    torch.manual_seed(0)
+    low_rank = torch.randn(500, 3) @ torch.randn(3, 40)
+    assert compare.variance_dimensions(low_rank, (0.99,))[0.99] <= 3
+    assert compare.variance_dimensions(torch.randn(500, 40), (0.5,))[0.5] > 10

@@ -45,14 +45,19 @@ def test_training_resamples_features_that_never_fire():
     assert log[-1]["resampled"] > 0
 
 
-def test_metrics_on_a_known_autoencoder():
+def exact_sae(d):
     """W_enc = [I; -I], W_dec = [I, -I] reconstructs exactly: relu(x) - relu(-x) = x."""
-    sae = saelib.SparseAutoencoder(4, 2)
+    sae = saelib.SparseAutoencoder(d, 2)
     with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([torch.eye(4), -torch.eye(4)]))
-        sae.W_dec.copy_(torch.cat([torch.eye(4), -torch.eye(4)], 1))
+        sae.W_enc.copy_(torch.cat([torch.eye(d), -torch.eye(d)]))
+        sae.W_dec.copy_(torch.cat([torch.eye(d), -torch.eye(d)], 1))
         sae.b_enc.zero_()
         sae.b_dec.zero_()
+    return sae
+
+
+def test_metrics_on_a_known_autoencoder():
+    sae = exact_sae(4)
     acts = torch.tensor([[1.0, 0, 0, 2], [0, 3, 0, 0], [1, 1, 1, 0]])  # non-negative: the -I half never fires
     metrics, frequency = saelib.reconstruction_metrics(sae, acts)
     assert metrics["mse"] == pytest.approx(0) and metrics["explained_variance"] == pytest.approx(1)
@@ -100,12 +105,6 @@ def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
     model = build_model("mlp", depth=1, width=8, resolution=32).eval()
     images, labels = cifar_test[0][::20], cifar_test[1][::20]
     acts, _ = saelib.harvest_activations(model, "hidden", "test", cache=False)
-    perfect = saelib.SparseAutoencoder(8, 2)
-    with torch.no_grad():
-        perfect.W_enc.copy_(torch.cat([torch.eye(8), -torch.eye(8)]))
-        perfect.W_dec.copy_(torch.cat([torch.eye(8), -torch.eye(8)], 1))
-        perfect.b_enc.zero_()
-        perfect.b_dec.zero_()
-    out = saelib.downstream_metrics(perfect, model, "hidden", images, labels, acts.mean(0))
+    out = saelib.downstream_metrics(exact_sae(8), model, "hidden", images, labels, acts.mean(0))
     assert out["sae"] == pytest.approx(out["original"])
     assert out["loss recovered vs mean-ablated"] == pytest.approx(1.0)
