@@ -55,8 +55,12 @@ def run_notebook(source, target, parameters):
                          f"(the partly executed notebook is {tmp})")
 
 
-def build_book():
-    subprocess.run([sys.executable, "-m", "jupyter_book", "build", str(BOOK)], cwd=ROOT, check=True)
+def build_book(path_output=None):
+    """`jupyter-book build book` with this interpreter's Jupyter Book (``path_output`` moves _build elsewhere)."""
+    command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(BOOK)]
+    if path_output:
+        command += ["--path-output", str(path_output)]
+    return subprocess.run(command, cwd=ROOT, check=True, capture_output=path_output is not None, text=True)
 
 
 def main(argv=None):

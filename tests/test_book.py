@@ -4,13 +4,14 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from helpers.study import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,9 +36,10 @@ def notebook_pngs(page):
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
-    result = subprocess.run([sys.executable, "-m", "jupyter_book", "build", str(ROOT / "book"), "--path-output", str(out)],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    try:
+        build_book(path_output=out)
+    except subprocess.CalledProcessError as e:
+        pytest.fail(f"jupyter-book build failed:\n{e.stdout[-3000:]}\n{e.stderr[-3000:]}")
     return out / "_build" / "html"
 
 
