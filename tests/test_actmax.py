@@ -52,18 +52,29 @@ def test_ignored_half_is_left_unchanged():
 
 
 def test_objectives_on_each_kind_of_layer_rise():
-    model = build_model("cnn", width=1 / 16).eval()
-    model(torch.rand(2, 3, 32, 32))
     torch.manual_seed(0)
-    cases = [actmax.unit("features.8", [0, 1]),          # a conv layer (BN, pre-ReLU): centre neuron
-             actmax.channel("features.9", [2, 3]),       # a conv ReLU: whole channel
-             actmax.unit("hidden", [5, 6]),
-             actmax.direction("hidden", torch.randn(2, 256)),
-             actmax.class_logit([7, 8])]
-    for objective in cases:
-        r = actmax.render(model, objective, "fft", steps=40, lr=0.05, progress=False)
+    cnn = build_model("cnn", width=1 / 16).eval()
+    mlp = build_model("mlp", depth=2, width=32, resolution=32).eval()
+    cases = [(cnn, actmax.unit("features.8", [0, 1])),          # a conv layer (BN, pre-ReLU): centre neuron
+             (cnn, actmax.layer_objective(cnn, "features.9", [2, 3])),  # a conv ReLU: whole channel, pre-ReLU
+             (cnn, actmax.layer_objective(cnn, "hidden", [5, 6])),  # ReLU -> its pre-activation, classifier.3
+             (cnn, actmax.direction("hidden", torch.randn(2, 256))),
+             (mlp, actmax.class_logit([7, 8])),
+             (mlp, actmax.unit("blocks.1.block.1", [3, 4]))]   # a GELU inside a block
+    for model, objective in cases:
+        r = actmax.render(model, objective, "fft", steps=40, lr=0.05, transforms=[], progress=False)
         assert r.images.shape == (2, 3, 32, 32) and 0 <= r.images.min() and r.images.max() <= 1
         assert (r.history[-5:].mean(0) > r.history[:5].mean(0)).all(), objective.name
+
+
+def test_relu_layers_are_maximized_before_the_relu():
+    """A ReLU unit that is off at the starting image has no gradient; its pre-activation always has one."""
+    cnn = build_model("cnn", width=1 / 16).eval()
+    assert actmax.preactivation(cnn, "hidden") == "classifier.3"
+    assert actmax.preactivation(cnn, "features.16") == "features.15"
+    assert actmax.layer_objective(cnn, "features.16", [0]).layer == "features.15"
+    mlp = build_model("mlp", depth=2, width=8, resolution=32)
+    assert actmax.preactivation(mlp, "hidden") == "residual.1"  # not a ReLU: unchanged
 
 
 def test_same_seed_same_images():

@@ -22,7 +22,8 @@ def outputs(nb):
     text = []
     for cell in nb["cells"]:
         for out in cell.get("outputs", []):
-            text.append("".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", "")))
+            data = out.get("data", {})
+            text.append("".join(out.get("text", "")) + "".join(data.get("text/markdown", data.get("text/plain", ""))))
     return "\n".join(text)
 
 
