@@ -11,6 +11,7 @@ Uses the profile's trained models when their checkpoints exist, else random-weig
 """
 import argparse
 import time
+import warnings
 
 import torch
 
@@ -58,6 +59,8 @@ def main():
 
         # scikit-learn on the same vectors (a subset: its coordinate-descent coding is far slower).
         from sklearn.decomposition import MiniBatchDictionaryLearning
+        from sklearn.exceptions import ConvergenceWarning
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)  # one per coded batch; the numbers say it
         train, held = acts[:args.sklearn_vectors], acts[-2000:]
         mean, scale = train.mean(0), train.pow(2).sum(1).mean().sqrt()
         start = time.perf_counter()
