@@ -292,16 +292,6 @@ def repetition_score(images, max_lag=12, exclude=1):
     return score, lag
 
 
-def compare_scores(groups):
-    """Summary table rows (mean, std, median, n) per named group of scores, as a list of dicts."""
-    rows = []
-    for name, s in groups.items():
-        s = np.asarray(s, dtype=float)
-        rows.append(dict(group=name, n=len(s), mean=float(s.mean()), std=float(s.std(ddof=1)) if len(s) > 1 else 0.0,
-                         median=float(np.median(s))))
-    return rows
-
-
 def mann_whitney(a, b):
     """Two-sided Mann-Whitney U test and the common-language effect size P(a > b)."""
     from scipy.stats import mannwhitneyu
