@@ -2,9 +2,10 @@
 
     python -m helpers.study --profile cpu
 
-Executed notebooks are written to ``book/<profile>/``. A step is skipped when its executed notebook exists,
-ran with the same parameters and is newer than the notebook and the ``helpers`` code it ran; the first failing
-notebook stops the run with its error.
+Executed notebooks are written to ``book/<profile>/``. A step is skipped when this machine ran it before (a stamp
+in ``Data/results/<profile>/study/``, so a fresh clone with committed notebooks but no data runs everything) with
+the same parameters, after the last change to the notebook and the ``helpers`` code; the first failing notebook
+stops the run with its error.
 """
 import argparse
 import json
@@ -13,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers.paths import ROOT
+from helpers.paths import ROOT, data_dir, write_json
 
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
@@ -33,12 +34,16 @@ def steps(profile, seed=0):
     ]
 
 
+def stamp_path(target, parameters):
+    return data_dir() / "results" / parameters["profile"] / "study" / f"{target.stem}.json"
+
+
 def up_to_date(source, target, parameters):
-    if not target.exists():
+    stamp = stamp_path(target, parameters)
+    if not (target.exists() and stamp.exists()):
         return False
-    ran_with = json.loads(target.read_text()).get("metadata", {}).get("papermill", {}).get("parameters")
     newest_code = max(p.stat().st_mtime for p in [source, *(ROOT / "helpers").glob("*.py")])
-    return ran_with == parameters and target.stat().st_mtime > newest_code
+    return json.loads(stamp.read_text()) == parameters and stamp.stat().st_mtime > newest_code
 
 
 def run_notebook(source, target, parameters):
@@ -79,6 +84,7 @@ def main(argv=None):
         t = time.time()
         print(f"[run ] {label}", flush=True)
         run_notebook(source, target, parameters)
+        write_json(stamp_path(target, parameters), parameters)
         print(f"[done] {label} in {time.time() - t:.0f} s -> {target.relative_to(ROOT)}", flush=True)
     if not args.no_book:
         build_book()
