@@ -45,6 +45,12 @@ def color_correlation_sqrt(images):
     return (root / root.norm(dim=0).max()).float()
 
 
+def cifar_color_matrix(n=10000):
+    """``color_correlation_sqrt`` of the first ``n`` CIFAR-10 training images (what the models were trained on)."""
+    from helpers.data import load_cifar10
+    return color_correlation_sqrt(load_cifar10("train", verbose=False)[0][:n])
+
+
 class FourierImage(nn.Module):
     """Images parameterized by their 2-D Fourier spectrum, scaled by 1/frequency^decay (so every frequency
     learns at a similar rate) and with decorrelated colour, squashed into [0, 1] by a sigmoid."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from helpers import data as cifar
-from helpers.models import build_model, load_official, load_state_dict_checked, read_checkpoint
+from helpers.models import OFFICIAL, build_model, load_official, load_state_dict_checked, read_checkpoint
 from helpers.paths import atomic_path, data_dir, write_json
 
 PROFILES = {
@@ -185,7 +185,6 @@ def load_trained(family, profile="cpu", seed=0, device=None):
 def model_id(family, profile="cpu", seed=0):
     """A string that changes whenever the model's weights do (for cache keys)."""
     if profile == "official":
-        from helpers.models import OFFICIAL
         path = data_dir() / OFFICIAL[OFFICIAL_NAMES[family]]["file"]
     else:
         path = checkpoint_paths(family, profile, seed)[0]
@@ -194,10 +193,6 @@ def model_id(family, profile="cpu", seed=0):
 
 def random_model(family, profile="cpu", seed=0, device=None):
     """A randomly initialized network with the architecture of (family, profile): a baseline for every method."""
-    if profile == "official":
-        from helpers.models import OFFICIAL
-        arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"]
-    else:
-        arch = config_for(family, profile)["arch"]
+    arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"] if profile == "official" else config_for(family, profile)["arch"]
     torch.manual_seed(10_000 + seed)
     return build_model(family, **arch).to(device or default_device()).eval()
