@@ -12,7 +12,12 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
+from queue import Empty
+
+from jupyter_core.utils import ensure_async, run_sync
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, papermill_engines
+from papermill.log import logger
 
 from helpers.paths import ROOT, data_dir, write_json
 
@@ -46,14 +51,70 @@ def up_to_date(source, target, parameters):
     return json.loads(stamp.read_text()) == parameters and stamp.stat().st_mtime > newest_code
 
 
+class _Client(PapermillNotebookClient):
+    """papermill's notebook client with a deadline on the one kernel round trip that has none.
+
+    After the last cell papermill asks the kernel for its ``kernel_info`` and waits for the reply without a timeout;
+    when that reply goes missing the run never returns (nteract/papermill#711, seen on CI machines). A CI run of this
+    project stalled inside a notebook test until its 90-minute limit: where exactly is unknown, but this cause is
+    removed here. A missing reply is asked for again; after the last try the notebook gets a minimal language info
+    (the reply serves only that metadata).
+    """
+    reply_tries, reply_seconds = 3, 30
+
+    def execute(self, **kwargs):
+        self.reset_execution_trackers()
+        with self.setup_kernel(**kwargs):
+            self.papermill_execute_cells()
+            self.nb.metadata["language_info"] = self.language_info()
+            self.set_widgets_metadata()
+        return self.nb
+
+    def request_kernel_info(self):
+        return self.kc.kernel_info()
+
+    async def async_language_info(self):
+        for _ in range(self.reply_tries):
+            msg_id = self.request_kernel_info()
+            for _ in range(self.reply_seconds):
+                try:
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1))
+                except Empty:
+                    await self._async_check_alive()
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return msg["content"]["language_info"]
+            self.log.warning(f"no kernel_info reply within {self.reply_seconds} s")
+        return {"name": "python", "version": sys.version.split()[0]}
+
+    language_info = run_sync(async_language_info)
+
+
+class _Engine(NBClientEngine):
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, start_timeout=60, execution_timeout=None, input_path=None,
+                                 **kwargs):
+        return _Client(nb_man, kernel_name=kernel_name, startup_timeout=start_timeout, timeout=execution_timeout,
+                       log=logger, **kwargs).execute()
+
+
+papermill_engines.register("interpret-mlp", _Engine)
+
+
+def execute_notebook(source, output, parameters):
+    """Run ``source`` with ``parameters`` into ``output`` (papermill, from ``notebooks/``, kernel python3)."""
+    import papermill
+    return papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(NOTEBOOKS),
+                                      progress_bar=False, kernel_name="python3", engine_name="interpret-mlp")
+
+
 def run_notebook(source, target, parameters):
     """Execute ``source`` with papermill into ``target`` (atomically: a failed run leaves no target)."""
     import papermill
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.ipynb")
     try:
-        papermill.execute_notebook(str(source), str(tmp), parameters=parameters, cwd=str(NOTEBOOKS),
-                                   progress_bar=False, kernel_name="python3")
+        execute_notebook(source, tmp, parameters)
         tmp.replace(target)
     except papermill.PapermillExecutionError as e:
         raise SystemExit(f"\n{source.name} {parameters} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"

@@ -2,8 +2,11 @@
 import json
 from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
+
+from helpers import study
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SMALL = {"01_activation_maximization.ipynb": dict(units=6, steps=24, natural_images=40),
@@ -12,8 +15,7 @@ SMALL = {"01_activation_maximization.ipynb": dict(units=6, steps=24, natural_ima
 
 def execute(name, tmp_path, **parameters):
     out = tmp_path / f"out_{name}"
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, cwd=str(NOTEBOOKS),
-                               progress_bar=False, kernel_name="python3")
+    study.execute_notebook(NOTEBOOKS / name, out, parameters)
     return json.loads(out.read_text())
 
 
@@ -124,3 +126,19 @@ def test_compare_notebook_names_the_missing_step(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as err:
         execute("03_compare.ipynb", tmp_path, profile="paper")
     assert "01_activation_maximization.ipynb" in str(err.value) and "-p profile paper" in str(err.value)
+
+
+def test_a_lost_kernel_info_reply_does_not_hang_the_run(tmp_path, monkeypatch):
+    """papermill waits forever for the kernel_info reply after the last cell (nteract/papermill#711); ours asks
+    again and then gives up with minimal metadata. Here every request goes unanswered: it was never sent."""
+    source = tmp_path / "tiny.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, source)
+    monkeypatch.setattr(study._Client, "reply_seconds", 1)
+    monkeypatch.setattr(study._Client, "request_kernel_info", lambda self: "a request the kernel never got")
+    out = tmp_path / "out.ipynb"
+    study.execute_notebook(source, out, {})
+    result = json.loads(out.read_text())
+    assert result["metadata"]["language_info"]["name"] == "python"
+    assert "42" in outputs(result)
