@@ -9,9 +9,11 @@ stops the run with its error.
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from queue import Empty
 
 from jupyter_core.utils import ensure_async, run_sync
@@ -19,24 +21,29 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
 
+from helpers.data import ARCHIVE_ENV
 from helpers.paths import ROOT, data_dir, write_json
 
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 
 
+# The smoke profile checks the whole pipeline in seconds per notebook: tiny models, and these few steps and units.
+SMOKE = {"01_activation_maximization.ipynb": dict(units=6, steps=24, natural_images=40),
+         "02_sae.ipynb": dict(steps=60, augment_copies=0, sweep_steps=0, am_features=2, am_steps=8, features_shown=2),
+         "03_compare.ipynb": dict(null_repeats=1, pairs=2, am_steps=8)}
+
+
 def steps(profile, seed=0):
     """(source notebook, executed notebook, parameters) in the order the study runs them."""
     out = BOOK / profile
-    base = dict(profile=profile, seed=seed)
-    return [
-        ("00_train.ipynb", out / "00_train_cnn.ipynb", dict(base, model="cnn")),
-        ("00_train.ipynb", out / "00_train_mlp.ipynb", dict(base, model="mlp")),
-        ("01_activation_maximization.ipynb", out / "01_activation_maximization.ipynb", dict(base, model="both")),
-        ("02_sae.ipynb", out / "02_sae_cnn.ipynb", dict(base, model="cnn")),
-        ("02_sae.ipynb", out / "02_sae_mlp.ipynb", dict(base, model="mlp")),
-        ("03_compare.ipynb", out / "03_compare.ipynb", base),
-    ]
+    runs = [("00_train.ipynb", "00_train_cnn", dict(model="cnn")), ("00_train.ipynb", "00_train_mlp", dict(model="mlp")),
+            ("01_activation_maximization.ipynb", "01_activation_maximization", dict(model="both")),
+            ("02_sae.ipynb", "02_sae_cnn", dict(model="cnn")), ("02_sae.ipynb", "02_sae_mlp", dict(model="mlp")),
+            ("03_compare.ipynb", "03_compare", {})]
+    return [(name, out / f"{target}.ipynb",
+             dict(profile=profile, seed=seed, **extra, **(SMOKE.get(name, {}) if profile == "smoke" else {})))
+            for name, target, extra in runs]
 
 
 def stamp_path(target, parameters):
@@ -135,18 +142,22 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-book", action="store_true", help="run the notebooks only")
     args = parser.parse_args(argv)
+    # The notebooks run in notebooks/, so paths given relative to where this command was typed are made absolute.
+    for name in (ARCHIVE_ENV, "INTERPRET_MLP_DATA"):
+        if os.environ.get(name):
+            os.environ[name] = str(Path(os.environ[name]).resolve())
     start = time.time()
     for name, target, parameters in steps(args.profile, args.seed):
         source = NOTEBOOKS / name
         label = f"{name} {parameters}"
         if up_to_date(source, target, parameters):
-            print(f"[skip] {label}: {target.relative_to(ROOT)} is up to date", flush=True)
+            print(f"[skip] {label}: {os.path.relpath(target, ROOT)} is up to date", flush=True)
             continue
         t = time.time()
         print(f"[run ] {label}", flush=True)
         run_notebook(source, target, parameters)
         write_json(stamp_path(target, parameters), parameters)
-        print(f"[done] {label} in {time.time() - t:.0f} s -> {target.relative_to(ROOT)}", flush=True)
+        print(f"[done] {label} in {time.time() - t:.0f} s -> {os.path.relpath(target, ROOT)}", flush=True)
     if not args.no_book:
         build_book()
     print(f"study ({args.profile} profile) finished in {(time.time() - start) / 60:.1f} minutes")

@@ -9,8 +9,6 @@ import pytest
 from helpers import study
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SMALL = {"01_activation_maximization.ipynb": dict(units=6, steps=24, natural_images=40),
-         "02_sae.ipynb": dict(steps=60, augment_copies=0, sweep_steps=0, am_features=2, am_steps=8, features_shown=2)}
 
 
 def execute(name, tmp_path, **parameters):
@@ -60,7 +58,7 @@ def smoke_models():
 
 
 def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env):
-    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", **SMALL["01_activation_maximization.ipynb"])
+    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", **study.SMOKE["01_activation_maximization.ipynb"])
     text = outputs(nb)
     assert "natural CIFAR-10" in text and "Prediction 1 on this profile" in text
     assert images(nb) >= 9  # classes x2, units/earlier/random x2, convergence, scores
@@ -70,7 +68,7 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
         assert (folder / name).is_file(), name
     # A rerun with the same parameters loads the cached AM images instead of optimizing again.
     again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke",
-                            **SMALL["01_activation_maximization.ipynb"]))
+                            **study.SMOKE["01_activation_maximization.ipynb"]))
     assert "loaded cached result" in again
 
 
@@ -82,7 +80,7 @@ def test_activation_maximization_notebook_rejects_bad_parameters(tmp_path):
 
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
-    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **dict(SMALL["02_sae.ipynb"], sweep_steps=20))
+    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **dict(study.SMOKE["02_sae.ipynb"], sweep_steps=20))
     text = outputs(nb)
     assert "explained_variance" in text and "features are dead" in text
     assert images(nb) >= 6
@@ -105,14 +103,14 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
     """The smoke-profile results 03_compare reads; produced here only if the tests above did not already."""
     folder, tmp = data_env / "results" / "smoke", tmp_path_factory.mktemp("prereq")
     if not (folder / "am_summary.json").exists():
-        execute("01_activation_maximization.ipynb", tmp, profile="smoke", **SMALL["01_activation_maximization.ipynb"])
+        execute("01_activation_maximization.ipynb", tmp, profile="smoke", **study.SMOKE["01_activation_maximization.ipynb"])
     for model in ("cnn", "mlp"):
         if not (folder / f"sae_{model}.pt").exists():
-            execute("02_sae.ipynb", tmp, profile="smoke", model=model, **SMALL["02_sae.ipynb"])
+            execute("02_sae.ipynb", tmp, profile="smoke", model=model, **study.SMOKE["02_sae.ipynb"])
 
 
 def test_compare_notebook_smoke(smoke_results, tmp_path, data_env):
-    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", null_repeats=1, pairs=2, am_steps=8)
+    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", **study.SMOKE["03_compare.ipynb"])
     text = outputs(nb)
     for phrase in ("CNN SAE vs MLP SAE", "shuffled within class", "other seed", "random-init", "Prediction 2",
                    "Prediction 1 on this profile"):

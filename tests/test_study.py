@@ -27,3 +27,19 @@ def test_steps_cover_the_study_in_order():
     assert [n for n, _ in names] == ["00_train.ipynb", "00_train.ipynb", "01_activation_maximization.ipynb",
                                     "02_sae.ipynb", "02_sae.ipynb", "03_compare.ipynb"]
     assert all(target.parent.name == "cpu" for _, target, _ in study.steps("cpu"))
+
+
+def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_env, monkeypatch, capsys):
+    """The README's main command on the smoke profile, with the archive given relative to the working directory
+    (the notebooks run in notebooks/, so the runner must make it absolute)."""
+    archive = os.environ["CIFAR10_JPG"]
+    monkeypatch.chdir(os.path.dirname(archive))
+    monkeypatch.setenv("CIFAR10_JPG", os.path.basename(archive))
+    monkeypatch.setattr(study, "BOOK", tmp_path / "book")
+    study.main(["--profile", "smoke", "--no-book"])
+    first = capsys.readouterr().out
+    assert first.count("[done]") == 6 and "[skip]" not in first
+    assert sorted(p.name for p in (tmp_path / "book" / "smoke").iterdir()) == sorted(
+        target.name for _, target, _ in study.steps("smoke"))
+    study.main(["--profile", "smoke", "--no-book"])
+    assert capsys.readouterr().out.count("[skip]") == 6
