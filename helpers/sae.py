@@ -15,7 +15,7 @@ from tqdm.auto import trange
 
 from helpers import data as cifar
 from helpers.models import record, resolve_layer
-from helpers.paths import atomic_path, data_dir
+from helpers.paths import cached, data_dir
 
 
 class SparseAutoencoder(nn.Module):
@@ -78,7 +78,6 @@ def fingerprint(model):
     return h.hexdigest()[:12]
 
 
-@torch.no_grad()
 def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, seed=0, cache=True):
     """Activations of ``layer`` (e.g. ``'hidden'``) for every image of a CIFAR-10 split, batched.
 
@@ -87,34 +86,31 @@ def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, s
     so a rerun loads in seconds. Returns (activations float32 (N, D), labels (N,)).
     """
     name, _ = resolve_layer(model, layer)
-    path = data_dir() / "activations" / f"{fingerprint(model)}-{name}-{split}-aug{augment_copies}-seed{seed}.pt"
-    if cache and path.exists():
-        try:
-            saved = torch.load(path, weights_only=True)
-            return saved["acts"], saved["labels"]
-        except Exception as e:
-            raise RuntimeError(f"{path}: cached activations are truncated or corrupt ({e}); delete the file.") from e
+    weights = fingerprint(model)
+    path = data_dir() / "activations" / f"{weights}-{name}-{split}-aug{augment_copies}-seed{seed}.pt"
+    key = dict(weights=weights, layer=name, split=split, augment_copies=augment_copies, seed=seed)
+    harvest = lambda: _harvest(model, layer, split, augment_copies, batch_size, seed)  # noqa: E731
+    return cached(path, key, harvest) if cache else harvest()
+
+
+@torch.no_grad()
+def _harvest(model, layer, split, augment_copies, batch_size, seed):
     images, labels, _ = cifar.load_cifar10(split, verbose=False)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    passes = [(False, images)] + [(True, images)] * augment_copies
     generator = torch.Generator().manual_seed(seed)
     out = []
     with record(model, [layer]) as acts:
-        for augmented, imgs in passes:
-            for start in range(0, len(imgs), batch_size):
-                x = imgs[start:start + batch_size]
+        for augmented in [False] + [True] * augment_copies:
+            for start in range(0, len(images), batch_size):
+                x = images[start:start + batch_size]
                 if augmented:
                     x = cifar.augment(x, generator)
                 model(cifar.to_float(x.to(device)))
                 out.append(acts[layer].flatten(1).float().cpu())
     model.train(was_training)
-    result = torch.cat(out), labels.repeat(1 + augment_copies)
-    if cache:
-        with atomic_path(path) as tmp:
-            torch.save({"acts": result[0], "labels": result[1]}, tmp)
-    return result
+    return torch.cat(out), labels.repeat(1 + augment_copies)
 
 
 # ----------------------------------------------------------------------------- training
