@@ -7,6 +7,7 @@ Sources, in the order they are tried:
      ``Data/cifar10-jpg.tar.gz`` or ``Data/cifar10-jpg/``.
 Decoded arrays are cached in ``Data/cache/`` and load in about a second afterwards.
 """
+import contextlib
 import hashlib
 import io
 import os
@@ -63,20 +64,32 @@ def _check_arrays(images, labels, where, per_class=None):
 
 # ----------------------------------------------------------------------------- readers
 
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Importing ffcv sets torch to one thread for the whole process (and its Loader sets it to ``num_workers``):
+    on 2 cores that halved the speed of every later training step. Restore the count that was set before."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def read_beton(path):
     """All records of an FFCV file with fields ``image`` (RGB) and ``label``, in file order."""
-    from ffcv.fields.basics import IntDecoder
-    from ffcv.fields.rgb_image import SimpleRGBImageDecoder
-    from ffcv.loader import Loader, OrderOption
+    with torch_threads_kept():
+        from ffcv.fields.basics import IntDecoder
+        from ffcv.fields.rgb_image import SimpleRGBImageDecoder
+        from ffcv.loader import Loader, OrderOption
 
-    loader = Loader(str(path), batch_size=1000, num_workers=1, order=OrderOption.SEQUENTIAL,
-                    drop_last=False,  # ffcv drops the last partial batch by default
-                    pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]})
-    images, labels = [], []
-    for image, label in loader:
-        # The Loader reuses its output buffers between batches: copy what we keep.
-        images.append(np.array(image).transpose(0, 3, 1, 2).copy())
-        labels.append(np.array(label).reshape(-1).astype(np.int64))
+        loader = Loader(str(path), batch_size=1000, num_workers=1, order=OrderOption.SEQUENTIAL,
+                        drop_last=False,  # ffcv drops the last partial batch by default
+                        pipelines={"image": [SimpleRGBImageDecoder()], "label": [IntDecoder()]})
+        images, labels = [], []
+        for image, label in loader:
+            # The Loader reuses its output buffers between batches: copy what we keep.
+            images.append(np.array(image).transpose(0, 3, 1, 2).copy())
+            labels.append(np.array(label).reshape(-1).astype(np.int64))
     return np.concatenate(images), np.concatenate(labels)
 
 
@@ -147,7 +160,8 @@ def find_sources(split, data_dir=None):
     """Every place looked at, in order, as (kind, path, exists, note)."""
     data_dir = Path(data_dir or default_data_dir())
     try:
-        import ffcv  # noqa: F401
+        with torch_threads_kept():
+            import ffcv  # noqa: F401
         have_ffcv, ffcv_note = True, ""
     except ImportError:
         have_ffcv, ffcv_note = False, " (ffcv is not installed: `pip install -e .[ffcv]`)"
@@ -269,9 +283,9 @@ def write_beton(images, labels, path):
     ``write_mode='raw'`` keeps pixels exact (JPEG mode would change them). ffcv's writer hangs if a worker
     raises, so call this in a process of its own under a timeout (``python -m helpers.data --beton``).
     """
-    from ffcv.fields import IntField, RGBImageField
-    from ffcv.writer import DatasetWriter
-    with atomic_path(path) as tmp:
+    with torch_threads_kept(), atomic_path(path) as tmp:
+        from ffcv.fields import IntField, RGBImageField
+        from ffcv.writer import DatasetWriter
         DatasetWriter(str(tmp), {"image": RGBImageField(write_mode="raw"), "label": IntField()},
                       num_workers=1).from_indexed_dataset(_ArrayDataset(images, labels))
 

@@ -84,21 +84,37 @@ def test_pickled_batches_are_read(tmp_path, cifar_test):
 def test_beton_round_trip(tmp_path, cifar_test):
     """Write a small .beton from the real archive (in its own process, under a timeout: ffcv's writer hangs
     if a worker fails), then load it through load_cifar10, which must prefer it to the archive."""
-    try:
-        import ffcv  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("ffcv is not installed (pip install -e .[ffcv]); CI installs it and runs this test")
+    require_ffcv()
     script = ("import torch; from helpers.data import load_cifar10, write_beton\n"
               "for split in ('train', 'test'):\n"
               "    x, y, _ = load_cifar10(split, verbose=False)\n"
               f"    write_beton(x[::97], y[::97], r'{tmp_path}/' + split + '_32.beton')\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300, capture_output=True)
+    threads = torch.get_num_threads()
     images, labels, _ = load_cifar10("test", data_dir=tmp_path)
     assert data.last_source["test"].startswith("beton")
     assert torch.equal(images, cifar_test[0][::97]) and torch.equal(labels, cifar_test[1][::97])
     assert len(images) == len(range(0, 10000, 97))  # the last partial batch is kept
+    assert torch.get_num_threads() == threads  # ffcv's Loader sets its own count; ours is restored
+
+
+def require_ffcv():
+    try:
+        with data.torch_threads_kept():
+            import ffcv  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("ffcv is not installed (pip install -e .[ffcv]); CI installs it and runs this test")
+
+
+def test_looking_for_ffcv_keeps_torch_threads():
+    """Importing ffcv sets torch to one thread process-wide; finding sources (which imports it) must not."""
+    require_ffcv()
+    script = ("import torch; torch.set_num_threads(2); from helpers.data import find_sources\n"
+              "find_sources('test'); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", script], check=True, timeout=120, capture_output=True, text=True)
+    assert out.stdout.split()[-1] == "2"
 
 
 def test_no_source_names_every_place(tmp_path, monkeypatch):
