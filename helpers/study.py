@@ -64,10 +64,9 @@ class _Client(PapermillNotebookClient):
     """papermill's notebook client with a deadline on the one kernel round trip that has none.
 
     After the last cell papermill asks the kernel for its ``kernel_info`` and waits for the reply without a timeout;
-    when that reply goes missing the run never returns (nteract/papermill#711, seen on CI machines). A CI run of this
-    project stalled inside a notebook test until its 90-minute limit: where exactly is unknown, but this cause is
-    removed here. A missing reply is asked for again; after the last try the notebook gets a minimal language info
-    (the reply serves only that metadata).
+    when that reply goes missing the run never returns (nteract/papermill#711, seen on CI machines). (The stall this
+    project's CI met was another one, in a widget cell: see ``SMOKE``.) A missing reply is asked for again; after the
+    last try the notebook gets a minimal language info (the reply serves only that metadata).
     """
     reply_tries, reply_seconds = 3, 30
 
