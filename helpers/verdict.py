@@ -1,0 +1,140 @@
+"""Decision rules: result tables in, a verdict out.
+
+The thresholds below were written down before the runs they judge. A later change to one is its own commit that
+says why, never part of a re-run. Notebooks only render what these functions return; the book's methods page reads
+the thresholds from here.
+
+Every rule returns one of four verdicts:
+  supported       the measurement clears every valid null and is close enough to its ceiling;
+  not supported   the measurement is confidently far from its ceiling (or indistinguishable from a null);
+  inconclusive    neither, or two arms that should agree do not;
+  not testable    an instrument failed its quality gate, or no valid null or ceiling exists to compare against.
+"""
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE = "supported", "not supported", "inconclusive", "not testable"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE)
+
+# ----------------------------------------------------------------------------- the SAE instrument
+
+# An SAE's output is compared only if it passes every gate, measured on held-out activations (the test images).
+SAE_GATES = dict(
+    max_dead_share=0.10,          # dead: fires on none of the held-out vectors
+    min_explained_variance=0.70,  # of the layer's variance on held-out vectors
+    max_accuracy_drop=0.05,       # test accuracy, original layer minus the layer replaced by the SAE's reconstruction
+    l0_band=(0.67, 1.5),          # held-out L0 within this factor range of the target L0 both SAEs were trained to
+    max_final_drift=0.10,         # converged: L0 and explained variance move by less than this (relative) between
+                                  # the two halves of the last 20% of training
+)
+# A null whose SAE has fewer alive features than this share is marked invalid and not used: a near-empty dictionary
+# cannot be compared with a full one by a best-match statistic.
+MIN_ALIVE_SHARE_FOR_NULL = 0.5
+
+
+def sae_gates(metrics, target_l0, log=None, gates=SAE_GATES):
+    """Check one SAE against the gates. ``metrics``: held-out metrics of ``sae.reconstruction_metrics`` plus
+    ``accuracy original`` and ``accuracy sae``; ``log``: its training log (list of dicts with l0 and
+    explained_variance). Returns a list of dicts (gate, value, threshold, passed)."""
+    dead_share = metrics["dead"] / metrics["n_features"]
+    drop = metrics["accuracy original"] - metrics["accuracy sae"]
+    low, high = gates["l0_band"]
+    rows = [dict(gate="dead share", value=dead_share, threshold=f"≤ {gates['max_dead_share']:g}",
+                 passed=dead_share <= gates["max_dead_share"]),
+            dict(gate="explained variance", value=metrics["explained_variance"],
+                 threshold=f"≥ {gates['min_explained_variance']:g}",
+                 passed=metrics["explained_variance"] >= gates["min_explained_variance"]),
+            dict(gate="accuracy drop", value=drop, threshold=f"≤ {gates['max_accuracy_drop']:g}",
+                 passed=drop <= gates["max_accuracy_drop"]),
+            dict(gate="L0 / target", value=metrics["l0"] / target_l0, threshold=f"{low:g}–{high:g}",
+                 passed=low <= metrics["l0"] / target_l0 <= high)]
+    if log is not None:
+        drift = final_drift(log)
+        rows.append(dict(gate="final drift", value=drift, threshold=f"< {gates['max_final_drift']:g}",
+                         passed=drift < gates["max_final_drift"]))
+    return rows
+
+
+def final_drift(log, window=0.2):
+    """The larger relative change of L0 and of explained variance between the two halves of the last ``window``
+    of a training log: a small number means training had converged."""
+    last = log[-max(2, round(len(log) * window)):]
+    half = len(last) // 2
+    drift = 0.0
+    for key in ("l0", "explained_variance"):
+        first = sum(r[key] for r in last[:half]) / half
+        second = sum(r[key] for r in last[half:]) / (len(last) - half)
+        drift = max(drift, abs(second - first) / max(abs(first), 1e-12))
+    return drift
+
+
+def gates_passed(rows):
+    return all(r["passed"] for r in rows)
+
+
+# ----------------------------------------------------------------------------- Prediction 2
+
+# Prediction 2 ("the two dictionaries learn similar features") per SAE arm and matching direction, on the held-out
+# best-match correlation:
+PREDICTION2 = dict(
+    alpha=0.05,         # family-wise error rate over the observed-vs-null tests of one arm (Holm)
+    min_position=0.5,   # "similar" means at least halfway from the strongest valid null (0) to the model-seed
+                        # ceiling (1): closer to two trained models of one family than to what chance alignment gives
+    min_resolution=0.05,  # the ceiling must exceed the strongest null by this much, else the scale cannot resolve
+)
+
+
+def holm(p_values):
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def combine(verdicts):
+    """One verdict from several that must agree: any 'not testable' makes it not testable; agreement is kept;
+    anything else is inconclusive."""
+    verdicts = list(verdicts)
+    if not verdicts or NOT_TESTABLE in verdicts:
+        return NOT_TESTABLE
+    return verdicts[0] if all(v == verdicts[0] for v in verdicts) else INCONCLUSIVE
+
+
+def prediction2_direction(gates_ok, nulls, position, ceiling_margin, rule=PREDICTION2):
+    """The verdict for one arm and one matching direction.
+
+    gates_ok: every SAE behind the observation and the ceiling passed its gates.
+    nulls: list of dicts with ``valid`` (bool), ``p_holm`` (Holm-adjusted p of observed > null) and ``diff_low``
+        (lower confidence bound of observed minus null).
+    position: dict(value, low, high): (observed - strongest valid null) / (ceiling - strongest valid null), with its
+        confidence interval.
+    ceiling_margin: ceiling minus the strongest valid null.
+    Returns (verdict, reason).
+    """
+    if not gates_ok:
+        return NOT_TESTABLE, "an SAE failed its quality gates"
+    valid = [n for n in nulls if n["valid"]]
+    if not valid:
+        return NOT_TESTABLE, "no valid null"
+    if not ceiling_margin > rule["min_resolution"]:
+        return NOT_TESTABLE, (f"the ceiling exceeds the strongest null by {ceiling_margin:.3f}, not more than "
+                              f"{rule['min_resolution']}")
+    beats = all(n["p_holm"] < rule["alpha"] and n["diff_low"] > 0 for n in valid)
+    if beats and position["low"] >= rule["min_position"]:
+        return SUPPORTED, "above every valid null, and the position's lower bound reaches the threshold"
+    if position["high"] < rule["min_position"]:
+        return NOT_SUPPORTED, "the position's upper bound is below the threshold"
+    return INCONCLUSIVE, "the position's interval contains the threshold, or a null is not beaten"
+
+
+def prediction2(directions):
+    """The study's verdict from a table of per-(arm, direction) rows, each with ``arm`` and ``verdict``.
+
+    Within an arm both directions must agree; the L1 (Bricken) and TopK arms must agree, else inconclusive.
+    Returns (verdict, {arm: verdict})."""
+    arms = {}
+    for row in directions:
+        arms.setdefault(row["arm"], []).append(row["verdict"])
+    per_arm = {arm: combine(v) for arm, v in arms.items()}
+    return combine(per_arm.values()), per_arm
+

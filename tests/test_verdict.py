@@ -1,0 +1,67 @@
+"""Decision rules on synthetic tables: every outcome reachable, gates and corrections as written."""
+import pytest
+
+from helpers import verdict as V
+
+GOOD_METRICS = {"dead": 10, "n_features": 300, "explained_variance": 0.9, "l0": 30.0,
+                "accuracy original": 0.80, "accuracy sae": 0.79}
+FLAT_LOG = [dict(l0=30.0, explained_variance=0.9)] * 50
+
+
+def test_gates_pass_and_each_one_can_fail():
+    assert V.gates_passed(V.sae_gates(GOOD_METRICS, 32, FLAT_LOG))
+    failing = {"dead share": dict(dead=100), "explained variance": {"explained_variance": 0.5},
+               "accuracy drop": {"accuracy sae": 0.70}, "L0 / target": dict(l0=100.0)}
+    for gate, change in failing.items():
+        rows = V.sae_gates({**GOOD_METRICS, **change}, 32, FLAT_LOG)
+        assert [r["gate"] for r in rows if not r["passed"]] == [gate]
+    drifting = [dict(l0=30.0 + 3 * i, explained_variance=0.9) for i in range(50)]
+    rows = V.sae_gates(GOOD_METRICS, 32, drifting)
+    assert [r["gate"] for r in rows if not r["passed"]] == ["final drift"]
+
+
+def test_final_drift():
+    assert V.final_drift(FLAT_LOG) == 0
+    log = [dict(l0=10.0, explained_variance=0.5)] * 45 + [dict(l0=10.0, explained_variance=0.5)] * 3 + \
+        [dict(l0=20.0, explained_variance=0.5)] * 2
+    # last 10 entries: 5 at 10 then 3 at 10 and 2 at 20 -> halves 10 and 14
+    assert V.final_drift(log) == pytest.approx(0.4)
+
+
+def test_holm():
+    assert V.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert V.holm([0.5]) == [0.5]
+    assert V.holm([0.001, 0.9]) == pytest.approx([0.002, 0.9])
+
+
+def null(valid=True, p=0.001, low=0.05):
+    return dict(valid=valid, p_holm=p, diff_low=low)
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    (dict(position=dict(value=0.8, low=0.6, high=0.9)), V.SUPPORTED),
+    (dict(position=dict(value=0.1, low=0.0, high=0.3)), V.NOT_SUPPORTED),
+    (dict(position=dict(value=0.5, low=0.3, high=0.7)), V.INCONCLUSIVE),
+    (dict(position=dict(value=0.8, low=0.6, high=0.9), nulls=[null(p=0.2)]), V.INCONCLUSIVE),
+    (dict(position=dict(value=0.8, low=0.6, high=0.9), nulls=[null(low=-0.01)]), V.INCONCLUSIVE),
+    (dict(gates_ok=False), V.NOT_TESTABLE),
+    (dict(nulls=[null(valid=False)]), V.NOT_TESTABLE),
+    (dict(ceiling_margin=0.01), V.NOT_TESTABLE),
+])
+def test_prediction2_direction_reaches_every_outcome(kwargs, expected):
+    args = dict(gates_ok=True, nulls=[null(), null(valid=False, p=0.9, low=-1)],
+                position=dict(value=0.8, low=0.6, high=0.9), ceiling_margin=0.3)
+    args.update(kwargs)
+    got, reason = V.prediction2_direction(**args)
+    assert got == expected, reason
+
+
+def test_arms_must_agree():
+    rows = [dict(arm="l1", verdict=V.SUPPORTED), dict(arm="l1", verdict=V.SUPPORTED),
+            dict(arm="topk", verdict=V.SUPPORTED), dict(arm="topk", verdict=V.SUPPORTED)]
+    assert V.prediction2(rows) == (V.SUPPORTED, {"l1": V.SUPPORTED, "topk": V.SUPPORTED})
+    rows[3]["verdict"] = V.NOT_SUPPORTED
+    assert V.prediction2(rows) == (V.INCONCLUSIVE, {"l1": V.SUPPORTED, "topk": V.INCONCLUSIVE})
+    rows[0]["verdict"] = V.NOT_TESTABLE
+    assert V.prediction2(rows)[0] == V.NOT_TESTABLE
+    assert V.combine([]) == V.NOT_TESTABLE
