@@ -15,7 +15,7 @@ def test_gates_pass_and_each_one_can_fail():
     for gate, change in failing.items():
         rows = V.sae_gates({**GOOD_METRICS, **change}, 32, FLAT_LOG)
         assert [r["gate"] for r in rows if not r["passed"]] == [gate]
-    drifting = [dict(l0=30.0 + 3 * i, explained_variance=0.9) for i in range(50)]
+    drifting = [dict(l0=30.0 + 10 * i, explained_variance=0.9) for i in range(50)]
     rows = V.sae_gates(GOOD_METRICS, 32, drifting)
     assert [r["gate"] for r in rows if not r["passed"]] == ["final drift"]
 
