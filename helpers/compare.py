@@ -4,6 +4,8 @@ Every statistic takes two activation matrices over the same N images (rows) and 
 best Pearson correlation per feature in both directions, a one-to-one (Hungarian) matching, and linear CKA.
 Null baselines permute the rows of one side (across all images, or only within each class).
 """
+import math
+
 import numpy as np
 import torch
 
@@ -96,3 +98,219 @@ def variance_dimensions(acts, shares=(0.5, 0.9, 0.99)):
     power = torch.linalg.svdvals(x - x.mean(0)).pow(2)
     cumulative = power.cumsum(0) / power.sum()
     return {share: int((cumulative < share).sum()) + 1 for share in shares}
+
+
+# ----------------------------------------------------------------------------- held-out matching, with uncertainty
+#
+# The in-sample best match (above) takes a maximum over many candidates on the same images it reports, so it grows
+# with the number of candidates and their firing rates even when nothing is shared. The held-out statistic picks
+# each feature's partner on one half of the images and reports their correlation on the other half: under any null
+# its expectation is the null's true correlation, whatever the number of candidates.
+
+def split_halves(n, seed=0):
+    """A random split of ``n`` images into (select, evaluate) index halves."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:n // 2], order[n // 2:]
+
+
+def choose_partners(a, b, select):
+    """Each feature of ``a`` that varies on the ``select`` images, and the feature of ``b`` that correlates best
+    with it there. Returns (a indices, b indices)."""
+    corr, keep_a, keep_b = correlation_matrix(torch.as_tensor(a)[select], torch.as_tensor(b)[select])
+    if corr.numel() == 0:
+        return keep_a, keep_b[:0]
+    return keep_a, keep_b[corr.argmax(1)]
+
+
+def paired_correlations(x, y, weights=None):
+    """Pearson correlation of column i of ``x`` with column i of ``y`` (rows are images); a column that does not vary
+    gives 0. With ``weights`` (B, n), one row of correlations per weighting (a bootstrap replicate): (B, k)."""
+    x, y = torch.as_tensor(x).double(), torch.as_tensor(y).double()
+    w = torch.ones(1, len(x), dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
+    total = w.sum(1, keepdim=True)
+    mx, my = w @ x / total, w @ y / total
+    sxy = w @ (x * y) / total - mx * my
+    sxx = (w @ (x * x) / total - mx * mx).clamp_min(0)
+    syy = (w @ (y * y) / total - my * my).clamp_min(0)
+    denom = (sxx * syy).sqrt()
+    r = torch.where(denom > 1e-12 * (1 + mx.abs() * my.abs()), sxy / denom.clamp_min(1e-300), torch.zeros_like(sxy))
+    return (r if weights is not None else r[0]).float()
+
+
+def heldout_match(a, b, select, evaluate, weights=None):
+    """Mean held-out best-match correlation of ``a``'s features in ``b`` (see above), and per feature.
+
+    With bootstrap ``weights`` (B, len(evaluate)) the mean is returned per replicate, shape (B,)."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    ia, ib = choose_partners(a, b, select)
+    if len(ia) == 0:
+        return (torch.zeros(len(weights)) if weights is not None else torch.tensor(0.0)), torch.zeros(0)
+    per_feature = paired_correlations(a[evaluate][:, ia], b[evaluate][:, ib])
+    if weights is None:
+        return per_feature.mean(), per_feature
+    return paired_correlations(a[evaluate][:, ia], b[evaluate][:, ib], weights).mean(1), per_feature
+
+
+def bootstrap_weights(n, replicates=200, seed=0):
+    """Poisson(1) weights (the bootstrap of ``n`` images, in a form that every statistic can share): (B, n)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.poisson(torch.ones(replicates, n), generator=g)
+
+
+def interval(replicates, level=0.95):
+    """Percentile confidence interval of bootstrap replicates: (low, high)."""
+    r = torch.as_tensor(replicates, dtype=torch.float64)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    low, high = torch.quantile(r, q).tolist()
+    return low, high
+
+
+def permutation_p(observed, null_values):
+    """One-sided p-value of ``observed`` exceeding a null, from that null's permutation values: the normal tail
+    beyond their mean and spread (a few dozen permutations resolve p far below 1/(R+1) this way), never below the
+    empirical (count at or above + 1)/(R + 1) when a permutation reaches the observation."""
+    from scipy.stats import norm
+    v = torch.as_tensor(null_values, dtype=torch.float64)
+    exceed = int((v >= observed).sum())
+    if exceed:
+        return (exceed + 1) / (len(v) + 1)
+    sd = v.std().item() if len(v) > 1 else 0.0
+    if sd == 0:
+        return 1 / (len(v) + 1)
+    return float(norm.sf((observed - v.mean().item()) / sd))
+
+
+def sign_flip_p(differences, repeats=10000, seed=0):
+    """One-sided paired permutation p-value that the mean of ``differences`` (observed minus null, per feature)
+    exceeds 0: the signs are flipped at random."""
+    d = torch.as_tensor(differences, dtype=torch.float64)
+    if len(d) == 0:
+        return 1.0
+    g = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (repeats, len(d)), generator=g).double() * 2 - 1
+    flipped = (signs * d).mean(1)
+    return (int((flipped >= d.mean()).sum()) + 1) / (repeats + 1)
+
+
+def prediction_groups(labels, *predictions):
+    """One group id per image for the conditional shuffle: (true class, each model's predicted class). Shuffling
+    within these groups keeps what the models agree on through their outputs, including shared mistakes."""
+    group = torch.as_tensor(labels).long().clone()
+    for p in predictions:
+        group = group * 10 + torch.as_tensor(p).long()
+    return group
+
+
+# ----------------------------------------------------------------------------- Prediction 2, one SAE arm
+
+NULLS = ("null-conditional-shuffle", "null-full-shuffle", "null-random-init")
+LABELS = {"observed": "CNN–MLP, same sparsity (mean over model seeds)",
+          "null-conditional-shuffle": "null: images shuffled within (class, CNN prediction, MLP prediction)",
+          "null-full-shuffle": "null: image order shuffled",
+          "null-random-init": "null: SAE of a randomly initialized network of the other family",
+          "ceiling-model-seed": "ceiling: the same family, another training seed",
+          "reliability-sae-seed": "reliability: the same model, another SAE seed (L1 arm)"}
+
+
+def _seed_average(per_seed, replicates, seed):
+    """Replicates of the mean over model seeds, the seeds themselves resampled (a two-level bootstrap)."""
+    stacked = torch.stack(per_seed)  # (seeds, B)
+    pick = torch.randint(len(per_seed), (stacked.shape[1], len(per_seed)), generator=torch.Generator().manual_seed(seed))
+    return stacked.gather(0, pick.T).mean(0)
+
+
+def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, seed=0, shuffles=49, replicates=200):
+    """All held-out statistics of one SAE arm, both directions, and each direction's verdict (``helpers.verdict``).
+
+    features: {variant id: (N, F) feature activations on the test images} (ids as ``sae.variants`` names them);
+    alive_share: {variant id: share of its features that fire on the test images}; gates_ok: {variant id: bool};
+    groups: {model seed: group id per test image} for the conditional shuffle (``prediction_groups``).
+    Returns (statistics rows, direction rows).
+    """
+    from helpers import verdict as V
+    n = len(next(iter(features.values())))
+    select, evaluate = split_halves(n, seed)
+    weights = bootstrap_weights(len(evaluate), replicates, seed)
+    seeds = range(model_seeds)
+    stats, directions = [], []
+    for fa, fb in (("cnn", "mlp"), ("mlp", "cnn")):
+        direction = f"{fa}->{fb}"
+        A = {s: features[f"{fa}-seed{s}-{arm}"] for s in seeds}
+        B = {s: features[f"{fb}-seed{s}-{arm}"] for s in seeds}
+
+        def held(a, b, with_weights=True):
+            value, per_feature = heldout_match(a, b, select, evaluate)
+            reps = heldout_match(a, b, select, evaluate, weights)[0] if with_weights else None
+            return value.item(), reps, per_feature
+
+        obs = [held(A[s], B[s]) for s in seeds]
+        obs_value = sum(o[0] for o in obs) / len(obs)
+        obs_reps = _seed_average([o[1] for o in obs], replicates, seed)
+        obs_per_feature = torch.cat([o[2] for o in obs])
+        in_sample = sum(similarity(A[s], B[s], matching=False)[0]["mean_best_a_to_b"] for s in seeds) / len(obs)
+        row = dict(arm=arm, direction=direction, statistic="observed", value=obs_value,
+                   low=interval(obs_reps)[0], high=interval(obs_reps)[1], in_sample_best=in_sample, valid=True)
+        stats.append(row)
+
+        nulls = {}
+        for name, by_group in (("null-conditional-shuffle", True), ("null-full-shuffle", False)):
+            values, reps = [], []
+            for r in range(shuffles):
+                per_seed = [held(A[s], shuffle_rows(B[s], seed=1000 + r, labels=groups[s] if by_group else None),
+                                 with_weights=r < 5) for s in seeds]
+                values.append(sum(p[0] for p in per_seed) / len(per_seed))
+                if r < 5:  # the interval of a shuffle null averages a few shuffles' bootstrap replicates
+                    reps.append(_seed_average([p[1] for p in per_seed], replicates, seed))
+            nulls[name] = dict(value=sum(values) / len(values), reps=torch.stack(reps).mean(0),
+                               p=permutation_p(obs_value, values), valid=True)
+        random_id = f"{fb}-random-{arm}"
+        rand = [held(A[s], features[random_id]) for s in seeds]
+        nulls["null-random-init"] = dict(
+            value=sum(p[0] for p in rand) / len(rand), reps=_seed_average([p[1] for p in rand], replicates, seed),
+            p=sign_flip_p(obs_per_feature - torch.cat([p[2] for p in rand]), seed=seed),
+            valid=alive_share[random_id] >= V.MIN_ALIVE_SHARE_FOR_NULL)
+        for name, nl in nulls.items():
+            diff = obs_reps - nl["reps"]
+            stats.append(dict(arm=arm, direction=direction, statistic=name, value=nl["value"],
+                              low=interval(nl["reps"])[0], high=interval(nl["reps"])[1], p=nl["p"],
+                              diff=obs_value - nl["value"], diff_low=interval(diff)[0], diff_high=interval(diff)[1],
+                              valid=bool(nl["valid"])))
+
+        if model_seeds > 1:
+            ceil = [held(features[f"{fa}-seed{i}-{arm}"], features[f"{fa}-seed{j}-{arm}"]) for i, j in ((0, 1), (1, 0))]
+            ceiling_value = sum(c[0] for c in ceil) / 2
+            ceiling_reps = torch.stack([c[1] for c in ceil]).mean(0)
+            stats.append(dict(arm=arm, direction=direction, statistic="ceiling-model-seed", value=ceiling_value,
+                              low=interval(ceiling_reps)[0], high=interval(ceiling_reps)[1], valid=True))
+        if arm == "l1":
+            rel = held(features[f"{fa}-seed0-l1"], features[f"{fa}-seed0-l1-saeseed1"])
+            stats.append(dict(arm=arm, direction=direction, statistic="reliability-sae-seed", value=rel[0],
+                              low=interval(rel[1])[0], high=interval(rel[1])[1], valid=True))
+
+        valid = {k: v for k, v in nulls.items() if v["valid"]}
+        strongest = max(valid, key=lambda k: valid[k]["value"]) if valid else None
+        entry = dict(arm=arm, direction=direction, observed=obs_value, strongest_null=strongest,
+                     gates_ok=all(gates_ok[f"{f}-seed{s}-{arm}"] for f in (fa, fb) for s in seeds))
+        if strongest and model_seeds > 1:
+            null_value, null_reps = valid[strongest]["value"], valid[strongest]["reps"]
+            span_reps = (ceiling_reps - null_reps).clamp_min(1e-6)
+            position_reps = (obs_reps - null_reps) / span_reps
+            entry.update(ceiling=ceiling_value, ceiling_margin=ceiling_value - null_value,
+                         position=(obs_value - null_value) / max(ceiling_value - null_value, 1e-6),
+                         position_low=interval(position_reps)[0], position_high=interval(position_reps)[1])
+        else:
+            entry.update(ceiling=math.nan, ceiling_margin=math.nan, position=math.nan, position_low=math.nan,
+                         position_high=math.nan)
+        directions.append(entry)
+
+    # Holm over every observed-vs-null test of this arm (both directions), then each direction's verdict.
+    tests = [r for r in stats if r["statistic"] in NULLS and r["valid"]]
+    for r, p in zip(tests, V.holm([r["p"] for r in tests])):
+        r["p_holm"] = p
+    for entry in directions:
+        nulls = [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"]) for r in stats
+                 if r["direction"] == entry["direction"] and r["statistic"] in NULLS]
+        entry["verdict"], entry["reason"] = V.prediction2_direction(
+            entry["gates_ok"], nulls, dict(value=entry["position"], low=entry["position_low"],
+                                           high=entry["position_high"]), entry["ceiling_margin"])
+    return stats, directions

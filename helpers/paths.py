@@ -46,11 +46,17 @@ def cached(path, key, compute):
     """``compute()``, saved to ``path`` with ``key``; a later call with the same key loads it instead.
 
     The key should name everything the result depends on (settings, checkpoint identity)."""
+    import pickle
+
     import torch
     path = Path(path)
     if path.exists():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
+        try:  # tensors and plain containers only: a crafted file cannot run code here
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise RuntimeError(f"{path}: refused to load, it holds objects other than tensors and plain values "
+                               f"(a file from an older version, or not written by this study); delete it to "
+                               f"recompute.") from e
         except Exception as e:
             raise RuntimeError(f"{path}: cached result is truncated or corrupt ({e}); delete it to recompute.") from e
         if saved.get("key") == key:

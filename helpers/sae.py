@@ -1,9 +1,17 @@
-"""Dictionary learning on a hidden layer: the sparse autoencoder of Bricken et al. 2023 (*Towards Monosemanticity*).
+"""Dictionary learning on a hidden layer: sparse autoencoders in two arms, trained to the same sparsity.
 
-    x_n = x / scale                          (scale makes E||x_n - mean||^2 = 1: l1 means the same for every model)
+    x_n = x / scale                          (scale makes E||x_n - mean||^2 = 1, the same units for every model)
     f   = ReLU(W_enc (x_n - b_dec) + b_enc)  (features, ``expansion`` times as many as inputs)
     x^  = (W_dec f + b_dec) * scale          (decoder columns kept at unit norm)
-    loss = ||x^_n - x_n||^2 + l1 * ||f||_1
+
+- ``l1`` arm (Bricken et al. 2023, the proposal's SAE): loss = ||x^_n - x_n||^2 + λ ||f||_1. λ is not hand-picked:
+  during the first ``CALIBRATE_UNTIL`` of training a controller moves it until the batches' L0 sits at the target,
+  then it is frozen. Dead features are resampled towards badly reconstructed inputs.
+- ``topk`` arm (Gao et al. 2024): exactly k = target L0 features are kept per input; dead latents learn from an
+  auxiliary loss (AuxK) that reconstructs the residual error with the top dead latents.
+
+A feature is **dead** when it fires on none of the held-out vectors (``reconstruction_metrics``); during training,
+when it has not fired for ``dead_window`` steps.
 """
 import hashlib
 import math
@@ -17,9 +25,14 @@ from helpers import data as cifar
 from helpers.models import record, resolve_layer
 from helpers.paths import cached, data_dir
 
+ARMS = ("l1", "topk")
+CALIBRATE_UNTIL = 0.6   # share of training during which λ follows the L0 target (l1 arm)
+RESAMPLE_UNTIL = 0.5    # dead features are resampled up to this share of training (l1 arm)
+AUXK_COEFFICIENT = 1 / 32  # Gao et al.'s weight of the auxiliary loss (topk arm)
+
 
 class SparseAutoencoder(nn.Module):
-    def __init__(self, d_in, expansion=3, scale=1.0, b_dec=None, seed=0):
+    def __init__(self, d_in, expansion=3, scale=1.0, b_dec=None, seed=0, k=None):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         d = d_in * expansion
@@ -29,13 +42,21 @@ class SparseAutoencoder(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(d))
         self.b_dec = nn.Parameter(torch.zeros(d_in) if b_dec is None else b_dec.clone().float())
         self.register_buffer("scale", torch.tensor(float(scale)))  # inputs are divided by it (see the module doc)
+        self.k = k  # None: ReLU code (l1 arm); an int: only the k largest features are kept (topk arm)
 
     @property
     def n_features(self):
         return self.W_enc.shape[0]
 
+    def pre_activations(self, x):
+        return (x / self.scale - self.b_dec) @ self.W_enc.T + self.b_enc
+
     def encode(self, x):
-        return F.relu((x / self.scale - self.b_dec) @ self.W_enc.T + self.b_enc)
+        f = F.relu(self.pre_activations(x))
+        if self.k is None:
+            return f
+        top = f.topk(self.k, dim=1)
+        return torch.zeros_like(f).scatter_(1, top.indices, top.values)
 
     def decode(self, f):
         return (f @ self.W_dec.T + self.b_dec) * self.scale
@@ -53,6 +74,18 @@ class SparseAutoencoder(nn.Module):
         """Project out the gradient component along each decoder column (it would only change its norm)."""
         if self.W_dec.grad is not None:
             self.W_dec.grad -= (self.W_dec.grad * self.W_dec).sum(0, keepdim=True) * self.W_dec
+
+    def to_state(self):
+        """Tensors and plain numbers only: saved with torch.save and read back with ``weights_only=True``, so a
+        results folder from elsewhere cannot run code when it is loaded."""
+        return dict(state_dict={k: v.detach().cpu() for k, v in self.state_dict().items()}, k=self.k,
+                    d_in=self.W_dec.shape[0], expansion=self.n_features // self.W_dec.shape[0])
+
+    @classmethod
+    def from_state(cls, state):
+        sae = cls(state["d_in"], state["expansion"], k=state["k"])
+        sae.load_state_dict(state["state_dict"])
+        return sae.eval()
 
 
 def geometric_median(x, iterations=50):
@@ -148,42 +181,79 @@ def resample_dead(sae, opt, dead, x):
     _reset_adam(opt, sae.b_enc, dead, 0)
 
 
-def train_sae(acts, expansion=3, l1=0.03, lr=1e-3, batch_size=1024, steps=2000, seed=0, resample_every=None,
-              log_every=50, device=None, progress=True):
-    """Train a ``SparseAutoencoder`` on activation vectors ``acts`` (N, D) with Adam on shuffled batches.
+def mse_loss(sae, x, recon):
+    """Squared reconstruction error per vector, in the normalized units (total variance 1)."""
+    return ((recon - x) / sae.scale).pow(2).sum(1).mean()
 
-    Features that did not fire for ``resample_every`` steps (default: a quarter of training; 0 turns it off)
-    are resampled, up to three quarters of the way through training. Returns (sae, log) where log is a list of
-    dicts (step, mse, l1, l0, explained_variance, dead, resampled) every ``log_every`` steps.
+
+def l1_penalty(f):
+    return f.sum(1).mean()  # f >= 0, so this is its L1 norm
+
+
+def auxk_loss(sae, x, recon, pre, dead, k_aux):
+    """Gao et al.'s AuxK: the top ``k_aux`` dead latents reconstruct the residual error (a gradient for latents
+    that the TopK selection never picks)."""
+    if not dead.any():
+        return pre.new_zeros(())
+    residual = ((x - recon) / sae.scale).detach()
+    dead_pre = F.relu(pre).masked_fill(~dead, 0.0)
+    top = dead_pre.topk(min(k_aux, int(dead.sum())), dim=1)
+    f_aux = torch.zeros_like(pre).scatter(1, top.indices, top.values)
+    return (f_aux @ sae.W_dec.T - residual).pow(2).sum(1).mean()
+
+
+def new_sae(acts, arm, target_l0, expansion, seed):
+    """An SAE for ``acts`` (scale from their total variance, decoder bias at their geometric median)."""
+    if arm not in ARMS:
+        raise ValueError(f"arm={arm!r} is not one of {ARMS}.")
+    g = torch.Generator(device=acts.device).manual_seed(seed)
+    sample = acts[torch.randperm(len(acts), generator=g, device=acts.device)[:20000]]
+    scale = (sample - sample.mean(0)).pow(2).sum(1).mean().sqrt().item()  # total variance -> 1
+    return SparseAutoencoder(acts.shape[1], expansion, scale=scale, b_dec=geometric_median(sample / scale),
+                             seed=seed, k=round(target_l0) if arm == "topk" else None).to(acts.device)
+
+
+def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=3e-3, batch_size=512, steps=1000, seed=0,
+              l1_start=0.05, log_every=25, device=None, progress=True):
+    """Train a ``SparseAutoencoder`` of ``arm`` ('l1' or 'topk') on activation vectors ``acts`` (N, D) with Adam.
+
+    Both arms reach the same sparsity: TopK keeps ``target_l0`` features; the L1 arm's λ is calibrated on the fly
+    (see the module doc). Returns (sae, log): log is a list of dicts (step, mse, l0, explained_variance, dead,
+    l1_coefficient, resampled) every ``log_every`` steps, from which the convergence gate reads.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.isfinite(acts).all():
         bad = (~torch.isfinite(acts)).any(1).sum().item()
         raise FloatingPointError(f"{bad} activation vectors contain NaN or inf; check the model and its checkpoint.")
+    if not target_l0 > 0:
+        raise ValueError(f"target_l0={target_l0!r} must be positive.")
     torch.manual_seed(seed)
     x_all = acts.to(device)
-    sample = x_all[torch.randperm(len(x_all), device=device)[:20000]]
-    scale = (sample - sample.mean(0)).pow(2).sum(1).mean().sqrt().item()  # total variance -> 1
-    sae = SparseAutoencoder(acts.shape[1], expansion, scale=scale,
-                            b_dec=geometric_median(sample / scale), seed=seed).to(device)
+    sae = new_sae(x_all, arm, target_l0, expansion, seed)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    resample_every = steps // 4 if resample_every is None else resample_every
-    last_fired = torch.zeros(sae.n_features, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
     order, cursor = torch.randperm(len(x_all), generator=generator, device=device), 0
-    log, resampled = [], 0
-    var = (sample / scale - (sample / scale).mean(0)).pow(2).sum(1).mean()
-    for step in trange(1, steps + 1, desc=f"SAE {acts.shape[1]}->{sae.n_features}", disable=not progress, leave=False):
+    last_fired = torch.zeros(sae.n_features, dtype=torch.long, device=device)
+    dead_window = max(20, steps // 20)          # topk: latents silent this long get the AuxK gradient
+    resample_every = max(1, steps // 5)         # l1: Bricken's resampling, at 20% and 40% of training
+    log_l1, log, resampled = math.log(l1_start), [], 0
+    for step in trange(1, steps + 1, desc=f"SAE {arm} {acts.shape[1]}->{sae.n_features}", disable=not progress,
+                       leave=False):
         if cursor + batch_size > len(x_all):
             order, cursor = torch.randperm(len(x_all), generator=generator, device=device), 0
         x = x_all[order[cursor:cursor + batch_size]]
         cursor += batch_size
-        recon, f = sae(x)
-        mse = ((recon - x) / scale).pow(2).sum(1).mean()
-        sparsity = f.sum(1).mean()  # f >= 0, so this is its L1 norm
-        loss = mse + l1 * sparsity
+        pre = sae.pre_activations(x)
+        f = F.relu(pre) if sae.k is None else sae.encode(x)
+        recon = sae.decode(f)
+        mse = mse_loss(sae, x, recon)
+        if sae.k is None:
+            loss = mse + math.exp(log_l1) * l1_penalty(f)
+        else:
+            loss = mse + AUXK_COEFFICIENT * auxk_loss(sae, x, recon, pre, step - last_fired >= dead_window,
+                                                      k_aux=x.shape[1] // 2)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"SAE loss became {loss.item()} at step {step} (lr={lr}, l1={l1}); lower lr.")
+            raise FloatingPointError(f"SAE loss became {loss.item()} at step {step} ({arm}, lr={lr}); lower lr.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         sae.remove_parallel_gradient()
@@ -191,18 +261,19 @@ def train_sae(acts, expansion=3, l1=0.03, lr=1e-3, batch_size=1024, steps=2000, 
         sae.normalize_decoder()
         with torch.no_grad():
             last_fired[(f > 0).any(0)] = step
-        if resample_every and step % resample_every == 0 and step <= 0.75 * steps:
+            l0 = (f > 0).float().sum(1).mean().item()
+        if sae.k is None and step <= CALIBRATE_UNTIL * steps:  # λ follows the L0 target, then stays fixed
+            log_l1 = min(5.0, max(-12.0, log_l1 + 0.02 * math.log(max(l0, 0.1) / target_l0)))
+        if sae.k is None and step % resample_every == 0 and step <= RESAMPLE_UNTIL * steps:
             dead = torch.nonzero(step - last_fired >= resample_every).flatten()
             resample_dead(sae, opt, dead, x_all[torch.randint(len(x_all), (min(len(x_all), 8192),),
                                                               generator=generator, device=device)])
             last_fired[dead] = step
             resampled += len(dead)
         if step % log_every == 0 or step == steps:
-            with torch.no_grad():
-                log.append(dict(step=step, mse=mse.item(), l1=sparsity.item(), l0=(f > 0).float().sum(1).mean().item(),
-                                explained_variance=1 - mse.item() / var.item(),
-                                dead=int((step - last_fired >= min(step, resample_every or steps)).sum().item()),
-                                resampled=resampled))
+            log.append(dict(step=step, mse=mse.item(), l0=l0, explained_variance=1 - mse.item(),
+                            dead=int((step - last_fired >= min(step, dead_window)).sum().item()),
+                            l1_coefficient=math.exp(log_l1) if sae.k is None else 0.0, resampled=resampled))
     return sae.eval(), log
 
 
@@ -289,12 +360,79 @@ def atom_recovery(sae, atoms):
     return (atoms @ cols.T).max(1).values
 
 
-def load_sae_result(profile, family):
-    """The SAE that ``02_sae`` trained for (profile, family) and the settings it was trained with."""
+# ----------------------------------------------------------------------------- the study's dictionaries
+
+def variants(family, model_seeds):
+    """Every SAE the study trains on one family's hidden layer, as dicts with a stable ``id``:
+    one per (model seed, arm); one per arm on a randomly initialized network (a null); and the L1 arm again with
+    another SAE seed on model seed 0 (reliability)."""
+    out = [dict(id=f"{family}-seed{s}-{arm}", family=family, net="trained", model_seed=s, arm=arm, sae_seed=0)
+           for s in range(model_seeds) for arm in ARMS]
+    out += [dict(id=f"{family}-random-{arm}", family=family, net="random-init", model_seed=0, arm=arm, sae_seed=0)
+            for arm in ARMS]
+    out.append(dict(id=f"{family}-seed0-l1-saeseed1", family=family, net="trained", model_seed=0, arm="l1", sae_seed=1))
+    return out
+
+
+def sae_path(profile, variant_id, what="sae"):
     from helpers.paths import results_dir
-    path = results_dir(profile) / f"sae_{family}.pt"
+    return results_dir(profile) / "sae" / f"{variant_id}-{what}.pt"
+
+
+def train_variant(profile, variant, acts, settings, model_key):
+    """The SAE of ``variant`` trained on ``acts`` with ``settings`` (train_sae's keywords), cached by everything it
+    depends on. Returns (sae, log)."""
+    key = dict(variant, model=model_key, code=_source_key(), **settings)
+    saved = cached(sae_path(profile, variant["id"]), key, lambda: _train_state(acts, variant, settings))
+    return SparseAutoencoder.from_state(saved["state"]), saved["log"]
+
+
+def _train_state(acts, variant, settings):
+    sae, log = train_sae(acts, arm=variant["arm"], seed=variant["sae_seed"], **settings)
+    return dict(state=sae.to_state(), log=log)
+
+
+def _source_key():
+    from helpers.paths import source_hash
+    import sys
+    return source_hash(sys.modules[__name__])
+
+
+@torch.no_grad()
+def evaluate_sae(sae, model, layer, test_acts, test_images, test_labels, baseline):
+    """Held-out metrics of one SAE (``reconstruction_metrics``) plus the classifier's accuracy and loss with the
+    layer replaced by the SAE's reconstruction. ``baseline``: ``spliced_accuracy`` of the untouched and of the
+    mean-ablated layer (dict with 'original' and 'mean-ablated'), computed once per model."""
+    metrics, frequency = reconstruction_metrics(sae, test_acts)
+    device = next(model.parameters()).device
+    sae = sae.to(device)
+    spliced = spliced_accuracy(model, layer, test_images, test_labels, lambda a: sae(a)[0])
+    gap = baseline["mean-ablated"]["loss"] - baseline["original"]["loss"]
+    metrics.update({"accuracy original": baseline["original"]["accuracy"], "accuracy sae": spliced["accuracy"],
+                    "accuracy mean-ablated": baseline["mean-ablated"]["accuracy"],
+                    "loss recovered vs mean-ablated": (baseline["mean-ablated"]["loss"] - spliced["loss"]) / gap
+                    if gap else math.nan})
+    return metrics, frequency
+
+
+def baseline_accuracy(model, layer, test_images, test_labels, acts_mean):
+    return {"original": spliced_accuracy(model, layer, test_images, test_labels, lambda a: a),
+            "mean-ablated": spliced_accuracy(model, layer, test_images, test_labels,
+                                             lambda a: acts_mean.to(a.device).expand_as(a))}
+
+
+def save_features(profile, variant_id, features, frequency):
+    """Feature activations on the test images (float16), which ``03_compare`` reads."""
+    from helpers.paths import atomic_path
+    with atomic_path(sae_path(profile, variant_id, "features")) as tmp:
+        torch.save(dict(features=features.half(), frequency=frequency), tmp)
+
+
+def load_features(profile, variant_id):
+    path = sae_path(profile, variant_id, "features")
     if not path.exists():
+        family = variant_id.split("-")[0]
         raise FileNotFoundError(f"{path} is missing. Run first: "
-                                f"papermill notebooks/02_sae.ipynb out.ipynb -p model {family} -p profile {profile}")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    return saved["value"]["sae"].cpu().eval(), saved["key"]
+                                f"papermill notebooks/02_sae.ipynb out.ipynb -p model {family} -p profile "
+                                f"{path.parent.parent.name}")
+    return torch.load(path, map_location="cpu", weights_only=True)["features"].float()

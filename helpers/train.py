@@ -2,7 +2,7 @@
 
 A profile is a named set of plain values (model size, epochs, batch size, optimizer):
   smoke  seconds, for tests (a subset of the training set);
-  cpu    small members of both families, about 10 minutes each on 2 CPU cores (the default);
+  cpu    small members of both families, about 5 minutes each on 2 CPU cores (the default; two seeds each);
   paper  the full VGG13_bn and B-12/Wi-1024 (resolution 32), for a GPU.
 ``official`` is not trained: it loads the published checkpoints (see ``helpers.models.load_official``).
 """
@@ -26,10 +26,13 @@ PROFILES = {
                     optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=5000,
                     test_subset=2000),
     },
+    # Both hidden layers are 512 wide (SAEs of 1,536 features each). Sized so that two seeds of each family train in
+    # about 20 minutes on 2 cores: VGG13_bn at 1/8 width (channels-last: 0.12 s per step here, 1/4 width 0.37 s) and
+    # 4 blocks (0.13 s per step; 6 blocks 0.18 s).
     "cpu": {
-        "cnn": dict(arch=dict(width=1 / 4), epochs=12, batch_size=256, optimizer="sgd", lr=0.1,
+        "cnn": dict(arch=dict(width=1 / 8), epochs=12, batch_size=256, optimizer="sgd", lr=0.1,
                     weight_decay=5e-4, label_smoothing=0.1, train_subset=None, test_subset=None),
-        "mlp": dict(arch=dict(depth=6, width=512, expansion=4, resolution=32), epochs=25, batch_size=256,
+        "mlp": dict(arch=dict(depth=4, width=512, expansion=4, resolution=32), epochs=12, batch_size=256,
                     optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=None, test_subset=None),
     },
     "paper": {
@@ -62,17 +65,20 @@ def checkpoint_paths(family, profile, seed):
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, batch_size=1000):
-    """Top-1 accuracy of ``model`` on uint8 images."""
+def predictions(model, images, batch_size=1000):
+    """The predicted class of every uint8 image."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = cifar.to_float(images[start:start + batch_size].to(device))
-        correct += (model(x).argmax(1) == labels[start:start + batch_size].to(device)).sum().item()
+    out = [model(cifar.to_float(images[i:i + batch_size].to(device))).argmax(1).cpu()
+           for i in range(0, len(images), batch_size)]
     model.train(was_training)
-    return correct / len(images)
+    return torch.cat(out)
+
+
+def evaluate(model, images, labels, batch_size=1000):
+    """Top-1 accuracy of ``model`` on uint8 images."""
+    return (predictions(model, images, batch_size) == labels.cpu()).float().mean().item()
 
 
 def make_optimizer(model, config, total_steps):
@@ -106,6 +112,9 @@ def train_model(config, seed=0, device=None, verbose=True):
     train_x, train_y = train_x.to(device), train_y.to(device)  # the whole split lives on the device
 
     model = build_model(config["family"], **config["arch"]).to(device)
+    # Convolutions run about 1.5x faster on CPUs with channels-last tensors (same fp32 arithmetic).
+    memory_format = torch.channels_last if config["family"] == "cnn" else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     steps_per_epoch = len(train_x) // config["batch_size"]
     opt, schedule = make_optimizer(model, config, config["epochs"] * steps_per_epoch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(torch.device(device).type == "cuda"))
@@ -118,6 +127,7 @@ def train_model(config, seed=0, device=None, verbose=True):
                    total=steps_per_epoch, desc=f"{config['family']} epoch {epoch + 1}/{config['epochs']}",
                    disable=not verbose, leave=False)
         for step, (x, y) in enumerate(bar):
+            x = x.contiguous(memory_format=memory_format)
             with autocast:
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config["label_smoothing"])

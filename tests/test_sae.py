@@ -40,7 +40,7 @@ def test_resampling_revives_dead_features():
 
 def test_training_resamples_features_that_never_fire():
     acts = torch.randn(3000, 8).abs()
-    _, log = saelib.train_sae(acts, expansion=4, l1=30.0, lr=3e-2, steps=200, batch_size=128, resample_every=40,
+    _, log = saelib.train_sae(acts, expansion=4, l1_start=30.0, target_l0=1, lr=3e-2, steps=200, batch_size=128,
                               progress=False)
     assert log[-1]["resampled"] > 0
 
@@ -66,14 +66,48 @@ def test_metrics_on_a_known_autoencoder():
     assert frequency.tolist() == pytest.approx([2 / 3, 2 / 3, 1 / 3, 1 / 3, 0, 0, 0, 0])
 
 
-def test_ground_truth_dictionary_is_recovered():
+@pytest.mark.parametrize("arm", saelib.ARMS)
+def test_ground_truth_dictionary_is_recovered_with_default_settings(arm):
+    """Vectors built from 3 of 96 known atoms on average: each arm, told only the target L0 (3), finds most atoms.
+    (The L1 arm's λ is set by its calibration, not by hand.)"""
     data, atoms = saelib.synthetic_dictionary_data(20000, d=32, n_atoms=96, active=3, seed=0)
-    sae, _ = saelib.train_sae(data, expansion=3, l1=0.3, lr=3e-3, batch_size=256, steps=1500, progress=False)
+    sae, log = saelib.train_sae(data, arm=arm, target_l0=3, batch_size=256, steps=1500, progress=False)
     best = saelib.atom_recovery(sae, atoms)
     assert (best > 0.9).float().mean() > 0.8, best
-    shuffled = torch.randn_like(atoms)
+    shuffled = torch.randn(atoms.shape, generator=torch.Generator().manual_seed(123))
     chance = saelib.atom_recovery(sae, shuffled / shuffled.norm(dim=1, keepdim=True))
     assert chance.median() < 0.6  # random directions do not match a learned column
+    metrics, _ = saelib.reconstruction_metrics(sae, data)
+    assert 0.67 * 3 <= metrics["l0"] <= 1.5 * 3  # within the gate's band of the target
+    assert metrics["dead"] / metrics["n_features"] <= 0.10
+
+
+@pytest.mark.parametrize("target", [4, 24])
+def test_l1_calibration_reaches_its_target_l0(target):
+    data, _ = saelib.synthetic_dictionary_data(20000, d=32, n_atoms=96, active=8, seed=1)
+    sae, log = saelib.train_sae(data, arm="l1", target_l0=target, batch_size=256, steps=600, progress=False)
+    metrics, _ = saelib.reconstruction_metrics(sae, data)
+    assert 0.67 * target <= metrics["l0"] <= 1.5 * target, metrics["l0"]
+    assert log[-1]["l1_coefficient"] != log[0]["l1_coefficient"]
+
+
+def test_topk_keeps_exactly_k_and_auxk_revives_dead_latents():
+    data, _ = saelib.synthetic_dictionary_data(20000, d=32, n_atoms=96, active=3, seed=2)
+    sae, log = saelib.train_sae(data, arm="topk", target_l0=4, batch_size=256, steps=600, progress=False)
+    f = saelib.feature_activations(sae, data)
+    assert ((f > 0).sum(1) <= 4).all() and (f > 0).sum(1).float().mean() > 3.5
+    metrics, _ = saelib.reconstruction_metrics(sae, data)
+    assert metrics["dead"] / metrics["n_features"] <= 0.10, metrics["dead"]
+    with pytest.raises(ValueError, match="arm='relu' is not one of"):
+        saelib.train_sae(data, arm="relu", steps=1, progress=False)
+
+
+def test_sae_state_loads_without_unpickling(tmp_path):
+    sae, _ = saelib.train_sae(torch.randn(500, 8), arm="topk", target_l0=2, steps=5, batch_size=64, progress=False)
+    torch.save(sae.to_state(), tmp_path / "sae.pt")
+    again = saelib.SparseAutoencoder.from_state(torch.load(tmp_path / "sae.pt", weights_only=True))
+    x = torch.randn(20, 8)
+    assert again.k == 2 and torch.equal(again.encode(x), sae.encode(x))
 
 
 def test_nan_activations_are_refused():
