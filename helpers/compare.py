@@ -27,7 +27,7 @@ def correlation_matrix(a, b):
     Returns (matrix (kept a, kept b), kept a indices, kept b indices)."""
     za, keep_a = standardize(a)
     zb, keep_b = standardize(b)
-    return (za.T @ zb / len(za)).float(), keep_a, keep_b
+    return za.float().T @ zb.float() / len(za), keep_a, keep_b  # float32 products: twice as fast, ample precision
 
 
 def best_matches(corr):

@@ -322,22 +322,6 @@ def spliced_accuracy(model, layer, images, labels, replace, batch_size=500):
     return dict(accuracy=correct / len(images), loss=loss / len(images))
 
 
-def downstream_metrics(sae, model, layer, images, labels, acts_mean):
-    """The classifier with its hidden layer as is, reconstructed by the SAE, zero- and mean-ablated;
-    'loss recovered' is (L_ablated - L_sae) / (L_ablated - L_original) for each ablation."""
-    device = next(model.parameters()).device
-    sae = sae.to(device)
-    runs = {"original": lambda a: a,
-            "sae": lambda a: sae(a)[0],
-            "zero-ablated": lambda a: torch.zeros_like(a),
-            "mean-ablated": lambda a: acts_mean.to(a.device).expand_as(a)}
-    out = {name: spliced_accuracy(model, layer, images, labels, fn) for name, fn in runs.items()}
-    for ablation in ("zero-ablated", "mean-ablated"):
-        gap = out[ablation]["loss"] - out["original"]["loss"]
-        out[f"loss recovered vs {ablation}"] = (out[ablation]["loss"] - out["sae"]["loss"]) / gap if gap else math.nan
-    return out
-
-
 # ----------------------------------------------------------------------------- ground truth
 
 def synthetic_dictionary_data(n, d=32, n_atoms=96, active=3, seed=0):

@@ -31,20 +31,24 @@ BOOK = ROOT / "book"
 # The smoke profile checks the whole pipeline in seconds per notebook: tiny models, and these few steps and units.
 # The widget explorers stay out: nbclient sometimes never sees a widget cell end (a CI hang, twice in one run here).
 SMOKE = {"01_activation_maximization.ipynb": dict(units=6, steps=24, natural_images=40, explorer=False),
-         "02_sae.ipynb": dict(steps=60, augment_copies=0, sweep_steps=0, am_features=2, am_steps=8, features_shown=2,
+         "02_sae.ipynb": dict(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2,
                               explorer=False),
-         "03_compare.ipynb": dict(null_repeats=1, pairs=2, am_steps=8)}
+         "03_compare.ipynb": dict(shuffles=4, replicates=20, pairs=2, am_steps=8)}
+MODEL_SEEDS = 2  # trained models per family: the second gives Prediction 2 its model-seed ceiling
 
 
 def steps(profile, seed=0):
     """(source notebook, executed notebook, parameters) in the order the study runs them."""
     out = BOOK / profile
-    runs = [("00_train.ipynb", "00_train_cnn", dict(model="cnn")), ("00_train.ipynb", "00_train_mlp", dict(model="mlp")),
-            ("01_activation_maximization.ipynb", "01_activation_maximization", dict(model="both")),
-            ("02_sae.ipynb", "02_sae_cnn", dict(model="cnn")), ("02_sae.ipynb", "02_sae_mlp", dict(model="mlp")),
-            ("03_compare.ipynb", "03_compare", {})]
+    seeds = 1 if profile == "official" else MODEL_SEEDS
+    runs = [("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""), dict(model=m, seed=seed + s))
+            for m in ("cnn", "mlp") for s in range(seeds)] if profile != "official" else []
+    runs += [("01_activation_maximization.ipynb", "01_activation_maximization", dict(model="both", seed=seed)),
+             ("02_sae.ipynb", "02_sae_cnn", dict(model="cnn", seed=seed, model_seeds=seeds)),
+             ("02_sae.ipynb", "02_sae_mlp", dict(model="mlp", seed=seed, model_seeds=seeds)),
+             ("03_compare.ipynb", "03_compare", dict(seed=seed, model_seeds=seeds))]
     return [(name, out / f"{target}.ipynb",
-             dict(profile=profile, seed=seed, **extra, **(SMOKE.get(name, {}) if profile == "smoke" else {})))
+             dict(profile=profile, **extra, **(SMOKE.get(name, {}) if profile == "smoke" else {})))
             for name, target, extra in runs]
 
 

@@ -138,3 +138,30 @@ def prediction2(directions):
     per_arm = {arm: combine(v) for arm, v in arms.items()}
     return combine(per_arm.values()), per_arm
 
+
+
+# ----------------------------------------------------------------------------- the rules in words (for the book)
+
+def describe_sae_gates(gates=SAE_GATES):
+    low, high = gates["l0_band"]
+    return (f"Every SAE is checked on the held-out test images before any comparison uses it: dead features (firing on "
+            f"none of them) at most {gates['max_dead_share']:.0%} of the dictionary; explained variance at least "
+            f"{gates['min_explained_variance']:g}; test accuracy with the layer replaced by the reconstruction at most "
+            f"{gates['max_accuracy_drop']:g} below the original; held-out L0 within {low:g}–{high:g} times the "
+            f"target; and training converged (L0 and explained variance move by less than "
+            f"{gates['max_final_drift']:.0%} between the two halves of the last 20% of steps). A failed gate is "
+            f"reported and makes every comparison that needs the SAE *not testable*. A null's SAE (on a randomly "
+            f"initialized network) is used only if at least {MIN_ALIVE_SHARE_FOR_NULL:.0%} of its features fire; "
+            f"otherwise that null is marked invalid.")
+
+
+def describe_prediction2(rule=PREDICTION2):
+    return (f"For each SAE arm and each direction (CNN features matched in the MLP's dictionary, and the reverse), "
+            f"the held-out best-match correlation is compared with every valid null and with the model-seed ceiling. "
+            f"*Position* = (observed − strongest valid null) / (ceiling − strongest valid null), with a bootstrap 95% "
+            f"interval. **Supported**: the observation exceeds every valid null (Holm-adjusted p < {rule['alpha']:g} "
+            f"over the arm's tests, and the interval of the difference above 0) and the position's lower bound is at "
+            f"least {rule['min_position']:g}. **Not supported**: the position's upper bound is below "
+            f"{rule['min_position']:g}. **Not testable**: an SAE failed a gate, no null is valid, or the ceiling "
+            f"exceeds the strongest null by no more than {rule['min_resolution']:g}. Otherwise **inconclusive**. "
+            f"Both directions and both arms (L1 and TopK) must agree; disagreement is inconclusive.")

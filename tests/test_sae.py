@@ -139,6 +139,12 @@ def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
     model = build_model("mlp", depth=1, width=8, resolution=32).eval()
     images, labels = cifar_test[0][::20], cifar_test[1][::20]
     acts, _ = saelib.harvest_activations(model, "hidden", "test", cache=False)
-    out = saelib.downstream_metrics(exact_sae(8), model, "hidden", images, labels, acts.mean(0))
-    assert out["sae"] == pytest.approx(out["original"])
-    assert out["loss recovered vs mean-ablated"] == pytest.approx(1.0)
+    baseline = saelib.baseline_accuracy(model, "hidden", images, labels, acts.mean(0))
+    metrics, _ = saelib.evaluate_sae(exact_sae(8), model, "hidden", acts[::20], images, labels, baseline)
+    assert metrics["accuracy sae"] == pytest.approx(metrics["accuracy original"])
+    assert metrics["loss recovered vs mean-ablated"] == pytest.approx(1.0)
+    useless = exact_sae(8)
+    with torch.no_grad():
+        useless.W_dec.zero_()  # reconstructs every input as b_dec = 0: the zero-ablated layer
+    metrics, _ = saelib.evaluate_sae(useless, model, "hidden", acts[::20], images, labels, baseline)
+    assert metrics["explained_variance"] < 0.01 and metrics["loss recovered vs mean-ablated"] < 0.9
