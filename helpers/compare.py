@@ -314,3 +314,30 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
             entry["gates_ok"], nulls, dict(value=entry["position"], low=entry["position_low"],
                                            high=entry["position_high"]), entry["ceiling_margin"])
     return stats, directions
+
+
+# ----------------------------------------------------------------------------- every layer against every layer
+
+def centered_gram(x):
+    """The doubly centered Gram matrix of a representation (rows are images), for linear CKA."""
+    x = torch.as_tensor(x).double()
+    x = x - x.mean(0)
+    return x @ x.T
+
+
+def cka_map(grams_a, grams_b):
+    """Linear CKA of every representation in ``grams_a`` against every one in ``grams_b`` (centered Gram matrices
+    over the same images): a (len(a), len(b)) matrix."""
+    unit = lambda g: g / g.norm()  # noqa: E731
+    a = torch.stack([unit(g).flatten() for g in grams_a])
+    b = torch.stack([unit(g).flatten() for g in grams_b])
+    return (a @ b.T).float()
+
+
+def best_aligned_pair(trained, nulls, rows, cols):
+    """The (row, column) of the CKA map whose margin over the strongest null map is largest, among the candidate
+    ``rows`` and ``cols`` (mid-depth layers): where the two families are most alike beyond what chance gives."""
+    margin = trained - torch.stack(list(nulls)).max(0).values
+    sub = margin[rows][:, cols]
+    i, j = divmod(int(sub.argmax()), sub.shape[1])
+    return rows[i], cols[j]

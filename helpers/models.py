@@ -222,6 +222,15 @@ def resolve_layer(model, layer):
     return name, modules[name]
 
 
+def representation_layers(model):
+    """Every layer that holds a representation of the image, from input to output: the CNN's ReLUs (convolutional,
+    then classifier), the MLP's embedding and its residual stream after each block."""
+    if isinstance(model, VGG):
+        return ([f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.ReLU)]
+                + [f"classifier.{i}" for i, m in enumerate(model.classifier) if isinstance(m, nn.ReLU)])
+    return ["linear_in"] + [f"residual.{i}" for i in range(len(model.blocks))]
+
+
 @contextlib.contextmanager
 def record(model, layers):
     """Record the outputs of named layers during forward passes: ``with record(m, ['hidden']) as acts:``.
