@@ -171,14 +171,18 @@ def channel(layer, channels):
 def direction(layer, vectors):
     """The projection of ``layer``'s activation onto ``vectors[i]`` for image i (e.g. SAE encoder rows).
 
-    For a conv layer with vectors over channels, the projection is averaged over positions.
+    For a conv layer with vectors over channels, the projection is averaged over positions; with vectors over the
+    pooled map the SAEs read (``sae.pooled``), it is taken on that pooled map.
     """
+    from helpers.sae import pooled
     vectors = torch.as_tensor(vectors, dtype=torch.float32)
 
     def fn(act):
         v = vectors.to(act.device)
         if act.ndim == 4 and v.shape[1] == act.shape[1]:
             return torch.einsum("nchw,nc->n", act, v) / (act.shape[2] * act.shape[3])
+        if act.ndim == 4 and v.shape[1] != act[0].numel():
+            act = pooled(act)
         return (act.flatten(1) * v).sum(1)
     return Objective(layer, fn, f"{layer} direction", list(range(len(vectors))))
 

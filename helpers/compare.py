@@ -282,7 +282,7 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
             ceiling_reps = torch.stack([c[1] for c in ceil]).mean(0)
             stats.append(dict(arm=arm, direction=direction, statistic="ceiling-model-seed", value=ceiling_value,
                               low=interval(ceiling_reps)[0], high=interval(ceiling_reps)[1], valid=True))
-        if arm == "l1":
+        if arm == "l1" and f"{fa}-seed0-l1-saeseed1" in features:
             rel = held(features[f"{fa}-seed0-l1"], features[f"{fa}-seed0-l1-saeseed1"])
             stats.append(dict(arm=arm, direction=direction, statistic="reliability-sae-seed", value=rel[0],
                               low=interval(rel[1])[0], high=interval(rel[1])[1], valid=True))

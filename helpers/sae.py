@@ -29,6 +29,9 @@ ARMS = ("l1", "topk")
 CALIBRATE_UNTIL = 0.6   # share of training during which λ follows the L0 target (l1 arm)
 RESAMPLE_UNTIL = 0.5    # dead features are resampled up to this share of training (l1 arm)
 AUXK_COEFFICIENT = 1 / 32  # Gao et al.'s weight of the auxiliary loss (topk arm)
+# A convolutional layer is read as its channels averaged over a POOL x POOL grid of positions: coarse layout is kept,
+# and its size (channels x 4) stays one that CKA and an SAE three times as wide can afford on a CPU.
+POOL = 2
 
 
 class SparseAutoencoder(nn.Module):
@@ -121,7 +124,7 @@ def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, s
     name, _ = resolve_layer(model, layer)
     weights = fingerprint(model)
     path = data_dir() / "activations" / f"{weights}-{name}-{split}-aug{augment_copies}-seed{seed}.pt"
-    key = dict(weights=weights, layer=name, split=split, augment_copies=augment_copies, seed=seed)
+    key = dict(weights=weights, layer=name, split=split, augment_copies=augment_copies, seed=seed, pool=POOL)
     harvest = lambda: _harvest(model, layer, split, augment_copies, batch_size, seed)  # noqa: E731
     return cached(path, key, harvest) if cache else harvest()
 
@@ -141,9 +144,69 @@ def _harvest(model, layer, split, augment_copies, batch_size, seed):
                 if augmented:
                     x = cifar.augment(x, generator)
                 model(cifar.to_float(x.to(device)))
-                out.append(acts[layer].flatten(1).float().cpu())
+                out.append(pooled(acts[layer]).flatten(1).float().cpu())
     model.train(was_training)
     return torch.cat(out), labels.repeat(1 + augment_copies)
+
+
+def pooled(output):
+    """A layer's output as the study reads it: conv maps averaged to POOL x POOL positions, vectors as they are."""
+    return F.adaptive_avg_pool2d(output, POOL) if output.dim() == 4 else output
+
+
+@torch.no_grad()
+def layer_representations(model, images, layers, batch_size=500):
+    """{layer: (N, D) representation} of uint8 ``images`` for several layers in one pass (pooled like harvests)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = {layer: [] for layer in layers}
+    with record(model, layers) as acts:
+        for start in range(0, len(images), batch_size):
+            model(cifar.to_float(images[start:start + batch_size].to(device)))
+            for layer in layers:
+                out[layer].append(pooled(acts[layer]).flatten(1).float().cpu())
+    return {layer: torch.cat(v) for layer, v in out.items()}
+
+
+def layer_map(profile, n_images=2000, seed=0):
+    """Linear CKA of every CNN layer against every MLP layer (model seed 0, ``n_images`` training images), with two
+    nulls (each family against the other's randomly initialized network), and the mid-depth pair whose margin over
+    the nulls is largest (``compare.best_aligned_pair``): the layers of the study's second SAE comparison.
+    Cached in the profile's results."""
+    from helpers import compare
+    from helpers.models import representation_layers
+    from helpers.paths import results_dir
+    from helpers.train import load_trained, model_id, random_model
+    key = dict(models=[model_id(f, profile, 0) for f in ("cnn", "mlp")], n_images=n_images, seed=seed,
+               code=_source_key(), pool=POOL)
+
+    def compute():
+        images, _, _ = cifar.load_cifar10("train", verbose=False)
+        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n_images]]
+        grams, layers = {}, {}
+        for family in ("cnn", "mlp"):
+            for kind, net in (("trained", load_trained(family, profile, 0)), ("random-init", random_model(family, profile))):
+                layers[family] = representation_layers(net)
+                reps = layer_representations(net, images, layers[family])
+                grams[(family, kind)] = [compare.centered_gram(reps[name]) for name in layers[family]]
+        trained = compare.cka_map(grams[("cnn", "trained")], grams[("mlp", "trained")])
+        nulls = {"random-init MLP": compare.cka_map(grams[("cnn", "trained")], grams[("mlp", "random-init")]),
+                 "random-init CNN": compare.cka_map(grams[("cnn", "random-init")], grams[("mlp", "trained")])}
+        conv = [i for i, name in enumerate(layers["cnn"]) if name.startswith("features")]
+        rows = conv[len(conv) // 3: max(len(conv) // 3 + 1, 2 * len(conv) // 3)]   # the middle third of the convs
+        cols = list(range(1, max(2, len(layers["mlp"]) - 1)))                        # blocks before the last one
+        i, j = compare.best_aligned_pair(trained, nulls.values(), rows, cols)
+        return dict(cnn_layers=layers["cnn"], mlp_layers=layers["mlp"], trained=trained, nulls=nulls,
+                    candidates=dict(cnn=rows, mlp=cols), choice=dict(cnn=layers["cnn"][i], mlp=layers["mlp"][j]))
+    return cached(results_dir(profile) / "layer_map.pt", key, compute)
+
+
+def study_layer(family, profile, layer):
+    """The module name behind a study layer: 'hidden' (the last hidden layer), 'mid' (the best-aligned mid-depth
+    layer of ``layer_map``) or a module name as given."""
+    if layer == "mid":
+        return layer_map(profile)["choice"][family]
+    return layer
 
 
 # ----------------------------------------------------------------------------- training
@@ -309,7 +372,16 @@ def spliced_accuracy(model, layer, images, labels, replace, batch_size=500):
     """Accuracy and loss of ``model`` when ``layer``'s output is replaced by ``replace(output)``."""
     _, module = resolve_layer(model, layer)
     device = next(model.parameters()).device
-    handle = module.register_forward_hook(lambda _m, _i, out: replace(out.flatten(1)).reshape(out.shape))
+
+    def splice(_module, _inputs, out):
+        if out.dim() == 2:
+            return replace(out)
+        # a conv map is read pooled: its pooled part is swapped for the replacement, finer detail is kept
+        coarse = pooled(out)
+        new = replace(coarse.flatten(1)).reshape(coarse.shape)
+        up = lambda t: F.interpolate(t, size=out.shape[-2:], mode="nearest")  # noqa: E731
+        return out - up(coarse) + up(new)
+    handle = module.register_forward_hook(splice)
     correct, loss = 0, 0.0
     try:
         for i in range(0, len(images), batch_size):
@@ -346,28 +418,31 @@ def atom_recovery(sae, atoms):
 
 # ----------------------------------------------------------------------------- the study's dictionaries
 
-def variants(family, model_seeds):
-    """Every SAE the study trains on one family's hidden layer, as dicts with a stable ``id``:
-    one per (model seed, arm); one per arm on a randomly initialized network (a null); and the L1 arm again with
-    another SAE seed on model seed 0 (reliability)."""
+def variants(family, model_seeds, reliability=True):
+    """Every SAE the study trains on one family's layer, as dicts with a stable ``id``: one per (model seed, arm);
+    one per arm on a randomly initialized network (a null); and (``reliability``) the L1 arm again with another SAE
+    seed on model seed 0."""
     out = [dict(id=f"{family}-seed{s}-{arm}", family=family, net="trained", model_seed=s, arm=arm, sae_seed=0)
            for s in range(model_seeds) for arm in ARMS]
     out += [dict(id=f"{family}-random-{arm}", family=family, net="random-init", model_seed=0, arm=arm, sae_seed=0)
             for arm in ARMS]
-    out.append(dict(id=f"{family}-seed0-l1-saeseed1", family=family, net="trained", model_seed=0, arm="l1", sae_seed=1))
+    if reliability:
+        out.append(dict(id=f"{family}-seed0-l1-saeseed1", family=family, net="trained", model_seed=0, arm="l1",
+                        sae_seed=1))
     return out
 
 
-def sae_path(profile, variant_id, what="sae"):
+def sae_path(profile, layer, variant_id, what="sae"):
+    """Where the SAE (or its test-image features) of a variant at study layer ``layer`` ('hidden', 'mid') lives."""
     from helpers.paths import results_dir
-    return results_dir(profile) / "sae" / f"{variant_id}-{what}.pt"
+    return results_dir(profile) / "sae" / layer / f"{variant_id}-{what}.pt"
 
 
-def train_variant(profile, variant, acts, settings, model_key):
+def train_variant(profile, layer, variant, acts, settings, model_key):
     """The SAE of ``variant`` trained on ``acts`` with ``settings`` (train_sae's keywords), cached by everything it
     depends on. Returns (sae, log)."""
     key = dict(variant, model=model_key, code=_source_key(), **settings)
-    saved = cached(sae_path(profile, variant["id"]), key, lambda: _train_state(acts, variant, settings))
+    saved = cached(sae_path(profile, layer, variant["id"]), key, lambda: _train_state(acts, variant, settings))
     return SparseAutoencoder.from_state(saved["state"]), saved["log"]
 
 
@@ -405,18 +480,17 @@ def baseline_accuracy(model, layer, test_images, test_labels, acts_mean):
                                              lambda a: acts_mean.to(a.device).expand_as(a))}
 
 
-def save_features(profile, variant_id, features, frequency):
+def save_features(profile, layer, variant_id, features, frequency):
     """Feature activations on the test images (float16), which ``03_compare`` reads."""
     from helpers.paths import atomic_path
-    with atomic_path(sae_path(profile, variant_id, "features")) as tmp:
+    with atomic_path(sae_path(profile, layer, variant_id, "features")) as tmp:
         torch.save(dict(features=features.half(), frequency=frequency), tmp)
 
 
-def load_features(profile, variant_id):
-    path = sae_path(profile, variant_id, "features")
+def load_features(profile, layer, variant_id):
+    path = sae_path(profile, layer, variant_id, "features")
     if not path.exists():
         family = variant_id.split("-")[0]
-        raise FileNotFoundError(f"{path} is missing. Run first: "
-                                f"papermill notebooks/02_sae.ipynb out.ipynb -p model {family} -p profile "
-                                f"{path.parent.parent.name}")
+        raise FileNotFoundError(f"{path} is missing. Run first: papermill notebooks/02_sae.ipynb out.ipynb "
+                                f"-p model {family} -p profile {profile} -p layer {layer}")
     return torch.load(path, map_location="cpu", weights_only=True)["features"].float()

@@ -43,10 +43,12 @@ def steps(profile, seed=0):
     seeds = 1 if profile == "official" else MODEL_SEEDS
     runs = [("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""), dict(model=m, seed=seed + s))
             for m in ("cnn", "mlp") for s in range(seeds)] if profile != "official" else []
-    runs += [("01_activation_maximization.ipynb", "01_activation_maximization", dict(model="both", seed=seed)),
-             ("02_sae.ipynb", "02_sae_cnn", dict(model="cnn", seed=seed, model_seeds=seeds)),
-             ("02_sae.ipynb", "02_sae_mlp", dict(model="mlp", seed=seed, model_seeds=seeds)),
-             ("03_compare.ipynb", "03_compare", dict(seed=seed, model_seeds=seeds))]
+    runs.append(("01_activation_maximization.ipynb", "01_activation_maximization", dict(model="both", seed=seed)))
+    # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
+    for layer, tag in (("hidden", ""), ("mid", "_mid")):
+        runs += [("02_sae.ipynb", f"02_sae_{m}{tag}", dict(model=m, layer=layer, seed=seed, model_seeds=seeds))
+                 for m in ("cnn", "mlp")]
+        runs.append(("03_compare.ipynb", f"03_compare{tag}", dict(layer=layer, seed=seed, model_seeds=seeds)))
     return [(name, out / f"{target}.ipynb",
              dict(profile=profile, **extra, **(SMOKE.get(name, {}) if profile == "smoke" else {})))
             for name, target, extra in runs]

@@ -5,6 +5,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+import torch
 
 from helpers import study, verdict
 
@@ -85,7 +86,7 @@ def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
     text = outputs(nb)
     assert "explained_variance" in text and "features are dead" in text and "quality gate" in text
     assert images(nb) >= 5
-    folder = data_env / "results" / "smoke" / "sae"
+    folder = data_env / "results" / "smoke" / "sae" / "hidden"
     summary = json.loads((folder / f"{model}-summary.json").read_text())
     assert set(summary) == {f"{model}-seed{s}-{arm}" for s in (0, 1) for arm in ("l1", "topk")} | {
         f"{model}-random-l1", f"{model}-random-topk", f"{model}-seed0-l1-saeseed1"}
@@ -112,23 +113,28 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
     if not (folder / "am_summary.json").exists():
         execute("01_activation_maximization.ipynb", tmp, profile="smoke", **study.SMOKE["01_activation_maximization.ipynb"])
     for model in ("cnn", "mlp"):
-        if not (folder / "sae" / f"{model}-summary.json").exists():
-            execute("02_sae.ipynb", tmp, profile="smoke", model=model, **study.SMOKE["02_sae.ipynb"])
+        for layer in ("hidden", "mid"):
+            if not (folder / "sae" / layer / f"{model}-summary.json").exists():
+                execute("02_sae.ipynb", tmp, profile="smoke", model=model, layer=layer, **study.SMOKE["02_sae.ipynb"])
 
 
-def test_compare_notebook_smoke(smoke_results, tmp_path, data_env):
-    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", **study.SMOKE["03_compare.ipynb"])
+@pytest.mark.parametrize("layer", ["hidden", "mid"])
+def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
+    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", layer=layer, **study.SMOKE["03_compare.ipynb"])
     text = outputs(nb)
     for phrase in ("images shuffled within (class, CNN prediction, MLP prediction)", "ceiling", "random-init",
                    "Prediction 2", "The rule, as written before the run", "Prediction 1 on this profile"):
         assert phrase in text, phrase
-    assert images(nb) >= 2
+    assert images(nb) >= 3  # statistics, layer map, pairs
     folder = data_env / "results" / "smoke"
-    conclusions = json.loads((folder / "conclusions.json").read_text())
+    conclusions = json.loads((folder / f"conclusions_{layer}.json").read_text())
+    lm = torch.load(folder / "layer_map.pt", weights_only=True)["value"]
+    assert conclusions["modules"]["cnn"] == (lm["choice"]["cnn"] if layer == "mid" else "hidden")
+    assert lm["trained"].shape == (len(lm["cnn_layers"]), len(lm["mlp_layers"]))
     assert conclusions["prediction2"] in verdict.VERDICTS
     assert set(conclusions["per_arm"]) == {"l1", "topk"}
     # the smoke SAEs train for 60 steps: a failed gate must make the verdict "not testable", never "not supported"
-    gates_ok = all(json.loads((folder / "sae" / f"{f}-summary.json").read_text())[f"{f}-seed{s}-{arm}"]["gates_passed"]
+    gates_ok = all(json.loads((folder / "sae" / layer / f"{f}-summary.json").read_text())[f"{f}-seed{s}-{arm}"]["gates_passed"]
                    for f in ("cnn", "mlp") for s in (0, 1) for arm in ("l1", "topk"))
     if not gates_ok:
         assert conclusions["prediction2"] == verdict.NOT_TESTABLE

@@ -148,3 +148,16 @@ def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
         useless.W_dec.zero_()  # reconstructs every input as b_dec = 0: the zero-ablated layer
     metrics, _ = saelib.evaluate_sae(useless, model, "hidden", acts[::20], images, labels, baseline)
     assert metrics["explained_variance"] < 0.01 and metrics["loss recovered vs mean-ablated"] < 0.9
+
+
+def test_conv_layers_are_read_pooled_and_spliced_back(cifar_test):
+    model = build_model("cnn", width=1 / 16).eval()
+    images, labels = cifar_test[0][:200], cifar_test[1][:200]
+    reps = saelib.layer_representations(model, images, ["features.9", "classifier.1"])
+    channels = model.features[7].out_channels
+    assert reps["features.9"].shape == (200, channels * saelib.POOL ** 2) and reps["classifier.1"].shape[0] == 200
+    same = saelib.spliced_accuracy(model, "features.9", images, labels, lambda a: a)
+    plain = saelib.spliced_accuracy(model, "hidden", images, labels, lambda a: a)
+    assert same["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    broken = saelib.spliced_accuracy(model, "features.9", images, labels, lambda a: torch.zeros_like(a) + 5)
+    assert broken["loss"] != pytest.approx(plain["loss"], rel=1e-3)
