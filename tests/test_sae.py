@@ -129,10 +129,12 @@ def test_harvest_is_cached(data_env, cifar_test):
     augmented, aug_labels = saelib.harvest_activations(model, "hidden", "test", augment_copies=1)
     assert augmented.shape == (20000, 16) and torch.equal(augmented[:10000], acts)
     assert not torch.equal(augmented[10000:], acts) and torch.equal(aug_labels[10000:], labels)
+    before = set((data_env / "activations").glob("*-residual.0-test-aug0-*"))
     with torch.no_grad():
         model.linear_out.weight.add_(1)  # other weights, other cache entry
     saelib.harvest_activations(model, "hidden", "test")
-    assert len(list((data_env / "activations").glob("*-residual.0-test-aug0-*"))) == 2
+    new = set((data_env / "activations").glob("*-residual.0-test-aug0-*")) - before
+    assert [p.name.split("-")[0] for p in new] == [saelib.fingerprint(model)]
 
 
 def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
