@@ -51,7 +51,7 @@ class Browser:
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--remote-debugging-port=0", f"--user-data-dir={profile_dir}", "about:blank"],
+             "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={profile_dir}", "about:blank"],
             stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
         port = None
