@@ -138,17 +138,18 @@ def paired_correlations(x, y, weights=None):
 
 
 def heldout_match(a, b, select, evaluate, weights=None):
-    """Mean held-out best-match correlation of ``a``'s features in ``b`` (see above), and per feature.
+    """Held-out best-match correlation of ``a``'s features in ``b`` (see above): (mean, per feature, replicates).
 
-    With bootstrap ``weights`` (B, len(evaluate)) the mean is returned per replicate, shape (B,)."""
+    With bootstrap ``weights`` (B, len(evaluate)) ``replicates`` holds the mean per replicate, shape (B,); without,
+    it is None. Partners are chosen once for both."""
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     ia, ib = choose_partners(a, b, select)
     if len(ia) == 0:
-        return (torch.zeros(len(weights)) if weights is not None else torch.tensor(0.0)), torch.zeros(0)
-    per_feature = paired_correlations(a[evaluate][:, ia], b[evaluate][:, ib])
-    if weights is None:
-        return per_feature.mean(), per_feature
-    return paired_correlations(a[evaluate][:, ia], b[evaluate][:, ib], weights).mean(1), per_feature
+        return torch.tensor(0.0), torch.zeros(0), None if weights is None else torch.zeros(len(weights))
+    x, y = a[evaluate][:, ia], b[evaluate][:, ib]
+    per_feature = paired_correlations(x, y)
+    replicates = None if weights is None else paired_correlations(x, y, weights).mean(1)
+    return per_feature.mean(), per_feature, replicates
 
 
 def bootstrap_weights(n, replicates=200, seed=0):
@@ -239,8 +240,7 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
         B = {s: features[f"{fb}-seed{s}-{arm}"] for s in seeds}
 
         def held(a, b, with_weights=True):
-            value, per_feature = heldout_match(a, b, select, evaluate)
-            reps = heldout_match(a, b, select, evaluate, weights)[0] if with_weights else None
+            value, per_feature, reps = heldout_match(a, b, select, evaluate, weights if with_weights else None)
             return value.item(), reps, per_feature
 
         obs = [held(A[s], B[s]) for s in seeds]

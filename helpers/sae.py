@@ -55,7 +55,11 @@ class SparseAutoencoder(nn.Module):
         return (x / self.scale - self.b_dec) @ self.W_enc.T + self.b_enc
 
     def encode(self, x):
-        f = F.relu(self.pre_activations(x))
+        return self.activate(self.pre_activations(x))
+
+    def activate(self, pre):
+        """The code from pre-activations: ReLU, then (topk arm) only the k largest kept."""
+        f = F.relu(pre)
         if self.k is None:
             return f
         top = f.topk(self.k, dim=1)
@@ -307,7 +311,7 @@ def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=3e-3, batch_size=512
         x = x_all[order[cursor:cursor + batch_size]]
         cursor += batch_size
         pre = sae.pre_activations(x)
-        f = F.relu(pre) if sae.k is None else sae.encode(x)
+        f = sae.activate(pre)
         recon = sae.decode(f)
         mse = mse_loss(sae, x, recon)
         if sae.k is None:

@@ -75,7 +75,7 @@ def sparse_features(n, k, seed):
 def test_heldout_match_is_unbiased_on_independent_features_and_one_on_a_copy():
     a, b = sparse_features(4000, 200, 0), sparse_features(4000, 600, 1)
     select, evaluate = compare.split_halves(4000, seed=0)
-    independent, per_feature = compare.heldout_match(a, b, select, evaluate)
+    independent, per_feature, _ = compare.heldout_match(a, b, select, evaluate)
     in_sample = compare.similarity(a, b, matching=False)[0]["mean_best_a_to_b"]
     assert abs(independent) < 0.01 and in_sample > 0.05  # the in-sample maximum is biased upwards; held-out is not
     assert len(per_feature) == 200
