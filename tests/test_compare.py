@@ -122,7 +122,7 @@ def _features(shared_across_families, n=2000, k=30):
         g = torch.Generator().manual_seed(seed)
         return (base + 0.3 * torch.randn(base.shape, generator=g)).relu()
     base = {"cnn": sparse_features(n, k, 10) * 2}
-    base["mlp"] = base["cnn"][:, torch.randperm(k)] if shared_across_families else sparse_features(n, k, 11) * 2
+    base["mlp"] = base["cnn"][:, torch.randperm(k, generator=torch.Generator().manual_seed(12))] if shared_across_families else sparse_features(n, k, 11) * 2
     out = {}
     for i, family in enumerate(("cnn", "mlp")):
         for s in range(2):
