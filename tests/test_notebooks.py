@@ -7,7 +7,7 @@ import papermill
 import pytest
 import torch
 
-from helpers import study, verdict
+from helpers import sae as saelib, study, verdict
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -132,10 +132,10 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
     assert conclusions["modules"]["cnn"] == (lm["choice"]["cnn"] if layer == "mid" else "hidden")
     assert lm["trained"].shape == (len(lm["cnn_layers"]), len(lm["mlp_layers"]))
     assert conclusions["prediction2"] in verdict.VERDICTS
-    assert set(conclusions["per_arm"]) == {"l1", "topk"}
+    assert set(conclusions["per_arm"]) == set(saelib.LAYER_ARMS[layer])
     # the smoke SAEs train for 60 steps: a failed gate must make the verdict "not testable", never "not supported"
     gates_ok = all(json.loads((folder / "sae" / layer / f"{f}-summary.json").read_text())[f"{f}-seed{s}-{arm}"]["gates_passed"]
-                   for f in ("cnn", "mlp") for s in (0, 1) for arm in ("l1", "topk"))
+                   for f in ("cnn", "mlp") for s in (0, 1) for arm in saelib.LAYER_ARMS[layer])
     if not gates_ok:
         assert conclusions["prediction2"] == verdict.NOT_TESTABLE
 
