@@ -139,6 +139,69 @@ def prediction2(directions):
     return combine(per_arm.values()), per_arm
 
 
+# ----------------------------------------------------------------------------- Prediction 1 (activation maximization)
+
+# An AM group (the images of one objective kind on one network, one regularization setting) is scored only if it
+# passes these gates. Success: the image drives its target above the target's 99th percentile on natural images.
+AM_GATES = dict(
+    success_quantile=0.99,     # of the target's values on natural test images
+    min_success_share=0.5,     # of the group's images that succeed
+    min_successful_images=8,   # fewer cannot give an effect size with a useful interval
+    max_saturated_share=0.5,   # pixels within 1/255 of 0 or 1: a mostly clipped image shows colour, not pattern
+)
+
+PREDICTION1 = dict(
+    alpha=0.05,                 # family-wise error rate over all trained-vs-null tests of the verdict (Holm)
+    min_position=0.5,           # "shows the CNN's patterns" means at least half the CNN's effect over its own null
+    min_reference_effect=0.147,  # the CNN's Cliff's δ over its null must reach this (Romano et al.'s bound of a
+                                 # negligible effect), else there is no CNN pattern to approximate
+)
+
+
+def am_gates(n_images, n_successful, saturated_share, gates=AM_GATES):
+    """Check one AM group. Returns a list of dicts (gate, value, threshold, passed), as ``sae_gates``."""
+    share = n_successful / n_images if n_images else 0.0
+    return [dict(gate="success share", value=share, threshold=f"≥ {gates['min_success_share']:g}",
+                 passed=share >= gates["min_success_share"]),
+            dict(gate="successful images", value=n_successful, threshold=f"≥ {gates['min_successful_images']}",
+                 passed=n_successful >= gates["min_successful_images"]),
+            dict(gate="saturated pixels", value=saturated_share, threshold=f"≤ {gates['max_saturated_share']:g}",
+                 passed=saturated_share <= gates["max_saturated_share"])]
+
+
+def prediction1_comparison(gates_ok, cnn, mlp, position, rule=PREDICTION1):
+    """The verdict for one repetition measure under one regularization setting.
+
+    gates_ok: every AM group behind the comparison (trained and random-init, both families) passed its gates.
+    cnn, mlp: dicts with ``delta`` (Cliff's δ of the trained network's scores over its random-init null's),
+        ``low`` (its lower confidence bound) and ``p_holm`` (Holm-adjusted one-sided p of trained > null).
+    position: dict(value, low, high): the MLP's δ divided by the CNN's, with its confidence interval.
+    Returns (verdict, reason).
+    """
+    if not gates_ok:
+        return NOT_TESTABLE, "an AM group failed its quality gates"
+    cnn_beats = cnn["p_holm"] < rule["alpha"] and cnn["low"] > 0
+    if not (cnn_beats and cnn["delta"] >= rule["min_reference_effect"]):
+        return NOT_TESTABLE, (f"the CNN's images do not repeat beyond its null by at least δ = "
+                              f"{rule['min_reference_effect']} (nothing for the MLP to approximate)")
+    mlp_beats = mlp["p_holm"] < rule["alpha"] and mlp["low"] > 0
+    if mlp_beats and position["low"] >= rule["min_position"]:
+        return SUPPORTED, "the MLP repeats beyond its null, by at least the threshold share of the CNN's effect"
+    if position["high"] < rule["min_position"]:
+        return NOT_SUPPORTED, "the MLP's effect is confidently below the threshold share of the CNN's"
+    return INCONCLUSIVE, "the position's interval contains the threshold, or the MLP does not beat its null"
+
+
+def prediction1(comparisons):
+    """The verdict from per-(measure, setting) rows, each with ``measure``, ``setting`` and ``verdict``: every
+    measure under every regularization setting must agree, else inconclusive. Returns (verdict, {measure: verdict}).
+    """
+    measures = {}
+    for row in comparisons:
+        measures.setdefault(row["measure"], []).append(row["verdict"])
+    per_measure = {m: combine(v) for m, v in measures.items()}
+    return combine(per_measure.values()), per_measure
+
 
 # ----------------------------------------------------------------------------- the rules in words (for the book)
 
@@ -165,3 +228,25 @@ def describe_prediction2(rule=PREDICTION2):
             f"{rule['min_position']:g}. **Not testable**: an SAE failed a gate, no null is valid, or the ceiling "
             f"exceeds the strongest null by no more than {rule['min_resolution']:g}. Otherwise **inconclusive**. "
             f"Both directions and both arms (L1 and TopK) must agree; disagreement is inconclusive.")
+
+
+def describe_am_gates(gates=AM_GATES):
+    return (f"An activation-maximization image *succeeds* when it drives its target above the target's "
+            f"{gates['success_quantile']:.0%} quantile on natural test images; only successful images are scored. "
+            f"A group of images (one objective kind, one network, one regularization setting) is used only if at "
+            f"least {gates['min_success_share']:.0%} of its images, and at least {gates['min_successful_images']}, "
+            f"succeed, and at most {gates['max_saturated_share']:.0%} of its pixels are saturated (within 1/255 of 0 "
+            f"or 1). A failed gate is reported and makes the comparisons that need the group *not testable*.")
+
+
+def describe_prediction1(rule=PREDICTION1):
+    return (f"For each repetition measure (autocorrelation peak, spectral concentration) and each regularization "
+            f"setting, each family's effect is Cliff's δ of its trained network's scores over those of a randomly "
+            f"initialized network of the same architecture, with matched objectives (single units, not channel "
+            f"means), with a bootstrap 95% interval and a one-sided Mann-Whitney p-value, Holm-adjusted over all the "
+            f"verdict's tests. *Position* = the MLP's δ / the CNN's δ. **Not testable**: a group failed a gate, or "
+            f"the CNN's images do not repeat beyond its null (Holm p < {rule['alpha']:g}, interval above 0, and "
+            f"δ ≥ {rule['min_reference_effect']:g}). **Supported**: the MLP's images repeat beyond its null (same "
+            f"test) and the position's lower bound is at least {rule['min_position']:g}. **Not supported**: the "
+            f"position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. Both measures "
+            f"under every setting must agree; disagreement is inconclusive.")

@@ -65,3 +65,53 @@ def test_arms_must_agree():
     rows[0]["verdict"] = V.NOT_TESTABLE
     assert V.prediction2(rows)[0] == V.NOT_TESTABLE
     assert V.combine([]) == V.NOT_TESTABLE
+
+
+# ----------------------------------------------------------------------------- Prediction 1
+
+STRONG = dict(delta=0.8, low=0.6, p_holm=1e-4)
+
+
+def test_am_gates_pass_and_each_one_can_fail():
+    assert V.gates_passed(V.am_gates(32, 30, 0.1))
+    assert [r["gate"] for r in V.am_gates(32, 12, 0.1) if not r["passed"]] == ["success share"]
+    assert [r["gate"] for r in V.am_gates(10, 6, 0.1) if not r["passed"]] == ["successful images"]
+    assert [r["gate"] for r in V.am_gates(32, 30, 0.8) if not r["passed"]] == ["saturated pixels"]
+    assert not V.gates_passed(V.am_gates(0, 0, 0.0))
+
+
+def test_prediction1_every_outcome_is_reachable():
+    near = dict(value=0.9, low=0.7, high=1.1)
+    far = dict(value=0.1, low=-0.1, high=0.3)
+    wide = dict(value=0.5, low=0.1, high=1.0)
+    assert V.prediction1_comparison(True, STRONG, STRONG, near)[0] == V.SUPPORTED
+    assert V.prediction1_comparison(True, STRONG, dict(delta=0.05, low=-0.2, p_holm=0.4), far)[0] == V.NOT_SUPPORTED
+    assert V.prediction1_comparison(True, STRONG, STRONG, wide)[0] == V.INCONCLUSIVE
+    # the MLP reaches the CNN's effect on average but does not beat its own null: not "supported"
+    assert V.prediction1_comparison(True, STRONG, dict(delta=0.7, low=-0.1, p_holm=0.2), near)[0] == V.INCONCLUSIVE
+    assert V.prediction1_comparison(False, STRONG, STRONG, near)[0] == V.NOT_TESTABLE
+
+
+def test_prediction1_needs_a_cnn_pattern_to_approximate():
+    near = dict(value=0.9, low=0.7, high=1.1)
+    for cnn in (dict(delta=0.8, low=0.6, p_holm=0.2),       # not significant after Holm
+                dict(delta=0.8, low=-0.05, p_holm=1e-4),    # interval reaches 0
+                dict(delta=0.1, low=0.02, p_holm=1e-4)):    # significant but negligible
+        assert V.prediction1_comparison(True, cnn, STRONG, near)[0] == V.NOT_TESTABLE
+
+
+def test_prediction1_combines_measures_and_settings():
+    rows = [dict(measure=m, setting=s, verdict=V.SUPPORTED) for m in ("autocorrelation", "spectral")
+            for s in ("default", "strong")]
+    assert V.prediction1(rows)[0] == V.SUPPORTED
+    rows[-1]["verdict"] = V.NOT_SUPPORTED
+    verdict, per_measure = V.prediction1(rows)
+    assert verdict == V.INCONCLUSIVE and per_measure == {"autocorrelation": V.SUPPORTED, "spectral": V.INCONCLUSIVE}
+    rows[0]["verdict"] = V.NOT_TESTABLE
+    assert V.prediction1(rows)[0] == V.NOT_TESTABLE
+
+
+def test_prediction1_rule_in_words_uses_the_thresholds():
+    text = V.describe_prediction1(dict(V.PREDICTION1, min_position=0.37))
+    assert "0.37" in text and "Cliff" in text
+    assert "99%" in V.describe_am_gates()
