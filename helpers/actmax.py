@@ -302,6 +302,71 @@ def repetition_score(images, max_lag=12, exclude=1):
     return score, lag
 
 
+def spectral_score(images, exclude=1):
+    """How concentrated each image's spatial spectrum is: the share of its power, outside the lowest frequencies,
+    in the strongest 3x3 block of frequencies and its mirror image (one real sinusoid is a conjugate pair, and the
+    window spreads each over a 3x3 block).
+
+    Grey level, mean removed, Hann-windowed (so the image's edges add no spurious frequencies). Frequencies within
+    ``exclude`` of zero in both directions (smooth gradients, blobs) are left out. A plane wave scores near 1, white
+    noise near 0. Returns a score per image in [0, 1]."""
+    x = torch.as_tensor(images).float().mean(1)
+    n, h, w = x.shape
+    window = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False))
+    x = (x - x.mean((1, 2), keepdim=True)) * window
+    power = torch.fft.fft2(x).abs().pow(2)
+    fy, fx = torch.fft.fftfreq(h) * h, torch.fft.fftfreq(w) * w
+    low = (fy.abs()[:, None] <= exclude) & (fx.abs()[None, :] <= exclude)
+    power = power.masked_fill(low, 0.0)
+    block = F.avg_pool2d(F.pad(power[:, None], (1, 1, 1, 1), mode="circular"), 3, stride=1)[:, 0] * 9
+    total = power.flatten(1).sum(1).clamp_min(1e-12)
+    return (2 * block.flatten(1).max(1).values / total).clamp(max=1.0)
+
+
+def saturated_share(images, tolerance=1 / 255):
+    """Share of each image's pixel values within ``tolerance`` of 0 or 1 (clipped by the sigmoid or the clamp)."""
+    x = torch.as_tensor(images).float()
+    return ((x <= tolerance) | (x >= 1 - tolerance)).float().flatten(1).mean(1)
+
+
+def am_success(final_values, natural_values, quantile=0.99):
+    """Did each AM image drive its target above the target's ``quantile`` on natural images?
+
+    final_values: (N,) each image's objective value for its own target; natural_values: (M, N) the same targets on
+    M natural images. Returns (success (N,) bool, threshold (N,))."""
+    threshold = torch.quantile(torch.as_tensor(natural_values).float(), quantile, dim=0)
+    return torch.as_tensor(final_values).float() > threshold, threshold
+
+
+def cliffs_delta(a, b):
+    """Cliff's δ = P(a > b) - P(a < b) over all pairs: from -1 (every a below every b) to 1 (every a above)."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    diff = a[:, None] - b[None, :]
+    return ((diff > 0).double().mean() - (diff < 0).double().mean()).item()
+
+
+def effect_over_null(trained, null, replicates=1000, seed=0):
+    """Cliff's δ of ``trained`` scores over ``null`` scores with a bootstrap 95% interval (both groups resampled)
+    and the one-sided Mann-Whitney p-value of trained > null. Returns (dict(delta, low, high, p), replicate δs)."""
+    from scipy.stats import mannwhitneyu
+    a, b = torch.as_tensor(trained, dtype=torch.float64), torch.as_tensor(null, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    ia = torch.randint(len(a), (replicates, len(a)), generator=g)
+    ib = torch.randint(len(b), (replicates, len(b)), generator=g)
+    diff = a[ia][:, :, None] - b[ib][:, None, :]
+    reps = (diff > 0).double().mean((1, 2)) - (diff < 0).double().mean((1, 2))
+    low, high = torch.quantile(reps, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    p = float(mannwhitneyu(a.numpy(), b.numpy(), alternative="greater").pvalue)
+    return dict(delta=cliffs_delta(a, b), low=low, high=high, p=p), reps
+
+
+def position(mlp_reps, cnn_reps, mlp_delta, cnn_delta):
+    """The MLP's effect as a share of the CNN's, with the interval of the ratio of their bootstrap replicates."""
+    ratio = torch.as_tensor(mlp_reps) / torch.as_tensor(cnn_reps).clamp_min(1e-6)
+    low, high = torch.quantile(ratio, torch.tensor([0.025, 0.975], dtype=ratio.dtype)).tolist()
+    return dict(value=mlp_delta / max(cnn_delta, 1e-6), low=low, high=high)
+
+
 def mann_whitney(a, b):
     """Two-sided Mann-Whitney U test and the common-language effect size P(a > b)."""
     from scipy.stats import mannwhitneyu

@@ -121,3 +121,58 @@ def test_repetition_score_separates_periodic_from_random():
 def test_statistics():
     test = actmax.mann_whitney([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12])
     assert test["p"] < 0.01 and test["p_a_greater"] == 0
+
+
+def noisy_periodic(snr, n=24, seed=0):
+    """Sinusoidal gratings (random period 4-8 px and orientation) plus white noise, signal-to-noise ratio ``snr``
+    (standard deviations); snr=0 is pure noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    period = 4 + 4 * torch.rand(n, generator=g)
+    angle = math.pi * torch.rand(n, generator=g)
+    phase = (xx * torch.cos(angle)[:, None, None] + yy * torch.sin(angle)[:, None, None]) / period[:, None, None]
+    signal = torch.sin(2 * math.pi * phase) / math.sqrt(0.5)  # unit standard deviation
+    noise = torch.randn(n, 32, 32, generator=g)
+    return (0.5 + 0.1 * (snr * signal + noise)).clamp(0, 1)[:, None].expand(n, 3, 32, 32)
+
+
+@pytest.mark.parametrize("measure", [actmax.repetition_score, actmax.spectral_score])
+def test_repetition_measures_rise_with_signal_to_noise_and_stay_low_on_noise(measure):
+    def score(images):
+        out = measure(images)
+        return (out[0] if isinstance(out, tuple) else out).median().item()
+    levels = [score(noisy_periodic(snr)) for snr in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)]
+    assert all(b > a for a, b in zip(levels, levels[1:])), levels
+    assert levels[0] < 0.2 and levels[-1] > 0.5, levels
+
+
+def test_spectral_score_of_a_plane_wave_and_of_a_smooth_blob():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    wave = (0.5 + 0.4 * torch.sin(2 * math.pi * xx / 8)).expand(1, 3, 32, 32)
+    blob = torch.exp(-((xx - 16) ** 2 + (yy - 16) ** 2) / 60).expand(1, 3, 32, 32)
+    assert actmax.spectral_score(wave).item() > 0.5
+    assert actmax.spectral_score(blob).item() < actmax.spectral_score(wave).item()
+
+
+def test_success_gate_rejects_an_image_that_does_not_drive_its_target():
+    natural = torch.randn(1000, 3)  # three targets on natural images
+    success, threshold = actmax.am_success(torch.tensor([5.0, 0.0, 2.5]), natural)
+    assert success.tolist() == [True, False, True] and (threshold > 2).all() and (threshold < 3).all()
+
+
+def test_saturated_share():
+    images = torch.cat([torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)])
+    images[1, 0] = 1.0
+    assert actmax.saturated_share(images).tolist() == pytest.approx([1.0, 1 / 3])
+
+
+def test_effect_sizes():
+    assert actmax.cliffs_delta([3, 4, 5], [0, 1, 2]) == 1 and actmax.cliffs_delta([0, 1], [0, 1]) == 0
+    g = torch.Generator().manual_seed(0)
+    high, low = torch.randn(40, generator=g) + 1.5, torch.randn(40, generator=g)
+    effect, reps = actmax.effect_over_null(high, low, replicates=300)
+    assert effect["low"] > 0.3 and effect["p"] < 1e-4 and effect["low"] < effect["delta"] < effect["high"]
+    null_effect, null_reps = actmax.effect_over_null(low, torch.randn(40, generator=g), replicates=300)
+    assert null_effect["low"] < 0 < null_effect["high"] and null_effect["p"] > 0.01
+    pos = actmax.position(null_reps, reps, null_effect["delta"], effect["delta"])
+    assert pos["low"] < pos["value"] < pos["high"] and pos["high"] < 0.5
