@@ -169,6 +169,11 @@ def am_gates(n_images, n_successful, saturated_share, gates=AM_GATES):
                  passed=saturated_share <= gates["max_saturated_share"])]
 
 
+def cnn_pattern(cnn, rule=PREDICTION1):
+    """Do the CNN's images repeat beyond its null (Holm p < alpha, interval above 0, δ at least the reference)?"""
+    return cnn["p_holm"] < rule["alpha"] and cnn["low"] > 0 and cnn["delta"] >= rule["min_reference_effect"]
+
+
 def prediction1_comparison(gates_ok, cnn, mlp, position, rule=PREDICTION1):
     """The verdict for one repetition measure under one regularization setting.
 
@@ -180,8 +185,7 @@ def prediction1_comparison(gates_ok, cnn, mlp, position, rule=PREDICTION1):
     """
     if not gates_ok:
         return NOT_TESTABLE, "an AM group failed its quality gates"
-    cnn_beats = cnn["p_holm"] < rule["alpha"] and cnn["low"] > 0
-    if not (cnn_beats and cnn["delta"] >= rule["min_reference_effect"]):
+    if not cnn_pattern(cnn, rule):
         return NOT_TESTABLE, (f"the CNN's images do not repeat beyond its null by at least δ = "
                               f"{rule['min_reference_effect']} (nothing for the MLP to approximate)")
     mlp_beats = mlp["p_holm"] < rule["alpha"] and mlp["low"] > 0
@@ -193,14 +197,20 @@ def prediction1_comparison(gates_ok, cnn, mlp, position, rule=PREDICTION1):
 
 
 def prediction1(comparisons):
-    """The verdict from per-(measure, setting) rows, each with ``measure``, ``setting`` and ``verdict``: every
-    measure under every regularization setting must agree, else inconclusive. Returns (verdict, {measure: verdict}).
+    """The verdict from per-(objective, measure, setting) rows, each with ``objective``, ``measure``, ``setting``,
+    ``verdict`` and ``cnn_pattern`` (the CNN's images repeat beyond its null in that row).
+
+    Within an objective kind every measure under every setting must agree (``combine``). A kind in which the CNN
+    shows no pattern in any row is set aside: there is nothing there for the MLP to approximate. The remaining kinds
+    must agree; if none remains, the prediction is not testable. Returns (verdict, {objective: verdict}).
     """
-    measures = {}
+    kinds, patterns = {}, {}
     for row in comparisons:
-        measures.setdefault(row["measure"], []).append(row["verdict"])
-    per_measure = {m: combine(v) for m, v in measures.items()}
-    return combine(per_measure.values()), per_measure
+        kinds.setdefault(row["objective"], []).append(row["verdict"])
+        patterns[row["objective"]] = patterns.get(row["objective"], False) or bool(row["cnn_pattern"])
+    per_kind = {k: combine(v) for k, v in kinds.items()}
+    judged = [v for k, v in per_kind.items() if patterns[k]]
+    return combine(judged), per_kind
 
 
 # ----------------------------------------------------------------------------- the rules in words (for the book)
@@ -248,5 +258,7 @@ def describe_prediction1(rule=PREDICTION1):
             f"the CNN's images do not repeat beyond its null (Holm p < {rule['alpha']:g}, interval above 0, and "
             f"δ ≥ {rule['min_reference_effect']:g}). **Supported**: the MLP's images repeat beyond its null (same "
             f"test) and the position's lower bound is at least {rule['min_position']:g}. **Not supported**: the "
-            f"position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. Both measures "
-            f"under every setting must agree; disagreement is inconclusive.")
+            f"position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. Within an objective "
+            f"kind (class logits, last-hidden-layer units, earlier-layer units) both measures under every setting "
+            f"must agree; kinds where the CNN shows no pattern are set aside, the others must agree, and if none is "
+            f"left the prediction is not testable.")

@@ -100,15 +100,21 @@ def test_prediction1_needs_a_cnn_pattern_to_approximate():
         assert V.prediction1_comparison(True, cnn, STRONG, near)[0] == V.NOT_TESTABLE
 
 
-def test_prediction1_combines_measures_and_settings():
-    rows = [dict(measure=m, setting=s, verdict=V.SUPPORTED) for m in ("autocorrelation", "spectral")
-            for s in ("default", "strong")]
-    assert V.prediction1(rows)[0] == V.SUPPORTED
-    rows[-1]["verdict"] = V.NOT_SUPPORTED
-    verdict, per_measure = V.prediction1(rows)
-    assert verdict == V.INCONCLUSIVE and per_measure == {"autocorrelation": V.SUPPORTED, "spectral": V.INCONCLUSIVE}
-    rows[0]["verdict"] = V.NOT_TESTABLE
-    assert V.prediction1(rows)[0] == V.NOT_TESTABLE
+def test_prediction1_combines_measures_settings_and_objectives():
+    def rows(objective, verdict, cnn_pattern=True):
+        return [dict(objective=objective, measure=m, setting=s, verdict=verdict, cnn_pattern=cnn_pattern)
+                for m in ("autocorrelation", "spectral") for s in ("plain", "l2")]
+    table = rows("units", V.SUPPORTED) + rows("earlier", V.SUPPORTED)
+    assert V.prediction1(table)[0] == V.SUPPORTED
+    table[-1]["verdict"] = V.NOT_SUPPORTED  # one measure under one setting disagrees
+    verdict, per_kind = V.prediction1(table)
+    assert verdict == V.INCONCLUSIVE and per_kind == {"units": V.SUPPORTED, "earlier": V.INCONCLUSIVE}
+    # a kind where the CNN shows no pattern is set aside...
+    table = rows("units", V.NOT_SUPPORTED) + rows("classes", V.NOT_TESTABLE, cnn_pattern=False)
+    assert V.prediction1(table) == (V.NOT_SUPPORTED, {"units": V.NOT_SUPPORTED, "classes": V.NOT_TESTABLE})
+    # ...but a failed gate where the CNN has a pattern makes it not testable, and so does no kind with a pattern
+    assert V.prediction1(rows("units", V.NOT_TESTABLE) + rows("earlier", V.SUPPORTED))[0] == V.NOT_TESTABLE
+    assert V.prediction1(rows("classes", V.NOT_TESTABLE, cnn_pattern=False))[0] == V.NOT_TESTABLE
 
 
 def test_prediction1_rule_in_words_uses_the_thresholds():
