@@ -30,7 +30,8 @@ BOOK = ROOT / "book"
 
 # The smoke profile checks the whole pipeline in seconds per notebook: tiny models, and these few steps and units.
 # The widget explorers stay out: nbclient sometimes never sees a widget cell end (a CI hang, twice in one run here).
-SMOKE = {"01_activation_maximization.ipynb": dict(units=6, steps=24, natural_images=40, explorer=False),
+SMOKE = {"01_activation_maximization.ipynb": dict(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50,
+                                                 explorer=False),
          "02_sae.ipynb": dict(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2,
                               explorer=False),
          "03_compare.ipynb": dict(shuffles=4, replicates=20, pairs=2, am_steps=8)}

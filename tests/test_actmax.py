@@ -118,11 +118,6 @@ def test_repetition_score_separates_periodic_from_random():
     assert score[2] < 0.3 and score[3] < 0.3
 
 
-def test_statistics():
-    test = actmax.mann_whitney([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12])
-    assert test["p"] < 0.01 and test["p_a_greater"] == 0
-
-
 def noisy_periodic(snr, n=24, seed=0):
     """Sinusoidal gratings (random period 4-8 px and orientation) plus white noise, signal-to-noise ratio ``snr``
     (standard deviations); snr=0 is pure noise."""
@@ -176,3 +171,18 @@ def test_effect_sizes():
     assert null_effect["low"] < 0 < null_effect["high"] and null_effect["p"] > 0.01
     pos = actmax.position(null_reps, reps, null_effect["delta"], effect["delta"])
     assert pos["low"] < pos["value"] < pos["high"] and pos["high"] < 0.5
+
+
+def test_objective_values_are_every_target_on_every_image():
+    torch.manual_seed(0)
+    cnn = build_model("cnn", width=1 / 16).eval()
+    images = torch.rand(5, 3, 32, 32)
+    values = actmax.objective_values(cnn, actmax.class_logit([3, 1]), images)
+    assert torch.allclose(values, cnn(images).detach()[:, [3, 1]], atol=1e-5)
+    objective = actmax.unit("features.8", [0, 2])
+    values = actmax.objective_values(cnn, objective, images)
+    with torch.no_grad(), actmax.record(cnn, ["features.8"]) as acts:
+        cnn(images)
+    a = acts["features.8"]
+    assert torch.allclose(values, a[:, [0, 2], a.shape[2] // 2, a.shape[3] // 2], atol=1e-5)  # the centre position
+    assert values.shape == (5, 2)

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 import torch
@@ -62,12 +63,19 @@ def smoke_models():
 def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env):
     nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", **study.SMOKE["01_activation_maximization.ipynb"])
     text = outputs(nb)
-    assert "natural CIFAR-10" in text and "Prediction 1 on this profile" in text
-    assert images(nb) >= 9  # classes x2, units/earlier/random x2, convergence, scores
+    assert "Prediction 1 on this profile" in text and "The rule, as written before the run" in text
+    assert images(nb) >= 14  # classes x2, each objective and its null x2 (+ CNN channels), L2 units x2, convergence, scores
     folder = data_env / "results" / "smoke"
-    for name in ("am_cnn.pt", "am_mlp.pt", "am_repetition_scores.csv", "am_tests.csv", "am_summary.json",
-                 "am_cnn_classes.png", "am_mlp_units.png"):
+    for name in ("am/cnn_plain_seed0.pt", "am/mlp_l2_seed0.pt", "am_scores.csv", "am_gates.csv", "am_effects.csv",
+                 "am_comparisons.csv", "am_summary.json", "am_repetition_scores.png", "am_cnn_classes.png",
+                 "am_mlp_units.png", "am_cnn_channels.png"):
         assert (folder / name).is_file(), name
+    summary = json.loads((folder / "am_summary.json").read_text())
+    assert summary["prediction1"] in verdict.VERDICTS and set(summary["per_kind"]) == {"classes", "units", "earlier"}
+    # smoke AM runs 6 units for 24 steps: fewer successful images than the gate asks, so never a verdict beyond it
+    gates = pd.read_csv(folder / "am_gates.csv")
+    if not gates.passed.all():
+        assert summary["prediction1"] == verdict.NOT_TESTABLE
     # A rerun with the same parameters loads the cached AM images instead of optimizing again.
     again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke",
                             **study.SMOKE["01_activation_maximization.ipynb"]))
