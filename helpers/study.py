@@ -50,6 +50,7 @@ def steps(profile, seed=0):
         runs += [("02_sae.ipynb", f"02_sae_{m}{tag}", dict(model=m, layer=layer, seed=seed, model_seeds=seeds))
                  for m in ("cnn", "mlp")]
         runs.append(("03_compare.ipynb", f"03_compare{tag}", dict(layer=layer, seed=seed, model_seeds=seeds)))
+    runs.append(("04_answers.ipynb", "answers", {}))  # the front page: both verdicts, read from the results
     return [(name, out / f"{target}.ipynb",
              dict(profile=profile, **extra, **(SMOKE.get(name, {}) if profile == "smoke" else {})))
             for name, target, extra in runs]

@@ -148,6 +148,17 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
         assert conclusions["prediction2"] == verdict.NOT_TESTABLE
 
 
+def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path, data_env):
+    folder = data_env / "results" / "smoke"
+    if not (folder / "conclusions_hidden.json").exists():
+        execute("03_compare.ipynb", tmp_path, profile="smoke", layer="hidden", **study.SMOKE["03_compare.ipynb"])
+    text = outputs(execute("04_answers.ipynb", tmp_path, profile="smoke"))
+    am = json.loads((folder / "am_summary.json").read_text())
+    hidden = json.loads((folder / "conclusions_hidden.json").read_text())
+    assert f"Verdict: {am['prediction1']}" in text
+    assert f"({hidden['modules']['cnn']}, {hidden['modules']['mlp']}): {hidden['prediction2']}" in text
+
+
 def test_compare_notebook_names_the_missing_step(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as err:
         execute("03_compare.ipynb", tmp_path, profile="paper")

@@ -25,7 +25,7 @@ def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_pat
 def test_steps_cover_the_study_in_order():
     names = [(source, target.name) for source, target, _ in study.steps("cpu")]
     assert [n for n, _ in names] == ["00_train.ipynb"] * 4 + ["01_activation_maximization.ipynb"] + [
-        "02_sae.ipynb", "02_sae.ipynb", "03_compare.ipynb"] * 2
+        "02_sae.ipynb", "02_sae.ipynb", "03_compare.ipynb"] * 2 + ["04_answers.ipynb"]
     trained = [(p["model"], p["seed"]) for source, _, p in study.steps("cpu") if source == "00_train.ipynb"]
     assert trained == [("cnn", 0), ("cnn", 1), ("mlp", 0), ("mlp", 1)]
     assert [p["model_seeds"] for source, _, p in study.steps("cpu") if source[:2] in ("02", "03")] == [2] * 6
@@ -42,8 +42,8 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
     monkeypatch.setattr(study, "BOOK", tmp_path / "book")
     study.main(["--profile", "smoke", "--no-book"])
     first = capsys.readouterr().out
-    assert first.count("[done]") == 11 and "[skip]" not in first
+    assert first.count("[done]") == 12 and "[skip]" not in first
     assert sorted(p.name for p in (tmp_path / "book" / "smoke").iterdir()) == sorted(
         target.name for _, target, _ in study.steps("smoke"))
     study.main(["--profile", "smoke", "--no-book"])
-    assert capsys.readouterr().out.count("[skip]") == 11
+    assert capsys.readouterr().out.count("[skip]") == 12
