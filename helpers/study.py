@@ -9,6 +9,7 @@ stops the run with its error.
 """
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -60,12 +61,25 @@ def stamp_path(target, parameters):
     return data_dir() / "results" / parameters["profile"] / "study" / f"{target.stem}.json"
 
 
-def up_to_date(source, target, parameters):
+def read_stamp(target, parameters):
+    """What the last run of this step left: dict(parameters, seconds), or None."""
     stamp = stamp_path(target, parameters)
-    if not (target.exists() and stamp.exists()):
+    if not stamp.exists():
+        return None
+    saved = json.loads(stamp.read_text())
+    return saved if "parameters" in saved else dict(parameters=saved, seconds=None)  # older stamps: parameters only
+
+
+def write_stamp(target, parameters, seconds):
+    write_json(stamp_path(target, parameters), dict(parameters=parameters, seconds=round(seconds)))
+
+
+def up_to_date(source, target, parameters):
+    stamp, saved = stamp_path(target, parameters), read_stamp(target, parameters)
+    if not (target.exists() and saved):
         return False
     newest_code = max(p.stat().st_mtime for p in [source, *(ROOT / "helpers").glob("*.py")])
-    return json.loads(stamp.read_text()) == parameters and stamp.stat().st_mtime > newest_code
+    return saved["parameters"] == parameters and stamp.stat().st_mtime > newest_code
 
 
 class _Client(PapermillNotebookClient):
@@ -117,24 +131,39 @@ class _Engine(NBClientEngine):
 papermill_engines.register("interpret-mlp", _Engine)
 
 
-def execute_notebook(source, output, parameters):
-    """Run ``source`` with ``parameters`` into ``output`` (papermill, from ``notebooks/``, kernel python3)."""
+# No cell of the study may run longer than this (seconds; $INTERPRET_MLP_CELL_TIMEOUT overrides): a stalled kernel
+# stops the run with the notebook and cell named instead of hanging it. The longest cpu-profile cell (one MLP's
+# training) takes about 5 minutes on 2 cores.
+CELL_TIMEOUT = 3600
+
+
+def execute_notebook(source, output, parameters, progress=False):
+    """Run ``source`` with ``parameters`` into ``output`` (papermill, from ``notebooks/``, kernel python3).
+    ``progress``: show which cell runs, out of how many, with the time so far, and stream the notebook's own output
+    (its progress bars) to the console."""
     import papermill
+    timeout = int(os.environ.get("INTERPRET_MLP_CELL_TIMEOUT", CELL_TIMEOUT))
     return papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(NOTEBOOKS),
-                                      progress_bar=False, kernel_name="python3", engine_name="interpret-mlp")
+                                      progress_bar=progress, log_output=progress, execution_timeout=timeout,
+                                      kernel_name="python3", engine_name="interpret-mlp")
 
 
-def run_notebook(source, target, parameters):
+def run_notebook(source, target, parameters, progress=False):
     """Execute ``source`` with papermill into ``target`` (atomically: a failed run leaves no target)."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.ipynb")
     try:
-        execute_notebook(source, tmp, parameters)
+        execute_notebook(source, tmp, parameters, progress)
         tmp.replace(target)
     except papermill.PapermillExecutionError as e:
         raise SystemExit(f"\n{source.name} {parameters} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                          f"(the partly executed notebook is {tmp})")
+    except CellTimeoutError as e:
+        raise SystemExit(f"\n{source.name} {parameters}: a cell ran longer than the cell timeout "
+                         f"({os.environ.get('INTERPRET_MLP_CELL_TIMEOUT', CELL_TIMEOUT)} s; set "
+                         f"$INTERPRET_MLP_CELL_TIMEOUT to allow more). {e}\n(the partly executed notebook is {tmp})")
 
 
 def build_book(path_output=None):
@@ -150,7 +179,10 @@ def main(argv=None):
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper", "official"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-book", action="store_true", help="run the notebooks only")
+    parser.add_argument("--quiet", action="store_true", help="one line per notebook, without its cells and output")
     args = parser.parse_args(argv)
+    if not args.quiet:  # papermill reports each cell's output through its logger
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The notebooks run in notebooks/, so paths given relative to where this command was typed are made absolute.
     for name in (ARCHIVE_ENV, "INTERPRET_MLP_DATA"):
         if os.environ.get(name):
@@ -163,9 +195,11 @@ def main(argv=None):
             print(f"[skip] {label}: {os.path.relpath(target, ROOT)} is up to date", flush=True)
             continue
         t = time.time()
-        print(f"[run ] {label}", flush=True)
-        run_notebook(source, target, parameters)
-        write_json(stamp_path(target, parameters), parameters)
+        last = read_stamp(target, parameters)
+        estimate = f" (last run here: {last['seconds']} s)" if last and last.get("seconds") else ""
+        print(f"[run ] {label}{estimate}", flush=True)
+        run_notebook(source, target, parameters, progress=not args.quiet)
+        write_stamp(target, parameters, time.time() - t)
         print(f"[done] {label} in {time.time() - t:.0f} s -> {os.path.relpath(target, ROOT)}", flush=True)
     if not args.no_book:
         build_book()

@@ -2,6 +2,8 @@
 import os
 import time
 
+import pytest
+
 from helpers import study
 
 
@@ -13,7 +15,8 @@ def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_pat
     target.write_text("{}")  # an executed notebook committed in book/, but no record of a run here
     assert not study.up_to_date(source, target, parameters)
     stamp = study.stamp_path(target, parameters)
-    study.write_json(stamp, parameters)
+    study.write_stamp(target, parameters, 5.0)
+    assert study.read_stamp(target, parameters) == dict(parameters=parameters, seconds=5)
     future = time.time() + 10
     os.utime(stamp, (future, future))
     assert study.up_to_date(source, target, parameters)
@@ -47,3 +50,17 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
         target.name for _, target, _ in study.steps("smoke"))
     study.main(["--profile", "smoke", "--no-book"])
     assert capsys.readouterr().out.count("[skip]") == 12
+
+
+def test_a_cell_that_runs_too_long_stops_the_run_and_names_it(tmp_path, monkeypatch):
+    import nbformat
+    source = tmp_path / "slow.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                                   nbformat.v4.new_code_cell("import time; time.sleep(60)")]), source)
+    monkeypatch.setenv("INTERPRET_MLP_CELL_TIMEOUT", "3")
+    start = time.time()
+    with pytest.raises(SystemExit) as err:
+        study.run_notebook(source, tmp_path / "out" / "slow.ipynb", {})
+    assert time.time() - start < 50
+    assert "slow.ipynb" in str(err.value) and "longer than the cell timeout (3 s" in str(err.value)
+    assert not (tmp_path / "out" / "slow.ipynb").exists()  # nothing half-written where the result belongs
