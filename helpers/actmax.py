@@ -499,24 +499,22 @@ def prediction1_tables(table, replicates=1000, seed=0):
     (the CNN's channel objective is listed too, outside the Holm family and the verdict). Comparisons: one verdict
     row per (objective kind, measure, setting) from ``helpers.verdict.prediction1_comparison``."""
     from helpers import verdict as V
-    gates, effects, replicate_sets = [], [], {}
+    gates, passed, effects, replicate_sets = [], {}, [], {}
     for (setting, family, group), part in table.groupby(["setting", "family", "group"], sort=False):
         rows = V.am_gates(len(part), int(part.success.sum()), float(part.saturated.mean()))
         gates += [dict(setting=setting, family=family, group=group, **g) for g in rows]
-    passed = {(g["setting"], g["family"], g["group"]): True for g in gates}
-    for g in gates:
-        passed[(g["setting"], g["family"], g["group"])] &= bool(g["passed"])
+        passed[(setting, family, group)] = V.gates_passed(rows)
     kinds = [k for k in (*MATCHED_KINDS, "channels") if k in set(table.group)]
     for setting in AM_SETTINGS:
         for measure in MEASURES:
             for family in ("cnn", "mlp"):
                 for kind in kinds:
+                    if not len(table[(table.family == family) & (table.group == kind)]):
+                        continue  # the MLP has no channel objective
                     trained = table[(table.setting == setting) & (table.family == family) & (table.group == kind)
                                     & table.success][measure]
                     null = table[(table.setting == setting) & (table.family == family)
                                  & (table.group == "random-init " + kind) & table.success][measure]
-                    if not len(table[(table.family == family) & (table.group == kind)]):
-                        continue
                     if len(trained) < 2 or len(null) < 2:
                         effect, reps = dict(delta=float("nan"), low=float("nan"), high=float("nan"), p=1.0), None
                     else:
