@@ -137,8 +137,33 @@ class Objective:
     def n(self):
         return len(self.targets)
 
+    @property
+    def layers(self):
+        """The layers whose activations the objective reads (the output is always recorded)."""
+        return [] if self.layer == "logits" else [self.layer]
+
     def __call__(self, acts):
         return self.values(acts[self.layer]).diagonal()
+
+
+class Stacked:
+    """Several objectives rendered as one batch: the first ``parts[0].n`` images for the first, and so on. One
+    forward and backward pass per step serves them all, which on a CPU is several times faster than a batch each
+    (small batches leave the cores waiting on memory)."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        self.name = " + ".join(p.name for p in self.parts)
+        self.n = sum(p.n for p in self.parts)
+        self.layers = sorted({layer for p in self.parts for layer in p.layers})
+
+    def slices(self):
+        """The rows of each part in the batch."""
+        ends = np.cumsum([0] + [p.n for p in self.parts])
+        return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+
+    def __call__(self, acts):
+        return torch.cat([p.values(acts[p.layer][rows]).diagonal() for p, rows in zip(self.parts, self.slices())])
 
 
 def _index(indices):
@@ -238,7 +263,7 @@ def render(model, objective, parameterization="fft", steps=256, lr=0.05, transfo
     with torch.no_grad():
         start = image().cpu()
     history = []
-    layers = [] if objective.layer == "logits" else [objective.layer]
+    layers = objective.layers
     try:
         for _ in trange(steps, desc=objective.name, disable=not progress, leave=False):
             x = image()
@@ -349,7 +374,7 @@ def effect_over_null(trained, null, replicates=1000, seed=0):
     """Cliff's δ of ``trained`` scores over ``null`` scores with a bootstrap 95% interval (both groups resampled)
     and the one-sided Mann-Whitney p-value of trained > null. Returns (dict(delta, low, high, p), replicate δs)."""
     from scipy.stats import mannwhitneyu
-    a, b = torch.tensor(np.array(trained, dtype=np.float64)), torch.tensor(np.array(null, dtype=np.float64))
+    a, b = (torch.as_tensor(np.asarray(v, dtype=np.float64)) for v in (trained, null))
     g = torch.Generator().manual_seed(seed)
     ia = torch.randint(len(a), (replicates, len(a)), generator=g)
     ib = torch.randint(len(b), (replicates, len(b)), generator=g)
@@ -440,7 +465,7 @@ def objective_plan(model, layer, n_units, sample_images, seed=0):
 def objective_values(model, objective, images, batch_size=500):
     """Every target's objective value on every image (floats in [0, 1]), without transforms: (len(images), n)."""
     device = next(model.parameters()).device
-    layers = [] if objective.layer == "logits" else [objective.layer]
+    layers = objective.layers
     out = []
     for i in range(0, len(images), batch_size):
         with record(model, layers) as acts:
@@ -451,18 +476,22 @@ def objective_values(model, objective, images, batch_size=500):
 
 def am_suite(net, random_net, layer, n_units, sample_images, natural_images, seed=0, progress=True, **settings):
     """Every objective of ``objective_plan`` on the trained network and, as its null, on a randomly initialized one
-    of the same architecture (keys ``kind`` and ``random-init kind``), each rendered as one batch. For each image:
+    of the same architecture (keys ``kind`` and ``random-init kind``), each network's objectives rendered as one
+    batch (``Stacked``). For each image:
     its objective value (without the optimizer's transforms) and whether it succeeds, i.e. exceeds its target's
     99th percentile on ``natural_images`` (floats in [0, 1]). ``settings`` go to ``render``."""
     from helpers.verdict import AM_GATES
     out = {}
     for prefix, model in (("", net), ("random-init ", random_net)):
-        for kind, objective in objective_plan(model, layer, n_units, sample_images, seed).items():
-            result = render(model, objective, seed=seed, progress=progress, **settings)
-            final = objective_values(model, objective, result.images).diagonal()
+        plan = objective_plan(model, layer, n_units, sample_images, seed)
+        batch = Stacked(plan.values())
+        result = render(model, batch, seed=seed, progress=progress, **settings)
+        for (kind, objective), rows in zip(plan.items(), batch.slices()):
+            images = result.images[rows]
+            final = objective_values(model, objective, images).diagonal()
             success, threshold = am_success(final, objective_values(model, objective, natural_images),
                                             AM_GATES["success_quantile"])
-            out[prefix + kind] = dict(images=result.images, start=result.start, history=result.history,
+            out[prefix + kind] = dict(images=images, start=result.start[rows], history=result.history[:, rows],
                                       layer=objective.layer, name=objective.name, targets=objective.targets,
                                       final=final, threshold=threshold, success=success)
     return out

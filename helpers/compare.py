@@ -13,11 +13,14 @@ import torch
 def standardize(acts):
     """Columns with zero mean and unit variance; constant columns (dead features) are dropped.
 
-    Returns (standardized float64 tensor, indices of the kept columns)."""
-    a = torch.as_tensor(acts).double()
-    a = a - a.mean(0)
+    Returns (standardized float32 tensor, indices of the kept columns). Float32 throughout: the columns are centred
+    before the squares are summed, so the precision is ample for correlations, and it is twice as fast as float64."""
+    a = torch.as_tensor(acts).float()
+    mean = a.mean(0)
+    a = a - mean
     std = a.pow(2).mean(0).sqrt()
-    keep = torch.nonzero(std > 1e-10).flatten()
+    # A column is constant when its spread is rounding error around its mean (exactly 0 for a dead feature).
+    keep = torch.nonzero(std > 1e-5 * mean.abs().clamp_min(1e-20)).flatten()
     return a[:, keep] / std[keep], keep
 
 
@@ -27,7 +30,7 @@ def correlation_matrix(a, b):
     Returns (matrix (kept a, kept b), kept a indices, kept b indices)."""
     za, keep_a = standardize(a)
     zb, keep_b = standardize(b)
-    return za.float().T @ zb.float() / len(za), keep_a, keep_b  # float32 products: twice as fast, ample precision
+    return za.T @ zb / len(za), keep_a, keep_b
 
 
 def best_matches(corr):
@@ -52,19 +55,23 @@ def linear_cka(x, y):
     return (cross / ((x.T @ x).pow(2).sum().sqrt() * (y.T @ y).pow(2).sum().sqrt())).item()
 
 
-def shuffle_rows(acts, seed=0, labels=None):
-    """Permute the images of one side: across all images, or (with ``labels``) only within each class, which keeps
+def shuffle_order(n, seed=0, labels=None):
+    """A permutation of ``n`` images: across all images, or (with ``labels``) only within each class, which keeps
     class identity aligned while breaking everything finer."""
     g = torch.Generator().manual_seed(seed)
-    n = len(acts)
     if labels is None:
-        return acts[torch.randperm(n, generator=g)]
+        return torch.randperm(n, generator=g)
     labels = torch.as_tensor(labels)
     order = torch.arange(n)
     for c in labels.unique():
         idx = torch.nonzero(labels == c).flatten()
         order[idx] = idx[torch.randperm(len(idx), generator=g)]
-    return acts[order]
+    return order
+
+
+def shuffle_rows(acts, seed=0, labels=None):
+    """The images of one side permuted by ``shuffle_order``."""
+    return acts[shuffle_order(len(acts), seed, labels)]
 
 
 def similarity(a, b, matching=True):
@@ -116,37 +123,52 @@ def split_halves(n, seed=0):
 def choose_partners(a, b, select):
     """Each feature of ``a`` that varies on the ``select`` images, and the feature of ``b`` that correlates best
     with it there. Returns (a indices, b indices)."""
-    corr, keep_a, keep_b = correlation_matrix(torch.as_tensor(a)[select], torch.as_tensor(b)[select])
-    if corr.numel() == 0:
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    return _partners(standardize(a[select]), b[select])
+
+
+def _partners(a_select, b_rows):
+    """``choose_partners`` from ``a``'s select-half z-scores (``standardize``'s output) and ``b``'s select rows."""
+    za, keep_a = a_select
+    zb, keep_b = standardize(b_rows)
+    if len(keep_a) == 0 or len(keep_b) == 0:
         return keep_a, keep_b[:0]
-    return keep_a, keep_b[corr.argmax(1)]
+    return keep_a, keep_b[(za.T @ zb).argmax(1)]
 
 
 def paired_correlations(x, y, weights=None):
     """Pearson correlation of column i of ``x`` with column i of ``y`` (rows are images); a column that does not vary
     gives 0. With ``weights`` (B, n), one row of correlations per weighting (a bootstrap replicate): (B, k)."""
-    x, y = torch.as_tensor(x).double(), torch.as_tensor(y).double()
-    w = torch.ones(1, len(x), dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
+    x, y = torch.as_tensor(x).float(), torch.as_tensor(y).float()
+    # Centred and scaled first, so that the weighted moments below lose nothing in float32.
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    x = x / x.abs().amax(0).clamp_min(1e-30)
+    y = y / y.abs().amax(0).clamp_min(1e-30)
+    w = torch.ones(1, len(x)) if weights is None else torch.as_tensor(weights).float()
     total = w.sum(1, keepdim=True)
     mx, my = w @ x / total, w @ y / total
     sxy = w @ (x * y) / total - mx * my
     sxx = (w @ (x * x) / total - mx * mx).clamp_min(0)
     syy = (w @ (y * y) / total - my * my).clamp_min(0)
     denom = (sxx * syy).sqrt()
-    r = torch.where(denom > 1e-12 * (1 + mx.abs() * my.abs()), sxy / denom.clamp_min(1e-300), torch.zeros_like(sxy))
-    return (r if weights is not None else r[0]).float()
+    r = torch.where(denom > 1e-10, sxy / denom.clamp_min(1e-30), torch.zeros_like(sxy)).clamp(-1, 1)
+    return r if weights is not None else r[0]
 
 
-def heldout_match(a, b, select, evaluate, weights=None):
+def heldout_match(a, b, select, evaluate, weights=None, b_order=None, a_select=None):
     """Held-out best-match correlation of ``a``'s features in ``b`` (see above): (mean, per feature, replicates).
 
     With bootstrap ``weights`` (B, len(evaluate)) ``replicates`` holds the mean per replicate, shape (B,); without,
-    it is None. Partners are chosen once for both."""
+    it is None. Partners are chosen once for both. ``b_order``: a permutation of ``b``'s images (a shuffle null,
+    ``shuffle_order``), applied by indexing rather than by a shuffled copy; ``a_select``: ``standardize(a[select])``
+    when it is already at hand (many b's matched against one a)."""
     a, b = torch.as_tensor(a), torch.as_tensor(b)
-    ia, ib = choose_partners(a, b, select)
-    if len(ia) == 0:
+    b_select, b_evaluate = (select, evaluate) if b_order is None else (b_order[select], b_order[evaluate])
+    ia, ib = _partners(standardize(a[select]) if a_select is None else a_select, b[b_select])
+    if len(ia) == 0 or len(ib) == 0:
         return torch.tensor(0.0), torch.zeros(0), None if weights is None else torch.zeros(len(weights))
-    x, y = a[evaluate][:, ia], b[evaluate][:, ib]
+    x, y = a[evaluate][:, ia], b[b_evaluate][:, ib]  # rows first: a column gather is the slow one
     per_feature = paired_correlations(x, y)
     replicates = None if weights is None else paired_correlations(x, y, weights).mean(1)
     return per_feature.mean(), per_feature, replicates
@@ -239,11 +261,14 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
         A = {s: features[f"{fa}-seed{s}-{arm}"] for s in seeds}
         B = {s: features[f"{fb}-seed{s}-{arm}"] for s in seeds}
 
-        def held(a, b, with_weights=True):
-            value, per_feature, reps = heldout_match(a, b, select, evaluate, weights if with_weights else None)
+        a_select = {s: standardize(A[s][select]) for s in seeds}  # shared by every match against A[s]
+
+        def held(s, b, with_weights=True, b_order=None):
+            value, per_feature, reps = heldout_match(A[s], b, select, evaluate, weights if with_weights else None,
+                                                     b_order=b_order, a_select=a_select[s])
             return value.item(), reps, per_feature
 
-        obs = [held(A[s], B[s]) for s in seeds]
+        obs = [held(s, B[s]) for s in seeds]
         obs_value = sum(o[0] for o in obs) / len(obs)
         obs_reps = _seed_average([o[1] for o in obs], replicates, seed)
         obs_per_feature = torch.cat([o[2] for o in obs])
@@ -256,15 +281,16 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
         for name, by_group in (("null-conditional-shuffle", True), ("null-full-shuffle", False)):
             values, reps = [], []
             for r in range(shuffles):
-                per_seed = [held(A[s], shuffle_rows(B[s], seed=1000 + r, labels=groups[s] if by_group else None),
-                                 with_weights=r < 5) for s in seeds]
+                per_seed = [held(s, B[s], with_weights=r < 5,
+                                 b_order=shuffle_order(n, seed=1000 + r, labels=groups[s] if by_group else None))
+                            for s in seeds]
                 values.append(sum(p[0] for p in per_seed) / len(per_seed))
                 if r < 5:  # the interval of a shuffle null averages a few shuffles' bootstrap replicates
                     reps.append(_seed_average([p[1] for p in per_seed], replicates, seed))
             nulls[name] = dict(value=sum(values) / len(values), reps=torch.stack(reps).mean(0),
                                p=permutation_p(obs_value, values), valid=True)
         random_id = f"{fb}-random-{arm}"
-        rand = [held(A[s], features[random_id]) for s in seeds]
+        rand = [held(s, features[random_id]) for s in seeds]
         nulls["null-random-init"] = dict(
             value=sum(p[0] for p in rand) / len(rand), reps=_seed_average([p[1] for p in rand], replicates, seed),
             p=sign_flip_p(obs_per_feature - torch.cat([p[2] for p in rand]), seed=seed),
@@ -277,13 +303,13 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
                               valid=bool(nl["valid"])))
 
         if model_seeds > 1:
-            ceil = [held(features[f"{fa}-seed{i}-{arm}"], features[f"{fa}-seed{j}-{arm}"]) for i, j in ((0, 1), (1, 0))]
+            ceil = [held(i, features[f"{fa}-seed{j}-{arm}"]) for i, j in ((0, 1), (1, 0))]  # A[i] is fa's seed i
             ceiling_value = sum(c[0] for c in ceil) / 2
             ceiling_reps = torch.stack([c[1] for c in ceil]).mean(0)
             stats.append(dict(arm=arm, direction=direction, statistic="ceiling-model-seed", value=ceiling_value,
                               low=interval(ceiling_reps)[0], high=interval(ceiling_reps)[1], valid=True))
         if arm == "l1" and f"{fa}-seed0-l1-saeseed1" in features:
-            rel = held(features[f"{fa}-seed0-l1"], features[f"{fa}-seed0-l1-saeseed1"])
+            rel = held(0, features[f"{fa}-seed0-l1-saeseed1"])
             stats.append(dict(arm=arm, direction=direction, statistic="reliability-sae-seed", value=rel[0],
                               low=interval(rel[1])[0], high=interval(rel[1])[1], valid=True))
 

@@ -276,9 +276,11 @@ def auxk_loss(sae, x, recon, pre, dead, k_aux):
     if not dead.any():
         return pre.new_zeros(())
     residual = ((x - recon) / sae.scale).detach()
-    top = pre.masked_fill(~dead, -math.inf).topk(min(k_aux, int(dead.sum())), dim=1)
-    f_aux = torch.zeros_like(pre).scatter(1, top.indices, top.values)
-    return (f_aux @ sae.W_dec.T - residual).pow(2).sum(1).mean()
+    idx = torch.nonzero(dead).flatten()  # only the dead columns: the cost follows their number, not the dictionary's
+    pre_dead = pre[:, idx]
+    top = pre_dead.topk(min(k_aux, len(idx)), dim=1)
+    f_aux = torch.zeros_like(pre_dead).scatter(1, top.indices, top.values)
+    return (f_aux @ sae.W_dec[:, idx].T - residual).pow(2).sum(1).mean()
 
 
 def new_sae(acts, arm, target_l0, expansion, seed):

@@ -112,10 +112,8 @@ def train_model(config, seed=0, device=None, verbose=True):
         test_x, test_y = test_x[pick], test_y[pick]
     train_x, train_y = train_x.to(device), train_y.to(device)  # the whole split lives on the device
 
-    model = build_model(config["family"], **config["arch"]).to(device)
-    # Convolutions run about 1.5x faster on CPUs with channels-last tensors (same fp32 arithmetic).
+    model = build_model(config["family"], **config["arch"]).to(device)  # a CNN comes channels-last
     memory_format = torch.channels_last if config["family"] == "cnn" else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
     steps_per_epoch = len(train_x) // config["batch_size"]
     opt, schedule = make_optimizer(model, config, config["epochs"] * steps_per_epoch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(torch.device(device).type == "cuda"))
