@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers.paths import atomic_path, data_dir as default_data_dir
+from helpers.paths import atomic_path, data_dir as default_data_dir, shown_path
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
@@ -216,9 +216,9 @@ def load_cifar10(split, data_dir=None, verbose=True):
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp, open(tmp, "wb") as f:
             np.savez(f, images=images, labels=labels)
-    last_source[split] = f"{kind} {path}"
+    last_source[split] = f"{kind} {shown_path(path)}"
     if verbose:
-        print(f"CIFAR-10 {split}: {len(images)} images from {kind} {path}")
+        print(f"CIFAR-10 {split}: {len(images)} images from {last_source[split]}")
     return torch.from_numpy(images), torch.from_numpy(labels), list(CLASSES)
 
 

@@ -2,6 +2,7 @@
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,6 +12,18 @@ def data_dir():
     """Datasets, caches and checkpoints: ``Data/``, or ``$INTERPRET_MLP_DATA`` (read at each call, so
     tests and notebooks can redirect it)."""
     return Path(os.environ.get("INTERPRET_MLP_DATA", ROOT / "Data"))
+
+
+def shown_path(path):
+    """``path`` as notebooks print it and records keep it: under the data folder as ``Data/...``, under the checkout
+    relative to it, anywhere else by its name alone, so that no page of the book shows the machine that ran it."""
+    path = Path(path).absolute()
+    for base, label in ((data_dir(), "Data"), (ROOT, "")):
+        try:
+            return str(Path(label) / path.relative_to(Path(base).absolute()))
+        except ValueError:
+            pass
+    return path.name
 
 
 @contextlib.contextmanager
@@ -60,7 +73,7 @@ def cached(path, key, compute):
         except Exception as e:
             raise RuntimeError(f"{path}: cached result is truncated or corrupt ({e}); delete it to recompute.") from e
         if saved.get("key") == key:
-            print(f"loaded cached result {path}")
+            print(f"loaded cached result {shown_path(path)}", file=sys.stderr)  # a log: the book leaves stderr out
             return saved["value"]
     value = compute()
     with atomic_path(path) as tmp:

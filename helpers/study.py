@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,13 +30,20 @@ NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 
 
+# The explorers (ipywidgets) need a running kernel: the book cannot use them, so the study leaves them out (nbclient
+# also sometimes never sees a widget cell end: a CI hang, twice in one run). They run when a user opens the notebook.
+STUDY = {"01_activation_maximization.ipynb": dict(explorer=False), "02_sae.ipynb": dict(explorer=False)}
 # The smoke profile checks the whole pipeline in seconds per notebook: tiny models, and these few steps and units.
-# The widget explorers stay out: nbclient sometimes never sees a widget cell end (a CI hang, twice in one run here).
-SMOKE = {"01_activation_maximization.ipynb": dict(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50,
-                                                 explorer=False),
-         "02_sae.ipynb": dict(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2,
-                              explorer=False),
+SMOKE = {"01_activation_maximization.ipynb": dict(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50),
+         "02_sae.ipynb": dict(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2),
          "03_compare.ipynb": dict(shuffles=4, replicates=20, pairs=2, am_steps=8)}
+
+
+def notebook_parameters(name, profile):
+    """The parameters the study gives notebook ``name`` beyond profile, model and seed."""
+    return {**STUDY.get(name, {}), **(SMOKE.get(name, {}) if profile == "smoke" else {})}
+
+
 MODEL_SEEDS = 2  # trained models per family: the second gives Prediction 2 its model-seed ceiling
 
 
@@ -52,8 +60,7 @@ def steps(profile, seed=0):
                  for m in ("cnn", "mlp")]
         runs.append(("03_compare.ipynb", f"03_compare{tag}", dict(layer=layer, seed=seed, model_seeds=seeds)))
     runs.append(("04_answers.ipynb", "answers", {}))  # the front page: both verdicts, read from the results
-    return [(name, out / f"{target}.ipynb",
-             dict(profile=profile, **extra, **(SMOKE.get(name, {}) if profile == "smoke" else {})))
+    return [(name, out / f"{target}.ipynb", dict(profile=profile, **extra, **notebook_parameters(name, profile)))
             for name, target, extra in runs]
 
 
@@ -148,14 +155,93 @@ def execute_notebook(source, output, parameters, progress=False):
                                       kernel_name="python3", engine_name="interpret-mlp")
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def prepare_for_book(path):
+    """Shape an executed notebook for the book, in place: parameter cells removed, every other code cell folded
+    behind "show code" (setup cells, tagged ``remove-input`` in the source, stay hidden), and logs (stderr: caching,
+    loading, warnings) and progress bars (widget views) left out of the outputs."""
+    nb = json.loads(Path(path).read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags):
+            tags.append("remove-cell")
+        elif not {"remove-cell", "remove-input", "hide-input"} & set(tags):
+            tags.append("hide-input")
+        cell["outputs"] = [o for o in cell.get("outputs", []) if not (o["output_type"] == "stream" and o["name"] == "stderr")
+                           and WIDGET_VIEW not in o.get("data", {})]
+    nb.get("metadata", {}).pop("widgets", None)
+    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def result_files(name, parameters):
+    """The results files a notebook's page shows (paths under the data folder): the book links them for download."""
+    profile, layer, model = parameters["profile"], parameters.get("layer", "hidden"), parameters.get("model")
+    results = f"results/{profile}"
+    files = {
+        "00_train.ipynb": [f"checkpoints/{model}_{profile}_seed{parameters.get('seed', 0)}.json"],
+        "01_activation_maximization.ipynb": [f"{results}/am_{t}" for t in ("scores.csv", "gates.csv", "effects.csv",
+                                                                          "comparisons.csv", "summary.json")],
+        "02_sae.ipynb": [f"{results}/sae/{layer}/{model}-{t}" for t in ("metrics.csv", "gates.csv", "summary.json")],
+        "03_compare.ipynb": [f"{results}/compare_{layer}_{t}.csv" for t in ("gates", "statistics", "directions", "cka")]
+                            + [f"{results}/layer_map.csv", f"{results}/conclusions_{layer}.json"],
+        "04_answers.ipynb": [f"{results}/am_summary.json", f"{results}/conclusions_hidden.json",
+                             f"{results}/conclusions_mid.json"]}
+    return files.get(name, [])
+
+
+def attach_downloads(notebook, files, folder):
+    """Copy ``files`` (paths under the data folder, those that exist) into ``folder`` and end ``notebook`` with a
+    markdown cell that links them (MyST's download role: the book ships the files with the page)."""
+    import shutil
+    links = []
+    for rel in files:
+        source = data_dir() / rel
+        if not source.exists():
+            continue
+        name = rel.split("/", 2)[-1].replace("/", "_") if rel.startswith("results/") else rel.split("/")[-1]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / name)
+        links.append(f"{{download}}`{name} <{folder.name}/{name}>`")
+    if links:
+        nb = json.loads(Path(notebook).read_text())
+        nb["cells"].append(dict(cell_type="markdown", metadata={}, source="**Results files of this page**: "
+                                + ", ".join(links) + "."))
+        Path(notebook).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+# An absolute file path: '/' then at least two path parts, not inside a word, a number ("1/8") or a URL.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.-]+/)+[\w.-]+")
+
+
+def machine_paths(path):
+    """Absolute file paths that an executed notebook shows a reader (its outputs and its visible sources):
+    each one names the machine that ran it, which ``shown_path`` exists to avoid."""
+    found = []
+    for cell in json.loads(Path(path).read_text())["cells"]:
+        texts = [] if "remove-cell" in cell.get("metadata", {}).get("tags", []) else ["".join(cell["source"])]
+        for o in cell.get("outputs", []):
+            texts.append("".join(o.get("text", "")))
+            texts += ["".join(v) for k, v in o.get("data", {}).items() if k.startswith("text/")]
+        found += [m for text in texts for m in ABSOLUTE_PATH.findall(text)]
+    return found
+
+
 def run_notebook(source, target, parameters, progress=False):
-    """Execute ``source`` with papermill into ``target`` (atomically: a failed run leaves no target)."""
+    """Execute ``source`` with papermill into ``target`` (atomically: a failed run leaves no target), shaped for the
+    book, with the results files it shows copied into ``target``'s folder under ``results/`` and linked."""
     import papermill
     from nbclient.exceptions import CellTimeoutError
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.ipynb")
     try:
         execute_notebook(source, tmp, parameters, progress)
+        prepare_for_book(tmp)
+        if "profile" in parameters:
+            attach_downloads(tmp, result_files(source.name, parameters), target.parent / "results")
         tmp.replace(target)
     except papermill.PapermillExecutionError as e:
         raise SystemExit(f"\n{source.name} {parameters} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"

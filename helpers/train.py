@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from helpers import data as cifar
 from helpers.models import OFFICIAL, build_model, load_official, load_state_dict_checked, read_checkpoint
-from helpers.paths import atomic_path, data_dir, write_json
+from helpers.paths import atomic_path, data_dir, shown_path, write_json
 
 PROFILES = {
     "smoke": {
@@ -44,6 +44,14 @@ PROFILES = {
     },
 }
 OFFICIAL_NAMES = {"cnn": "vgg13_bn", "mlp": "B_12-Wi_1024"}
+# What each profile's models are, in the words the book's verdicts are captioned with.
+PROFILE_MODELS = {
+    "smoke": "tiny test models trained for seconds",
+    "cpu": "small models trained on 2 CPU cores: VGG13_bn at 1/8 width and a 4-block, width-512 bottleneck MLP, "
+           "two training seeds each",
+    "paper": "VGG13_bn and B-12/Wi-1024 (resolution 32) trained here at full size",
+    "official": "the published VGG13_bn and B-12/Wi-1024 (ImageNet-21k pre-trained) checkpoints",
+}
 FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP"}
 
 
@@ -163,10 +171,10 @@ def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
         record = json.loads(meta.read_text())
         if record.get("config") == config:
             if verbose:
-                print(f"reusing {ckpt} (test accuracy {record['test_accuracy']:.4f})")
+                print(f"reusing {shown_path(ckpt)} (test accuracy {record['test_accuracy']:.4f})")
             return load_trained(family, profile, seed, device), record
         if verbose:
-            print(f"{ckpt} was trained with another configuration: training again.")
+            print(f"{shown_path(ckpt)} was trained with another configuration: training again.")
     model, record = train_model(config, seed=seed, device=device, verbose=verbose)
     with atomic_path(ckpt) as tmp:
         torch.save(model.state_dict(), tmp)

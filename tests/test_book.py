@@ -1,5 +1,6 @@
 """The published book: it builds offline from the committed notebooks, and every page loads in headless
-Chromium with its figures, its widgets rendered, no JavaScript error and no request leaving the machine."""
+Chromium with its figures and its results files, no setup code, no dead widget, no machine path, no JavaScript
+error and no request leaving the machine; the front page states the verdicts of the results files."""
 import json
 import re
 import shutil
@@ -102,6 +103,9 @@ class Browser:
             images: Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length,
             broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
             widgets: document.querySelectorAll('.jupyter-widgets, .widget-slider, .widget-dropdown').length,
+            setup: document.body.textContent.includes('params.check('),
+            downloads: Array.from(document.querySelectorAll('a.download')).map(a => a.getAttribute('href')),
+            text: document.body.innerText,
             title: document.title})""")["result"]["value"]
         return self.events, facts
 
@@ -116,6 +120,7 @@ class Browser:
 def test_every_page_loads_offline_with_figures_and_no_errors(built_book, tmp_path):
     pages = toc_pages()
     browser = Browser(tmp_path / "chromium-profile")
+    texts = {}
     try:
         for page in pages:
             html = built_book / f"{page}.html"
@@ -131,7 +136,31 @@ def test_every_page_loads_offline_with_figures_and_no_errors(built_book, tmp_pat
             assert not external, f"{page}: requests leave the machine: {external}"
             assert not facts["broken"], f"{page}: images that did not load: {facts['broken']}"
             assert facts["images"] >= notebook_pngs(page), f"{page}: {facts['images']} images shown, notebook has {notebook_pngs(page)}"
-            if page.endswith(("01_activation_maximization", "02_sae_cnn")):
-                assert facts["widgets"] > 0, f"{page}: the interactive widgets did not render"
+            # A static page has no kernel: a widget on it would be a control that does nothing.
+            assert facts["widgets"] == 0, f"{page}: {facts['widgets']} widgets on a static page"
+            assert not facts["setup"], f"{page}: setup code (parameter checks) is shown"
+            if (ROOT / "book" / f"{page}.ipynb").exists():
+                results = ROOT / "book" / Path(page).parent / "results"
+                assert facts["downloads"], f"{page}: links no results files"
+                assert all((results / Path(h).name).exists() for h in facts["downloads"]), facts["downloads"]
+                for href in facts["downloads"]:  # Sphinx copied each file into the site
+                    assert (html.parent / href).resolve().exists(), f"{page}: {href} is not in the built site"
+            if page.endswith("answers"):
+                texts[page] = facts["text"]
     finally:
         browser.close()
+    for page, text in texts.items():  # the front page states the verdicts that the results files hold
+        results = ROOT / "book" / Path(page).parent / "results"
+        am = json.loads((results / "am_summary.json").read_text())
+        assert f"Verdict: {am['prediction1']}" in text
+        for conclusions in results.glob("conclusions_*.json"):
+            c = json.loads(conclusions.read_text())
+            assert f"{c['modules']['cnn']}, {c['modules']['mlp']}): {c['prediction2']}" in text, conclusions.name
+
+
+def test_the_book_shows_no_machine_paths():
+    """No output or visible source of any page names a folder of the machine that ran the study."""
+    from helpers.study import machine_paths
+    notebooks = [ROOT / "book" / f"{page}.ipynb" for page in toc_pages()]
+    found = {nb.name: machine_paths(nb) for nb in notebooks if nb.exists()}
+    assert found and not any(found.values()), {k: v for k, v in found.items() if v}

@@ -180,3 +180,32 @@ def test_batches_cover_an_epoch_once(cifar_test):
     first = next(batches(images, labels, 128, seed=1))[1]
     assert torch.equal(first, next(batches(images, labels, 128, seed=1))[1])
     assert not torch.equal(first, next(batches(images, labels, 128, seed=2))[1])
+
+
+def test_shown_path_hides_the_machine(data_env, tmp_path):
+    from helpers.paths import ROOT, shown_path
+    assert shown_path(data_env / "results" / "cpu" / "x.csv") == "Data/results/cpu/x.csv"
+    assert shown_path(ROOT / "book" / "cpu" / "a.ipynb") == "book/cpu/a.ipynb"
+    assert shown_path(tmp_path / "elsewhere" / "cifar10-jpg.tar.gz") == "cifar10-jpg.tar.gz"
+
+
+class _Payload:
+    """An object whose unpickling would run code: here, create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_pickle_in_the_cache_is_refused_not_run(tmp_path):
+    import torch
+    from helpers.paths import cached
+    marker, path = tmp_path / "code-ran", tmp_path / "result.pt"
+    torch.save({"key": {"a": 1}, "value": _Payload(str(marker))}, path)
+    with pytest.raises(RuntimeError, match="refused to load.*delete it to recompute"):
+        cached(path, {"a": 1}, lambda: 42)
+    assert not marker.exists()
+    path.unlink()
+    assert cached(path, {"a": 1}, lambda: 42) == 42 and cached(path, {"a": 1}, lambda: 0) == 42

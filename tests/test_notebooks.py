@@ -61,7 +61,7 @@ def smoke_models():
 
 
 def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env):
-    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", **study.SMOKE["01_activation_maximization.ipynb"])
+    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"))
     text = outputs(nb)
     assert "Prediction 1 on this profile" in text and "The rule, as written before the run" in text
     assert images(nb) >= 14  # classes x2, each objective and its null x2 (+ CNN channels), L2 units x2, convergence, scores
@@ -78,7 +78,7 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
         assert summary["prediction1"] == verdict.NOT_TESTABLE
     # A rerun with the same parameters loads the cached AM images instead of optimizing again.
     again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke",
-                            **study.SMOKE["01_activation_maximization.ipynb"]))
+                            **study.notebook_parameters("01_activation_maximization.ipynb", "smoke")))
     assert "loaded cached result" in again
 
 
@@ -90,7 +90,7 @@ def test_activation_maximization_notebook_rejects_bad_parameters(tmp_path):
 
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
-    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **study.SMOKE["02_sae.ipynb"])
+    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **study.notebook_parameters("02_sae.ipynb", "smoke"))
     text = outputs(nb)
     assert "explained_variance" in text and "features are dead" in text and "quality gate" in text
     assert images(nb) >= 5
@@ -119,16 +119,16 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
     """The smoke-profile results 03_compare reads; produced here only if the tests above did not already."""
     folder, tmp = data_env / "results" / "smoke", tmp_path_factory.mktemp("prereq")
     if not (folder / "am_summary.json").exists():
-        execute("01_activation_maximization.ipynb", tmp, profile="smoke", **study.SMOKE["01_activation_maximization.ipynb"])
+        execute("01_activation_maximization.ipynb", tmp, profile="smoke", **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"))
     for model in ("cnn", "mlp"):
         for layer in ("hidden", "mid"):
             if not (folder / "sae" / layer / f"{model}-summary.json").exists():
-                execute("02_sae.ipynb", tmp, profile="smoke", model=model, layer=layer, **study.SMOKE["02_sae.ipynb"])
+                execute("02_sae.ipynb", tmp, profile="smoke", model=model, layer=layer, **study.notebook_parameters("02_sae.ipynb", "smoke"))
 
 
 @pytest.mark.parametrize("layer", ["hidden", "mid"])
 def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
-    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", layer=layer, **study.SMOKE["03_compare.ipynb"])
+    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", layer=layer, **study.notebook_parameters("03_compare.ipynb", "smoke"))
     text = outputs(nb)
     for phrase in ("images shuffled within (class, CNN prediction, MLP prediction)", "ceiling", "random-init",
                    "Prediction 2", "The rule, as written before the run", "Prediction 1 on this profile"):
@@ -151,7 +151,7 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
 def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path, data_env):
     folder = data_env / "results" / "smoke"
     if not (folder / "conclusions_hidden.json").exists():
-        execute("03_compare.ipynb", tmp_path, profile="smoke", layer="hidden", **study.SMOKE["03_compare.ipynb"])
+        execute("03_compare.ipynb", tmp_path, profile="smoke", layer="hidden", **study.notebook_parameters("03_compare.ipynb", "smoke"))
     text = outputs(execute("04_answers.ipynb", tmp_path, profile="smoke"))
     am = json.loads((folder / "am_summary.json").read_text())
     hidden = json.loads((folder / "conclusions_hidden.json").read_text())

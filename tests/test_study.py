@@ -1,4 +1,5 @@
 """The whole-study runner: which steps it skips."""
+import json
 import os
 import time
 
@@ -48,8 +49,43 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
     assert first.count("[done]") == 12 and "[skip]" not in first
     assert sorted(p.name for p in (tmp_path / "book" / "smoke").iterdir()) == sorted(
         target.name for _, target, _ in study.steps("smoke"))
+    for _, target, _ in study.steps("smoke"):  # shaped for the book, showing nothing of the machine that ran it
+        assert study.machine_paths(target) == [], target.name
+        cells = json.loads(target.read_text())["cells"]
+        assert all("remove-cell" in c["metadata"]["tags"] for c in cells
+                   if {"parameters", "injected-parameters"} & set(c["metadata"].get("tags", [])))
+        outputs = [o for c in cells for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.get("name") == "stderr" or study.WIDGET_VIEW in o.get("data", {})]
     study.main(["--profile", "smoke", "--no-book"])
     assert capsys.readouterr().out.count("[skip]") == 12
+
+
+def test_prepare_for_book_folds_code_and_drops_logs(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'cpu'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import helpers", metadata={"tags": ["remove-input"]}),
+        nbformat.v4.new_code_cell("plot()", outputs=[
+            nbformat.v4.new_output("stream", name="stderr", text="loaded cached result Data/x.pt"),
+            nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.7"),
+            nbformat.v4.new_output("display_data", data={study.WIDGET_VIEW: {"model_id": "a"}, "text/plain": "bar"})]),
+        nbformat.v4.new_markdown_cell("text")])
+    path = tmp_path / "page.ipynb"
+    nbformat.write(nb, path)
+    study.prepare_for_book(path)
+    cells = json.loads(path.read_text())["cells"]
+    assert [c["metadata"].get("tags") for c in cells] == [["parameters", "remove-cell"], ["remove-input"],
+                                                         ["hide-input"], None]
+    assert ["".join(o.get("text", "")) for o in cells[2]["outputs"]] == ["accuracy 0.7"]
+
+
+def test_machine_paths_finds_absolute_paths_only(tmp_path):
+    import nbformat
+    path = tmp_path / "page.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output(
+        "stream", name="stdout", text="VGG13_bn at 1/8 width, 12 GFLOP/s, Data/results/cpu/x.csv, https://a.org/b/c\n"
+                                      "loaded /home/someone/Data/results/cpu/x.pt")])]), path)
+    assert study.machine_paths(path) == ["/home/someone/Data/results/cpu/x.pt"]
 
 
 def test_a_cell_that_runs_too_long_stops_the_run_and_names_it(tmp_path, monkeypatch):
