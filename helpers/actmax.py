@@ -386,8 +386,15 @@ def effect_over_null(trained, null, replicates=1000, seed=0):
 
 
 def position(mlp_reps, cnn_reps, mlp_delta, cnn_delta):
-    """The MLP's effect as a share of the CNN's, with the interval of the ratio of their bootstrap replicates."""
-    ratio = torch.as_tensor(mlp_reps) / torch.as_tensor(cnn_reps).clamp_min(1e-6)
+    """The MLP's effect as a share of the CNN's, with the interval of the ratio of their bootstrap replicates.
+
+    Undefined (NaN) unless the CNN's effect is above 0 across its 95% interval: a share of an effect that may be 0
+    has no bounded interval (the ratio's replicates run to ±1e6). The verdict never reads it then, since the CNN
+    shows no pattern (``verdict.cnn_pattern``)."""
+    cnn_reps = torch.as_tensor(cnn_reps)
+    if cnn_delta <= 0 or torch.quantile(cnn_reps.double(), 0.025) <= 0:
+        return dict(value=float("nan"), low=float("nan"), high=float("nan"))
+    ratio = torch.as_tensor(mlp_reps) / cnn_reps.clamp_min(1e-6)
     low, high = torch.quantile(ratio, torch.tensor([0.025, 0.975], dtype=ratio.dtype)).tolist()
     return dict(value=mlp_delta / max(cnn_delta, 1e-6), low=low, high=high)
 

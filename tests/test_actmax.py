@@ -171,6 +171,9 @@ def test_effect_sizes():
     assert null_effect["low"] < 0 < null_effect["high"] and null_effect["p"] > 0.01
     pos = actmax.position(null_reps, reps, null_effect["delta"], effect["delta"])
     assert pos["low"] < pos["value"] < pos["high"] and pos["high"] < 0.5
+    # A reference effect that may be 0 leaves the share undefined, not an interval of ±1e6.
+    undefined = actmax.position(reps, null_reps, effect["delta"], null_effect["delta"])
+    assert all(math.isnan(v) for v in undefined.values())
 
 
 def test_objective_values_are_every_target_on_every_image():
