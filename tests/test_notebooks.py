@@ -157,6 +157,9 @@ def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path
     hidden = json.loads((folder / "conclusions_hidden.json").read_text())
     assert f"Verdict: {am['prediction1']}" in text
     assert f"({hidden['modules']['cnn']}, {hidden['modules']['mlp']}): {hidden['prediction2']}" in text
+    for rule in (verdict.describe_am_gates(), verdict.describe_prediction1(), verdict.describe_sae_gates(),
+                 verdict.describe_prediction2()):  # the methods, as the code holds them
+        assert rule in text
 
 
 def test_compare_notebook_names_the_missing_step(tmp_path):
