@@ -7,8 +7,25 @@ from IPython.display import display
 from helpers import actmax
 
 
+LABELS = {"description_width": "initial"}  # labels in full, not cut to the default width
+
+
 def _slider(kind, value, lo, hi, label, **kw):
-    return kind(value=value, min=lo, max=hi, description=label, continuous_update=False, **kw)
+    return kind(value=value, min=lo, max=hi, description=label, continuous_update=False, style=LABELS, **kw)
+
+
+def _with_status(draw, busy):
+    """``draw`` wrapped so that a label under the controls says what runs while it runs (the previous drawing
+    stays up until the new one is ready, so without it a long redraw looks like nothing happened)."""
+    status = widgets.Label()
+
+    def wrapped(**kwargs):
+        status.value = busy(**kwargs)
+        try:
+            draw(**kwargs)
+        finally:
+            status.value = ""
+    return wrapped, status
 
 
 def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
@@ -31,16 +48,18 @@ def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
         fig.tight_layout()
         plt.show()
 
+    draw, status = _with_status(draw, lambda model, unit, steps, **_: f"optimizing {model} unit {unit}: {steps} steps…")
     ui = widgets.interactive(
         draw,
-        model=widgets.Dropdown(options=list(models), description="model"),
+        model=widgets.Dropdown(options=list(models), description="model", style=LABELS),
         unit=_slider(widgets.IntSlider, 0, 0, units - 1, "unit"),
         steps=_slider(widgets.IntSlider, steps, 16, 1024, "steps", step=16),
         lr=_slider(widgets.FloatLogSlider, lr, -3, 0, "lr", base=10),
         l2=_slider(widgets.FloatSlider, 0.0, 0, 0.05, "L2", step=0.001, readout_format=".3f"),
         tv=_slider(widgets.FloatSlider, 0.0, 0, 2, "TV", step=0.05),
         blur=_slider(widgets.FloatSlider, 0.0, 0, 2, "blur", step=0.05),
-        parameterization=widgets.ToggleButtons(options=["fft", "pixel"], description="image"))
+        parameterization=widgets.ToggleButtons(options=["fft", "pixel"], description="image", style=LABELS))
+    ui.children = (*ui.children[:-1], status, ui.children[-1])  # the status line sits just above the drawing
     display(ui)
     return ui
 
@@ -54,7 +73,9 @@ def feature_browser(feature_acts, frequency, images, labels, classes, title=""):
                      title=title)
         plt.show()
 
+    draw, status = _with_status(draw, lambda feature: f"drawing feature {feature}…")
     ui = widgets.interactive(draw, feature=_slider(widgets.IntSlider, int(frequency.argmax()), 0,
                                                    feature_acts.shape[1] - 1, "feature"))
+    ui.children = (*ui.children[:-1], status, ui.children[-1])
     display(ui)
     return ui

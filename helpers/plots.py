@@ -42,17 +42,17 @@ def plot_feature(feature_acts, images, labels, classes, index, k=8, frequency=No
     """One feature: its top-k activating images and how its activation mass spreads over the classes."""
     acts = torch.as_tensor(feature_acts).float()
     top = acts.topk(k).indices
-    fig = plt.figure(figsize=(k * 1.1 + 3.5, 1.8))
+    fig = plt.figure(figsize=(k * 1.1 + 3.5, 2.3))
     grid = fig.add_gridspec(1, k + 3)
     for j, i in enumerate(top.tolist()):
         ax = fig.add_subplot(grid[0, j])
         ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(f"{classes[labels[i]][:5]}\n{acts[i]:.2f}", fontsize=7)
+        ax.set_title(f"{classes[labels[i]]}\n{acts[i]:.2f}", fontsize=7)
         ax.axis("off")
     ax = fig.add_subplot(grid[0, k:])
     mass = torch.zeros(len(classes)).index_add_(0, torch.as_tensor(labels), acts)
     ax.bar(range(len(classes)), (mass / mass.sum().clamp_min(1e-12)).numpy())
-    ax.set_xticks(range(len(classes)), [c[:4] for c in classes], rotation=90, fontsize=7)
+    ax.set_xticks(range(len(classes)), list(classes), rotation=90, fontsize=7)
     ax.set_title("share of activation by class" + (f"\nfires on {frequency:.1%}" if frequency is not None else ""), fontsize=7)
     fig.suptitle(f"{title} feature {index}", fontsize=9, x=0.02, ha="left")
     fig.tight_layout()
