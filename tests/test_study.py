@@ -47,8 +47,10 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
     study.main(["--profile", "smoke", "--no-book"])
     first = capsys.readouterr().out
     assert first.count("[done]") == 12 and "[skip]" not in first
-    assert sorted(p.name for p in (tmp_path / "book" / "smoke").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "book" / "smoke").glob("*.ipynb")) == sorted(
         target.name for _, target, _ in study.steps("smoke"))
+    assert {"am_summary.json", "conclusions_hidden.json", "sae_hidden_cnn-metrics.csv"} <= {
+        p.name for p in (tmp_path / "book" / "smoke" / "results").iterdir()}  # the pages' downloads
     for _, target, _ in study.steps("smoke"):  # shaped for the book, showing nothing of the machine that ran it
         assert study.machine_paths(target) == [], target.name
         cells = json.loads(target.read_text())["cells"]
