@@ -208,8 +208,8 @@ def attach_downloads(notebook, files, folder):
         links.append(f"{{download}}`{name} <{folder.name}/{name}>`")
     if links:
         nb = json.loads(Path(notebook).read_text())
-        nb["cells"].append(dict(cell_type="markdown", metadata={}, source="**Results files of this page**: "
-                                + ", ".join(links) + "."))
+        nb["cells"].append(dict(id="results-files", cell_type="markdown", metadata={},
+                                source="**Results files of this page**: " + ", ".join(links) + "."))
         Path(notebook).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
