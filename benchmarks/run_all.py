@@ -98,7 +98,6 @@ def bench_sae(repeats, quick):
     """Training steps only: each repeat times a run of ``steps`` steps and a run of one step (the same set-up:
     scale, geometric median), and the difference is ``steps - 1`` steps. At 4096 -> 12,288 the window includes
     Bricken resampling (at steps 2 and 4 of 11), which a 1,000-step run does twice in all."""
-    rows = []
     sizes = [(512, 50 if quick else 151)] + ([] if quick else [(4096, 11)])
     for d, steps in sizes:
         acts = synthetic_activations(20000 if d == 512 else 8192, d)
@@ -115,8 +114,7 @@ def bench_sae(repeats, quick):
             work = [w - s for w, s in zip(times["work"], times["setup"])]
             row = share_of_peak(f"sae {arm} {d}->{f}", step_flops * (steps - 1), work, peak_flops, times["peak"])
             row["ms_per_step"] = statistics.median(work) / (steps - 1) * 1000
-            rows.append(row)
-    return rows
+            yield row
 
 
 def bench_sklearn(quick, target_l0=32):
@@ -171,7 +169,6 @@ def bench_sklearn(quick, target_l0=32):
 
 
 def bench_actmax(repeats, quick):
-    rows = []
     units, steps = (16, 8) if quick else (64, 16)
     for family in ("cnn", "mlp"):
         net = random_model(family, "cpu")
@@ -181,20 +178,18 @@ def bench_actmax(repeats, quick):
         looped = lambda: [actmax.render(net, actmax.unit("hidden", [u]), **settings) for u in targets]  # noqa: E731
         times = interleaved({"batched": batched, "looped": looped}, max(2, repeats // 2))
         ratios = [lp / b for lp, b in zip(times["looped"], times["batched"])]
-        rows.append(dict(benchmark=f"actmax {family}: {units} units in one batch vs one at a time",
-                         measure="speed-up", median=spread(ratios)[0], low=spread(ratios)[1], high=spread(ratios)[2]))
+        yield dict(benchmark=f"actmax {family}: {units} units in one batch vs one at a time",
+                   measure="speed-up", median=spread(ratios)[0], low=spread(ratios)[1], high=spread(ratios)[2])
         if family == "cnn":
             work_flops = flops_of(batched)
             peak_fn, peak_flops = matmul_peak_fn([(units * 256, 64, 64)], repeat=steps)  # a conv as a matmul
             times = interleaved({"peak": peak_fn, "work": batched}, repeats)
-            rows.append(share_of_peak(f"actmax cnn batched ({units} images)", work_flops, times["work"], peak_flops,
-                                      times["peak"]))
-    return rows
+            yield share_of_peak(f"actmax cnn batched ({units} images)", work_flops, times["work"], peak_flops,
+                                times["peak"])
 
 
 def bench_harvest(repeats, quick):
     from helpers.data import load_cifar10, to_float
-    rows = []
     images = load_cifar10("test", verbose=False)[0]
     for family in ("cnn", "mlp"):
         net = random_model(family, "cpu")
@@ -208,10 +203,8 @@ def bench_harvest(repeats, quick):
             saelib.harvest_activations(net, "hidden", "test", cache=False)
         times = interleaved({"bare": bare, "harvest": harvest}, max(2, repeats // 2) if quick else repeats)
         ratios = [b / h for b, h in zip(times["bare"], times["harvest"])]
-        rows.append(dict(benchmark=f"harvest {family} hidden layer (10,000 images)",
-                         measure="throughput vs a bare forward pass",
-                         median=spread(ratios)[0], low=spread(ratios)[1], high=spread(ratios)[2]))
-    return rows
+        yield dict(benchmark=f"harvest {family} hidden layer (10,000 images)", measure="throughput vs a bare forward pass",
+                   median=spread(ratios)[0], low=spread(ratios)[1], high=spread(ratios)[2])
 
 
 def main():
@@ -229,7 +222,6 @@ def main():
     rows = []
     for bench in (lambda: bench_sae(repeats, args.quick), lambda: bench_actmax(repeats, args.quick),
                   lambda: bench_harvest(repeats, args.quick), lambda: bench_sklearn(args.quick)):
-        print("...", flush=True)
         for row in bench():
             rows.append(row)
             figure = (f"{row['median']:.0%}" if "peak" in row["measure"] else f"x{row['median']:.2f}")
