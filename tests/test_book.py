@@ -164,3 +164,23 @@ def test_the_book_shows_no_machine_paths():
     notebooks = [ROOT / "book" / f"{page}.ipynb" for page in toc_pages()]
     found = {nb.name: machine_paths(nb) for nb in notebooks if nb.exists()}
     assert found and not any(found.values()), {k: v for k, v in found.items() if v}
+
+
+def test_every_figure_has_a_caption():
+    """Each shown figure is followed by a caption cell ("*Figure*: ..." or "*Table*: ...") saying what to compare."""
+    missing = []
+    for page in toc_pages():
+        nb = ROOT / "book" / f"{page}.ipynb"
+        if not nb.exists():
+            continue
+        cells = json.loads(nb.read_text())["cells"]
+        for i, cell in enumerate(cells):
+            tags = cell.get("metadata", {}).get("tags", [])
+            if cell["cell_type"] != "code" or "remove-cell" in tags or not any(
+                    "image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+                continue
+            following = next((c for c in cells[i + 1:] if c["cell_type"] == "markdown" or c.get("outputs")), None)
+            text = "".join(following["source"]).lstrip() if following and following["cell_type"] == "markdown" else ""
+            if not text.startswith(("*Figure", "*Table")):
+                missing.append(f"{page} cell {i}")
+    assert not missing, f"figures without a caption: {missing}"
