@@ -21,7 +21,8 @@ on their content; the AM and harvest benchmarks use random-init networks of the 
                each needs to reach the explained variance sklearn ends at;
   actmax       64 units of the last hidden layer rendered in one batch against one unit at a time, and the
                batched CNN run as a share of the peak;
-  harvest      harvest_activations against a bare forward pass of the same model over the same images.
+  harvest      harvest_activations against a bare forward pass of the same model over the same images (the
+               CIFAR-10 test split: ``Data/`` or ``$CIFAR10_JPG``, as for the study).
 Writes a JSON table (``--out``) that the README quotes.
 """
 import argparse
@@ -209,6 +210,12 @@ def bench_harvest(repeats, quick):
                    median=spread(ratios)[0], low=spread(ratios)[1], high=spread(ratios)[2])
 
 
+def save(out, table):
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(table, indent=1) + "\n")
+    tmp.replace(out)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke check)")
@@ -238,11 +245,8 @@ def main():
                          + ("" if sa["reached"] else " (did not reach sklearn's EV)"))
             status = f"  MEASUREMENT ERROR: {row['error']}" if "error" in row else ""
             print(f"{row['benchmark']:<58} {row['measure']:<34} {figure}{rng}{extra}{status}", flush=True)
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(dict(machine=machine, repeats=repeats, quick=args.quick, rows=rows), indent=1) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}")
+            save(Path(args.out), dict(machine=machine, repeats=repeats, quick=args.quick, rows=rows))  # kept on a crash
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
