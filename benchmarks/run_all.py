@@ -103,8 +103,6 @@ def bench_sae(repeats, quick):
     for d, steps in sizes:
         acts = synthetic_activations(20000 if d == 512 else 8192, d)
         for arm in saelib.ARMS:
-            train = lambda: saelib.train_sae(acts, arm, steps=steps, progress=False, device="cpu")  # noqa: E731
-            one_step = lambda: saelib.train_sae(acts, arm, steps=1, progress=False, device="cpu")  # noqa: E731
             # FLOP of one plain step: three steps minus two. (Two minus one would count a Bricken resampling, which a
             # 2-step run does at step 1 and a 1-step run does not: 26 GFLOP at 512 wide, flagged as 689% of peak.)
             steps_of = lambda n: lambda: saelib.train_sae(acts, arm, steps=n, progress=False, device="cpu")  # noqa: E731
@@ -113,7 +111,7 @@ def bench_sae(repeats, quick):
             peak_fn, peak_flops = matmul_peak_fn([(256, d, f), (256, f, d), (d, 256, f), (256, d, f)],
                                                  repeat=1 if d > 1024 else 5)
             step_flops = flops_of(steps_of(3)) - flops_of(steps_of(2))
-            times = interleaved({"peak": peak_fn, "work": train, "setup": one_step}, repeats)
+            times = interleaved({"peak": peak_fn, "work": steps_of(steps), "setup": steps_of(1)}, repeats)
             work = [w - s for w, s in zip(times["work"], times["setup"])]
             row = share_of_peak(f"sae {arm} {d}->{f}", step_flops * (steps - 1), work, peak_flops, times["peak"])
             row["ms_per_step"] = statistics.median(work) / (steps - 1) * 1000

@@ -120,15 +120,10 @@ def split_halves(n, seed=0):
     return order[:n // 2], order[n // 2:]
 
 
-def choose_partners(a, b, select):
-    """Each feature of ``a`` that varies on the ``select`` images, and the feature of ``b`` that correlates best
-    with it there. Returns (a indices, b indices)."""
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
-    return _partners(standardize(a[select]), b[select])
-
-
-def _partners(a_select, b_rows):
-    """``choose_partners`` from ``a``'s select-half z-scores (``standardize``'s output) and ``b``'s select rows."""
+def choose_partners(a_select, b_rows):
+    """Each feature of ``a`` that varies on the select images, and the feature of ``b`` that correlates best with it
+    there, from ``a``'s select-half z-scores (``standardize(a[select])``) and ``b``'s select rows.
+    Returns (a indices, b indices)."""
     za, keep_a = a_select
     zb, keep_b = standardize(b_rows)
     if len(keep_a) == 0 or len(keep_b) == 0:
@@ -165,7 +160,7 @@ def heldout_match(a, b, select, evaluate, weights=None, b_order=None, a_select=N
     when it is already at hand (many b's matched against one a)."""
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     b_select, b_evaluate = (select, evaluate) if b_order is None else (b_order[select], b_order[evaluate])
-    ia, ib = _partners(standardize(a[select]) if a_select is None else a_select, b[b_select])
+    ia, ib = choose_partners(standardize(a[select]) if a_select is None else a_select, b[b_select])
     if len(ia) == 0 or len(ib) == 0:
         return torch.tensor(0.0), torch.zeros(0), None if weights is None else torch.zeros(len(weights))
     x, y = a[evaluate][:, ia], b[b_evaluate][:, ib]  # rows first: a column gather is the slow one

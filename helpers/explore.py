@@ -14,9 +14,10 @@ def _slider(kind, value, lo, hi, label, **kw):
     return kind(value=value, min=lo, max=hi, description=label, continuous_update=False, style=LABELS, **kw)
 
 
-def _with_status(draw, busy):
-    """``draw`` wrapped so that a label under the controls says what runs while it runs (the previous drawing
-    stays up until the new one is ready, so without it a long redraw looks like nothing happened)."""
+def _explorer(draw, busy, **controls):
+    """``widgets.interactive`` over ``draw``, shown, with a status line just above the drawing that says what runs
+    while it runs (``busy(**values)``): the previous drawing stays up until the new one is ready, so without it a
+    long redraw looks like nothing happened."""
     status = widgets.Label()
 
     def wrapped(**kwargs):
@@ -25,7 +26,10 @@ def _with_status(draw, busy):
             draw(**kwargs)
         finally:
             status.value = ""
-    return wrapped, status
+    ui = widgets.interactive(wrapped, **controls)
+    ui.children = (*ui.children[:-1], status, ui.children[-1])
+    display(ui)
+    return ui
 
 
 def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
@@ -48,9 +52,8 @@ def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
         fig.tight_layout()
         plt.show()
 
-    draw, status = _with_status(draw, lambda model, unit, steps, **_: f"optimizing {model} unit {unit}: {steps} steps…")
-    ui = widgets.interactive(
-        draw,
+    return _explorer(
+        draw, lambda model, unit, steps, **_: f"optimizing {model} unit {unit}: {steps} steps…",
         model=widgets.Dropdown(options=list(models), description="model", style=LABELS),
         unit=_slider(widgets.IntSlider, 0, 0, units - 1, "unit"),
         steps=_slider(widgets.IntSlider, steps, 16, 1024, "steps", step=16),
@@ -59,9 +62,6 @@ def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
         tv=_slider(widgets.FloatSlider, 0.0, 0, 2, "TV", step=0.05),
         blur=_slider(widgets.FloatSlider, 0.0, 0, 2, "blur", step=0.05),
         parameterization=widgets.ToggleButtons(options=["fft", "pixel"], description="image", style=LABELS))
-    ui.children = (*ui.children[:-1], status, ui.children[-1])  # the status line sits just above the drawing
-    display(ui)
-    return ui
 
 
 def feature_browser(feature_acts, frequency, images, labels, classes, title=""):
@@ -73,9 +73,5 @@ def feature_browser(feature_acts, frequency, images, labels, classes, title=""):
                      title=title)
         plt.show()
 
-    draw, status = _with_status(draw, lambda feature: f"drawing feature {feature}…")
-    ui = widgets.interactive(draw, feature=_slider(widgets.IntSlider, int(frequency.argmax()), 0,
-                                                   feature_acts.shape[1] - 1, "feature"))
-    ui.children = (*ui.children[:-1], status, ui.children[-1])
-    display(ui)
-    return ui
+    return _explorer(draw, lambda feature: f"drawing feature {feature}…",
+                     feature=_slider(widgets.IntSlider, int(frequency.argmax()), 0, feature_acts.shape[1] - 1, "feature"))

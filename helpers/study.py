@@ -158,10 +158,11 @@ def execute_notebook(source, output, parameters, progress=False):
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def prepare_for_book(path):
+def prepare_for_book(path, downloads=(), folder=None):
     """Shape an executed notebook for the book, in place: parameter cells removed, every other code cell folded
-    behind "show code" (setup cells, tagged ``remove-input`` in the source, stay hidden), and logs (stderr: caching,
-    loading, warnings) and progress bars (widget views) left out of the outputs."""
+    behind "show code" (setup cells, tagged ``remove-input`` in the source, stay hidden), logs (stderr: caching,
+    loading, warnings) and progress bars (widget views) left out of the outputs, and a last cell linking
+    ``downloads`` (see ``download_links``)."""
     nb = json.loads(Path(path).read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
@@ -174,6 +175,10 @@ def prepare_for_book(path):
         cell["outputs"] = [o for o in cell.get("outputs", []) if not (o["output_type"] == "stream" and o["name"] == "stderr")
                            and WIDGET_VIEW not in o.get("data", {})]
     nb.get("metadata", {}).pop("widgets", None)
+    links = download_links(downloads, folder) if downloads else []
+    if links:
+        nb["cells"].append(dict(id="results-files", cell_type="markdown", metadata={},
+                                source="**Results files of this page**: " + ", ".join(links) + "."))
     Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -193,9 +198,9 @@ def result_files(name, parameters):
     return files.get(name, [])
 
 
-def attach_downloads(notebook, files, folder):
-    """Copy ``files`` (paths under the data folder, those that exist) into ``folder`` and end ``notebook`` with a
-    markdown cell that links them (MyST's download role: the book ships the files with the page)."""
+def download_links(files, folder):
+    """Copy ``files`` (paths under the data folder, those that exist) into ``folder``; return MyST download-role
+    links to the copies (the book ships them with the page)."""
     import shutil
     links = []
     for rel in files:
@@ -206,11 +211,7 @@ def attach_downloads(notebook, files, folder):
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / name)
         links.append(f"{{download}}`{name} <{folder.name}/{name}>`")
-    if links:
-        nb = json.loads(Path(notebook).read_text())
-        nb["cells"].append(dict(id="results-files", cell_type="markdown", metadata={},
-                                source="**Results files of this page**: " + ", ".join(links) + "."))
-        Path(notebook).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return links
 
 
 # An absolute file path: '/' then at least two path parts, not inside a word, a number ("1/8") or a URL.
@@ -239,9 +240,8 @@ def run_notebook(source, target, parameters, progress=False):
     tmp = target.with_name(f".{target.name}.tmp.ipynb")
     try:
         execute_notebook(source, tmp, parameters, progress)
-        prepare_for_book(tmp)
-        if "profile" in parameters:
-            attach_downloads(tmp, result_files(source.name, parameters), target.parent / "results")
+        prepare_for_book(tmp, result_files(source.name, parameters) if "profile" in parameters else (),
+                         target.parent / "results")
         tmp.replace(target)
     except papermill.PapermillExecutionError as e:
         raise SystemExit(f"\n{source.name} {parameters} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
