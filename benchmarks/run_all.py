@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import actmax, sae as saelib
+from helpers import actmax
+from helpers import sae as saelib
 from helpers.train import random_model
 
 
@@ -204,8 +205,13 @@ def bench_harvest(repeats, quick):
             saelib.harvest_activations(net, "hidden", "test", cache=False)
         times = interleaved({"bare": bare, "harvest": harvest}, max(2, repeats // 2) if quick else repeats)
         ratios = [b / h for b, h in zip(times["bare"], times["harvest"])]
-        yield dict(benchmark=f"harvest {family} hidden layer (10,000 images)", measure="throughput vs a bare forward pass",
-                   median=spread(ratios)[0], low=spread(ratios)[1], high=spread(ratios)[2])
+        yield dict(
+            benchmark=f"harvest {family} hidden layer (10,000 images)",
+            measure="throughput vs a bare forward pass",
+            median=spread(ratios)[0],
+            low=spread(ratios)[1],
+            high=spread(ratios)[2],
+        )
 
 
 def save(out, table):

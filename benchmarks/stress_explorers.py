@@ -21,7 +21,9 @@ EXPLORERS = ("01_activation_maximization.ipynb", "02_sae.ipynb")
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="runs of each explorer notebook")
-    parser.add_argument("--cell-timeout", type=int, default=120, help="seconds a cell may take before it counts as stalled")
+    parser.add_argument(
+        "--cell-timeout", type=int, default=120, help="seconds a cell may take before it counts as stalled"
+    )
     args = parser.parse_args()
     os.environ.setdefault("INTERPRET_MLP_DATA", tempfile.mkdtemp(prefix="stress-data-"))
     os.environ["INTERPRET_MLP_CELL_TIMEOUT"] = str(args.cell_timeout)

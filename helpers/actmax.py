@@ -19,7 +19,6 @@ from tqdm.auto import trange
 from helpers.data import gather_crops
 from helpers.models import record, resolve_layer
 
-
 # ----------------------------------------------------------------------------- parameterizations
 
 class PixelImage(nn.Module):
@@ -215,7 +214,9 @@ def direction(layer, vectors):
 # ----------------------------------------------------------------------------- regularizers
 
 def total_variation(x):
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean(
+        (1, 2, 3)
+    )
 
 
 def blur_penalty(x):

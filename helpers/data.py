@@ -9,7 +9,6 @@ Decoded arrays are cached in ``Data/cache/`` and load in about a second afterwar
 """
 import contextlib
 import hashlib
-import io
 import os
 import pickle
 import tarfile
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers.paths import atomic_path, data_dir as default_data_dir, shown_path
+from helpers.paths import atomic_path, shown_path
+from helpers.paths import data_dir as default_data_dir
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
@@ -30,7 +30,8 @@ HOW_TO_GET = (
     "Get CIFAR-10 one of these ways: on a machine with internet run "
     "`python -c \"import torchvision; torchvision.datasets.CIFAR10('Data', download=True)\"`; "
     "or put the study's FFCV files train_32.beton/test_32.beton in Data/; "
-    f"or point ${ARCHIVE_ENV} at a cifar10-jpg.tar.gz archive or a folder with train/<class>/*.jpg and test/<class>/*.jpg."
+    f"or point ${ARCHIVE_ENV} at a cifar10-jpg.tar.gz archive or a folder with train/<class>/*.jpg and "
+    "test/<class>/*.jpg."
 )
 
 
@@ -172,7 +173,14 @@ def find_sources(split, data_dir=None):
     jpg += [data_dir / "cifar10-jpg.tar.gz", data_dir / "cifar10-jpg"]
     for path in jpg:
         kind = "folder" if path.is_dir() or not path.name.endswith(".tar.gz") else "archive"
-        places.append((kind, path, path.exists(), f" (from ${ARCHIVE_ENV})" if path == jpg[0] and os.environ.get(ARCHIVE_ENV) else ""))
+        places.append(
+            (
+                kind,
+                path,
+                path.exists(),
+                f" (from ${ARCHIVE_ENV})" if path == jpg[0] and os.environ.get(ARCHIVE_ENV) else "",
+            )
+        )
     return places
 
 
@@ -201,7 +209,9 @@ def load_cifar10(split, data_dir=None, verbose=True):
             with np.load(cache) as z:
                 images, labels = z["images"], z["labels"]
         except Exception as e:
-            raise DataError(f"{cache}: the cache is truncated or corrupt ({e}). Delete it; the next call rebuilds it.") from e
+            raise DataError(
+                f"{cache}: the cache is truncated or corrupt ({e}). Delete it; the next call rebuilds it."
+            ) from e
         _check_arrays(images, labels, cache)
     else:
         if kind == "beton":
@@ -252,7 +262,11 @@ def batches(images, labels, batch_size, shuffle=True, augmented=True, seed=0, dr
     """One epoch of (float images in [0, 1], labels), with data kept as one tensor on its device."""
     generator = torch.Generator(device=images.device).manual_seed(seed)
     n = len(images)
-    order = torch.randperm(n, generator=generator, device=images.device) if shuffle else torch.arange(n, device=images.device)
+    order = (
+        torch.randperm(n, generator=generator, device=images.device)
+        if shuffle
+        else torch.arange(n, device=images.device)
+    )
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]

@@ -6,7 +6,6 @@ from IPython.display import display
 
 from helpers import actmax
 
-
 LABELS = {"description_width": "initial"}  # labels in full, not cut to the default width
 
 
@@ -73,5 +72,8 @@ def feature_browser(feature_acts, frequency, images, labels, classes, title=""):
                      title=title)
         plt.show()
 
-    return _explorer(draw, lambda feature: f"drawing feature {feature}…",
-                     feature=_slider(widgets.IntSlider, int(frequency.argmax()), 0, feature_acts.shape[1] - 1, "feature"))
+    return _explorer(
+        draw,
+        lambda feature: f"drawing feature {feature}…",
+        feature=_slider(widgets.IntSlider, int(frequency.argmax()), 0, feature_acts.shape[1] - 1, "feature"),
+    )

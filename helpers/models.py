@@ -174,7 +174,8 @@ def load_state_dict_checked(model, state, source):
         raise ValueError(f"{source} does not fit {type(model).__name__}:\n  " + "\n  ".join(problems))
     extra = sorted(set(state) - set(expected))
     if extra:
-        warnings.warn(f"{source}: ignoring {len(extra)} entries the model does not have: {', '.join(extra)}")
+        warnings.warn(f"{source}: ignoring {len(extra)} entries the model does not have: {', '.join(extra)}",
+                      stacklevel=2)
     for key in expected:
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = expected[key]
@@ -194,6 +195,9 @@ def read_checkpoint(path):
                          "the file is truncated or corrupt. Download it again.") from e
 
 
+SOURCES = {"cnn": "huyvnphan/PyTorch_CIFAR10", "mlp": "gregorbachmann/scaling_mlps, utils/download.py"}
+
+
 def load_official(name, path=None):
     """An official checkpoint (``'vgg13_bn'`` or ``'B_12-Wi_1024'``) as a study model in eval mode.
 
@@ -206,8 +210,9 @@ def load_official(name, path=None):
     if not path.is_file():
         raise FileNotFoundError(
             f"official checkpoint {path} not found. Download {spec['file']} "
-            f"({'huyvnphan/PyTorch_CIFAR10' if spec['family'] == 'cnn' else 'gregorbachmann/scaling_mlps, utils/download.py'}) "
-            f"into {data_dir()}, or pass path=.")
+            f"({SOURCES[spec['family']]}) "
+            f"into {data_dir()}, or pass path=."
+        )
     model = build_model(spec["family"], **spec["arch"])
     return load_state_dict_checked(model, read_checkpoint(path), path).eval()
 

@@ -8,7 +8,9 @@ def show_images(images, titles=None, ncols=10, size=1.3, suptitle=None):
     """A grid of images in [0, 1], (N, 3, H, W) tensors or arrays."""
     images = torch.as_tensor(images).detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy()
     nrows = int(np.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * (1.25 if titles else 1)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * size, nrows * size * (1.25 if titles else 1)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
@@ -53,7 +55,9 @@ def plot_feature(feature_acts, images, labels, classes, index, k=8, frequency=No
     mass = torch.zeros(len(classes)).index_add_(0, torch.as_tensor(labels), acts)
     ax.bar(range(len(classes)), (mass / mass.sum().clamp_min(1e-12)).numpy())
     ax.set_xticks(range(len(classes)), list(classes), rotation=90, fontsize=7)
-    ax.set_title("share of activation by class" + (f"\nfires on {frequency:.1%}" if frequency is not None else ""), fontsize=7)
+    ax.set_title(
+        "share of activation by class" + (f"\nfires on {frequency:.1%}" if frequency is not None else ""), fontsize=7
+    )
     fig.suptitle(f"{title} feature {index}", fontsize=9, x=0.02, ha="left")
     fig.tight_layout()
     return fig

@@ -172,8 +172,11 @@ def prepare_for_book(path, downloads=(), folder=None):
             tags.append("remove-cell")
         elif not {"remove-cell", "remove-input", "hide-input"} & set(tags):
             tags.append("hide-input")
-        cell["outputs"] = [o for o in cell.get("outputs", []) if not (o["output_type"] == "stream" and o["name"] == "stderr")
-                           and WIDGET_VIEW not in o.get("data", {})]
+        cell["outputs"] = [
+            o
+            for o in cell.get("outputs", [])
+            if not (o["output_type"] == "stream" and o["name"] == "stderr") and WIDGET_VIEW not in o.get("data", {})
+        ]
     nb.get("metadata", {}).pop("widgets", None)
     links = download_links(downloads, folder) if downloads else []
     if links:
@@ -245,11 +248,12 @@ def run_notebook(source, target, parameters, progress=False):
         tmp.replace(target)
     except papermill.PapermillExecutionError as e:
         raise SystemExit(f"\n{source.name} {parameters} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                         f"(the partly executed notebook is {tmp})")
+                         f"(the partly executed notebook is {tmp})") from None
     except CellTimeoutError as e:
         raise SystemExit(f"\n{source.name} {parameters}: a cell ran longer than the cell timeout "
                          f"({os.environ.get('INTERPRET_MLP_CELL_TIMEOUT', CELL_TIMEOUT)} s; set "
-                         f"$INTERPRET_MLP_CELL_TIMEOUT to allow more). {e}\n(the partly executed notebook is {tmp})")
+                         f"$INTERPRET_MLP_CELL_TIMEOUT to allow more). {e}\n"
+                         f"(the partly executed notebook is {tmp})") from None
 
 
 def build_book(path_output=None):

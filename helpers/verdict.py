@@ -250,15 +250,17 @@ def describe_am_gates(gates=AM_GATES):
 
 
 def describe_prediction1(rule=PREDICTION1):
-    return (f"For each repetition measure (autocorrelation peak, spectral concentration) and each regularization "
-            f"setting, each family's effect is Cliff's δ of its trained network's scores over those of a randomly "
-            f"initialized network of the same architecture, with matched objectives (single units, not channel "
-            f"means), with a bootstrap 95% interval and a one-sided Mann-Whitney p-value, Holm-adjusted over all the "
-            f"verdict's tests. *Position* = the MLP's δ / the CNN's δ. **Not testable**: a group failed a gate, or "
-            f"the CNN's images do not repeat beyond its null (Holm p < {rule['alpha']:g}, interval above 0, and "
-            f"δ ≥ {rule['min_reference_effect']:g}). **Supported**: the MLP's images repeat beyond its null (same "
-            f"test) and the position's lower bound is at least {rule['min_position']:g}. **Not supported**: the "
-            f"position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. Within an objective "
-            f"kind (class logits, last-hidden-layer units, earlier-layer units) both measures under every setting "
-            f"must agree; kinds where the CNN shows no pattern are set aside, the others must agree, and if none is "
-            f"left the prediction is not testable.")
+    return (
+        f"For each repetition measure (autocorrelation peak, spectral concentration) and each regularization "
+        f"setting, each family's effect is Cliff's δ of its trained network's scores over those of a randomly "
+        f"initialized network of the same architecture, with matched objectives (single units, not channel "
+        f"means), with a bootstrap 95% interval and a one-sided Mann-Whitney p-value, Holm-adjusted over all the "
+        f"verdict's tests. *Position* = the MLP's δ / the CNN's δ. **Not testable**: a group failed a gate, or "
+        f"the CNN's images do not repeat beyond its null (Holm p < {rule['alpha']:g}, interval above 0, and "
+        f"δ ≥ {rule['min_reference_effect']:g}). **Supported**: the MLP's images repeat beyond its null (same "
+        f"test) and the position's lower bound is at least {rule['min_position']:g}. **Not supported**: the "
+        f"position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. Within an objective "
+        f"kind (class logits, last-hidden-layer units, earlier-layer units) both measures under every setting "
+        f"must agree; kinds where the CNN shows no pattern are set aside, the others must agree, and if none is "
+        f"left the prediction is not testable."
+    )

@@ -2,7 +2,9 @@
 import importlib.util
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("run_all", Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py")
+spec = importlib.util.spec_from_file_location(
+    "run_all", Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+)
 run_all = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_all)
 

@@ -126,8 +126,13 @@ def test_every_page_loads_offline_with_figures_and_no_errors(built_book, tmp_pat
             html = built_book / f"{page}.html"
             assert html.exists(), f"{page} was not built"
             events, facts = browser.visit(html.as_uri())
-            errors = [e["params"]["exceptionDetails"].get("exception", {}).get("description", e["params"]["exceptionDetails"]["text"])
-                      for e in events if e.get("method") == "Runtime.exceptionThrown"]
+            errors = [
+                e["params"]["exceptionDetails"]
+                .get("exception", {})
+                .get("description", e["params"]["exceptionDetails"]["text"])
+                for e in events
+                if e.get("method") == "Runtime.exceptionThrown"
+            ]
             errors += [e["params"]["entry"]["text"] for e in events
                        if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"]
             external = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"
@@ -135,7 +140,9 @@ def test_every_page_loads_offline_with_figures_and_no_errors(built_book, tmp_pat
             assert not errors, f"{page}: JavaScript errors {errors}"
             assert not external, f"{page}: requests leave the machine: {external}"
             assert not facts["broken"], f"{page}: images that did not load: {facts['broken']}"
-            assert facts["images"] >= notebook_pngs(page), f"{page}: {facts['images']} images shown, notebook has {notebook_pngs(page)}"
+            assert facts["images"] >= notebook_pngs(page), (
+                f"{page}: {facts['images']} images shown, notebook has {notebook_pngs(page)}"
+            )
             # A static page has no kernel: a widget on it would be a control that does nothing.
             assert facts["widgets"] == 0, f"{page}: {facts['widgets']} widgets on a static page"
             assert not facts["setup"], f"{page}: setup code (parameter checks) is shown"

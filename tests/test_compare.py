@@ -40,7 +40,9 @@ def test_shuffles_break_alignment_as_intended():
     a = class_part + 0.5 * torch.randn(1000, 8)
     b = class_part + 0.5 * torch.randn(1000, 8)
     full = compare.similarity(a, compare.shuffle_rows(b, seed=1), matching=False)[0]["mean_best_a_to_b"]
-    within = compare.similarity(a, compare.shuffle_rows(b, seed=1, labels=labels), matching=False)[0]["mean_best_a_to_b"]
+    within = compare.similarity(a, compare.shuffle_rows(b, seed=1, labels=labels), matching=False)[0][
+        "mean_best_a_to_b"
+    ]
     aligned = compare.similarity(a, b, matching=False)[0]["mean_best_a_to_b"]
     # Class identity alone keeps most of the correlation; a full shuffle removes it.
     assert full < 0.2 < within <= aligned
@@ -122,7 +124,11 @@ def _features(shared_across_families, n=2000, k=30):
         g = torch.Generator().manual_seed(seed)
         return (base + 0.3 * torch.randn(base.shape, generator=g)).relu()
     base = {"cnn": sparse_features(n, k, 10) * 2}
-    base["mlp"] = base["cnn"][:, torch.randperm(k, generator=torch.Generator().manual_seed(12))] if shared_across_families else sparse_features(n, k, 11) * 2
+    base["mlp"] = (
+        base["cnn"][:, torch.randperm(k, generator=torch.Generator().manual_seed(12))]
+        if shared_across_families
+        else sparse_features(n, k, 11) * 2
+    )
     out = {}
     for i, family in enumerate(("cnn", "mlp")):
         for s in range(2):

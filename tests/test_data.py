@@ -1,4 +1,3 @@
-import io
 import os
 import pickle
 import subprocess
@@ -9,11 +8,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import ARCHIVE
 
 from helpers import data
-from helpers.data import CLASSES, DataError, augment, batches, load_cifar10
-
-from conftest import ARCHIVE
+from helpers.data import DataError, augment, batches, load_cifar10
 
 
 def test_real_archive_splits(cifar_train, cifar_test):
@@ -201,6 +199,7 @@ class _Payload:
 
 def test_a_crafted_pickle_in_the_cache_is_refused_not_run(tmp_path):
     import torch
+
     from helpers.paths import cached
     marker, path = tmp_path / "code-ran", tmp_path / "result.pt"
     torch.save({"key": {"a": 1}, "value": _Payload(str(marker))}, path)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers.models import BottleneckMLP, VGG, activations, build_model, load_official, record, resolve_layer
+from helpers.models import VGG, BottleneckMLP, activations, build_model, load_official, record, resolve_layer
 
 VGG_CONVS = [0, 3, 7, 10, 14, 17, 21, 24, 28, 31]  # features.N of conv layers (BN at N+1, ReLU at N+2)
 VGG_CHANNELS = [64, 64, 128, 128, 256, 256, 512, 512, 512, 512]
@@ -37,11 +37,15 @@ def official_mlp_keys(depth=12, width=1024, resolution=64):
 
 def reference_vgg(state, x):
     """VGG13_bn's forward written from the state dict alone (the huyvnphan normalization outside)."""
-    x = (x - torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)) / torch.tensor([0.2471, 0.2435, 0.2616]).view(1, 3, 1, 1)
+    x = (x - torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)) / torch.tensor([0.2471, 0.2435, 0.2616]).view(
+        1, 3, 1, 1
+    )
     for i, n in enumerate(VGG_CONVS):
         x = F.conv2d(x, state[f"features.{n}.weight"], state[f"features.{n}.bias"], padding=1)
         b = f"features.{n + 1}."
-        x = F.relu(F.batch_norm(x, state[b + "running_mean"], state[b + "running_var"], state[b + "weight"], state[b + "bias"]))
+        x = F.relu(
+            F.batch_norm(x, state[b + "running_mean"], state[b + "running_var"], state[b + "weight"], state[b + "bias"])
+        )
         if i % 2 == 1:
             x = F.max_pool2d(x, 2)
     x = x.mean((2, 3))

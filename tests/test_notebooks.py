@@ -8,7 +8,8 @@ import papermill
 import pytest
 import torch
 
-from helpers import sae as saelib, study, verdict
+from helpers import sae as saelib
+from helpers import study, verdict
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -61,10 +62,17 @@ def smoke_models():
 
 
 def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env):
-    nb = execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"))
+    nb = execute(
+        "01_activation_maximization.ipynb",
+        tmp_path,
+        profile="smoke",
+        **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"),
+    )
     text = outputs(nb)
     assert "Prediction 1 on this profile" in text and "The rule, as written before the run" in text
-    assert images(nb) >= 14  # classes x2, each objective and its null x2 (+ CNN channels), L2 units x2, convergence, scores
+    assert (
+        images(nb) >= 14
+    )  # classes x2, each objective and its null x2 (+ CNN channels), L2 units x2, convergence, scores
     folder = data_env / "results" / "smoke"
     for name in ("am/cnn_plain_seed0.pt", "am/mlp_l2_seed0.pt", "am_scores.csv", "am_gates.csv", "am_effects.csv",
                  "am_comparisons.csv", "am_summary.json", "am_repetition_scores.png", "am_cnn_classes.png",
@@ -90,7 +98,9 @@ def test_activation_maximization_notebook_rejects_bad_parameters(tmp_path):
 
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
-    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **study.notebook_parameters("02_sae.ipynb", "smoke"))
+    nb = execute(
+        "02_sae.ipynb", tmp_path, model=model, profile="smoke", **study.notebook_parameters("02_sae.ipynb", "smoke")
+    )
     text = outputs(nb)
     assert "explained_variance" in text and "features are dead" in text and "quality gate" in text
     assert images(nb) >= 5
@@ -119,16 +129,34 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
     """The smoke-profile results 03_compare reads; produced here only if the tests above did not already."""
     folder, tmp = data_env / "results" / "smoke", tmp_path_factory.mktemp("prereq")
     if not (folder / "am_summary.json").exists():
-        execute("01_activation_maximization.ipynb", tmp, profile="smoke", **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"))
+        execute(
+            "01_activation_maximization.ipynb",
+            tmp,
+            profile="smoke",
+            **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"),
+        )
     for model in ("cnn", "mlp"):
         for layer in ("hidden", "mid"):
             if not (folder / "sae" / layer / f"{model}-summary.json").exists():
-                execute("02_sae.ipynb", tmp, profile="smoke", model=model, layer=layer, **study.notebook_parameters("02_sae.ipynb", "smoke"))
+                execute(
+                    "02_sae.ipynb",
+                    tmp,
+                    profile="smoke",
+                    model=model,
+                    layer=layer,
+                    **study.notebook_parameters("02_sae.ipynb", "smoke"),
+                )
 
 
 @pytest.mark.parametrize("layer", ["hidden", "mid"])
 def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
-    nb = execute("03_compare.ipynb", tmp_path, profile="smoke", layer=layer, **study.notebook_parameters("03_compare.ipynb", "smoke"))
+    nb = execute(
+        "03_compare.ipynb",
+        tmp_path,
+        profile="smoke",
+        layer=layer,
+        **study.notebook_parameters("03_compare.ipynb", "smoke"),
+    )
     text = outputs(nb)
     for phrase in ("images shuffled within (class, CNN prediction, MLP prediction)", "ceiling", "random-init",
                    "Prediction 2", "The rule, as written before the run", "Prediction 1 on this profile"):
@@ -142,8 +170,12 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
     assert conclusions["prediction2"] in verdict.VERDICTS
     assert set(conclusions["per_arm"]) == set(saelib.LAYER_ARMS[layer])
     # the smoke SAEs train for 60 steps: a failed gate must make the verdict "not testable", never "not supported"
-    gates_ok = all(json.loads((folder / "sae" / layer / f"{f}-summary.json").read_text())[f"{f}-seed{s}-{arm}"]["gates_passed"]
-                   for f in ("cnn", "mlp") for s in (0, 1) for arm in saelib.LAYER_ARMS[layer])
+    gates_ok = all(
+        json.loads((folder / "sae" / layer / f"{f}-summary.json").read_text())[f"{f}-seed{s}-{arm}"]["gates_passed"]
+        for f in ("cnn", "mlp")
+        for s in (0, 1)
+        for arm in saelib.LAYER_ARMS[layer]
+    )
     if not gates_ok:
         assert conclusions["prediction2"] == verdict.NOT_TESTABLE
 
@@ -151,7 +183,13 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
 def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path, data_env):
     folder = data_env / "results" / "smoke"
     if not (folder / "conclusions_hidden.json").exists():
-        execute("03_compare.ipynb", tmp_path, profile="smoke", layer="hidden", **study.notebook_parameters("03_compare.ipynb", "smoke"))
+        execute(
+            "03_compare.ipynb",
+            tmp_path,
+            profile="smoke",
+            layer="hidden",
+            **study.notebook_parameters("03_compare.ipynb", "smoke"),
+        )
     text = outputs(execute("04_answers.ipynb", tmp_path, profile="smoke"))
     am = json.loads((folder / "am_summary.json").read_text())
     hidden = json.loads((folder / "conclusions_hidden.json").read_text())
