@@ -54,7 +54,10 @@ def sae_gates(metrics, target_l0, log=None, gates=SAE_GATES):
 
 def final_drift(log, window=0.2):
     """The larger relative change of L0 and of explained variance between the two halves of the last ``window``
-    of a training log: a small number means training had converged."""
+    of a training log: a small number means training had converged. A log of fewer than two entries (a run
+    shorter than ``log_every`` steps) cannot show convergence: infinite drift, so the gate fails."""
+    if len(log) < 2:
+        return float("inf")
     last = log[-max(2, round(len(log) * window)):]
     half = len(last) // 2
     drift = 0.0

@@ -28,6 +28,14 @@ def test_final_drift():
     assert V.final_drift(log) == pytest.approx(0.4)
 
 
+def test_a_log_too_short_to_show_convergence_fails_the_drift_gate():
+    # a run shorter than the log interval (the full-size check's 10 SAE steps) logs once: no convergence to judge
+    one_entry = [dict(l0=30.0, explained_variance=0.9)]
+    assert V.final_drift(one_entry) == float("inf") and V.final_drift([]) == float("inf")
+    rows = V.sae_gates(GOOD_METRICS, 32, one_entry)
+    assert [r["gate"] for r in rows if not r["passed"]] == ["final drift"]
+
+
 def test_holm():
     assert V.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert V.holm([0.5]) == [0.5]
