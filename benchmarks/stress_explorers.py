@@ -26,13 +26,13 @@ def main():
     )
     args = parser.parse_args()
     os.environ.setdefault("INTERPRET_MLP_DATA", tempfile.mkdtemp(prefix="stress-data-"))
-    os.environ["INTERPRET_MLP_CELL_TIMEOUT"] = str(args.cell_timeout)
     sys.path.insert(0, str(ROOT))
     from helpers import study
 
     out = Path(tempfile.mkdtemp(prefix="stress-notebooks-"))
     study.BOOK = out  # the executed notebooks go to a scratch folder, not to book/
     study.main(["--profile", "smoke", "--no-book", "--quiet"])  # models, AM results and SAEs the explorers read
+    os.environ["INTERPRET_MLP_CELL_TIMEOUT"] = str(args.cell_timeout)  # the explorer runs only, not the set-up
     stalls, failures, seconds = [], [], []
     for run in range(args.runs):
         for name in EXPLORERS:
