@@ -1,0 +1,157 @@
+"""The full-size path, end to end: random-weight checkpoints in both official formats, notebooks 01-03 on them.
+
+    python benchmarks/full_size.py [--train-images 2000] [--test-images 1000] [--sae-steps 30] [--data FOLDER]
+
+Writes VGG13_bn (28M parameters, hidden layer 4096) as huyvnphan/PyTorch_CIFAR10 saves it (a plain state dict,
+``vgg13_bn.pt``) and B-12/Wi-1024 at 64 px as gregorbachmann/scaling_mlps saves it (a state dict from a
+``torch.compile``d model, keys prefixed ``_orig_mod.``) into a scratch data folder, then runs
+01_activation_maximization, 02_sae (both models) and 03_compare through ``profile=official`` with few steps. The
+networks, SAEs (4096 -> 12,288 and 1024 -> 3,072) and statistics are full size; the step counts and the number
+of images are not (real CIFAR-10 images, a class-balanced subset written as torchvision's pickled batches, so a
+CPU finishes in minutes). Prints and writes (``benchmarks/full_size.json``) each notebook's time and the peak
+resident memory of its kernel; exits 1 if a notebook fails.
+"""
+import argparse
+import os
+import pickle
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def write_subset(data_dir, train_images, test_images):
+    """A class-balanced subset of the real CIFAR-10 splits in torchvision's ``cifar-10-batches-py`` layout."""
+    from helpers.data import load_cifar10
+    done, folder = data_dir / "cifar-10-batches-py", data_dir / ".cifar-10-batches-py.tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, names in (("train", train_images, [f"data_batch_{i}" for i in range(1, 6)]),
+                            ("test", test_images, ["test_batch"])):
+        images, labels, _ = load_cifar10(split, verbose=False)
+        keep = torch.cat([torch.nonzero(labels == c).flatten()[: n // 10] for c in range(10)])
+        images, labels = images[keep].numpy(), labels[keep].numpy()
+        for part, idx in zip(names, np.array_split(np.random.default_rng(0).permutation(len(keep)), len(names))):
+            with open(folder / part, "wb") as f:
+                pickle.dump({"data": images[idx].reshape(len(idx), -1), "labels": labels[idx].tolist()}, f)
+    folder.rename(done)  # complete or absent
+
+
+def write_official_checkpoints(data_dir):
+    from helpers.models import OFFICIAL, build_model
+    from helpers.paths import atomic_path
+    torch.manual_seed(0)
+    for spec in OFFICIAL.values():
+        if (data_dir / spec["file"]).exists():
+            continue  # kept: the caches are keyed by the checkpoint's time stamp
+        state = build_model(spec["family"], **spec["arch"]).state_dict()
+        if spec["family"] == "mlp":
+            state = {f"_orig_mod.{k}": v for k, v in state.items()}
+        with atomic_path(data_dir / spec["file"]) as tmp:  # an interrupted run leaves no half-written checkpoint
+            torch.save(state, tmp)
+
+
+class PeakMemory:
+    """The largest resident set (VmHWM) of any process below this one while the block runs (the notebook's kernel)."""
+
+    def __init__(self, every=0.25):
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+
+    def _descendants(self):
+        children, found = {}, []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+                children.setdefault(int(fields["PPid"]), []).append((int(fields["Pid"]), fields.get("VmHWM", "0 kB")))
+            except (OSError, KeyError, ValueError):
+                continue  # a process that ended while being read
+        stack = [os.getpid()]
+        while stack:
+            for pid, hwm in children.get(stack.pop(), []):
+                found.append(int(hwm.split()[0]) * 1024)
+                stack.append(pid)
+        return found
+
+    def _watch(self):
+        while not self._stop.wait(self.every):
+            self.peak = max([self.peak, *self._descendants()])
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def device_name():
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+              if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
+    return f"{models[0] if models else 'cpu'} ({os.cpu_count()} cores)"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-images", type=int, default=2000, help="training images (a multiple of 10)")
+    parser.add_argument("--test-images", type=int, default=1000,
+                        help="test images (a multiple of 10; 01 needs 512 + its 200 natural images)")
+    parser.add_argument("--sae-steps", type=int, default=30,
+                        help="training steps of each SAE (the convergence gate needs two log entries: 26 or more)")
+    parser.add_argument("--data", type=Path, help="the scratch data folder of an earlier run, to reuse its results "
+                        "(by default a new one)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "full_size.json")
+    args = parser.parse_args()
+    from helpers import study
+    from helpers.paths import write_json
+
+    data_dir = args.data or Path(tempfile.mkdtemp(prefix="full-size-data-"))
+    if not (data_dir / "cifar-10-batches-py").exists():
+        write_subset(data_dir, args.train_images, args.test_images)
+    os.environ["INTERPRET_MLP_DATA"] = str(data_dir)  # the kernels read it too
+    os.environ.pop("CIFAR10_JPG", None)  # only the subset
+    write_official_checkpoints(data_dir)
+    notebooks = Path(tempfile.mkdtemp(prefix="full-size-notebooks-"))
+    few = dict(profile="official", seed=0, explorer=False)
+    runs = [("01_activation_maximization.ipynb", dict(model="both", units=4, am_seeds=1, steps=16, natural_images=200,
+                                                      replicates=100)),
+            *[("02_sae.ipynb", dict(model=m, layer="hidden", model_seeds=1, steps=args.sae_steps, target_l0=32,
+                                    am_features=2, am_steps=8, features_shown=2)) for m in ("cnn", "mlp")],
+            ("03_compare.ipynb", dict(layer="hidden", model_seeds=1, shuffles=2, replicates=50, pairs=2, am_steps=8))]
+    rows, failed = [], False
+    for name, extra in runs:
+        parameters = {**few, **extra}
+        if name == "03_compare.ipynb":
+            parameters.pop("explorer")
+        start = time.time()
+        with PeakMemory() as memory:
+            try:
+                study.run_notebook(study.NOTEBOOKS / name, notebooks / f"{name}-{extra.get('model', '')}.ipynb",
+                                   parameters, progress=False)
+                status = "ok"
+            except SystemExit as e:
+                status, failed = str(e).strip().splitlines()[0], True
+        rows.append(dict(notebook=name, model=extra.get("model", ""), seconds=round(time.time() - start, 1),
+                         peak_memory_gib=round(memory.peak / 2**30, 2), status=status,
+                         load_average=round(os.getloadavg()[1], 1)))  # 5-minute load: above the cores = shared
+        print(f"{name} {extra.get('model', '')}: {status}, {rows[-1]['seconds']:.0f} s, "
+              f"kernel peak {rows[-1]['peak_memory_gib']:.2f} GiB", flush=True)
+        if failed:
+            break
+    write_json(args.out, dict(train_images=args.train_images, test_images=args.test_images, sae_steps=args.sae_steps,
+                              torch_threads=torch.get_num_threads(), device=device_name(), rows=rows))
+    print(f"written: {args.out} (executed notebooks in {notebooks})")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
