@@ -15,7 +15,7 @@ How the figures are made, so that a ratio can be trusted:
 
 Benchmarks (cpu-profile sizes; SAE inputs are synthetic activations of the same width, since speed does not depend
 on their content; the AM and harvest benchmarks use random-init networks of the profile's architectures):
-  sae          one SAE training step (both arms) for the 512-wide hidden layers and the full-size 4096 -> 12,288
+  sae          SAE training steps (both arms) for the 512-wide hidden layers and the full-size 4096 -> 12,288
                SAE, as a share of the peak;
   sklearn      scikit-learn's MiniBatchDictionaryLearning tuned to the SAE's L0 on the same vectors: the time
                each needs to reach the explained variance sklearn ends at;
@@ -97,25 +97,32 @@ def synthetic_activations(n, d, rank=64, seed=0):
 
 
 def bench_sae(repeats, quick):
-    """Training steps only: each repeat times a run of ``steps`` steps and a run of one step (the same set-up:
-    scale, geometric median), and the difference is ``steps - 1`` steps. At 4096 -> 12,288 the window includes
-    Bricken resampling (at steps 2 and 4 of 11), which a 1,000-step run does twice in all."""
-    sizes = [(512, 50 if quick else 151)] + ([] if quick else [(4096, 11)])
+    """Bare training steps (``sae.train_step``: forward, loss, backward, Adam, decoder norm) of an SAE built as
+    ``train_sae`` builds it, on batches of 256; no set-up, resampling or logging in the window. TopK's AuxK runs
+    with 5% of the latents dead (its gradient path is then part of every step, as in training)."""
+    sizes = [(512, 20 if quick else 50)] + ([] if quick else [(4096, 5)])
     for d, steps in sizes:
         acts = synthetic_activations(20000 if d == 512 else 8192, d)
+        f = 3 * d
         for arm in saelib.ARMS:
-            # FLOP of one plain step: three steps minus two. (Two minus one would count a Bricken resampling, which a
-            # 2-step run does at step 1 and a 1-step run does not: 26 GFLOP at 512 wide, flagged as 689% of peak.)
-            steps_of = lambda n: lambda: saelib.train_sae(acts, arm, steps=n, progress=False, device="cpu")  # noqa: E731
-            f = 3 * d
+            sae = saelib.new_sae(acts, arm, 32, 3, seed=0)
+            opt = torch.optim.Adam(sae.parameters(), lr=saelib.learning_rate(arm, f))
+            batches = [acts[i * 256:(i + 1) * 256] for i in range(steps)]
+            dead = torch.arange(f) % 20 == 0
+
+            def one_step(x=batches[0]):
+                saelib.train_step(sae, opt, x, 1e-3, dead)
+
+            def work():
+                for x in batches:
+                    saelib.train_step(sae, opt, x, 1e-3, dead)
             # Per step: encoder and decoder forward (2 matmuls), their backward (4): batch 256.
             peak_fn, peak_flops = matmul_peak_fn([(256, d, f), (256, f, d), (d, 256, f), (256, d, f)],
-                                                 repeat=1 if d > 1024 else 5)
-            step_flops = flops_of(steps_of(3)) - flops_of(steps_of(2))
-            times = interleaved({"peak": peak_fn, "work": steps_of(steps), "setup": steps_of(1)}, repeats)
-            work = [w - s for w, s in zip(times["work"], times["setup"])]
-            row = share_of_peak(f"sae {arm} {d}->{f}", step_flops * (steps - 1), work, peak_flops, times["peak"])
-            row["ms_per_step"] = statistics.median(work) / (steps - 1) * 1000
+                                                 repeat=max(1, steps // 4))
+            times = interleaved({"peak": peak_fn, "work": work}, repeats)
+            row = share_of_peak(f"sae {arm} {d}->{f}", flops_of(one_step) * steps, times["work"], peak_flops,
+                                times["peak"])
+            row["ms_per_step"] = statistics.median(times["work"]) / steps * 1000
             yield row
 
 

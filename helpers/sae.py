@@ -302,6 +302,44 @@ def learning_rate(arm, n_features):
     return LEARNING_RATES[arm] * math.sqrt(REFERENCE_FEATURES / n_features)
 
 
+def train_step(sae, opt, x, l1_coefficient, aux_dead):
+    """One Adam step on batch ``x``: the arm's loss (MSE plus λ·L1, or plus AuxK on the latents ``aux_dead``),
+    then the decoder's columns back to unit norm. Returns (mse, features), detached."""
+    pre = sae.pre_activations(x)
+    f = sae.activate(pre)
+    recon = sae.decode(f)
+    mse = mse_loss(sae, x, recon)
+    if sae.k is None:
+        loss = mse + l1_coefficient * l1_penalty(f)
+    else:
+        loss = mse + AUXK_COEFFICIENT * auxk_loss(sae, x, recon, pre, aux_dead, k_aux=x.shape[1] // 2)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"SAE loss became {loss.item()}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.remove_parallel_gradient()
+    opt.step()
+    sae.normalize_decoder()
+    return mse.detach(), f.detach()
+
+
+def resample_step(sae, opt, x_all, last_fired, step, window, generator):
+    """Bricken's resampling of the features silent for ``window`` steps, towards badly reconstructed inputs drawn
+    from ``x_all``. Returns how many were resampled."""
+    dead = torch.nonzero(step - last_fired >= window).flatten()
+    resample_dead(sae, opt, dead, x_all[torch.randint(len(x_all), (min(len(x_all), 8192),), generator=generator,
+                                                      device=x_all.device)])
+    last_fired[dead] = step
+    return len(dead)
+
+
+def log_entry(step, mse, l0, dead, l1_coefficient, resampled):
+    """One row of the training log that the convergence gate reads (``verdict.final_drift``)."""
+    mse = mse.item()
+    return dict(step=step, mse=mse, l0=l0, explained_variance=1 - mse, dead=dead, l1_coefficient=l1_coefficient,
+                resampled=resampled)
+
+
 def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256, steps=1000, seed=0,
               l1_start=0.05, log_every=25, device=None, progress=True):
     """Train a ``SparseAutoencoder`` of ``arm`` ('l1' or 'topk') on activation vectors ``acts`` (N, D) with Adam.
@@ -327,6 +365,7 @@ def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256
     last_fired = torch.zeros(sae.n_features, dtype=torch.long, device=device)
     dead_window = max(20, steps // 20)          # topk: latents silent this long get the AuxK gradient
     resample_every = max(1, steps // 5)         # Bricken's resampling, at 20% and 40% of training
+    calibrating = sae.k is None                 # l1: λ follows the L0 target, then stays fixed
     log_l1, log, resampled = math.log(l1_start), [], 0
     for step in trange(1, steps + 1, desc=f"SAE {arm} {acts.shape[1]}->{sae.n_features}", disable=not progress,
                        leave=False):
@@ -334,37 +373,23 @@ def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256
             order, cursor = torch.randperm(len(x_all), generator=generator, device=device), 0
         x = x_all[order[cursor:cursor + batch_size]]
         cursor += batch_size
-        pre = sae.pre_activations(x)
-        f = sae.activate(pre)
-        recon = sae.decode(f)
-        mse = mse_loss(sae, x, recon)
-        if sae.k is None:
-            loss = mse + math.exp(log_l1) * l1_penalty(f)
-        else:
-            loss = mse + AUXK_COEFFICIENT * auxk_loss(sae, x, recon, pre, step - last_fired >= dead_window,
-                                                      k_aux=x.shape[1] // 2)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"SAE loss became {loss.item()} at step {step} ({arm}, lr={lr}); lower lr.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        sae.remove_parallel_gradient()
-        opt.step()
-        sae.normalize_decoder()
-        with torch.no_grad():
-            last_fired[(f > 0).any(0)] = step
-            l0 = (f > 0).float().sum(1).mean().item()
-        if sae.k is None and step <= CALIBRATE_UNTIL * steps:  # λ follows the L0 target, then stays fixed
+        try:
+            mse, f = train_step(sae, opt, x, math.exp(log_l1), step - last_fired >= dead_window)
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e} at step {step} ({arm}, lr={lr}); lower lr.") from None
+        fired = (f > 0)
+        last_fired[fired.any(0)] = step
+        calibrating = calibrating and step <= CALIBRATE_UNTIL * steps
+        logging = step % log_every == 0 or step == steps
+        # the batch's L0 is read back from the device only when it is used (a synchronization per read)
+        l0 = fired.float().sum(1).mean().item() if calibrating or logging else None
+        if calibrating:
             log_l1 = min(5.0, max(-12.0, log_l1 + 0.02 * math.log(max(l0, 0.1) / target_l0)))
         if step % resample_every == 0 and step <= RESAMPLE_UNTIL * steps:
-            dead = torch.nonzero(step - last_fired >= resample_every).flatten()
-            resample_dead(sae, opt, dead, x_all[torch.randint(len(x_all), (min(len(x_all), 8192),),
-                                                              generator=generator, device=device)])
-            last_fired[dead] = step
-            resampled += len(dead)
-        if step % log_every == 0 or step == steps:
-            log.append(dict(step=step, mse=mse.item(), l0=l0, explained_variance=1 - mse.item(),
-                            dead=int((step - last_fired >= min(step, dead_window)).sum().item()),
-                            l1_coefficient=math.exp(log_l1) if sae.k is None else 0.0, resampled=resampled))
+            resampled += resample_step(sae, opt, x_all, last_fired, step, resample_every, generator)
+        if logging:
+            dead = int((step - last_fired >= min(step, dead_window)).sum().item())
+            log.append(log_entry(step, mse, l0, dead, math.exp(log_l1) if sae.k is None else 0.0, resampled))
     return sae.eval(), log
 
 

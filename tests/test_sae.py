@@ -117,6 +117,17 @@ def test_nan_activations_are_refused():
         saelib.train_sae(acts, steps=1, progress=False)
 
 
+def test_a_loss_that_diverges_stops_training_at_its_step(monkeypatch):
+    real, calls = saelib.mse_loss, []
+
+    def mse_that_diverges(sae, x, recon):
+        calls.append(1)
+        return real(sae, x, recon) * (float("inf") if len(calls) == 7 else 1.0)
+    monkeypatch.setattr(saelib, "mse_loss", mse_that_diverges)
+    with pytest.raises(FloatingPointError, match=r"SAE loss became inf at step 7 \(l1, lr=0.01\); lower lr"):
+        saelib.train_sae(torch.randn(500, 8).relu(), steps=20, batch_size=64, lr=1e-2, progress=False)
+
+
 def test_harvest_is_cached(data_env, cifar_test):
     model = build_model("mlp", depth=1, width=16, resolution=32).eval()
     acts, labels = saelib.harvest_activations(model, "hidden", "test")
