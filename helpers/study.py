@@ -89,6 +89,24 @@ def up_to_date(source, target, parameters):
     return saved["parameters"] == parameters and stamp.stat().st_mtime > newest_code
 
 
+def _sliced(get_msg, seconds=1.0):
+    """``get_msg`` that waits in slices of ``seconds`` up to its timeout (or forever), each slice a fresh poll of
+    the socket. nbclient waits for a cell's execute reply in one call with the whole cell timeout (none by default);
+    if the event loop misses the socket's wake-up, the reply sits unread while the kernel is idle, and the cell never
+    ends (reported with widget cells, jupyter/nbclient#312). A fresh poll sees a pending message, so a missed
+    wake-up now costs at most one slice."""
+    async def wait(timeout=None, **kwargs):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = seconds if deadline is None else min(seconds, max(0.0, deadline - time.monotonic()))
+            try:
+                return await ensure_async(get_msg(timeout=left, **kwargs))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+    return wait
+
+
 class _Client(PapermillNotebookClient):
     """papermill's notebook client with a deadline on the one kernel round trip that has none.
 
@@ -102,6 +120,7 @@ class _Client(PapermillNotebookClient):
     def execute(self, **kwargs):
         self.reset_execution_trackers()
         with self.setup_kernel(**kwargs):
+            self.kc.shell_channel.get_msg = _sliced(self.kc.shell_channel.get_msg)
             self.papermill_execute_cells()
             self.nb.metadata["language_info"] = self.language_info()
             self.set_widgets_metadata()

@@ -102,3 +102,27 @@ def test_a_cell_that_runs_too_long_stops_the_run_and_names_it(tmp_path, monkeypa
     assert time.time() - start < 50
     assert "slow.ipynb" in str(err.value) and "longer than the cell timeout (3 s" in str(err.value)
     assert not (tmp_path / "out" / "slow.ipynb").exists()  # nothing half-written where the result belongs
+
+
+def test_a_reply_wait_polls_afresh_every_slice_and_keeps_its_deadline():
+    """The execute-reply wait is cut into short polls (a missed wake-up costs one slice, not the cell timeout)."""
+    import asyncio
+    from queue import Empty
+    calls = []
+
+    async def get_msg(timeout=None):
+        calls.append(timeout)
+        if len(calls) < 4:
+            await asyncio.sleep(0)
+            raise Empty
+        return {"msg": len(calls)}
+    assert asyncio.run(study._sliced(get_msg, seconds=0.01)()) == {"msg": 4}
+    assert calls == [0.01] * 4  # no timeout: slice after slice until the reply comes
+
+    async def never(timeout=None):
+        await asyncio.sleep(timeout)
+        raise Empty
+    start = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(study._sliced(never, seconds=0.01)(timeout=0.05))
+    assert 0.04 < time.monotonic() - start < 1.0
