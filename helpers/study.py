@@ -30,8 +30,9 @@ NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 
 
-# The explorers (ipywidgets) need a running kernel: the book cannot use them, so the study leaves them out (nbclient
-# also sometimes never sees a widget cell end: a CI hang, twice in one run). They run when a user opens the notebook.
+# The explorers (ipywidgets) need a running kernel: the book cannot use them, so the study leaves them out. They run
+# when a user opens the notebook, and in the tests (headless in test_notebooks, in JupyterLab in
+# test_notebooks_jupyterlab; the CI hang once met in a widget cell is what ``_sliced`` guards against).
 STUDY = {"01_activation_maximization.ipynb": dict(explorer=False), "02_sae.ipynb": dict(explorer=False)}
 # The smoke profile checks the whole pipeline in seconds per notebook: tiny models, and these few steps and units.
 SMOKE = {"01_activation_maximization.ipynb": dict(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50),
@@ -112,7 +113,7 @@ class _Client(PapermillNotebookClient):
 
     After the last cell papermill asks the kernel for its ``kernel_info`` and waits for the reply without a timeout;
     when that reply goes missing the run never returns (nteract/papermill#711, seen on CI machines). (The stall this
-    project's CI met was another one, in a widget cell: see ``SMOKE``.) A missing reply is asked for again; after the
+    project's CI met was another one, in a widget cell: see ``_sliced``.) A missing reply is asked for again; after the
     last try the notebook gets a minimal language info (the reply serves only that metadata).
     """
     reply_tries, reply_seconds = 3, 30

@@ -98,9 +98,13 @@ def test_activation_maximization_notebook_rejects_bad_parameters(tmp_path):
 
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
-    nb = execute(
-        "02_sae.ipynb", tmp_path, model=model, profile="smoke", **study.notebook_parameters("02_sae.ipynb", "smoke")
-    )
+    # with its feature browser on, as a reader opens it: the widget cell runs headlessly too (the study leaves it
+    # out only because the static book cannot use it)
+    parameters = {**study.notebook_parameters("02_sae.ipynb", "smoke"), "explorer": True}
+    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **parameters)
+    widget_views = [o for c in nb["cells"] for o in c.get("outputs", [])
+                    if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert widget_views, "the feature browser did not display"
     text = outputs(nb)
     assert "explained_variance" in text and "features are dead" in text and "quality gate" in text
     assert images(nb) >= 5
