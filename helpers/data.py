@@ -173,14 +173,8 @@ def find_sources(split, data_dir=None):
     jpg += [data_dir / "cifar10-jpg.tar.gz", data_dir / "cifar10-jpg"]
     for path in jpg:
         kind = "folder" if path.is_dir() or not path.name.endswith(".tar.gz") else "archive"
-        places.append(
-            (
-                kind,
-                path,
-                path.exists(),
-                f" (from ${ARCHIVE_ENV})" if path == jpg[0] and os.environ.get(ARCHIVE_ENV) else "",
-            )
-        )
+        note = f" (from ${ARCHIVE_ENV})" if path == jpg[0] and os.environ.get(ARCHIVE_ENV) else ""
+        places.append((kind, path, path.exists(), note))
     return places
 
 
@@ -262,11 +256,8 @@ def batches(images, labels, batch_size, shuffle=True, augmented=True, seed=0, dr
     """One epoch of (float images in [0, 1], labels), with data kept as one tensor on its device."""
     generator = torch.Generator(device=images.device).manual_seed(seed)
     n = len(images)
-    order = (
-        torch.randperm(n, generator=generator, device=images.device)
-        if shuffle
-        else torch.arange(n, device=images.device)
-    )
+    order = (torch.randperm(n, generator=generator, device=images.device) if shuffle
+             else torch.arange(n, device=images.device))
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]

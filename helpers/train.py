@@ -20,28 +20,11 @@ from helpers.paths import atomic_path, data_dir, shown_path, write_json
 
 PROFILES = {
     "smoke": {
-        "cnn": dict(
-            arch=dict(width=1 / 8),
-            epochs=3,
-            batch_size=128,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            label_smoothing=0.1,
-            train_subset=5000,
-            test_subset=2000,
-        ),
-        "mlp": dict(
-            arch=dict(depth=2, width=64, expansion=4, resolution=32),
-            epochs=2,
-            batch_size=128,
-            optimizer="adamw",
-            lr=2e-3,
-            weight_decay=0.05,
-            label_smoothing=0.1,
-            train_subset=5000,
-            test_subset=2000,
-        ),
+        "cnn": dict(arch=dict(width=1 / 8), epochs=3, batch_size=128, optimizer="sgd", lr=0.1,
+                    weight_decay=5e-4, label_smoothing=0.1, train_subset=5000, test_subset=2000),
+        "mlp": dict(arch=dict(depth=2, width=64, expansion=4, resolution=32), epochs=2, batch_size=128,
+                    optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=5000,
+                    test_subset=2000),
     },
     # Both hidden layers are 512 wide (SAEs of 1,536 features each). Sized so that two seeds of each family train in
     # about 16 minutes on 2 cores: VGG13_bn at 1/8 width (channels-last: 0.12 s per step here, 1/4 width 0.37 s) and
@@ -49,52 +32,18 @@ PROFILES = {
     # study in 45 minutes: at 12 the two seeds reached 76.2% (CNN) and 59.7-59.8% (MLP), at 8 72.3-73.3% and 57.2-57.5%
     # (and 8 took 291 s per CNN on a 2-core AMD EPYC, 9% more than on the machine of the 72% run).
     "cpu": {
-        "cnn": dict(
-            arch=dict(width=1 / 8),
-            epochs=7,
-            batch_size=256,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            label_smoothing=0.1,
-            train_subset=None,
-            test_subset=None,
-        ),
-        "mlp": dict(
-            arch=dict(depth=4, width=512, expansion=4, resolution=32),
-            epochs=7,
-            batch_size=256,
-            optimizer="adamw",
-            lr=1e-3,
-            weight_decay=0.05,
-            label_smoothing=0.1,
-            train_subset=None,
-            test_subset=None,
-        ),
+        "cnn": dict(arch=dict(width=1 / 8), epochs=7, batch_size=256, optimizer="sgd", lr=0.1,
+                    weight_decay=5e-4, label_smoothing=0.1, train_subset=None, test_subset=None),
+        "mlp": dict(arch=dict(depth=4, width=512, expansion=4, resolution=32), epochs=7, batch_size=256,
+                    optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=None,
+                    test_subset=None),
     },
     "paper": {
-        "cnn": dict(
-            arch=dict(width=1.0),
-            epochs=40,
-            batch_size=256,
-            optimizer="sgd",
-            lr=0.1,
-            weight_decay=5e-4,
-            label_smoothing=0.1,
-            train_subset=None,
-            test_subset=None,
-        ),
-        "mlp": dict(
-            arch=dict(depth=12, width=1024, expansion=4, resolution=32),
-            epochs=100,
-            batch_size=1024,
-            optimizer="adamw",
-            lr=1e-3,
-            weight_decay=0.05,
-            label_smoothing=0.1,
-            train_subset=None,
-            test_subset=None,
-        ),
+        "cnn": dict(arch=dict(width=1.0), epochs=40, batch_size=256, optimizer="sgd", lr=0.1,
+                    weight_decay=5e-4, label_smoothing=0.1, train_subset=None, test_subset=None),
+        "mlp": dict(arch=dict(depth=12, width=1024, expansion=4, resolution=32), epochs=100, batch_size=1024,
+                    optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=None,
+                    test_subset=None),
     },
 }
 OFFICIAL_NAMES = {"cnn": "vgg13_bn", "mlp": "B_12-Wi_1024"}
