@@ -25,6 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def write_subset(data_dir, train_images, test_images):
@@ -92,14 +93,6 @@ class PeakMemory:
         self._thread.join()
 
 
-def device_name():
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-              if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []
-    return f"{models[0] if models else 'cpu'} ({os.cpu_count()} cores)"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-images", type=int, default=2000, help="training images (a multiple of 10)")
@@ -111,6 +104,8 @@ def main():
                         "(by default a new one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "full_size.json")
     args = parser.parse_args()
+    from run_all import machine_description
+
     from helpers import study
     from helpers.paths import write_json
 
@@ -121,7 +116,6 @@ def main():
     os.environ.pop("CIFAR10_JPG", None)  # only the subset
     write_official_checkpoints(data_dir)
     notebooks = Path(tempfile.mkdtemp(prefix="full-size-notebooks-"))
-    few = dict(profile="official", seed=0, explorer=False)
     runs = [("01_activation_maximization.ipynb", dict(model="both", units=4, am_seeds=1, steps=16, natural_images=200,
                                                       replicates=100)),
             *[("02_sae.ipynb", dict(model=m, layer="hidden", model_seeds=1, steps=args.sae_steps, target_l0=32,
@@ -129,9 +123,7 @@ def main():
             ("03_compare.ipynb", dict(layer="hidden", model_seeds=1, shuffles=2, replicates=50, pairs=2, am_steps=8))]
     rows, failed = [], False
     for name, extra in runs:
-        parameters = {**few, **extra}
-        if name == "03_compare.ipynb":
-            parameters.pop("explorer")
+        parameters = dict(profile="official", seed=0, **study.notebook_parameters(name, "official"), **extra)
         start = time.time()
         with PeakMemory() as memory:
             try:
@@ -148,7 +140,7 @@ def main():
         if failed:
             break
     write_json(args.out, dict(train_images=args.train_images, test_images=args.test_images, sae_steps=args.sae_steps,
-                              torch_threads=torch.get_num_threads(), device=device_name(), rows=rows))
+                              machine=machine_description(), rows=rows))
     print(f"written: {args.out} (executed notebooks in {notebooks})")
     sys.exit(1 if failed else 0)
 

@@ -220,19 +220,24 @@ def bench_harvest(repeats, quick):
             saelib.harvest_activations(net, "hidden", "test", cache=False)
         times = interleaved({"bare": bare, "harvest": harvest}, max(2, repeats // 2) if quick else repeats)
         ratios = [b / h for b, h in zip(times["bare"], times["harvest"])]
-        yield dict(
-            benchmark=f"harvest {family} hidden layer (10,000 images)",
-            measure="throughput vs a bare forward pass",
-            median=spread(ratios)[0],
-            low=spread(ratios)[1],
-            high=spread(ratios)[2],
-        )
+        median, low, high = spread(ratios)
+        yield dict(benchmark=f"harvest {family} hidden layer (10,000 images)",
+                   measure="throughput vs a bare forward pass", median=median, low=low, high=high)
 
 
 def save(out, table):
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(table, indent=1) + "\n")
     tmp.replace(out)
+
+
+def machine_description():
+    """What the figures were measured on (the benchmarks' tables carry it)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return dict(cpu=cpu, threads=torch.get_num_threads(), torch=torch.__version__,
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
 
 
 def main():
@@ -242,10 +247,7 @@ def main():
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    machine = dict(cpu=cpu, threads=torch.get_num_threads(), torch=torch.__version__,
-                   cpu_capability=torch.backends.cpu.get_cpu_capability())
+    machine = machine_description()
     print(f"{machine}; {repeats} interleaved repeats per figure (median [lowest, highest])")
     rows = []
     for bench in (lambda: bench_sae(repeats, args.quick), lambda: bench_actmax(repeats, args.quick),

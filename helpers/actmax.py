@@ -214,9 +214,8 @@ def direction(layer, vectors):
 # ----------------------------------------------------------------------------- regularizers
 
 def total_variation(x):
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean(
-        (1, 2, 3)
-    )
+    rows = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3))
+    return rows + (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))
 
 
 def blur_penalty(x):

@@ -233,9 +233,8 @@ LABELS = {"observed": "CNN–MLP, same sparsity (mean over model seeds)",
 def _seed_average(per_seed, replicates, seed):
     """Replicates of the mean over model seeds, the seeds themselves resampled (a two-level bootstrap)."""
     stacked = torch.stack(per_seed)  # (seeds, B)
-    pick = torch.randint(
-        len(per_seed), (stacked.shape[1], len(per_seed)), generator=torch.Generator().manual_seed(seed)
-    )
+    pick = torch.randint(len(per_seed), (stacked.shape[1], len(per_seed)),
+                         generator=torch.Generator().manual_seed(seed))
     return stacked.gather(0, pick.T).mean(0)
 
 

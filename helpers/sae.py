@@ -200,10 +200,8 @@ def layer_map(profile, n_images=2000, seed=0):
         images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n_images]]
         grams, layers = {}, {}
         for family in ("cnn", "mlp"):
-            for kind, net in (
-                ("trained", load_trained(family, profile, 0)),
-                ("random-init", random_model(family, profile)),
-            ):
+            for kind, net in (("trained", load_trained(family, profile, 0)),
+                              ("random-init", random_model(family, profile))):
                 layers[family] = representation_layers(net)
                 reps = layer_representations(net, images, layers[family])
                 grams[(family, kind)] = [compare.centered_gram(reps[name]) for name in layers[family]]
