@@ -104,6 +104,9 @@ def main():
                         "(by default a new one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "full_size.json")
     args = parser.parse_args()
+    if args.test_images < 512 + 200 or args.train_images < 10 or args.train_images % 10 or args.test_images % 10:
+        parser.error(f"--train-images {args.train_images} / --test-images {args.test_images}: both must be multiples "
+                     "of 10, and 01 needs at least 712 test images (512 to pick units, 200 natural images)")
     from run_all import machine_description
 
     from helpers import study
