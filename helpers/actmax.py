@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import trange
 
 from helpers.data import gather_crops
-from helpers.models import record, resolve_layer
+from helpers.models import fold_batchnorm, record, resolve_layer
 
 # ----------------------------------------------------------------------------- parameterizations
 
@@ -255,11 +255,12 @@ def render(model, objective, parameterization="fft", steps=256, lr=0.05, transfo
     """
     device = next(model.parameters()).device
     transforms = standard_transforms() if transforms is None else transforms
+    net = fold_batchnorm(model)  # eval-mode BatchNorm inside the convolutions: fewer layers to run every step
     image = make_image(parameterization, objective.n, size, seed, color_matrix).to(device)
     generator = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.Adam(image.parameters(), lr=lr)
-    was_training = model.training
-    model.eval()
+    was_training = net.training
+    net.eval()
     with torch.no_grad():
         start = image().cpu()
     history = []
@@ -270,8 +271,8 @@ def render(model, objective, parameterization="fft", steps=256, lr=0.05, transfo
             seen = x
             for t in transforms:
                 seen = t(seen, generator)
-            with record(model, layers) as acts:
-                acts["logits"] = model(seen)
+            with record(net, layers) as acts:
+                acts["logits"] = net(seen)
                 value = objective(acts)
             loss = -value.sum() + penalties(x, l2, l1, tv, blur).sum()
             # Only the image needs a gradient: autograd.grad skips the model's weights entirely.
@@ -279,11 +280,11 @@ def render(model, objective, parameterization="fft", steps=256, lr=0.05, transfo
             for p, g in zip(image.parameters(), grads):
                 p.grad = g
             opt.step()
-            history.append(value.detach().cpu())
+            history.append(value.detach())  # kept on the device: no synchronization per step
     finally:
-        model.train(was_training)
+        net.train(was_training)
     with torch.no_grad():
-        return AMResult(images=image().cpu(), history=torch.stack(history), start=start)
+        return AMResult(images=image().cpu(), history=torch.stack(history).cpu(), start=start)
 
 
 # ----------------------------------------------------------------------------- Prediction 1: repetition

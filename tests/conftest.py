@@ -38,3 +38,18 @@ def cifar_test():
 def cifar_train():
     from helpers.data import load_cifar10
     return load_cifar10("train")
+
+
+@pytest.fixture
+def vgg_with_learned_statistics():
+    """A small VGG whose BatchNorms hold non-trivial statistics and affine parameters, as a trained one does."""
+    import torch
+
+    from helpers.models import VGG
+    torch.manual_seed(0)
+    vgg = VGG(width=0.125).eval()
+    for m in vgg.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.3, 3.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.3, 0.3)
+    return vgg

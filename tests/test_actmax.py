@@ -189,3 +189,16 @@ def test_objective_values_are_every_target_on_every_image():
     a = acts["features.8"]
     assert torch.allclose(values, a[:, [0, 2], a.shape[2] // 2, a.shape[3] // 2], atol=1e-5)  # the centre position
     assert values.shape == (5, 2)
+
+
+def test_rendering_a_cnn_with_folded_batchnorm_sees_the_same_objective(vgg_with_learned_statistics):
+    # render() runs the CNN with its BatchNorms folded into the convolutions; the first step's objective (computed
+    # at the starting images) must be what the original network gives, to rounding.
+    from unittest import mock
+    vgg = vgg_with_learned_statistics
+    objective = actmax.layer_objective(vgg, "features.9", [0, 1, 2])  # a conv ReLU: its channels, before the ReLU
+    folded = actmax.render(vgg, objective, steps=1, progress=False)
+    with mock.patch.object(actmax, "fold_batchnorm", lambda m: m):
+        original = actmax.render(vgg, objective, steps=1, progress=False)
+    assert torch.allclose(folded.history, original.history, rtol=1e-4, atol=1e-5)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in vgg.modules()) and not vgg.training

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import models
 from helpers.models import VGG, BottleneckMLP, activations, build_model, load_official, record, resolve_layer
 
 VGG_CONVS = [0, 3, 7, 10, 14, 17, 21, 24, 28, 31]  # features.N of conv layers (BN at N+1, ReLU at N+2)
@@ -207,3 +208,16 @@ def test_record_keeps_gradients():
     acts["hidden"][:, 0].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert set(acts) == {"hidden", "blocks.0.block.1"}
+
+
+def test_folding_batchnorm_keeps_the_function_and_the_layer_names(vgg_with_learned_statistics):
+    vgg = vgg_with_learned_statistics
+    folded = models.fold_batchnorm(vgg)
+    x = torch.rand(4, 3, 32, 32)
+    for layer in ("hidden", "features.1", "features.12"):  # the last two are BatchNorms, now Identity
+        assert torch.allclose(activations(folded, x, layer), activations(vgg, x, layer), atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in vgg.modules()) == 10  # the original is untouched
+    assert not any(p.requires_grad for p in folded.parameters())
+    mlp = BottleneckMLP(depth=1, width=16, resolution=32)
+    assert models.fold_batchnorm(mlp) is mlp  # nothing to fold: no copy
