@@ -29,3 +29,49 @@ def test_flops_are_counted_not_estimated():
     import torch
     a, b = torch.randn(8, 16), torch.randn(16, 4)
     assert run_all.flops_of(lambda: a @ b) == 2 * 8 * 16 * 4
+
+
+def test_alpha_is_tuned_to_the_target_sparsity_in_few_fits():
+    # sklearn's L0 falls with alpha roughly as a power law; the tuner brackets the target, then interpolates.
+    calls = []
+
+    def fit(alpha):
+        calls.append(alpha)
+        return {"l0": 4.0 * alpha ** -0.9}
+    alpha, result, fits = run_all.tune_alpha(fit, target_l0=43, alpha=0.1, fits=6)
+    assert abs(result["l0"] / 43 - 1) <= 0.1 and fits == len(calls) <= 4
+    # a target it cannot reach in the fits allowed returns the closest fit and says how many it took
+    alpha, result, fits = run_all.tune_alpha(fit, target_l0=1e6, alpha=0.1, fits=3)
+    assert fits == 3 and alpha == min(calls[-3:])
+
+
+def test_conv_peak_runs_the_networks_own_convolutions():
+    import torch
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3, padding=1))
+    run, flops = run_all.conv_peak_fn(net, n_images=2, repeat=3)
+    # forward and gradient to the input: 2 x (2 * N * Cout * H * W * Cin * 9) per convolution, three times
+    per_pass = sum(2 * 2 * cout * 32 * 32 * cin * 9 for cin, cout in ((3, 4), (4, 2)))
+    assert flops == 3 * 2 * per_pass
+    run()
+
+
+def test_the_time_to_an_explained_variance_needs_a_matched_sparsity():
+    points = [dict(seconds=1, explained_variance=0.9, l0=80), dict(seconds=2, explained_variance=0.8, l0=33),
+              dict(seconds=4, explained_variance=0.9, l0=35)]
+    # the first point reaches 0.85 but at more than twice the L0: it does not count
+    assert run_all.first_reaching(points, 0.85, l0=32)["seconds"] == 4
+    assert run_all.first_reaching(points, 0.95, l0=32) is None
+
+
+def test_printed_rows_carry_their_spread_and_their_errors():
+    peak = run_all.share_of_peak("sae l1", 1e9, [1.0, 1.0, 1.0], 2e9, [1.0, 4.0, 1.0])
+    line = run_all.format_row(peak)
+    assert "50% [50%, 200%]" in line and "MEASUREMENT ERROR" in line
+    point = dict(seconds=8.0, batches=3, explained_variance=0.79, l0=34.0, encode_seconds=9.0)
+    sklearn = dict(benchmark="sae vs sklearn", measure="time ratio sklearn / SAE", median=0.4, explained_variance=0.7,
+                   sae=dict(steps=800, seconds=20.0, explained_variance=0.7, l0=35.0, encode_seconds=0.01),
+                   sklearn=dict(alpha=0.07, fits=3, **point), sklearn_curve=[point], held_out=1000,
+                   sae_runs=[dict(steps=800, seconds=20.0, explained_variance=0.7, l0=35.0, encode_seconds=0.01)])
+    line = run_all.format_row(sklearn)
+    assert "x0.40" in line and "sklearn 8.0 s" in line and "SAE 20.0 s (800 steps" in line
+    assert "MEASUREMENT ERROR" not in line
