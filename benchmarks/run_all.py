@@ -135,7 +135,7 @@ def bench_sae(repeats, quick):
         f = 3 * d
         for arm in saelib.ARMS:
             sae = saelib.new_sae(acts, arm, 32, 3, seed=0)
-            opt = torch.optim.Adam(sae.parameters(), lr=saelib.learning_rate(arm, f))
+            opt = saelib.new_optimizer(sae, arm)
             batches = [acts[i * 256:(i + 1) * 256] for i in range(steps)]
             dead = torch.arange(f) % 20 == 0
 

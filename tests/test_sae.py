@@ -174,3 +174,8 @@ def test_conv_layers_are_read_pooled_and_spliced_back(cifar_test):
     assert same["loss"] == pytest.approx(plain["loss"], rel=1e-5)
     broken = saelib.spliced_accuracy(model, "features.9", images, labels, lambda a: torch.zeros_like(a) + 5)
     assert broken["loss"] != pytest.approx(plain["loss"], rel=1e-3)
+
+
+def test_column_dots_in_blocks_of_rows_are_the_column_sums():
+    a, b = torch.randn(600, 7, dtype=torch.float64), torch.randn(600, 7, dtype=torch.float64)
+    assert torch.allclose(saelib.column_dots(a, b, rows=256), (a * b).sum(0))  # 600 rows: blocks 256, 256, 88
