@@ -66,6 +66,11 @@ def spread(values):
     return statistics.median(values), min(values), max(values)
 
 
+def ratio_row(benchmark, measure, ratios):
+    """A row of per-repeat ratios: their median, lowest and highest."""
+    return dict(benchmark=benchmark, measure=measure, **dict(zip(("median", "low", "high"), spread(ratios))))
+
+
 def flops_of(fn):
     """Floating-point operations of one call of ``fn``, as PyTorch counts them (matmuls and convolutions)."""
     with FlopCounterMode(display=False) as counter:
@@ -167,8 +172,7 @@ def bfloat16_matmuls(d, repeats):
             for dtype in (torch.float32, torch.bfloat16)}
     times = interleaved({dtype: lambda dtype=dtype: [a @ b for a, b in mats[dtype]] for dtype in mats}, repeats)
     ratios = [f / b for f, b in zip(times[torch.float32], times[torch.bfloat16])]
-    return dict(benchmark=f"sae matmuls {d}->{3 * d}: bfloat16 vs float32", measure="speed-up",
-                **dict(zip(("median", "low", "high"), spread(ratios))))
+    return ratio_row(f"sae matmuls {d}->{3 * d}: bfloat16 vs float32", "speed-up", ratios)
 
 
 def tune_alpha(fit, target_l0, alpha=0.1, fits=6, tolerance=0.1):
@@ -272,15 +276,15 @@ def bench_sklearn(quick, target_l0=32):
 def cnn_activations():
     """The last hidden layer of the cpu-profile CNN (random weights, BatchNorm statistics from CIFAR-10) over the
     CIFAR-10 test split: vectors with the shape and statistics of the ones the study's SAEs learn."""
-    from helpers.data import load_cifar10
-    net = with_data_statistics(random_model("cnn", "cpu"), load_cifar10("test", verbose=False)[0][:2000])
-    return saelib.harvest_activations(net, "hidden", "test", cache=False)[0]
+    return saelib.harvest_activations(cnn_with_data_statistics(), "hidden", "test", cache=False)[0]
 
 
-def with_data_statistics(net, images):
-    """``net`` with its BatchNorms' running statistics taken from ``images`` (as training leaves them), so that
-    folding them into the convolutions is not the near-identity of a fresh network."""
-    from helpers.data import to_float
+def cnn_with_data_statistics(n_images=2000):
+    """The cpu-profile CNN (random weights) with its BatchNorms' running statistics taken from the first
+    ``n_images`` CIFAR-10 test images (as training leaves them), so that folding them into the convolutions is not
+    the near-identity of a fresh network."""
+    from helpers.data import load_cifar10, to_float
+    net, images = random_model("cnn", "cpu"), load_cifar10("test", verbose=False)[0][:n_images]
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
@@ -301,39 +305,33 @@ def bench_actmax(repeats, quick):
     """Batched against one unit at a time (both models); the batched CNN as a share of the peak of its own
     convolutions (and, for context, of the float32 matmul peak); BatchNorm folding's speed-up, and its effect on
     the images against seed-to-seed noise."""
-    from helpers.data import load_cifar10
     units, steps = (16, 8) if quick else (64, 16)
-    images = load_cifar10("test", verbose=False)[0][:2000]
     for family in ("cnn", "mlp"):
-        net = random_model(family, "cpu")
-        if family == "cnn":
-            net = with_data_statistics(net, images)
+        net = cnn_with_data_statistics() if family == "cnn" else random_model(family, "cpu")
         settings = dict(parameterization="fft", steps=steps, progress=False)
         targets = list(range(units))
         batched = lambda: actmax.render(net, actmax.unit("hidden", targets), **settings)  # noqa: E731
         looped = lambda: [actmax.render(net, actmax.unit("hidden", [u]), **settings) for u in targets]  # noqa: E731
         times = interleaved({"batched": batched, "looped": looped}, max(2, repeats // 2))
         ratios = [lp / b for lp, b in zip(times["looped"], times["batched"])]
-        yield dict(benchmark=f"actmax {family}: {units} units in one batch vs one at a time",
-                   measure="speed-up", **dict(zip(("median", "low", "high"), spread(ratios))))
+        yield ratio_row(f"actmax {family}: {units} units in one batch vs one at a time", "speed-up", ratios)
         if family != "cnn":
             continue
-        yield from actmax_share_of_peak(net, batched, f"actmax cnn batched ({units} images)", units, steps, repeats)
+        yield actmax_share_of_peak(net, batched, f"actmax cnn batched ({units} images)", units, steps, repeats)
 
         def batched_unfolded():
             with unfolded():
                 batched()
         times = interleaved({"folded": batched, "unfolded": batched_unfolded}, repeats)
         ratios = [u / f for u, f in zip(times["unfolded"], times["folded"])]
-        yield dict(benchmark=f"actmax cnn: BatchNorm folded vs not ({units} images)", measure="speed-up",
-                   **dict(zip(("median", "low", "high"), spread(ratios))))
+        yield ratio_row(f"actmax cnn: BatchNorm folded vs not ({units} images)", "speed-up", ratios)
         yield from folding_quality(net, targets, settings)
     if not quick:  # VGG13_bn at its published size (random weights): the convolutions a GPU user runs
         net = random_model("cnn", "official")
         batched = lambda: actmax.render(net, actmax.unit("hidden", list(range(16))), parameterization="fft",  # noqa: E731
                                         steps=2, progress=False)
-        yield from actmax_share_of_peak(net, batched, "actmax cnn batched, full-size VGG13_bn (16 images)", 16, 2,
-                                        repeats)
+        yield actmax_share_of_peak(net, batched, "actmax cnn batched, full-size VGG13_bn (16 images)", 16, 2,
+                                   repeats)
 
 
 def actmax_share_of_peak(net, batched, name, n_images, steps, repeats):
@@ -344,7 +342,7 @@ def actmax_share_of_peak(net, batched, name, n_images, steps, repeats):
     row = share_of_peak(name, work_flops, times["work"], conv_flops, times["peak"],
                         peak="its convolutions' float32 peak")
     row["share_of_matmul_peak"] = work_flops / statistics.median(times["work"]) / (mm_flops / min(times["matmul"]))
-    yield row
+    return row
 
 
 def folding_quality(net, targets, settings):
@@ -379,9 +377,7 @@ def bench_harvest(repeats, quick):
             saelib.harvest_activations(net, "hidden", "test", cache=False)
         times = interleaved({"bare": bare, "harvest": harvest}, max(2, repeats // 2) if quick else repeats)
         ratios = [b / h for b, h in zip(times["bare"], times["harvest"])]
-        median, low, high = spread(ratios)
-        yield dict(benchmark=f"harvest {family} hidden layer (10,000 images)",
-                   measure="throughput vs a bare forward pass", median=median, low=low, high=high)
+        yield ratio_row(f"harvest {family} hidden layer (10,000 images)", "throughput vs a bare forward pass", ratios)
 
 
 def save(out, table):
