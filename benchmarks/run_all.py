@@ -43,7 +43,7 @@ from unittest import mock
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from helpers import actmax
+from helpers import activations, actmax, repetition
 from helpers import sae as saelib
 from helpers.train import random_model
 
@@ -276,7 +276,7 @@ def bench_sklearn(quick, target_l0=32):
 def cnn_activations():
     """The last hidden layer of the cpu-profile CNN (random weights, BatchNorm statistics from CIFAR-10) over the
     CIFAR-10 test split: vectors with the shape and statistics of the ones the study's SAEs learn."""
-    return saelib.harvest_activations(cnn_with_data_statistics(), "hidden", "test", cache=False)[0]
+    return activations.harvest_activations(cnn_with_data_statistics(), "hidden", "test", cache=False)[0]
 
 
 def cnn_with_data_statistics(n_images=2000):
@@ -350,7 +350,7 @@ def folding_quality(net, targets, settings):
     values and repetition scores, folded against unfolded at the same seed, relative to the same figures between
     two seeds unfolded (the noise the study already lives with). Below 1: within noise."""
     def summary(result):
-        return torch.stack([result.history[-1], actmax.repetition_score(result.images)[0]])
+        return torch.stack([result.history[-1], repetition.repetition_score(result.images)[0]])
     objective = actmax.unit("hidden", targets)
     with unfolded():
         seed0, seed1 = (summary(actmax.render(net, objective, seed=seed, **settings)) for seed in (0, 1))
@@ -374,7 +374,7 @@ def bench_harvest(repeats, quick):
                 net(to_float(images[i:i + 500]))
 
         def harvest():
-            saelib.harvest_activations(net, "hidden", "test", cache=False)
+            activations.harvest_activations(net, "hidden", "test", cache=False)
         times = interleaved({"bare": bare, "harvest": harvest}, max(2, repeats // 2) if quick else repeats)
         ratios = [b / h for b, h in zip(times["bare"], times["harvest"])]
         yield ratio_row(f"harvest {family} hidden layer (10,000 images)", "throughput vs a bare forward pass", ratios)

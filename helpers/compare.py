@@ -9,9 +9,12 @@ import math
 import numpy as np
 import torch
 
+from helpers import stats
+
 
 def standardize(acts):
-    """Columns with zero mean and unit variance; constant columns (dead features) are dropped.
+    """Columns with zero mean and unit variance; constant columns are dropped (a dead feature, ``sae.dead``, is one:
+    it is 0 on every image).
 
     Returns (standardized float32 tensor, indices of the kept columns). Float32 throughout: the columns are centred
     before the squares are summed, so the precision is ample for correlations, and it is twice as fast as float64."""
@@ -169,47 +172,6 @@ def heldout_match(a, b, select, evaluate, weights=None, b_order=None, a_select=N
     return per_feature.mean(), per_feature, replicates
 
 
-def bootstrap_weights(n, replicates=200, seed=0):
-    """Poisson(1) weights (the bootstrap of ``n`` images, in a form that every statistic can share): (B, n)."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.poisson(torch.ones(replicates, n), generator=g)
-
-
-def interval(replicates, level=0.95):
-    """Percentile confidence interval of bootstrap replicates: (low, high)."""
-    r = torch.as_tensor(replicates, dtype=torch.float64)
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    low, high = torch.quantile(r, q).tolist()
-    return low, high
-
-
-def permutation_p(observed, null_values):
-    """One-sided p-value of ``observed`` exceeding a null, from that null's permutation values: the normal tail
-    beyond their mean and spread (a few dozen permutations resolve p far below 1/(R+1) this way), never below the
-    empirical (count at or above + 1)/(R + 1) when a permutation reaches the observation."""
-    from scipy.stats import norm
-    v = torch.as_tensor(null_values, dtype=torch.float64)
-    exceed = int((v >= observed).sum())
-    if exceed:
-        return (exceed + 1) / (len(v) + 1)
-    sd = v.std().item() if len(v) > 1 else 0.0
-    if sd == 0:
-        return 1 / (len(v) + 1)
-    return float(norm.sf((observed - v.mean().item()) / sd))
-
-
-def sign_flip_p(differences, repeats=10000, seed=0):
-    """One-sided paired permutation p-value that the mean of ``differences`` (observed minus null, per feature)
-    exceeds 0: the signs are flipped at random."""
-    d = torch.as_tensor(differences, dtype=torch.float64)
-    if len(d) == 0:
-        return 1.0
-    g = torch.Generator().manual_seed(seed)
-    signs = torch.randint(0, 2, (repeats, len(d)), generator=g).double() * 2 - 1
-    flipped = (signs * d).mean(1)
-    return (int((flipped >= d.mean()).sum()) + 1) / (repeats + 1)
-
-
 def prediction_groups(labels, *predictions):
     """One group id per image for the conditional shuffle: (true class, each model's predicted class). Shuffling
     within these groups keeps what the models agree on through their outputs, including shared mistakes."""
@@ -221,7 +183,6 @@ def prediction_groups(labels, *predictions):
 
 # ----------------------------------------------------------------------------- Prediction 2, one SAE arm
 
-NULLS = ("null-conditional-shuffle", "null-full-shuffle", "null-random-init")
 LABELS = {"observed": "CNN–MLP, same sparsity (mean over model seeds)",
           "null-conditional-shuffle": "null: images shuffled within (class, CNN prediction, MLP prediction)",
           "null-full-shuffle": "null: image order shuffled",
@@ -230,32 +191,27 @@ LABELS = {"observed": "CNN–MLP, same sparsity (mean over model seeds)",
           "reliability-sae-seed": "reliability: the same model, another SAE seed (L1 arm)"}
 
 
-def _seed_average(per_seed, replicates, seed):
-    """Replicates of the mean over model seeds, the seeds themselves resampled (a two-level bootstrap)."""
-    stacked = torch.stack(per_seed)  # (seeds, B)
-    pick = torch.randint(len(per_seed), (stacked.shape[1], len(per_seed)),
-                         generator=torch.Generator().manual_seed(seed))
-    return stacked.gather(0, pick.T).mean(0)
-
-
 def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, seed=0, shuffles=49, replicates=200):
-    """All held-out statistics of one SAE arm, both directions, and each direction's verdict (``helpers.verdict``).
+    """All held-out statistics of one SAE arm, both directions, and each direction's verdict (``helpers.verdict``
+    decides null validity, the strongest null, the position, Holm's family and the verdict).
 
-    features: {variant id: (N, F) feature activations on the test images} (ids as ``sae.variants`` names them);
-    alive_share: {variant id: share of its features that fire on the test images}; gates_ok: {variant id: bool};
+    features: {SAE id: (N, F) feature activations on the test images} (ids of ``units.SAESpec``);
+    alive_share: {SAE id: share of its features that fire on the test images}; gates_ok: {SAE id: bool};
     groups: {model seed: group id per test image} for the conditional shuffle (``prediction_groups``).
     Returns (statistics rows, direction rows).
     """
     from helpers import verdict as V
+    from helpers.units import SAESpec
     n = len(next(iter(features.values())))
     select, evaluate = split_halves(n, seed)
-    weights = bootstrap_weights(len(evaluate), replicates, seed)
+    weights = stats.bootstrap_weights(len(evaluate), replicates, seed)
     seeds = range(model_seeds)
-    stats, directions = [], []
+    trained = {(f, s): SAESpec(f, "trained", s, arm).id for f in ("cnn", "mlp") for s in seeds}
+    rows, directions = [], []
     for fa, fb in (("cnn", "mlp"), ("mlp", "cnn")):
         direction = f"{fa}->{fb}"
-        A = {s: features[f"{fa}-seed{s}-{arm}"] for s in seeds}
-        B = {s: features[f"{fb}-seed{s}-{arm}"] for s in seeds}
+        A = {s: features[trained[(fa, s)]] for s in seeds}
+        B = {s: features[trained[(fb, s)]] for s in seeds}
 
         a_select = {s: standardize(A[s][select]) for s in seeds}  # shared by every match against A[s]
 
@@ -266,12 +222,12 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
 
         obs = [held(s, B[s]) for s in seeds]
         obs_value = sum(o[0] for o in obs) / len(obs)
-        obs_reps = _seed_average([o[1] for o in obs], replicates, seed)
+        obs_reps = stats.seed_average([o[1] for o in obs], replicates, seed)
         obs_per_feature = torch.cat([o[2] for o in obs])
         in_sample = sum(similarity(A[s], B[s], matching=False)[0]["mean_best_a_to_b"] for s in seeds) / len(obs)
-        row = dict(arm=arm, direction=direction, statistic="observed", value=obs_value,
-                   low=interval(obs_reps)[0], high=interval(obs_reps)[1], in_sample_best=in_sample, valid=True)
-        stats.append(row)
+        low, high = stats.interval(obs_reps)
+        rows.append(dict(arm=arm, direction=direction, statistic="observed", value=obs_value, low=low, high=high,
+                         in_sample_best=in_sample, valid=True))
 
         nulls = {}
         for name, by_group in (("null-conditional-shuffle", True), ("null-full-shuffle", False)):
@@ -282,60 +238,57 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
                             for s in seeds]
                 values.append(sum(p[0] for p in per_seed) / len(per_seed))
                 if r < 5:  # the interval of a shuffle null averages a few shuffles' bootstrap replicates
-                    reps.append(_seed_average([p[1] for p in per_seed], replicates, seed))
+                    reps.append(stats.seed_average([p[1] for p in per_seed], replicates, seed))
             nulls[name] = dict(value=sum(values) / len(values), reps=torch.stack(reps).mean(0),
-                               p=permutation_p(obs_value, values), valid=True)
-        random_id = f"{fb}-random-{arm}"
+                               p=stats.permutation_p(obs_value, values), valid=True)
+        random_id = SAESpec(fb, "random-init", 0, arm).id
         rand = [held(s, features[random_id]) for s in seeds]
         nulls["null-random-init"] = dict(
-            value=sum(p[0] for p in rand) / len(rand), reps=_seed_average([p[1] for p in rand], replicates, seed),
-            p=sign_flip_p(obs_per_feature - torch.cat([p[2] for p in rand]), seed=seed),
-            valid=alive_share[random_id] >= V.MIN_ALIVE_SHARE_FOR_NULL)
+            value=sum(p[0] for p in rand) / len(rand), reps=stats.seed_average([p[1] for p in rand], replicates, seed),
+            p=stats.sign_flip_p(obs_per_feature - torch.cat([p[2] for p in rand]), seed=seed),
+            valid=V.null_valid(alive_share[random_id]))
         for name, nl in nulls.items():
             diff = obs_reps - nl["reps"]
-            stats.append(dict(arm=arm, direction=direction, statistic=name, value=nl["value"],
-                              low=interval(nl["reps"])[0], high=interval(nl["reps"])[1], p=nl["p"],
-                              diff=obs_value - nl["value"], diff_low=interval(diff)[0], diff_high=interval(diff)[1],
-                              valid=bool(nl["valid"])))
+            rows.append(dict(arm=arm, direction=direction, statistic=name, value=nl["value"],
+                             low=stats.interval(nl["reps"])[0], high=stats.interval(nl["reps"])[1], p=nl["p"],
+                             diff=obs_value - nl["value"], diff_low=stats.interval(diff)[0],
+                             diff_high=stats.interval(diff)[1], valid=bool(nl["valid"])))
 
         if model_seeds > 1:
-            ceil = [held(i, features[f"{fa}-seed{j}-{arm}"]) for i, j in ((0, 1), (1, 0))]  # A[i] is fa's seed i
+            ceil = [held(i, features[trained[(fa, j)]]) for i, j in ((0, 1), (1, 0))]  # A[i] is fa's seed i
             ceiling_value = sum(c[0] for c in ceil) / 2
             ceiling_reps = torch.stack([c[1] for c in ceil]).mean(0)
-            stats.append(dict(arm=arm, direction=direction, statistic="ceiling-model-seed", value=ceiling_value,
-                              low=interval(ceiling_reps)[0], high=interval(ceiling_reps)[1], valid=True))
-        if arm == "l1" and f"{fa}-seed0-l1-saeseed1" in features:
-            rel = held(0, features[f"{fa}-seed0-l1-saeseed1"])
-            stats.append(dict(arm=arm, direction=direction, statistic="reliability-sae-seed", value=rel[0],
-                              low=interval(rel[1])[0], high=interval(rel[1])[1], valid=True))
+            rows.append(dict(arm=arm, direction=direction, statistic="ceiling-model-seed", value=ceiling_value,
+                             low=stats.interval(ceiling_reps)[0], high=stats.interval(ceiling_reps)[1], valid=True))
+        reliability_id = SAESpec(fa, "trained", 0, arm, sae_seed=1).id
+        if reliability_id in features:
+            rel = held(0, features[reliability_id])
+            rows.append(dict(arm=arm, direction=direction, statistic="reliability-sae-seed", value=rel[0],
+                             low=stats.interval(rel[1])[0], high=stats.interval(rel[1])[1], valid=True))
 
-        valid = {k: v for k, v in nulls.items() if v["valid"]}
-        strongest = max(valid, key=lambda k: valid[k]["value"]) if valid else None
+        strongest = V.strongest_null({k: v["value"] for k, v in nulls.items()},
+                                     {k: v["valid"] for k, v in nulls.items()})
         entry = dict(arm=arm, direction=direction, observed=obs_value, strongest_null=strongest,
-                     gates_ok=all(gates_ok[f"{f}-seed{s}-{arm}"] for f in (fa, fb) for s in seeds))
+                     gates_ok=V.all_passed(gates_ok, [trained[(f, s)] for f in (fa, fb) for s in seeds]))
         if strongest and model_seeds > 1:
-            null_value, null_reps = valid[strongest]["value"], valid[strongest]["reps"]
-            span_reps = (ceiling_reps - null_reps).clamp_min(1e-6)
-            position_reps = (obs_reps - null_reps) / span_reps
+            null_value, null_reps = nulls[strongest]["value"], nulls[strongest]["reps"]
+            position_reps = V.position(obs_reps, null_reps, ceiling_reps)
             entry.update(ceiling=ceiling_value, ceiling_margin=ceiling_value - null_value,
-                         position=(obs_value - null_value) / max(ceiling_value - null_value, 1e-6),
-                         position_low=interval(position_reps)[0], position_high=interval(position_reps)[1])
+                         position=V.position(obs_value, null_value, ceiling_value),
+                         position_low=stats.interval(position_reps)[0], position_high=stats.interval(position_reps)[1])
         else:
             entry.update(ceiling=math.nan, ceiling_margin=math.nan, position=math.nan, position_low=math.nan,
                          position_high=math.nan)
         directions.append(entry)
 
-    # Holm over every observed-vs-null test of this arm (both directions), then each direction's verdict.
-    tests = [r for r in stats if r["statistic"] in NULLS and r["valid"]]
-    for r, p in zip(tests, V.holm([r["p"] for r in tests])):
-        r["p_holm"] = p
+    V.adjust_prediction2(rows)
     for entry in directions:
-        nulls = [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"]) for r in stats
-                 if r["direction"] == entry["direction"] and r["statistic"] in NULLS]
+        nulls = [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"]) for r in rows
+                 if r["direction"] == entry["direction"] and r["statistic"] in V.NULLS]
         entry["verdict"], entry["reason"] = V.prediction2_direction(
             entry["gates_ok"], nulls, dict(value=entry["position"], low=entry["position_low"],
                                            high=entry["position_high"]), entry["ceiling_margin"])
-    return stats, directions
+    return rows, directions
 
 
 # ----------------------------------------------------------------------------- every layer against every layer
@@ -355,11 +308,3 @@ def cka_map(grams_a, grams_b):
     b = torch.stack([unit(g).flatten() for g in grams_b])
     return (a @ b.T).float()
 
-
-def best_aligned_pair(trained, nulls, rows, cols):
-    """The (row, column) of the CKA map whose margin over the strongest null map is largest, among the candidate
-    ``rows`` and ``cols`` (mid-depth layers): where the two families are most alike beyond what chance gives."""
-    margin = trained - torch.stack(list(nulls)).max(0).values
-    sub = margin[rows][:, cols]
-    i, j = divmod(int(sub.argmax()), sub.shape[1])
-    return rows[i], cols[j]

@@ -5,6 +5,7 @@ so activation maximization and activation harvesting treat both families the sam
 """
 import contextlib
 import copy
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -291,3 +292,13 @@ def activations(model, images, layer="hidden", batch_size=500):
             model(images[start:start + batch_size].to(device))
             out.append(acts[layer].flatten(1).float().cpu())
     return torch.cat(out)
+
+
+def fingerprint(model):
+    """A short hash of a model's weights: its identity in every cache key, whether it was trained here, initialized
+    at random or loaded from a published checkpoint."""
+    h = hashlib.sha1()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]

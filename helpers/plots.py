@@ -3,6 +3,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from helpers.sae import DENSE_FREQUENCY, dead, dense
+
 
 def show_images(images, titles=None, ncols=10, size=1.3, suptitle=None):
     """A grid of images in [0, 1], (N, 3, H, W) tensors or arrays."""
@@ -70,6 +72,7 @@ def plot_density(frequencies, title=""):
     logf = torch.log10(freq.clamp_min(1e-7))
     ax.hist(logf.numpy(), bins=50)
     ax.set(xlabel="log10 firing frequency (-7 = never fired)", ylabel="features",
-           title=f"{title} feature density: {int((freq == 0).sum())} dead, {int((freq > 0.1).sum())} fire on >10%")
+           title=f"{title} feature density: {int(dead(freq).sum())} dead, {int(dense(freq).sum())} dense "
+                 f"(fire on >{DENSE_FREQUENCY:.0%})")
     fig.tight_layout()
     return fig

@@ -11,10 +11,12 @@
   auxiliary loss (AuxK) that reconstructs the residual error with the top dead latents.
 In both arms dead features are resampled towards badly reconstructed inputs (Bricken et al.).
 
-A feature is **dead** when it fires on none of the held-out vectors (``reconstruction_metrics``); during training,
-when it has not fired for ``dead_window`` steps.
+"Dead" and "dense" are defined once, here: a feature is **dead** when it fires on none of the held-out vectors
+(``dead``), **dense** when it fires on more than ``DENSE_FREQUENCY`` of them (``dense``). During training a feature
+is **silent** when it has not fired for a window of steps (``silent``): TopK's AuxK trains the latents silent for
+``max(20, steps // 20)`` steps (the window the training log counts too), and resampling (at 20% and 40% of
+training) renews the features silent for ``steps // 5`` steps, since the previous resampling.
 """
-import hashlib
 import math
 
 import torch
@@ -23,8 +25,8 @@ from torch import nn
 from tqdm.auto import trange
 
 from helpers import data as cifar
-from helpers.models import record, resolve_layer
-from helpers.paths import cached, data_dir
+from helpers.activations import pooled
+from helpers.models import resolve_layer
 
 ARMS = ("l1", "topk")
 CALIBRATE_UNTIL = 0.6   # share of training during which λ follows the L0 target (l1 arm)
@@ -40,9 +42,22 @@ REFERENCE_FEATURES = 1536
 # CNN layer (38 principal components hold 99% of its variance) kept 45% of its latents dead at 1/32, 4% at 1/4
 # (500 steps of 512).
 AUXK_COEFFICIENT = 1 / 4
-# A convolutional layer is read as its channels averaged over a POOL x POOL grid of positions: coarse layout is kept,
-# and its size (channels x 4) stays one that CKA and an SAE three times as wide can afford on a CPU.
-POOL = 2
+DENSE_FREQUENCY = 0.1   # a feature firing on more than this share of held-out vectors is dense
+
+
+def dead(frequency):
+    """Which features are dead: they fire on none of the held-out vectors (``frequency``: each one's firing rate)."""
+    return torch.as_tensor(frequency) == 0
+
+
+def dense(frequency):
+    """Which features are dense: they fire on more than ``DENSE_FREQUENCY`` of the held-out vectors."""
+    return torch.as_tensor(frequency) > DENSE_FREQUENCY
+
+
+def silent(last_fired, step, window):
+    """During training, which features have not fired for ``window`` steps (``last_fired``: each one's last step)."""
+    return step - last_fired >= window
 
 
 class SparseAutoencoder(nn.Module):
@@ -116,113 +131,6 @@ def geometric_median(x, iterations=50):
             return y_new
         y = y_new
     return y
-
-
-# ----------------------------------------------------------------------------- activations
-
-def fingerprint(model):
-    """A short hash of a model's weights (for activation-cache keys)."""
-    h = hashlib.sha1()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:12]
-
-
-def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, seed=0, cache=True):
-    """Activations of ``layer`` (e.g. ``'hidden'``) for every image of a CIFAR-10 split, batched.
-
-    ``augment_copies`` adds that many crop/flip-augmented passes over the split (more activation vectors than
-    images). Cached in ``Data/activations/`` keyed by the model's weights, layer, split and augmentation,
-    so a rerun loads in seconds. Returns (activations float32 (N, D), labels (N,)).
-    """
-    name, _ = resolve_layer(model, layer)
-    weights = fingerprint(model)
-    path = data_dir() / "activations" / f"{weights}-{name}-{split}-aug{augment_copies}-seed{seed}.pt"
-    key = dict(weights=weights, layer=name, split=split, augment_copies=augment_copies, seed=seed, pool=POOL)
-    harvest = lambda: _harvest(model, layer, split, augment_copies, batch_size, seed)  # noqa: E731
-    return cached(path, key, harvest) if cache else harvest()
-
-
-@torch.no_grad()
-def _harvest(model, layer, split, augment_copies, batch_size, seed):
-    images, labels, _ = cifar.load_cifar10(split, verbose=False)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    with record(model, [layer]) as acts:
-        for augmented in [False] + [True] * augment_copies:
-            for start in range(0, len(images), batch_size):
-                x = images[start:start + batch_size]
-                if augmented:
-                    x = cifar.augment(x, generator)
-                model(cifar.to_float(x.to(device)))
-                out.append(pooled(acts[layer]).flatten(1).float().cpu())
-    model.train(was_training)
-    return torch.cat(out), labels.repeat(1 + augment_copies)
-
-
-def pooled(output):
-    """A layer's output as the study reads it: conv maps averaged to POOL x POOL positions, vectors as they are."""
-    return F.adaptive_avg_pool2d(output, POOL) if output.dim() == 4 else output
-
-
-@torch.no_grad()
-def layer_representations(model, images, layers, batch_size=500):
-    """{layer: (N, D) representation} of uint8 ``images`` for several layers in one pass (pooled like harvests)."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = {layer: [] for layer in layers}
-    with record(model, layers) as acts:
-        for start in range(0, len(images), batch_size):
-            model(cifar.to_float(images[start:start + batch_size].to(device)))
-            for layer in layers:
-                out[layer].append(pooled(acts[layer]).flatten(1).float().cpu())
-    return {layer: torch.cat(v) for layer, v in out.items()}
-
-
-def layer_map(profile, n_images=2000, seed=0):
-    """Linear CKA of every CNN layer against every MLP layer (model seed 0, ``n_images`` training images), with two
-    nulls (each family against the other's randomly initialized network), and the mid-depth pair whose margin over
-    the nulls is largest (``compare.best_aligned_pair``): the layers of the study's second SAE comparison.
-    Cached in the profile's results."""
-    from helpers import compare
-    from helpers.models import representation_layers
-    from helpers.paths import results_dir
-    from helpers.train import load_trained, model_id, random_model
-    key = dict(models=[model_id(f, profile, 0) for f in ("cnn", "mlp")], n_images=n_images, seed=seed,
-               code=_source_key(), pool=POOL)
-
-    def compute():
-        images, _, _ = cifar.load_cifar10("train", verbose=False)
-        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n_images]]
-        grams, layers = {}, {}
-        for family in ("cnn", "mlp"):
-            for kind, net in (("trained", load_trained(family, profile, 0)),
-                              ("random-init", random_model(family, profile))):
-                layers[family] = representation_layers(net)
-                reps = layer_representations(net, images, layers[family])
-                grams[(family, kind)] = [compare.centered_gram(reps[name]) for name in layers[family]]
-        trained = compare.cka_map(grams[("cnn", "trained")], grams[("mlp", "trained")])
-        nulls = {"random-init MLP": compare.cka_map(grams[("cnn", "trained")], grams[("mlp", "random-init")]),
-                 "random-init CNN": compare.cka_map(grams[("cnn", "random-init")], grams[("mlp", "trained")])}
-        conv = [i for i, name in enumerate(layers["cnn"]) if name.startswith("features")]
-        rows = conv[len(conv) // 3: max(len(conv) // 3 + 1, 2 * len(conv) // 3)]   # the middle third of the convs
-        cols = list(range(1, max(2, len(layers["mlp"]) - 1)))                        # blocks before the last one
-        i, j = compare.best_aligned_pair(trained, nulls.values(), rows, cols)
-        return dict(cnn_layers=layers["cnn"], mlp_layers=layers["mlp"], trained=trained, nulls=nulls,
-                    candidates=dict(cnn=rows, mlp=cols), choice=dict(cnn=layers["cnn"][i], mlp=layers["mlp"][j]))
-    return cached(results_dir(profile) / "layer_map.pt", key, compute)
-
-
-def study_layer(family, profile, layer):
-    """The module name behind a study layer: 'hidden' (the last hidden layer), 'mid' (the best-aligned mid-depth
-    layer of ``layer_map``) or a module name as given."""
-    if layer == "mid":
-        return layer_map(profile)["choice"][family]
-    return layer
 
 
 # ----------------------------------------------------------------------------- training
@@ -340,18 +248,18 @@ def train_step(sae, opt, x, l1_coefficient, aux_dead):
 def resample_step(sae, opt, x_all, last_fired, step, window, generator):
     """Bricken's resampling of the features silent for ``window`` steps, towards badly reconstructed inputs drawn
     from ``x_all``. Returns how many were resampled."""
-    dead = torch.nonzero(step - last_fired >= window).flatten()
-    resample_dead(sae, opt, dead, x_all[torch.randint(len(x_all), (min(len(x_all), 8192),), generator=generator,
-                                                      device=x_all.device)])
-    last_fired[dead] = step
-    return len(dead)
+    renew = torch.nonzero(silent(last_fired, step, window)).flatten()
+    resample_dead(sae, opt, renew, x_all[torch.randint(len(x_all), (min(len(x_all), 8192),), generator=generator,
+                                                       device=x_all.device)])
+    last_fired[renew] = step
+    return len(renew)
 
 
-def log_entry(step, mse, l0, dead, l1_coefficient, resampled):
+def log_entry(step, mse, l0, silent_features, l1_coefficient, resampled):
     """One row of the training log that the convergence gate reads (``verdict.final_drift``)."""
     mse = mse.item()
-    return dict(step=step, mse=mse, l0=l0, explained_variance=1 - mse, dead=dead, l1_coefficient=l1_coefficient,
-                resampled=resampled)
+    return dict(step=step, mse=mse, l0=l0, explained_variance=1 - mse, silent=silent_features,
+                l1_coefficient=l1_coefficient, resampled=resampled)
 
 
 def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256, steps=1000, seed=0,
@@ -359,7 +267,7 @@ def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256
     """Train a ``SparseAutoencoder`` of ``arm`` ('l1' or 'topk') on activation vectors ``acts`` (N, D) with Adam.
 
     Both arms reach the same sparsity: TopK keeps ``target_l0`` features; the L1 arm's λ is calibrated on the fly
-    (see the module doc). Returns (sae, log): log is a list of dicts (step, mse, l0, explained_variance, dead,
+    (see the module doc). Returns (sae, log): log is a list of dicts (step, mse, l0, explained_variance, silent,
     l1_coefficient, resampled) every ``log_every`` steps, from which the convergence gate reads. ``lr``: Adam's
     learning rate, by default ``learning_rate(arm, number of features)``.
     """
@@ -388,7 +296,7 @@ def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256
         x = x_all[order[cursor:cursor + batch_size]]
         cursor += batch_size
         try:
-            mse, f = train_step(sae, opt, x, math.exp(log_l1), step - last_fired >= dead_window)
+            mse, f = train_step(sae, opt, x, math.exp(log_l1), silent(last_fired, step, dead_window))
         except FloatingPointError as e:
             raise FloatingPointError(f"{e} at step {step} ({arm}, lr={lr}); lower lr.") from None
         fired = (f > 0)
@@ -402,8 +310,8 @@ def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256
         if step % resample_every == 0 and step <= RESAMPLE_UNTIL * steps:
             resampled += resample_step(sae, opt, x_all, last_fired, step, resample_every, generator)
         if logging:
-            dead = int((step - last_fired >= min(step, dead_window)).sum().item())
-            log.append(log_entry(step, mse, l0, dead, math.exp(log_l1) if sae.k is None else 0.0, resampled))
+            quiet = int(silent(last_fired, step, min(step, dead_window)).sum().item())
+            log.append(log_entry(step, mse, l0, quiet, math.exp(log_l1) if sae.k is None else 0.0, resampled))
     return sae.eval(), log
 
 
@@ -430,7 +338,7 @@ def reconstruction_metrics(sae, acts, batch_size=4096):
         fired += (f > 0).sum(0).float().cpu()
     frequency = fired / len(acts)
     return dict(mse=sse / len(acts), explained_variance=1 - sse / sst, l0=l0 / len(acts),
-                dead=int((frequency == 0).sum()), dense=int((frequency > 0.1).sum()), n_features=sae.n_features,
+                dead=int(dead(frequency).sum()), dense=int(dense(frequency).sum()), n_features=sae.n_features,
                 n_inputs=acts.shape[1], n_vectors=len(acts)), frequency
 
 
@@ -482,99 +390,3 @@ def atom_recovery(sae, atoms):
     cols = cols / cols.norm(dim=1, keepdim=True)
     return (atoms @ cols.T).max(1).values
 
-
-# ----------------------------------------------------------------------------- the study's dictionaries
-
-# The arms trained at each study layer. The mid-depth comparison, beyond the proposal's layer, runs the proposal's
-# L1 arm only: both arms at both layers would not fit the cpu study's 45 minutes on 2 cores.
-LAYER_ARMS = {"hidden": ARMS, "mid": ("l1",)}
-
-
-def variants(family, model_seeds, layer="hidden"):
-    """Every SAE the study trains on one family's ``layer``, as dicts with a stable ``id``: one per (model seed, arm
-    of ``LAYER_ARMS``); one per arm on a randomly initialized network (a null); and at the hidden layer the L1 arm
-    again with another SAE seed on model seed 0 (a reliability figure)."""
-    arms = LAYER_ARMS[layer]
-    out = [dict(id=f"{family}-seed{s}-{arm}", family=family, net="trained", model_seed=s, arm=arm, sae_seed=0)
-           for s in range(model_seeds) for arm in arms]
-    out += [dict(id=f"{family}-random-{arm}", family=family, net="random-init", model_seed=0, arm=arm, sae_seed=0)
-            for arm in arms]
-    if layer == "hidden":
-        out.append(dict(id=f"{family}-seed0-l1-saeseed1", family=family, net="trained", model_seed=0, arm="l1",
-                        sae_seed=1))
-    return out
-
-
-def sae_path(profile, layer, variant_id, what="sae"):
-    """Where the SAE (or its test-image features) of a variant at study layer ``layer`` ('hidden', 'mid') lives."""
-    from helpers.paths import results_dir
-    return results_dir(profile) / "sae" / layer / f"{variant_id}-{what}.pt"
-
-
-def train_variant(profile, layer, variant, acts, settings, model_key):
-    """The SAE of ``variant`` trained on ``acts`` with ``settings`` (train_sae's keywords), cached by everything it
-    depends on. Returns (sae, log)."""
-    key = dict(variant, model=model_key, code=_source_key(), **settings)
-    saved = cached(sae_path(profile, layer, variant["id"]), key, lambda: _train_state(acts, variant, settings))
-    return SparseAutoencoder.from_state(saved["state"]), saved["log"]
-
-
-def load_sae(profile, layer, variant_id):
-    """The SAE that ``train_variant`` saved for ``variant_id`` (run ``02_sae`` first)."""
-    path = sae_path(profile, layer, variant_id)
-    if not path.exists():
-        family = variant_id.split("-")[0]
-        raise FileNotFoundError(f"{path} is missing. Run first: papermill notebooks/02_sae.ipynb out.ipynb "
-                                f"-p model {family} -p profile {profile} -p layer {layer}")
-    return SparseAutoencoder.from_state(torch.load(path, map_location="cpu", weights_only=True)["value"]["state"])
-
-
-def _train_state(acts, variant, settings):
-    sae, log = train_sae(acts, arm=variant["arm"], seed=variant["sae_seed"], **settings)
-    return dict(state=sae.to_state(), log=log)
-
-
-def _source_key():
-    import sys
-
-    from helpers.paths import source_hash
-    return source_hash(sys.modules[__name__])
-
-
-@torch.no_grad()
-def evaluate_sae(sae, model, layer, test_acts, test_images, test_labels, baseline):
-    """Held-out metrics of one SAE (``reconstruction_metrics``) plus the classifier's accuracy and loss with the
-    layer replaced by the SAE's reconstruction. ``baseline``: ``spliced_accuracy`` of the untouched and of the
-    mean-ablated layer (dict with 'original' and 'mean-ablated'), computed once per model."""
-    metrics, frequency = reconstruction_metrics(sae, test_acts)
-    device = next(model.parameters()).device
-    sae = sae.to(device)
-    spliced = spliced_accuracy(model, layer, test_images, test_labels, lambda a: sae(a)[0])
-    gap = baseline["mean-ablated"]["loss"] - baseline["original"]["loss"]
-    metrics.update({"accuracy original": baseline["original"]["accuracy"], "accuracy sae": spliced["accuracy"],
-                    "accuracy mean-ablated": baseline["mean-ablated"]["accuracy"],
-                    "loss recovered vs mean-ablated": (baseline["mean-ablated"]["loss"] - spliced["loss"]) / gap
-                    if gap else math.nan})
-    return metrics, frequency
-
-
-def baseline_accuracy(model, layer, test_images, test_labels, acts_mean):
-    return {"original": spliced_accuracy(model, layer, test_images, test_labels, lambda a: a),
-            "mean-ablated": spliced_accuracy(model, layer, test_images, test_labels,
-                                             lambda a: acts_mean.to(a.device).expand_as(a))}
-
-
-def save_features(profile, layer, variant_id, features, frequency):
-    """Feature activations on the test images (float16), which ``03_compare`` reads."""
-    from helpers.paths import atomic_path
-    with atomic_path(sae_path(profile, layer, variant_id, "features")) as tmp:
-        torch.save(dict(features=features.half(), frequency=frequency), tmp)
-
-
-def load_features(profile, layer, variant_id):
-    path = sae_path(profile, layer, variant_id, "features")
-    if not path.exists():
-        family = variant_id.split("-")[0]
-        raise FileNotFoundError(f"{path} is missing. Run first: papermill notebooks/02_sae.ipynb out.ipynb "
-                                f"-p model {family} -p profile {profile} -p layer {layer}")
-    return torch.load(path, map_location="cpu", weights_only=True)["features"].float()

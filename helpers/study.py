@@ -23,46 +23,24 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
 
+from helpers import manifest, profiles
 from helpers.data import ARCHIVE_ENV
-from helpers.paths import ROOT, data_dir, write_json
+from helpers.paths import ROOT, atomic_path, data_dir, write_json
 
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 
 
-# The explorers (ipywidgets) need a running kernel: the book cannot use them, so the study leaves them out. They run
-# when a user opens the notebook, and in the tests (headless in test_notebooks, in JupyterLab in
-# test_notebooks_jupyterlab; the CI hang once met in a widget cell is what ``_sliced`` guards against).
-STUDY = {"01_activation_maximization.ipynb": dict(explorer=False), "02_sae.ipynb": dict(explorer=False)}
-# The smoke profile checks the whole pipeline in seconds per notebook: tiny models, and these few steps and units.
-SMOKE = {"01_activation_maximization.ipynb": dict(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50),
-         "02_sae.ipynb": dict(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2),
-         "03_compare.ipynb": dict(shuffles=4, replicates=20, pairs=2, am_steps=8)}
-
-
-def notebook_parameters(name, profile):
-    """The parameters the study gives notebook ``name`` beyond profile, model and seed."""
-    return {**STUDY.get(name, {}), **(SMOKE.get(name, {}) if profile == "smoke" else {})}
-
-
-MODEL_SEEDS = 2  # trained models per family: the second gives Prediction 2 its model-seed ceiling
+# The explorers (ipywidgets) need a running kernel: the book cannot use them, so the study runs 01 and 02 with
+# explorer=False (``manifest.steps``). They run when a user opens the notebook, and in the tests (headless in
+# test_notebooks, in JupyterLab in test_notebooks_jupyterlab; the CI hang once met in a widget cell is what ``_sliced``
+# guards against). Every other setting comes from the profile (``helpers.profiles``).
 
 
 def steps(profile, seed=0):
-    """(source notebook, executed notebook, parameters) in the order the study runs them."""
-    out = BOOK / profile
-    seeds = 1 if profile == "official" else MODEL_SEEDS
-    runs = [("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""), dict(model=m, seed=seed + s))
-            for m in ("cnn", "mlp") for s in range(seeds)] if profile != "official" else []
-    runs.append(("01_activation_maximization.ipynb", "01_activation_maximization", dict(model="both", seed=seed)))
-    # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
-    for layer, tag in (("hidden", ""), ("mid", "_mid")):
-        runs += [("02_sae.ipynb", f"02_sae_{m}{tag}", dict(model=m, layer=layer, seed=seed, model_seeds=seeds))
-                 for m in ("cnn", "mlp")]
-        runs.append(("03_compare.ipynb", f"03_compare{tag}", dict(layer=layer, seed=seed, model_seeds=seeds)))
-    runs.append(("04_answers.ipynb", "answers", {}))  # the front page: both verdicts, read from the results
-    return [(name, out / f"{target}.ipynb", dict(profile=profile, **extra, **notebook_parameters(name, profile)))
-            for name, target, extra in runs]
+    """(source notebook, executed notebook, parameters) in the order the study runs them (``manifest.steps``)."""
+    return [(s.notebook, s.target(BOOK, profile), dict(profile=profile, **s.parameters))
+            for s in manifest.steps(profile, seed)]
 
 
 def stamp_path(target, parameters):
@@ -205,31 +183,13 @@ def prepare_for_book(path, downloads=(), folder=None):
     Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def result_files(name, parameters):
-    """The results files a notebook's page shows (paths under the data folder): the book links them for download."""
-    profile, layer, model = parameters["profile"], parameters.get("layer", "hidden"), parameters.get("model")
-    results = f"results/{profile}"
-    files = {
-        "00_train.ipynb": [f"checkpoints/{model}_{profile}_seed{parameters.get('seed', 0)}.json"],
-        "01_activation_maximization.ipynb": [f"{results}/am_{t}" for t in ("scores.csv", "gates.csv", "effects.csv",
-                                                                          "comparisons.csv", "summary.json")],
-        "02_sae.ipynb": [f"{results}/sae/{layer}/{model}-{t}" for t in ("metrics.csv", "gates.csv", "summary.json")],
-        "03_compare.ipynb": [f"{results}/compare_{layer}_{t}.csv" for t in ("gates", "statistics", "directions", "cka")]
-                            + [f"{results}/layer_map.csv", f"{results}/conclusions_{layer}.json"],
-        "04_answers.ipynb": [f"{results}/am_summary.json", f"{results}/conclusions_hidden.json",
-                             f"{results}/conclusions_mid.json"]}
-    return files.get(name, [])
-
-
 def download_links(files, folder):
-    """Copy ``files`` (paths under the data folder, those that exist) into ``folder``; return MyST download-role
-    links to the copies (the book ships them with the page)."""
+    """Copy ``files`` (paths under the data folder) into ``folder``; return MyST download-role links to the copies
+    (the book ships them with the page). A results file is named by its path below its profile's results folder."""
     import shutil
     links = []
-    for rel in files:
-        source = data_dir() / rel
-        if not source.exists():
-            continue
+    for source in files:
+        rel = source.relative_to(data_dir()).as_posix()
         name = rel.split("/", 2)[-1].replace("/", "_") if rel.startswith("results/") else rel.split("/")[-1]
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / name)
@@ -254,17 +214,18 @@ def machine_paths(path):
     return found
 
 
-def run_notebook(source, target, parameters, progress=False):
+def run_notebook(source, target, parameters, progress=False, downloads=()):
     """Execute ``source`` with papermill into ``target`` (atomically: a failed run leaves no target), shaped for the
-    book, with the results files it shows copied into ``target``'s folder under ``results/`` and linked."""
+    book, with the results files it shows (``downloads``, or a callable giving them once it ran) copied into
+    ``target``'s folder under ``results/`` and linked."""
     import papermill
     from nbclient.exceptions import CellTimeoutError
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp.ipynb")
     try:
         execute_notebook(source, tmp, parameters, progress)
-        prepare_for_book(tmp, result_files(source.name, parameters) if "profile" in parameters else (),
-                         target.parent / "results")
+        downloads = downloads() if callable(downloads) else downloads
+        prepare_for_book(tmp, downloads, target.parent / "results")
         tmp.replace(target)
     except papermill.PapermillExecutionError as e:
         raise SystemExit(f"\n{source.name} {parameters} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
@@ -274,6 +235,17 @@ def run_notebook(source, target, parameters, progress=False):
                          f"({os.environ.get('INTERPRET_MLP_CELL_TIMEOUT', CELL_TIMEOUT)} s; set "
                          f"$INTERPRET_MLP_CELL_TIMEOUT to allow more). {e}\n"
                          f"(the partly executed notebook is {tmp})") from None
+
+
+def write_toc():
+    """``_toc.yml`` from the manifest, for every profile whose answers page is in ``book/`` (the committed book has
+    the cpu profile's)."""
+    import yaml
+    shown = [p for p in profiles.STUDY_PROFILES if (BOOK / p / "answers.ipynb").exists()]
+    text = yaml.safe_dump(manifest.toc(shown), sort_keys=False, allow_unicode=True)
+    with atomic_path(ROOT / "_toc.yml") as tmp:
+        tmp.write_text("# Table of contents of the book (linked from book/_toc.yml), written from helpers.manifest.toc "
+                       "by the study. Paths are relative to book/.\n" + text)
 
 
 def build_book(path_output=None):
@@ -286,7 +258,7 @@ def build_book(path_output=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper", "official"])
+    parser.add_argument("--profile", default="cpu", choices=profiles.STUDY_PROFILES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-book", action="store_true", help="run the notebooks only")
     parser.add_argument("--quiet", action="store_true", help="one line per notebook, without its cells and output")
@@ -298,8 +270,10 @@ def main(argv=None):
         if os.environ.get(name):
             os.environ[name] = str(Path(os.environ[name]).resolve())
     start = time.time()
-    for name, target, parameters in steps(args.profile, args.seed):
-        source = NOTEBOOKS / name
+    for step in manifest.steps(args.profile, args.seed):
+        source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
+        parameters = dict(profile=args.profile, **step.parameters)
+        name = step.notebook
         label = f"{name} {parameters}"
         if up_to_date(source, target, parameters):
             print(f"[skip] {label}: {os.path.relpath(target, ROOT)} is up to date", flush=True)
@@ -308,10 +282,13 @@ def main(argv=None):
         last = read_stamp(target, parameters)
         estimate = f" (last run here: {last['seconds']} s)" if last and last.get("seconds") else ""
         print(f"[run ] {label}{estimate}", flush=True)
-        run_notebook(source, target, parameters, progress=not args.quiet)
+        run_notebook(source, target, parameters, progress=not args.quiet,
+                     downloads=lambda step=step: step.download_paths(args.profile))
         write_stamp(target, parameters, time.time() - t)
         print(f"[done] {label} in {time.time() - t:.0f} s -> {os.path.relpath(target, ROOT)}", flush=True)
     if not args.no_book:
+        if BOOK == ROOT / "book":
+            write_toc()
         build_book()
     print(f"study ({args.profile} profile) finished in {(time.time() - start) / 60:.1f} minutes")
 

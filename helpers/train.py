@@ -1,10 +1,5 @@
-"""Training both model families on CIFAR-10, with named profiles and cached checkpoints.
-
-A profile is a named set of plain values (model size, epochs, batch size, optimizer):
-  smoke  seconds, for tests (a subset of the training set);
-  cpu    small members of both families, about 4.5 minutes each on 2 CPU cores (the default; two seeds each);
-  paper  the full VGG13_bn and B-12/Wi-1024 (resolution 32), for a GPU.
-``official`` is not trained: it loads the published checkpoints (see ``helpers.models.load_official``).
+"""Training both model families on CIFAR-10 with the settings of a profile (``helpers.profiles``), and the
+study's models: cached checkpoints, the published ones, and randomly initialized networks of either family.
 """
 import json
 import math
@@ -15,47 +10,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from helpers import data as cifar
+from helpers import profiles, store
 from helpers.models import OFFICIAL, build_model, load_official, load_state_dict_checked, read_checkpoint
-from helpers.paths import atomic_path, data_dir, shown_path, write_json
+from helpers.paths import atomic_path, shown_path, write_json
 
-PROFILES = {
-    "smoke": {
-        "cnn": dict(arch=dict(width=1 / 8), epochs=3, batch_size=128, optimizer="sgd", lr=0.1,
-                    weight_decay=5e-4, label_smoothing=0.1, train_subset=5000, test_subset=2000),
-        "mlp": dict(arch=dict(depth=2, width=64, expansion=4, resolution=32), epochs=2, batch_size=128,
-                    optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=5000,
-                    test_subset=2000),
-    },
-    # Both hidden layers are 512 wide (SAEs of 1,536 features each). Sized so that two seeds of each family train in
-    # about 16 minutes on 2 cores: VGG13_bn at 1/8 width (channels-last: 0.12 s per step here, 1/4 width 0.37 s) and
-    # 4 blocks (0.13 s per step; 6 blocks 0.18 s); about 33 s per epoch for either. 7 epochs, not 12, to fit the whole
-    # study in 45 minutes: at 12 the two seeds reached 76.2% (CNN) and 59.7-59.8% (MLP), at 8 72.3-73.3% and 57.2-57.5%
-    # (and 8 took 291 s per CNN on a 2-core AMD EPYC, 9% more than on the machine of the 72% run).
-    "cpu": {
-        "cnn": dict(arch=dict(width=1 / 8), epochs=7, batch_size=256, optimizer="sgd", lr=0.1,
-                    weight_decay=5e-4, label_smoothing=0.1, train_subset=None, test_subset=None),
-        "mlp": dict(arch=dict(depth=4, width=512, expansion=4, resolution=32), epochs=7, batch_size=256,
-                    optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=None,
-                    test_subset=None),
-    },
-    "paper": {
-        "cnn": dict(arch=dict(width=1.0), epochs=40, batch_size=256, optimizer="sgd", lr=0.1,
-                    weight_decay=5e-4, label_smoothing=0.1, train_subset=None, test_subset=None),
-        "mlp": dict(arch=dict(depth=12, width=1024, expansion=4, resolution=32), epochs=100, batch_size=1024,
-                    optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1, train_subset=None,
-                    test_subset=None),
-    },
-}
 OFFICIAL_NAMES = {"cnn": "vgg13_bn", "mlp": "B_12-Wi_1024"}
-# What each profile's models are, in the words the book's verdicts are captioned with.
-PROFILE_MODELS = {
-    "smoke": "tiny test models trained for seconds",
-    "cpu": "small models trained on 2 CPU cores: VGG13_bn at 1/8 width and a 4-block, width-512 bottleneck MLP, "
-           "two training seeds each",
-    "paper": "VGG13_bn and B-12/Wi-1024 (resolution 32) trained here at full size",
-    "official": "the published VGG13_bn and B-12/Wi-1024 (ImageNet-21k pre-trained) checkpoints",
-}
-FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP"}
 
 
 def default_device():
@@ -63,17 +22,18 @@ def default_device():
 
 
 def config_for(family, profile):
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not one of {tuple(PROFILES)}; use 'smoke' (tests), "
-                         "'cpu' (small models, the default) or 'paper' (full size, GPU).")
-    if family not in PROFILES[profile]:
-        raise ValueError(f"model={family!r} is not one of ('cnn', 'mlp').")
-    return {"family": family, "profile": profile, **PROFILES[profile][family]}
+    """The training configuration of ``family`` in ``profile`` as a plain dict (saved with the checkpoint)."""
+    p = profiles.get(profile)
+    profiles.check_family(family)
+    if p.official:
+        raise ValueError(f"profile={profile!r} uses the published checkpoints and is not trained here; train with "
+                         f"one of {[n for n, q in profiles.PROFILES.items() if not q.official]}.")
+    return {"family": family, "profile": profile, **p.training[family].as_dict()}
 
 
 def checkpoint_paths(family, profile, seed):
-    stem = data_dir() / "checkpoints" / f"{family}_{profile}_seed{seed}"
-    return stem.with_suffix(".pt"), stem.with_suffix(".json")
+    fields = dict(family=family, profile=profile, seed=seed)
+    return store.path("checkpoint", **fields), store.path("training_record", **fields)
 
 
 @torch.no_grad()
@@ -110,7 +70,7 @@ def make_optimizer(model, config, total_steps):
 
 
 def train_model(config, seed=0, device=None, verbose=True):
-    """Train a model from ``config`` (see PROFILES); returns (model in eval mode, record dict)."""
+    """Train a model from ``config`` (``config_for``); returns (model in eval mode, record dict)."""
     device = device or default_device()
     torch.manual_seed(seed)
     train_x, train_y, _ = cifar.load_cifar10("train", verbose=verbose)
@@ -171,6 +131,7 @@ def train_model(config, seed=0, device=None, verbose=True):
 
 def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
     """The checkpoint of (family, profile, seed) from ``Data/checkpoints/``, trained first if absent or stale."""
+    profiles.check_seed(seed)
     config = config_for(family, profile)
     ckpt, meta = checkpoint_paths(family, profile, seed)
     if ckpt.exists() and meta.exists():
@@ -189,33 +150,50 @@ def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
 
 
 def load_trained(family, profile="cpu", seed=0, device=None):
-    """A model for the study: a checkpoint trained by ``00_train``, or ``profile='official'`` weights."""
+    """A model for the study: a checkpoint trained by ``00_train``, or a profile's published weights."""
     device = device or default_device()
-    if profile == "official":
-        if family not in OFFICIAL_NAMES:
-            raise ValueError(f"model={family!r} is not one of {tuple(OFFICIAL_NAMES)}.")
+    profiles.check_family(family)
+    if profiles.get(profile).official:
         return load_official(OFFICIAL_NAMES[family]).to(device)
     config = config_for(family, profile)
-    ckpt, _ = checkpoint_paths(family, profile, seed)
-    if not ckpt.exists():
-        raise FileNotFoundError(
-            f"no trained {family} model for profile={profile!r}, seed={seed} ({ckpt} is missing). Run first: "
-            f"papermill notebooks/00_train.ipynb out.ipynb -p model {family} -p profile {profile} -p seed {seed}")
+    ckpt = store.require("checkpoint", family=family, profile=profile, seed=seed)
     model = build_model(family, **config["arch"])
     return load_state_dict_checked(model, read_checkpoint(ckpt), ckpt).to(device).eval()
 
 
-def model_id(family, profile="cpu", seed=0):
-    """A string that changes whenever the model's weights do (for cache keys)."""
-    if profile == "official":
-        path = data_dir() / OFFICIAL[OFFICIAL_NAMES[family]]["file"]
-    else:
-        path = checkpoint_paths(family, profile, seed)[0]
-    return f"{path.name}:{path.stat().st_mtime_ns if path.exists() else 'missing'}"
-
-
 def random_model(family, profile="cpu", seed=0, device=None):
     """A randomly initialized network with the architecture of (family, profile): a baseline for every method."""
-    arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"] if profile == "official" else config_for(family, profile)["arch"]
+    official = profiles.get(profile).official
+    arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"] if official else config_for(family, profile)["arch"]
     torch.manual_seed(10_000 + seed)
     return build_model(family, **arch).to(device or default_device()).eval()
+
+
+# ----------------------------------------------------------------------------- the page: 00_train
+
+def training_summary(family, profile, seed, record):
+    """What was trained, in the words ``00_train`` prints: architecture, recipe, data and accuracy."""
+    cfg = record["config"]
+    return "\n".join([
+        f"{profiles.FAMILY_NAMES[family]} ({family}), profile {profile!r}, seed {seed}",
+        f"architecture: {cfg['arch']}, {record['parameters']:,} parameters",
+        f"training: {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}, "
+        f"weight decay {cfg['weight_decay']}, label smoothing {cfg['label_smoothing']}, "
+        f"training images: {cfg['train_subset'] or 'all 50,000'}, crop+flip augmentation",
+        f"data: {record['data_source']}",
+        f"test accuracy {record['test_accuracy']:.4f} on {cfg['test_subset'] or 'all 10,000'} test images, "
+        f"after {record['train_seconds'] / 60:.1f} minutes on {record['device_name']} "
+        f"({record['torch_threads']} threads)"])
+
+
+def per_class_figure(net, family, profile):
+    """Test accuracy per class."""
+    import matplotlib.pyplot as plt
+    test_x, test_y, _ = cifar.load_cifar10("test")
+    per_class = [evaluate(net, test_x[test_y == c], test_y[test_y == c]) for c in range(len(cifar.CLASSES))]
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(cifar.CLASSES, per_class)
+    ax.set(ylabel="test accuracy", ylim=(0, 1), title=f"{profiles.FAMILY_NAMES[family]}, profile {profile}")
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig

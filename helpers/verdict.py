@@ -10,6 +10,10 @@ Every rule returns one of four verdicts:
   inconclusive    neither, or two arms that should agree do not;
   not testable    an instrument failed its quality gate, or no valid null or ceiling exists to compare against.
 """
+import torch
+
+from helpers.stats import holm
+
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE = "supported", "not supported", "inconclusive", "not testable"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE)
 
@@ -29,12 +33,17 @@ SAE_GATES = dict(
 MIN_ALIVE_SHARE_FOR_NULL = 0.5
 
 
+def null_valid(alive_share):
+    """Is a null's SAE full enough to compare with (at least ``MIN_ALIVE_SHARE_FOR_NULL`` of its features alive)?"""
+    return alive_share >= MIN_ALIVE_SHARE_FOR_NULL
+
+
 def sae_gates(metrics, target_l0, log=None, gates=SAE_GATES):
     """Check one SAE against the gates. ``metrics``: held-out metrics of ``sae.reconstruction_metrics`` plus
-    ``accuracy original`` and ``accuracy sae``; ``log``: its training log (list of dicts with l0 and
+    ``accuracy_original`` and ``accuracy_spliced``; ``log``: its training log (list of dicts with l0 and
     explained_variance). Returns a list of dicts (gate, value, threshold, passed)."""
     dead_share = metrics["dead"] / metrics["n_features"]
-    drop = metrics["accuracy original"] - metrics["accuracy sae"]
+    drop = metrics["accuracy_original"] - metrics["accuracy_spliced"]
     low, high = gates["l0_band"]
     rows = [dict(gate="dead share", value=dead_share, threshold=f"≤ {gates['max_dead_share']:g}",
                  passed=dead_share <= gates["max_dead_share"]),
@@ -72,6 +81,31 @@ def gates_passed(rows):
     return all(r["passed"] for r in rows)
 
 
+def all_passed(passed, keys):
+    """Did every one of ``keys`` pass its gates (``passed``: {key: bool}; a missing key has not passed)?"""
+    return all(passed.get(k, False) for k in keys)
+
+
+# ----------------------------------------------------------------------------- the mid-depth layers
+
+def mid_layer_candidates(cnn_layers, mlp_layers):
+    """Which layers may form the study's mid-depth pair: the middle third of the CNN's convolutional layers, and
+    the MLP's blocks before its last one (not the embedding). Returns (CNN indices, MLP indices)."""
+    conv = [i for i, name in enumerate(cnn_layers) if name.startswith("features")]
+    rows = conv[len(conv) // 3: max(len(conv) // 3 + 1, 2 * len(conv) // 3)]
+    cols = list(range(1, max(2, len(mlp_layers) - 1)))
+    return rows, cols
+
+
+def best_aligned_pair(trained, nulls, rows, cols):
+    """The (row, column) of the CKA map whose margin over the strongest null map is largest, among the candidate
+    ``rows`` and ``cols`` (mid-depth layers): where the two families are most alike beyond what chance gives."""
+    margin = trained - torch.stack(list(nulls)).max(0).values
+    sub = margin[rows][:, cols]
+    i, j = divmod(int(sub.argmax()), sub.shape[1])
+    return rows[i], cols[j]
+
+
 # ----------------------------------------------------------------------------- Prediction 2
 
 # Prediction 2 ("the two dictionaries learn similar features") per SAE arm and matching direction, on the held-out
@@ -84,14 +118,30 @@ PREDICTION2 = dict(
 )
 
 
-def holm(p_values):
-    """Holm-Bonferroni adjusted p-values (same order as given)."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
+NULLS = ("null-conditional-shuffle", "null-full-shuffle", "null-random-init")
+
+
+def strongest_null(values, valid):
+    """The name of the highest valid null (``values``, ``valid``: {null name: value / bool}), or None."""
+    names = [k for k in values if valid[k]]
+    return max(names, key=lambda k: values[k]) if names else None
+
+
+def position(observed, null, ceiling):
+    """Prediction 2's position of an observation between a null (0) and the ceiling (1), for numbers or for
+    bootstrap replicates (tensors). The span is kept above 1e-6, so a ceiling at the null gives a huge position
+    rather than a division by zero (``prediction2_direction`` then finds the scale unresolved)."""
+    if isinstance(observed, torch.Tensor):
+        return (observed - null) / (ceiling - null).clamp_min(1e-6)
+    return (observed - null) / max(ceiling - null, 1e-6)
+
+
+def adjust_prediction2(stats):
+    """Holm's adjustment over the family of one arm's tests: every observed-vs-null row (both directions) whose null
+    is valid. Sets ``p_holm`` on those rows, in place."""
+    tests = [r for r in stats if r["statistic"] in NULLS and r["valid"]]
+    for r, p in zip(tests, holm([r["p"] for r in tests])):
+        r["p_holm"] = p
 
 
 def combine(verdicts):
@@ -170,6 +220,29 @@ def am_gates(n_images, n_successful, saturated_share, gates=AM_GATES):
                  passed=n_successful >= gates["min_successful_images"]),
             dict(gate="saturated pixels", value=saturated_share, threshold=f"≤ {gates['max_saturated_share']:g}",
                  passed=saturated_share <= gates["max_saturated_share"])]
+
+
+# Objective kinds that exist in both families with the same meaning (one unit or one logit per image): the tests of
+# the verdict and its Holm family. The CNN's channel objective (a mean over positions, which rewards tiling and which
+# the MLP cannot have) is reported apart.
+PREDICTION1_OBJECTIVES = ("classes", "units", "earlier")
+
+
+def adjust_prediction1(effects):
+    """Holm's adjustment over every trained-vs-null test of the verdict (the matched objectives, every measure,
+    setting and family). Sets ``p_holm`` on each effect row, in place (NaN outside the family)."""
+    family = [e for e in effects if e["objective"] in PREDICTION1_OBJECTIVES]
+    for e, p in zip(family, holm([e["p"] for e in family])):
+        e["p_holm"] = p
+    for e in effects:
+        e.setdefault("p_holm", float("nan"))
+def am_success(final_values, natural_values, quantile=AM_GATES["success_quantile"]):
+    """Did each AM image drive its target above the target's ``quantile`` on natural images?
+
+    final_values: (N,) each image's objective value for its own target; natural_values: (M, N) the same targets on
+    M natural images. Returns (success (N,) bool, threshold (N,))."""
+    threshold = torch.quantile(torch.as_tensor(natural_values).float(), quantile, dim=0)
+    return torch.as_tensor(final_values).float() > threshold, threshold
 
 
 def cnn_pattern(cnn, rule=PREDICTION1):
@@ -267,3 +340,4 @@ def describe_prediction1(rule=PREDICTION1):
         f"must agree; kinds where the CNN shows no pattern are set aside, the others must agree, and if none is "
         f"left the prediction is not testable."
     )
+

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import actmax
+from helpers import actmax, am_study, repetition, stats, verdict
 from helpers.models import build_model
 
 
@@ -112,7 +112,7 @@ def test_repetition_score_separates_periodic_from_random():
     torch.manual_seed(0)
     noise = torch.rand(3, 32, 32)
     smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 44, 44), 13, stride=1)[0]
-    score, lag = actmax.repetition_score(torch.stack([stripes, checks, noise, smooth]))
+    score, lag = repetition.repetition_score(torch.stack([stripes, checks, noise, smooth]))
     assert score[0] > 0.9 and lag[0, 1].abs() % 6 == 0  # stripes also repeat along themselves (dx = 0)
     assert score[1] > 0.9 and (lag[1].abs() % 8 == 0).all()
     assert score[2] < 0.3 and score[3] < 0.3
@@ -131,7 +131,7 @@ def noisy_periodic(snr, n=24, seed=0):
     return (0.5 + 0.1 * (snr * signal + noise)).clamp(0, 1)[:, None].expand(n, 3, 32, 32)
 
 
-@pytest.mark.parametrize("measure", [actmax.repetition_score, actmax.spectral_score])
+@pytest.mark.parametrize("measure", [repetition.repetition_score, repetition.spectral_score])
 def test_repetition_measures_rise_with_signal_to_noise_and_stay_low_on_noise(measure):
     def score(images):
         out = measure(images)
@@ -145,34 +145,34 @@ def test_spectral_score_of_a_plane_wave_and_of_a_smooth_blob():
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     wave = (0.5 + 0.4 * torch.sin(2 * math.pi * xx / 8)).expand(1, 3, 32, 32)
     blob = torch.exp(-((xx - 16) ** 2 + (yy - 16) ** 2) / 60).expand(1, 3, 32, 32)
-    assert actmax.spectral_score(wave).item() > 0.5
-    assert actmax.spectral_score(blob).item() < actmax.spectral_score(wave).item()
+    assert repetition.spectral_score(wave).item() > 0.5
+    assert repetition.spectral_score(blob).item() < repetition.spectral_score(wave).item()
 
 
 def test_success_gate_rejects_an_image_that_does_not_drive_its_target():
     natural = torch.randn(1000, 3)  # three targets on natural images
-    success, threshold = actmax.am_success(torch.tensor([5.0, 0.0, 2.5]), natural)
+    success, threshold = verdict.am_success(torch.tensor([5.0, 0.0, 2.5]), natural)
     assert success.tolist() == [True, False, True] and (threshold > 2).all() and (threshold < 3).all()
 
 
 def test_saturated_share():
     images = torch.cat([torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)])
     images[1, 0] = 1.0
-    assert actmax.saturated_share(images).tolist() == pytest.approx([1.0, 1 / 3])
+    assert repetition.saturated_share(images).tolist() == pytest.approx([1.0, 1 / 3])
 
 
 def test_effect_sizes():
-    assert actmax.cliffs_delta([3, 4, 5], [0, 1, 2]) == 1 and actmax.cliffs_delta([0, 1], [0, 1]) == 0
+    assert stats.cliffs_delta([3, 4, 5], [0, 1, 2]) == 1 and stats.cliffs_delta([0, 1], [0, 1]) == 0
     g = torch.Generator().manual_seed(0)
     high, low = torch.randn(40, generator=g) + 1.5, torch.randn(40, generator=g)
-    effect, reps = actmax.effect_over_null(high, low, replicates=300)
+    effect, reps = stats.effect_over_null(high, low, replicates=300)
     assert effect["low"] > 0.3 and effect["p"] < 1e-4 and effect["low"] < effect["delta"] < effect["high"]
-    null_effect, null_reps = actmax.effect_over_null(low, torch.randn(40, generator=g), replicates=300)
+    null_effect, null_reps = stats.effect_over_null(low, torch.randn(40, generator=g), replicates=300)
     assert null_effect["low"] < 0 < null_effect["high"] and null_effect["p"] > 0.01
-    pos = actmax.position(null_reps, reps, null_effect["delta"], effect["delta"])
+    pos = stats.effect_ratio(null_reps, reps, null_effect["delta"], effect["delta"])
     assert pos["low"] < pos["value"] < pos["high"] and pos["high"] < 0.5
     # A reference effect that may be 0 leaves the share undefined, not an interval of ±1e6.
-    undefined = actmax.position(reps, null_reps, effect["delta"], null_effect["delta"])
+    undefined = stats.effect_ratio(reps, null_reps, effect["delta"], null_effect["delta"])
     assert all(math.isnan(v) for v in undefined.values())
 
 
@@ -180,10 +180,10 @@ def test_objective_values_are_every_target_on_every_image():
     torch.manual_seed(0)
     cnn = build_model("cnn", width=1 / 16).eval()
     images = torch.rand(5, 3, 32, 32)
-    values = actmax.objective_values(cnn, actmax.class_logit([3, 1]), images)
+    values = am_study.objective_values(cnn, actmax.class_logit([3, 1]), images)
     assert torch.allclose(values, cnn(images).detach()[:, [3, 1]], atol=1e-5)
     objective = actmax.unit("features.8", [0, 2])
-    values = actmax.objective_values(cnn, objective, images)
+    values = am_study.objective_values(cnn, objective, images)
     with torch.no_grad(), actmax.record(cnn, ["features.8"]) as acts:
         cnn(images)
     a = acts["features.8"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import compare
+from helpers import compare, stats, verdict
 
 
 def test_correlations_match_numpy():
@@ -92,20 +92,20 @@ def test_paired_correlations_and_bootstrap():
     r = compare.paired_correlations(x, y)
     expected = np.corrcoef(x[:, 0].numpy(), y[:, 0].numpy())[0, 1]
     assert r[0] == pytest.approx(expected, abs=1e-5) and r[1] == pytest.approx(-1, abs=1e-5) and r[2] == 0
-    weights = compare.bootstrap_weights(3000, replicates=300, seed=0)
+    weights = stats.bootstrap_weights(3000, replicates=300, seed=0)
     replicates = compare.paired_correlations(x, y, weights)
     assert replicates.shape == (300, 3)
-    low, high = compare.interval(replicates[:, 0])
+    low, high = stats.interval(replicates[:, 0])
     assert low < 2 ** -0.5 < high and high - low < 0.1  # the true correlation is 1/sqrt(2)
 
 
 def test_permutation_and_sign_flip_p_values():
     nulls = torch.randn(50) * 0.01
-    assert compare.permutation_p(0.1, nulls) < 1e-6
-    assert compare.permutation_p(0.0, nulls) > 0.1
-    assert compare.permutation_p(-1.0, nulls) == pytest.approx(1.0)
-    assert compare.sign_flip_p(torch.full((40,), 0.1) + 0.01 * torch.randn(40)) < 0.001
-    assert compare.sign_flip_p(torch.randn(40)) > 0.01
+    assert stats.permutation_p(0.1, nulls) < 1e-6
+    assert stats.permutation_p(0.0, nulls) > 0.1
+    assert stats.permutation_p(-1.0, nulls) == pytest.approx(1.0)
+    assert stats.sign_flip_p(torch.full((40,), 0.1) + 0.01 * torch.randn(40)) < 0.001
+    assert stats.sign_flip_p(torch.randn(40)) > 0.01
 
 
 def test_conditional_shuffle_keeps_class_and_predictions():
@@ -149,7 +149,7 @@ def test_prediction2_arm_on_planted_features(shared, expected):
     stats, directions = compare.prediction2_arm(features, alive, gates, "l1", 2, groups, shuffles=9, replicates=50)
     assert [d["verdict"] for d in directions] == [expected, expected], directions
     names = {r["statistic"] for r in stats}
-    assert set(compare.NULLS) | {"observed", "ceiling-model-seed", "reliability-sae-seed"} <= names
+    assert set(verdict.NULLS) | {"observed", "ceiling-model-seed", "reliability-sae-seed"} <= names
     observed = [r for r in stats if r["statistic"] == "observed"][0]
     assert observed["low"] <= observed["value"] <= observed["high"]
     # a gate failure, or a near-empty random-init dictionary, is reported, never silently used

@@ -6,10 +6,8 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
-import torch
 
-from helpers import sae as saelib
-from helpers import study, verdict
+from helpers import profiles, sae_study, study, verdict
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -57,7 +55,7 @@ def smoke_models():
     """Both smoke-profile checkpoints, which the later notebooks read."""
     from helpers.train import train_or_load
     for family in ("cnn", "mlp"):
-        for seed in range(study.MODEL_SEEDS):
+        for seed in range(profiles.get("smoke").model_seeds):
             train_or_load(family, "smoke", seed=seed, verbose=False)
 
 
@@ -66,7 +64,7 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
         "01_activation_maximization.ipynb",
         tmp_path,
         profile="smoke",
-        **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"),
+        explorer=False,
     )
     text = outputs(nb)
     assert "Prediction 1 on this profile" in text and "The rule, as written before the run" in text
@@ -86,22 +84,27 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
         assert summary["prediction1"] == verdict.NOT_TESTABLE
     # A rerun with the same parameters loads the cached AM images instead of optimizing again.
     again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke",
-                            **study.notebook_parameters("01_activation_maximization.ipynb", "smoke")))
+                            explorer=False))
     assert "loaded cached result" in again
 
 
 def test_activation_maximization_notebook_rejects_bad_parameters(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as err:
-        execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", parameterization="dct")
+        execute("01_activation_maximization.ipynb", tmp_path, profile="smoke", overrides={"parameterization": "dct"})
     assert "parameter parameterization='dct' is not one of ('fft', 'pixel')" in str(err.value)
+
+
+def test_an_unknown_override_names_the_settings(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        execute("02_sae.ipynb", tmp_path, model="mlp", profile="smoke", overrides={"stepz": 10})
+    assert "'stepz' is not a setting of SAE" in str(err.value) and "augment_copies" in str(err.value)
 
 
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
     # with its feature browser on, as a reader opens it: the widget cell runs headlessly too (the study leaves it
     # out only because the static book cannot use it)
-    parameters = {**study.notebook_parameters("02_sae.ipynb", "smoke"), "explorer": True}
-    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", **parameters)
+    nb = execute("02_sae.ipynb", tmp_path, model=model, profile="smoke", explorer=True)
     widget_views = [o for c in nb["cells"] for o in c.get("outputs", [])
                     if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert widget_views, "the feature browser did not display"
@@ -124,7 +127,7 @@ def test_sae_notebook_design_card_command(tmp_path):
     """`papermill notebooks/02_sae.ipynb out.ipynb -p model mlp` takes its other parameters from defaults;
     a wrong type fails at the top."""
     with pytest.raises(papermill.PapermillExecutionError) as err:
-        execute("02_sae.ipynb", tmp_path, model="mlp", profile="smoke", target_l0="strong")
+        execute("02_sae.ipynb", tmp_path, model="mlp", profile="smoke", overrides={"target_l0": "strong"})
     assert "parameter target_l0='strong' (str) must be an integer" in str(err.value)
 
 
@@ -137,7 +140,7 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
             "01_activation_maximization.ipynb",
             tmp,
             profile="smoke",
-            **study.notebook_parameters("01_activation_maximization.ipynb", "smoke"),
+        explorer=False,
         )
     for model in ("cnn", "mlp"):
         for layer in ("hidden", "mid"):
@@ -148,7 +151,7 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
                     profile="smoke",
                     model=model,
                     layer=layer,
-                    **study.notebook_parameters("02_sae.ipynb", "smoke"),
+                    explorer=False,
                 )
 
 
@@ -159,7 +162,6 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
         tmp_path,
         profile="smoke",
         layer=layer,
-        **study.notebook_parameters("03_compare.ipynb", "smoke"),
     )
     text = outputs(nb)
     for phrase in ("images shuffled within (class, CNN prediction, MLP prediction)", "ceiling", "random-init",
@@ -168,17 +170,17 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
     assert images(nb) >= 3  # statistics, layer map, pairs
     folder = data_env / "results" / "smoke"
     conclusions = json.loads((folder / f"conclusions_{layer}.json").read_text())
-    lm = torch.load(folder / "layer_map.pt", weights_only=True)["value"]
+    lm = sae_study.layer_map("smoke")
     assert conclusions["modules"]["cnn"] == (lm["choice"]["cnn"] if layer == "mid" else "hidden")
     assert lm["trained"].shape == (len(lm["cnn_layers"]), len(lm["mlp_layers"]))
     assert conclusions["prediction2"] in verdict.VERDICTS
-    assert set(conclusions["per_arm"]) == set(saelib.LAYER_ARMS[layer])
+    assert set(conclusions["per_arm"]) == set(profiles.get("smoke").arms(layer))
     # the smoke SAEs train for 60 steps: a failed gate must make the verdict "not testable", never "not supported"
     gates_ok = all(
         json.loads((folder / "sae" / layer / f"{f}-summary.json").read_text())[f"{f}-seed{s}-{arm}"]["gates_passed"]
         for f in ("cnn", "mlp")
         for s in (0, 1)
-        for arm in saelib.LAYER_ARMS[layer]
+        for arm in profiles.get("smoke").arms(layer)
     )
     if not gates_ok:
         assert conclusions["prediction2"] == verdict.NOT_TESTABLE
@@ -192,7 +194,6 @@ def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path
             tmp_path,
             profile="smoke",
             layer="hidden",
-            **study.notebook_parameters("03_compare.ipynb", "smoke"),
         )
     text = outputs(execute("04_answers.ipynb", tmp_path, profile="smoke"))
     am = json.loads((folder / "am_summary.json").read_text())

@@ -31,7 +31,7 @@ def lab(tmp_path_factory, data_env):
     for family in ("cnn", "mlp"):
         train_or_load(family, "smoke", seed=0, verbose=False)  # cached when test_notebooks.py trained them
     root = tmp_path_factory.mktemp("lab")
-    parameters = {"profile": "smoke", **study.notebook_parameters(NOTEBOOK, "smoke"), "explorer": True}
+    parameters = {"profile": "smoke", "explorer": True}
     papermill.execute_notebook(str(study.NOTEBOOKS / NOTEBOOK), str(root / NOTEBOOK), parameters=parameters,
                                prepare_only=True, cwd=str(study.NOTEBOOKS))
     port = free_port()

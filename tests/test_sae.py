@@ -2,15 +2,16 @@
 import pytest
 import torch
 
+from helpers import activations, sae_study
 from helpers import sae as saelib
-from helpers.models import build_model
+from helpers.models import build_model, fingerprint
 
 
 def test_decoder_columns_stay_unit_norm():
     acts = torch.randn(2000, 16).relu()
     sae, log = saelib.train_sae(acts, expansion=3, steps=30, batch_size=64, lr=1e-2, progress=False, log_every=10)
     assert torch.allclose(sae.W_dec.norm(dim=0), torch.ones(48), atol=1e-5)
-    assert len(log) == 3 and {"mse", "l0", "explained_variance", "dead", "resampled"} <= set(log[0])
+    assert len(log) == 3 and {"mse", "l0", "explained_variance", "silent", "resampled"} <= set(log[0])
 
 
 def test_parallel_gradient_is_removed():
@@ -130,45 +131,45 @@ def test_a_loss_that_diverges_stops_training_at_its_step(monkeypatch):
 
 def test_harvest_is_cached(data_env, cifar_test):
     model = build_model("mlp", depth=1, width=16, resolution=32).eval()
-    acts, labels = saelib.harvest_activations(model, "hidden", "test")
+    acts, labels = activations.harvest_activations(model, "hidden", "test")
     assert acts.shape == (10000, 16) and torch.equal(labels, cifar_test[1])
-    files = list((data_env / "activations").glob(f"{saelib.fingerprint(model)}-*"))
+    files = list((data_env / "activations").glob(f"{fingerprint(model)}-*"))
     assert len(files) == 1
     before = files[0].stat().st_mtime_ns
-    again, _ = saelib.harvest_activations(model, "hidden", "test")
+    again, _ = activations.harvest_activations(model, "hidden", "test")
     assert torch.equal(acts, again) and files[0].stat().st_mtime_ns == before
-    augmented, aug_labels = saelib.harvest_activations(model, "hidden", "test", augment_copies=1)
+    augmented, aug_labels = activations.harvest_activations(model, "hidden", "test", augment_copies=1)
     assert augmented.shape == (20000, 16) and torch.equal(augmented[:10000], acts)
     assert not torch.equal(augmented[10000:], acts) and torch.equal(aug_labels[10000:], labels)
     before = set((data_env / "activations").glob("*-residual.0-test-aug0-*"))
     with torch.no_grad():
         model.linear_out.weight.add_(1)  # other weights, other cache entry
-    saelib.harvest_activations(model, "hidden", "test")
+    activations.harvest_activations(model, "hidden", "test")
     new = set((data_env / "activations").glob("*-residual.0-test-aug0-*")) - before
-    assert [p.name.split("-")[0] for p in new] == [saelib.fingerprint(model)]
+    assert [p.name.split("-")[0] for p in new] == [fingerprint(model)]
 
 
 def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
     model = build_model("mlp", depth=1, width=8, resolution=32).eval()
     images, labels = cifar_test[0][::20], cifar_test[1][::20]
-    acts, _ = saelib.harvest_activations(model, "hidden", "test", cache=False)
-    baseline = saelib.baseline_accuracy(model, "hidden", images, labels, acts.mean(0))
-    metrics, _ = saelib.evaluate_sae(exact_sae(8), model, "hidden", acts[::20], images, labels, baseline)
-    assert metrics["accuracy sae"] == pytest.approx(metrics["accuracy original"])
-    assert metrics["loss recovered vs mean-ablated"] == pytest.approx(1.0)
+    acts, _ = activations.harvest_activations(model, "hidden", "test", cache=False)
+    baseline = sae_study.baseline_accuracy(model, "hidden", images, labels, acts.mean(0))
+    metrics, _ = sae_study.evaluate_sae(exact_sae(8), model, "hidden", acts[::20], images, labels, baseline)
+    assert metrics["accuracy_spliced"] == pytest.approx(metrics["accuracy_original"])
+    assert metrics["loss_recovered"] == pytest.approx(1.0)
     useless = exact_sae(8)
     with torch.no_grad():
         useless.W_dec.zero_()  # reconstructs every input as b_dec = 0: the zero-ablated layer
-    metrics, _ = saelib.evaluate_sae(useless, model, "hidden", acts[::20], images, labels, baseline)
-    assert metrics["explained_variance"] < 0.01 and metrics["loss recovered vs mean-ablated"] < 0.9
+    metrics, _ = sae_study.evaluate_sae(useless, model, "hidden", acts[::20], images, labels, baseline)
+    assert metrics["explained_variance"] < 0.01 and metrics["loss_recovered"] < 0.9
 
 
 def test_conv_layers_are_read_pooled_and_spliced_back(cifar_test):
     model = build_model("cnn", width=1 / 16).eval()
     images, labels = cifar_test[0][:200], cifar_test[1][:200]
-    reps = saelib.layer_representations(model, images, ["features.9", "classifier.1"])
+    reps = activations.layer_representations(model, images, ["features.9", "classifier.1"])
     channels = model.features[7].out_channels
-    assert reps["features.9"].shape == (200, channels * saelib.POOL ** 2) and reps["classifier.1"].shape[0] == 200
+    assert reps["features.9"].shape == (200, channels * activations.POOL ** 2) and reps["classifier.1"].shape[0] == 200
     same = saelib.spliced_accuracy(model, "features.9", images, labels, lambda a: a)
     plain = saelib.spliced_accuracy(model, "hidden", images, labels, lambda a: a)
     assert same["loss"] == pytest.approx(plain["loss"], rel=1e-5)

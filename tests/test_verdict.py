@@ -4,14 +4,14 @@ import pytest
 from helpers import verdict as V
 
 GOOD_METRICS = {"dead": 10, "n_features": 300, "explained_variance": 0.9, "l0": 30.0,
-                "accuracy original": 0.80, "accuracy sae": 0.79}
+                "accuracy_original": 0.80, "accuracy_spliced": 0.79}
 FLAT_LOG = [dict(l0=30.0, explained_variance=0.9)] * 50
 
 
 def test_gates_pass_and_each_one_can_fail():
     assert V.gates_passed(V.sae_gates(GOOD_METRICS, 32, FLAT_LOG))
     failing = {"dead share": dict(dead=100), "explained variance": {"explained_variance": 0.5},
-               "accuracy drop": {"accuracy sae": 0.70}, "L0 / target": dict(l0=100.0)}
+               "accuracy drop": {"accuracy_spliced": 0.70}, "L0 / target": dict(l0=100.0)}
     for gate, change in failing.items():
         rows = V.sae_gates({**GOOD_METRICS, **change}, 32, FLAT_LOG)
         assert [r["gate"] for r in rows if not r["passed"]] == [gate]

@@ -1,0 +1,70 @@
+"""A network's layers as the study reads them: harvested over a CIFAR-10 split (cached), or several layers of a few
+images at once.
+
+A convolutional layer is read as its channels averaged over a ``POOL`` x ``POOL`` grid of positions: coarse layout
+is kept, and its size (channels x 4) stays one that CKA and an SAE three times as wide can afford on a CPU.
+"""
+import torch
+import torch.nn.functional as F
+
+from helpers import data as cifar
+from helpers import store
+from helpers.models import fingerprint, record, resolve_layer
+
+POOL = 2
+
+
+def pooled(output):
+    """A layer's output as the study reads it: conv maps averaged to POOL x POOL positions, vectors as they are."""
+    return F.adaptive_avg_pool2d(output, POOL) if output.dim() == 4 else output
+
+
+def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, seed=0, cache=True):
+    """Activations of ``layer`` (e.g. ``'hidden'``) for every image of a CIFAR-10 split, batched.
+
+    ``augment_copies`` adds that many crop/flip-augmented passes over the split (more activation vectors than
+    images). Cached in ``Data/activations/`` keyed by the model's weights, layer, split and augmentation (and the
+    code: ``store.HARVEST``), so a rerun loads in seconds. Returns (activations float32 (N, D), labels (N,)).
+    """
+    name, _ = resolve_layer(model, layer)
+    inputs = dict(model=fingerprint(model), layer=name, split=split, augment_copies=augment_copies, seed=seed,
+                  pool=POOL)
+    harvest = lambda: _harvest(model, layer, split, augment_copies, batch_size, seed)  # noqa: E731
+    if not cache:
+        return harvest()
+    where = {k: v for k, v in inputs.items() if k != "pool"}
+    return store.HARVEST(harvest, where, **inputs)
+
+
+@torch.no_grad()
+def _harvest(model, layer, split, augment_copies, batch_size, seed):
+    images, labels, _ = cifar.load_cifar10(split, verbose=False)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    with record(model, [layer]) as acts:
+        for augmented in [False] + [True] * augment_copies:
+            for start in range(0, len(images), batch_size):
+                x = images[start:start + batch_size]
+                if augmented:
+                    x = cifar.augment(x, generator)
+                model(cifar.to_float(x.to(device)))
+                out.append(pooled(acts[layer]).flatten(1).float().cpu())
+    model.train(was_training)
+    return torch.cat(out), labels.repeat(1 + augment_copies)
+
+
+@torch.no_grad()
+def layer_representations(model, images, layers, batch_size=500):
+    """{layer: (N, D) representation} of uint8 ``images`` for several layers in one pass (pooled like harvests)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = {layer: [] for layer in layers}
+    with record(model, layers) as acts:
+        for start in range(0, len(images), batch_size):
+            model(cifar.to_float(images[start:start + batch_size].to(device)))
+            for layer in layers:
+                out[layer].append(pooled(acts[layer]).flatten(1).float().cpu())
+    return {layer: torch.cat(v) for layer, v in out.items()}

@@ -1,0 +1,236 @@
+"""Prediction 2 as the study runs it (``03_compare``): the two families' dictionaries compared at one study layer,
+against the nulls and the ceiling, with linear CKA beside them, the best-matched pairs, and the conclusions."""
+from dataclasses import dataclass, field
+
+import torch
+
+from helpers import compare, profiles, store, verdict
+from helpers import sae_study as saes
+from helpers.paths import write_json
+from helpers.units import SAESpec
+
+WHERE = {"hidden": "the last hidden layers", "mid": "the best-aligned mid-depth layers, L1 arm only"}
+
+
+@dataclass
+class ComparePage:
+    profile: str
+    layer: str = "hidden"
+    seed: int = 0                # the image split, the shuffles and the bootstrap
+    overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        import json
+
+        from helpers.data import load_cifar10
+        from helpers.train import load_trained, predictions
+        profiles.check_layer(self.layer)
+        profiles.check_seed(self.seed)
+        p = profiles.get(self.profile)
+        self.settings, self.model_seeds = p.compare.with_overrides(self.overrides), p.model_seeds
+        self.am_summary = json.loads(store.require("am_summary", profile=self.profile).read_text())
+        self.summary = saes.load_summaries(self.profile, self.layer)
+        self.features = {spec.id: saes.load_features(self.profile, self.layer, spec) for spec in self.summary}
+        self.test_images, self.test_labels, _ = load_cifar10("test")
+        self.nets = {(f, s): load_trained(f, self.profile, s)
+                     for f in profiles.FAMILIES for s in range(self.model_seeds)}
+        predicted = {key: predictions(net, self.test_images) for key, net in self.nets.items()}
+        self.groups = {s: compare.prediction_groups(self.test_labels, predicted[("cnn", s)], predicted[("mlp", s)])
+                       for s in range(self.model_seeds)}
+        self.modules = {f: saes.study_layer(f, self.profile, self.layer) for f in profiles.FAMILIES}
+
+    def where(self):
+        return dict(profile=self.profile, layer=self.layer)
+
+    def describe(self):
+        g = self.groups[0]
+        return (f"profile {self.profile!r}, layers {self.modules}: {self.model_seeds} trained model(s) per family, "
+                f"{len(self.summary)} SAEs, {len(self.test_labels):,} test images; conditional-shuffle groups: "
+                f"{len(g.unique())}, {(g.bincount() == 1).sum().item()} images alone in their group (they stay "
+                f"aligned, which makes that null conservative)")
+
+    def gate_table(self):
+        import pandas as pd
+        self.gates = pd.DataFrame([dict(variant=spec.id, arm=spec.arm, network=spec.net, model_seed=spec.model_seed,
+                                        alive_share=s["alive_share"], l0=s["metrics"]["l0"],
+                                        explained_variance=s["metrics"]["explained_variance"],
+                                        failed=", ".join(g["gate"] for g in s["gates"] if not g["passed"]))
+                                   for spec, s in self.summary.items()]).set_index("variant")
+        self.gates.to_csv(store.path("compare_gates", **self.where()))
+        return self.gates.round(3)
+
+    def statistics(self):
+        """Every arm's held-out statistics and each direction's verdict (``compare.prediction2_arm``), written."""
+        import pandas as pd
+        gates_ok = {spec.id: s["gates_passed"] for spec, s in self.summary.items()}
+        alive_share = {spec.id: s["alive_share"] for spec, s in self.summary.items()}
+        rows, directions = [], []
+        for arm in profiles.get(self.profile).arms(self.layer):
+            s, d = compare.prediction2_arm(self.features, alive_share, gates_ok, arm, self.model_seeds, self.groups,
+                                           seed=self.seed, shuffles=self.settings.shuffles,
+                                           replicates=self.settings.replicates)
+            rows += s
+            directions += d
+        self.stats, self.directions = pd.DataFrame(rows), pd.DataFrame(directions)
+        self.stats.to_csv(store.path("compare_statistics", **self.where()), index=False)
+        self.directions.to_csv(store.path("compare_directions", **self.where()), index=False)
+        self.verdict, self.per_arm = verdict.prediction2(self.directions.to_dict("records"))
+        shown = self.stats.assign(statistic=self.stats.statistic.map(compare.LABELS))
+        return shown.set_index(["arm", "direction", "statistic"])[
+            ["value", "low", "high", "diff", "diff_low", "p", "p_holm", "valid", "in_sample_best"]].round(4)
+
+    def statistics_figure(self):
+        import matplotlib.pyplot as plt
+        panels = list(self.stats.groupby(["arm", "direction"], sort=False))
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), sharey=True, squeeze=False)
+        order = ["observed", *verdict.NULLS, "ceiling-model-seed", "reliability-sae-seed"]
+        for ax, ((arm, direction), part) in zip(axes[0], panels):
+            part = part.set_index("statistic").reindex([o for o in order if o in set(part.statistic)])
+            y = range(len(part))
+            colors = ["C3" if k == "observed" else "C2" if k.startswith(("ceiling", "reliability")) else
+                      ("C0" if part.loc[k, "valid"] else "lightgrey") for k in part.index]
+            # A shuffle null's value averages every shuffle, its interval only the first few: it can sit just outside.
+            ax.errorbar(part.value, y, xerr=[(part.value - part.low).clip(lower=0),
+                                             (part.high - part.value).clip(lower=0)], fmt="none", ecolor=colors)
+            ax.scatter(part.value, y, c=colors, zorder=3)
+            ax.set(yticks=list(y), yticklabels=[k.replace("null-", "null: ") for k in part.index],
+                   xlabel="held-out best-match correlation", title=f"{arm} arm, {direction}")
+            ax.invert_yaxis()
+        fig.suptitle(f"Held-out feature correlation with 95% intervals ({self.profile} profile, layers "
+                     f"{self.modules['cnn']} and {self.modules['mlp']}; grey: an invalid null)")
+        fig.tight_layout()
+        plt.savefig(store.path("compare_figure", **self.where()), dpi=120)
+        return fig
+
+    def directions_table(self):
+        return self.directions[["arm", "direction", "observed", "strongest_null", "ceiling", "position",
+                                "position_low", "position_high", "gates_ok", "verdict", "reason"]].round(3)
+
+    def layer_map_figure(self):
+        """Linear CKA of every layer pair beside its two nulls, the chosen mid-depth pair marked (saved, with the
+        trained map as a table); prints the pair."""
+        import matplotlib.pyplot as plt
+        import pandas as pd
+        lm = saes.layer_map(self.profile)
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+        panels = [("trained CNN vs trained MLP", lm["trained"]),
+                  *[(f"trained vs {k}", v) for k, v in lm["nulls"].items()]]
+        for ax, (title, m) in zip(axes, panels):
+            im = ax.imshow(m.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            ax.set(xticks=range(len(lm["mlp_layers"])), xticklabels=lm["mlp_layers"],
+                   yticks=range(len(lm["cnn_layers"])), yticklabels=lm["cnn_layers"], title=title,
+                   xlabel="MLP layer", ylabel="CNN layer")
+            ax.tick_params(axis="x", rotation=60)
+        i, j = lm["cnn_layers"].index(lm["choice"]["cnn"]), lm["mlp_layers"].index(lm["choice"]["mlp"])
+        axes[0].scatter([j], [i], marker="s", s=120, facecolors="none", edgecolors="red")
+        fig.colorbar(im, ax=axes, shrink=0.8, label="linear CKA")
+        fig.suptitle(f"Linear CKA, every layer pair ({self.profile} profile); "
+                     "red: the mid-depth pair compared in the second SAE comparison")
+        plt.savefig(store.path("layer_map_figure", profile=self.profile), dpi=120)
+        pd.DataFrame(lm["trained"].numpy(), index=lm["cnn_layers"], columns=lm["mlp_layers"]).to_csv(
+            store.path("layer_map_table", profile=self.profile))
+        nulls = ", ".join(f"{k} {v[i, j]:.3f}" for k, v in lm["nulls"].items())
+        print(f"best-aligned mid-depth pair: CNN {lm['choice']['cnn']}, MLP {lm['choice']['mlp']} "
+              f"(CKA {lm['trained'][i, j]:.3f}; nulls {nulls})")
+        return fig
+
+    def cka_table(self):
+        """Linear CKA between the two layers compared, against shuffled-image and random-init nulls and the
+        model-seed ceiling (written)."""
+        import pandas as pd
+
+        from helpers.activations import harvest_activations
+        from helpers.train import random_model
+        reps = {f: harvest_activations(self.nets[(f, 0)], self.modules[f], "test")[0] for f in profiles.FAMILIES}
+        rand = {f: harvest_activations(random_model(f, self.profile, 0), self.modules[f], "test")[0]
+                for f in profiles.FAMILIES}
+        cka = compare.linear_cka
+        rows = [("CNN vs MLP hidden layer", cka(reps["cnn"], reps["mlp"])),
+                ("null: images shuffled within (class, predictions)", sum(
+                    cka(reps["cnn"], compare.shuffle_rows(reps["mlp"], self.seed + r, self.groups[0]))
+                    for r in range(3)) / 3),
+                ("null: image order shuffled", sum(
+                    cka(reps["cnn"], compare.shuffle_rows(reps["mlp"], self.seed + r)) for r in range(3)) / 3),
+                ("null: CNN vs random-init MLP", cka(reps["cnn"], rand["mlp"])),
+                ("null: random-init CNN vs MLP", cka(rand["cnn"], reps["mlp"]))]
+        if self.model_seeds > 1:
+            rows += [(f"ceiling: {f.upper()} seed 0 vs {f.upper()} seed 1", cka(reps[f], harvest_activations(
+                self.nets[(f, 1)], self.modules[f], "test")[0])) for f in profiles.FAMILIES]
+        table = pd.DataFrame([dict(comparison=c, cka=v) for c, v in rows])
+        table.to_csv(store.path("compare_cka", **self.where()), index=False)
+        return table.round(3)
+
+    def pair_figures(self):
+        """The best-matched feature pairs (L1 arm, model seed 0): each feature's AM image with its repetition
+        scores, and its most activating test images."""
+        import matplotlib.pyplot as plt
+
+        from helpers import actmax
+        from helpers.am_study import MEASURES
+        from helpers.data import CLASSES
+        from helpers.plots import show_images
+        specs = {f: SAESpec(f, "trained", 0, "l1") for f in profiles.FAMILIES}
+        fc_all, fm_all = (self.features[specs[f].id] for f in profiles.FAMILIES)
+        matched = compare.top_pairs(fc_all, fm_all, k=self.settings.pairs)
+        if not matched:
+            return
+        color = actmax.cifar_color_matrix()
+        encoders = {f: saes.load_sae(self.profile, self.layer, specs[f]).W_enc.detach() for f in profiles.FAMILIES}
+        am = {f: actmax.render(self.nets[(f, 0)],
+                               actmax.direction(self.modules[f], encoders[f][[p[i] for p in matched]]),
+                               steps=self.settings.am_steps, seed=self.seed, color_matrix=color, progress=False).images
+              for i, f in enumerate(profiles.FAMILIES)}
+        scores = {f: {m: fn(am[f]).tolist() for m, fn in MEASURES.items()} for f in am}  # repetition, as in 01
+        for j, (fc, fm, r) in enumerate(matched):
+            top = {"cnn": fc_all[:, fc].topk(6).indices, "mlp": fm_all[:, fm].topk(6).indices}
+            images, titles = [], []
+            for f, index in (("cnn", fc), ("mlp", fm)):
+                score = " ".join(f"{m[:4]} {v[j]:.2f}" for m, v in scores[f].items())
+                images += [am[f][j:j + 1], self.test_images[top[f]].float() / 255]
+                titles += [f"{f.upper()} f{index} AM\n{score}"] + [CLASSES[self.test_labels[i]] for i in top[f]]
+            show_images(torch.cat(images), titles, ncols=7, size=1.2,
+                        suptitle=f"pair {j + 1}: in-sample correlation {r:.3f}")
+            plt.show()
+
+    def prediction1_table(self):
+        import pandas as pd
+        return pd.DataFrame(self.am_summary["comparisons"])[
+            ["objective", "measure", "setting", "cnn_delta", "mlp_delta", "position", "position_low", "position_high",
+             "verdict"]].round(3)
+
+    def conclusions(self):
+        """Prediction 2's verdict in words with the numbers it rests on; written to ``conclusions_<layer>.json``."""
+        def fmt(row):
+            return f"{row.value:.3f} [{row.low:.3f}, {row.high:.3f}]"
+        lines = []
+        for d in self.directions.itertuples():
+            part = self.stats[(self.stats.arm == d.arm) & (self.stats.direction == d.direction)].set_index("statistic")
+            ceiling = fmt(part.loc["ceiling-model-seed"]) if "ceiling-model-seed" in part.index else "none"
+            nulls = "; ".join(f"{compare.LABELS[k].removeprefix('null: ')} {fmt(part.loc[k])}"
+                              + ("" if part.loc[k, "valid"] else " (invalid)") for k in verdict.NULLS)
+            lines.append(f"- **{d.arm} arm, {d.direction.replace('->', ' → ')}: {d.verdict}** ({d.reason}). Observed "
+                         f"{fmt(part.loc['observed'])} (in-sample best match "
+                         f"{part.loc['observed', 'in_sample_best']:.3f}); nulls: {nulls}; ceiling {ceiling}; position "
+                         f"{d.position:.2f} [{d.position_low:.2f}, {d.position_high:.2f}].")
+        failed = self.gates[(self.gates.network == "trained") & (self.gates.failed != "")]
+        arms = "; ".join(f"{arm} arm: {v}" for arm, v in self.per_arm.items())
+        p = profiles.get(self.profile)
+        small = ("Small models trained for minutes on CIFAR-10, far from the 94% VGG13_bn and the ImageNet-21k "
+                 "pre-trained B-12/Wi-1024 of the proposal; " if p.small else "")
+        text = f"""
+**Profile {self.profile!r}** ({p.models}).
+
+**Prediction 2 (similar dictionaries), {WHERE[self.layer]} ({self.modules["cnn"]}, {self.modules["mlp"]}): \
+{self.verdict}** ({arms}).
+
+{chr(10).join(lines)}
+
+SAEs of trained models that failed a gate: {', '.join(f'{v} ({r.failed})' for v, r in failed.iterrows()) or 'none'}.
+
+**Limits.** {small}{self.model_seeds} training seed(s) per family; a convolutional layer is read as its channels
+averaged over a 2×2 grid of positions.
+"""
+        write_json(store.path("conclusions", **self.where()), dict(
+            profile=self.profile, layer=self.layer, modules=self.modules, prediction2=self.verdict,
+            per_arm=self.per_arm, directions=self.directions.to_dict("records"), markdown=text))
+        return text

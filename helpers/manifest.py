@@ -1,0 +1,66 @@
+"""The study's manifest: its steps in the order they run, the page each writes in the book, the parameters each
+takes beyond the profile, the results files each page links for download, and the book's table of contents."""
+from dataclasses import dataclass, field
+
+from helpers import profiles, store
+
+
+@dataclass(frozen=True)
+class Step:
+    notebook: str              # the source, in notebooks/
+    page: str                  # the executed notebook's name in book/<profile>/, without .ipynb
+    title: str                 # its chapter title in the book
+    parameters: dict           # what the study passes beyond the profile
+    downloads: tuple = field(default=())   # (artifact, fields) pairs the page links for download
+
+    def target(self, book, profile):
+        return book / profile / f"{self.page}.ipynb"
+
+    def download_paths(self, profile):
+        """The results files of the page that exist (paths under the data folder)."""
+        paths = [store.ARTIFACTS[name].path(profile=profile, **fields) for name, fields in self.downloads]
+        return [p for p in paths if p.exists()]
+
+
+NAMES = {"cnn": "CNN", "mlp": "MLP"}
+SEED_WORDS = {0: "", 1: ", second seed", 2: ", third seed"}
+
+
+def steps(profile, seed=0):
+    """Every step of the study on ``profile`` in the order it runs (the answers page last, as it reads the rest)."""
+    p = profiles.get(profile)
+    out = [Step("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""),
+                f"Training the {NAMES[m]}" + SEED_WORDS.get(s, f", seed {s}"), dict(model=m, seed=seed + s),
+                (("training_record", dict(family=m, seed=seed + s)),))
+           for m in profiles.FAMILIES for s in range(p.model_seeds)] if not p.official else []
+    out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
+                    "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
+                    tuple((a, {}) for a in ("am_scores", "am_gates", "am_effects", "am_comparisons", "am_summary"))))
+    # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
+    for layer, tag in (("hidden", ""), ("mid", "_mid")):
+        for m in profiles.FAMILIES:
+            where = "the " + NAMES[m] if layer == "hidden" else f"a mid-depth {NAMES[m]} layer"
+            out.append(Step("02_sae.ipynb", f"02_sae_{m}{tag}", f"Sparse autoencoder on {where}",
+                            dict(model=m, layer=layer, seed=seed, explorer=False),
+                            tuple((a, dict(family=m, layer=layer))
+                                  for a in ("sae_metrics", "sae_gates", "sae_summary"))))
+        out.append(Step("03_compare.ipynb", f"03_compare{tag}", "Comparison and conclusions (Prediction 2)"
+                        if layer == "hidden" else "Comparison at the mid-depth layers", dict(layer=layer, seed=seed),
+                        tuple((a, dict(layer=layer)) for a in ("compare_gates", "compare_statistics",
+                                                               "compare_directions", "compare_cka"))
+                        + (("layer_map_table", {}), ("conclusions", dict(layer=layer)))))
+    out.append(Step("04_answers.ipynb", "answers", "The answers", {},
+                    (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))))
+    return out
+
+
+def toc(book_profiles):
+    """The book's table of contents (``_toc.yml``) for the profiles whose pages it holds: per profile, the answers
+    first, then every page in the order the study wrote them; the references last."""
+    parts = []
+    for name in book_profiles:
+        ordered = sorted(steps(name), key=lambda s: s.notebook != "04_answers.ipynb")
+        parts.append(dict(caption=f"{name} profile: {profiles.get(name).caption}",
+                          chapters=[dict(file=f"{name}/{s.page}", title=s.title) for s in ordered]))
+    parts.append(dict(caption="Back matter", chapters=[dict(file="references")]))
+    return dict(format="jb-book", root="intro", parts=parts)

@@ -1,0 +1,215 @@
+"""The study's profiles: every run setting, one frozen object per profile, in this module only.
+
+A profile fixes which models the study uses (trained here, or the published checkpoints), how they are trained, how
+many training seeds each family gets, and the settings of activation maximization (``am``), of the sparse
+autoencoders (``sae``) and of the comparison (``compare``). Training, the notebooks, the study runner and the
+benchmarks all read their settings from here; a notebook may override a few of them for one run
+(``Settings.with_overrides``), and each settings object checks its values once, when it is made.
+
+  smoke            seconds per notebook, for tests: tiny models, few steps and units;
+  cpu              small members of both families trained on 2 CPU cores (the default);
+  paper            the full VGG13_bn and B-12/Wi-1024 (resolution 32) trained here, for a GPU;
+  official         the published checkpoints (not trained here), for a GPU;
+  full-size-check  the official checkpoints' shapes with few steps, so a CPU runs the full-size path in minutes
+                   (``benchmarks/full_size.py``).
+"""
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from helpers.params import check
+
+FAMILIES = ("cnn", "mlp")
+FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP"}
+STUDY_LAYERS = ("hidden", "mid")  # the proposal's last hidden layers, and the best-aligned mid-depth pair
+
+
+def _setting(default, low=None, choices=None):
+    return field(default=default, metadata=dict(low=low, choices=choices))
+
+
+class Settings:
+    """A frozen group of settings whose fields declare their type (by their default), lower bound and choices."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            if "low" not in f.metadata:
+                continue  # not a checked setting (an architecture, a subset size)
+            kind = type(f.default)
+            value = check(f.name, getattr(self, f.name), kind, f.metadata.get("choices"), f.metadata.get("low"))
+            object.__setattr__(self, f.name, value)  # an int given for a float becomes the float
+
+    def with_overrides(self, overrides):
+        """A copy with ``overrides`` (a dict of this group's settings) applied and checked."""
+        if not isinstance(overrides, dict):
+            raise ValueError(f"overrides={overrides!r} must be a dict of settings, e.g. papermill ... "
+                             f"-y 'overrides: {{steps: 60}}'")
+        names = [f.name for f in fields(self)]
+        unknown = [k for k in overrides if k not in names]
+        if unknown:
+            raise ValueError(f"overrides: {', '.join(map(repr, unknown))} is not a setting of {type(self).__name__}; "
+                             f"its settings are {', '.join(names)}.")
+        return replace(self, **overrides)
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Training(Settings):
+    """How one family is trained (``helpers.train``). ``train_subset``/``test_subset``: that many images (None: all)."""
+    arch: dict
+    epochs: int = _setting(7, low=1)
+    batch_size: int = _setting(256, low=1)
+    optimizer: str = _setting("sgd", choices=("sgd", "adamw"))
+    lr: float = _setting(0.1, low=0.0)
+    weight_decay: float = _setting(5e-4, low=0.0)
+    label_smoothing: float = _setting(0.1, low=0.0)
+    train_subset: object = None
+    test_subset: object = None
+
+
+@dataclass(frozen=True)
+class AM(Settings):
+    """Activation maximization for Prediction 1 (``01_activation_maximization``)."""
+    layer: str = _setting("hidden")       # the later layer whose units are visualized ("hidden": the last hidden one)
+    units: int = _setting(16, low=1)      # units per layer and AM seed, among units that respond to test images
+    am_seeds: int = _setting(2, low=1)    # AM runs with different starting images and unit picks
+    steps: int = _setting(256, low=1)     # optimization steps
+    lr: float = _setting(0.05, low=0.0)   # Adam's learning rate
+    parameterization: str = _setting("fft", choices=("fft", "pixel"))  # decorrelated Fourier basis, or pixels
+    jitter: int = _setting(2, low=0)      # random shift in pixels each step (0: off)
+    natural_images: int = _setting(500, low=10)  # test images: success thresholds and the natural-image baseline
+    replicates: int = _setting(1000, low=10)     # bootstrap replicates of each effect size
+
+
+@dataclass(frozen=True)
+class SAE(Settings):
+    """The sparse autoencoders of one family (``02_sae``)."""
+    target_l0: int = _setting(32, low=1)      # active features per input, the same for both families and both arms
+    expansion: int = _setting(3, low=1)       # features per input dimension
+    batch_size: int = _setting(256, low=1)    # Adam's learning rate is each arm's (helpers.sae.learning_rate)
+    steps: int = _setting(1000, low=1)
+    augment_copies: int = _setting(0, low=0)  # extra crop/flip passes over the training images
+    features_shown: int = _setting(8, low=0)
+    am_features: int = _setting(4, low=0)     # features visualized by AM along their encoder direction
+    am_steps: int = _setting(128, low=1)
+
+    def training(self):
+        """The keywords of ``sae.train_sae`` among these settings."""
+        return dict(target_l0=self.target_l0, expansion=self.expansion, batch_size=self.batch_size, steps=self.steps)
+
+
+@dataclass(frozen=True)
+class Compare(Settings):
+    """The comparison of the two families' dictionaries (``03_compare``)."""
+    shuffles: int = _setting(9, low=2)      # permutations per shuffle null (see stats.permutation_p)
+    replicates: int = _setting(200, low=10)  # bootstrap replicates
+    pairs: int = _setting(6, low=0)         # best-matched feature pairs shown
+    am_steps: int = _setting(128, low=1)    # AM steps for the pairs' images
+    layer_map_images: int = _setting(2000, low=10)  # training images of the every-layer CKA map
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    models: str                 # what the profile's models are, in the words the book's verdicts are captioned with
+    training: dict              # {family: Training}; empty for the published checkpoints
+    model_seeds: int            # trained models per family: a second one gives Prediction 2 its model-seed ceiling
+    am: AM = AM()
+    sae: SAE = SAE()
+    compare: Compare = Compare()
+    # The SAE arms trained at each study layer. The mid-depth comparison, beyond the proposal's layer, runs the
+    # proposal's L1 arm only: both arms at both layers would not fit the cpu study's 45 minutes on 2 cores.
+    layer_arms: dict = field(default_factory=lambda: {"hidden": ("l1", "topk"), "mid": ("l1",)})
+    small: bool = True          # small models, far from the proposal's: the pages say so among the limits
+    caption: str = ""           # the book's part heading for the profile's pages
+
+    @property
+    def official(self):
+        """Whether the profile's models are the published checkpoints (``helpers.models.load_official``)."""
+        return not self.training
+
+    def arms(self, layer):
+        check("layer", layer, str, STUDY_LAYERS)
+        return self.layer_arms[layer]
+
+
+_CNN = dict(epochs=7, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=5e-4, label_smoothing=0.1)
+_MLP = dict(epochs=7, batch_size=256, optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1)
+
+PROFILES = {p.name: p for p in (
+    Profile("smoke", "tiny test models trained for seconds", model_seeds=2, caption="tiny test models", training={
+        "cnn": Training(arch=dict(width=1 / 8), **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
+                        test_subset=2000),
+        "mlp": Training(arch=dict(depth=2, width=64, expansion=4, resolution=32),
+                        **dict(_MLP, epochs=2, batch_size=128, lr=2e-3), train_subset=5000, test_subset=2000)},
+        am=AM(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50),
+        sae=SAE(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2),
+        compare=Compare(shuffles=4, replicates=20, pairs=2, am_steps=8)),
+    # Both hidden layers are 512 wide (SAEs of 1,536 features each). Sized so that two seeds of each family train in
+    # about 16 minutes on 2 cores: VGG13_bn at 1/8 width (channels-last: 0.12 s per step here, 1/4 width 0.37 s) and
+    # 4 blocks (0.13 s per step; 6 blocks 0.18 s); about 33 s per epoch for either. 7 epochs, not 12, to fit the
+    # whole study in 45 minutes: at 12 the two seeds reached 76.2% (CNN) and 59.7-59.8% (MLP), at 8 72.3-73.3% and
+    # 57.2-57.5% (and 8 took 291 s per CNN on a 2-core AMD EPYC, 9% more than on the machine of the 72% run).
+    Profile("cpu", "small models trained on 2 CPU cores: VGG13_bn at 1/8 width and a 4-block, width-512 bottleneck "
+                   "MLP, two training seeds each", model_seeds=2, caption="small models trained on 2 CPU cores",
+            training={
+        "cnn": Training(arch=dict(width=1 / 8), **_CNN),
+        "mlp": Training(arch=dict(depth=4, width=512, expansion=4, resolution=32), **_MLP)}),
+    Profile("paper", "VGG13_bn and B-12/Wi-1024 (resolution 32) trained here at full size", model_seeds=2,
+            small=False, caption="the full-size models trained here", training={
+        "cnn": Training(arch=dict(width=1.0), **dict(_CNN, epochs=40)),
+        "mlp": Training(arch=dict(depth=12, width=1024, expansion=4, resolution=32),
+                        **dict(_MLP, epochs=100, batch_size=1024))}),
+    Profile("official", "the published VGG13_bn and B-12/Wi-1024 (ImageNet-21k pre-trained) checkpoints",
+            model_seeds=1, training={}, small=False, caption="the published checkpoints"),
+    # Full-size networks and SAEs (4096 -> 12,288 and 1024 -> 3,072), few steps: benchmarks/full_size.py runs it on a
+    # class-balanced subset of CIFAR-10 with random-weight checkpoints in the official formats.
+    Profile("full-size-check", "random-weight checkpoints of the published architectures, few steps",
+            model_seeds=1, training={}, small=False,
+            am=AM(units=4, am_seeds=1, steps=16, natural_images=200, replicates=100),
+            sae=SAE(steps=30, target_l0=32, am_features=2, am_steps=8, features_shown=2),
+            compare=Compare(shuffles=2, replicates=50, pairs=2, am_steps=8)),
+)}
+STUDY_PROFILES = ("smoke", "cpu", "paper", "official")  # what `python -m helpers.study --profile` offers
+
+
+def get(name):
+    """The profile called ``name``, or a ValueError naming the choices."""
+    if name not in PROFILES:
+        raise ValueError(f"profile={name!r} is not one of {tuple(PROFILES)}; use 'smoke' (tests), 'cpu' (small "
+                         "models, the default), 'paper' (full size, trained on a GPU) or 'official' (the published "
+                         "checkpoints).")
+    return PROFILES[name]
+
+
+def check_family(model, allowed=FAMILIES):
+    return check("model", model, str, list(allowed))
+
+
+def check_layer(layer):
+    return check("layer", layer, str, list(STUDY_LAYERS))
+
+
+def check_seed(seed):
+    return check("seed", seed, int, low=0)
+
+
+def _models(p):
+    if p.official:
+        return "the published checkpoints' architectures: VGG13_bn, B-12/Wi-1024 (64 px)", "not trained here"
+    c, m = p.training["cnn"], p.training["mlp"]
+    width = "full width" if c.arch["width"] == 1 else f"1/{round(1 / c.arch['width'])} width"
+    return (f"VGG13_bn at {width}; MLP of {m.arch['depth']} blocks, width {m.arch['width']} "
+            f"(resolution {m.arch['resolution']})", f"{c.epochs} + {m.epochs} epochs"
+            + (f" on {c.train_subset:,} images" if c.train_subset else ""))
+
+
+def table_markdown():
+    """The profiles as a Markdown table (00_train; the README's table is checked against it by a test)."""
+    rows = ["| profile | models | training (CNN + MLP) | seeds | SAE steps | AM: units × seeds × steps |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for p in PROFILES.values():
+        models, training = _models(p)
+        rows.append(f"| `{p.name}` | {models} | {training} | {p.model_seeds} | {p.sae.steps} | "
+                    f"{p.am.units} × {p.am.am_seeds} × {p.am.steps} |")
+    return "\n".join(rows)

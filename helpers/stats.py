@@ -1,0 +1,100 @@
+"""The study's statistics, in one place: effect sizes, bootstrap intervals, permutation and sign-flip p-values,
+and Holm's adjustment. Measurement code calls these; ``helpers.verdict`` decides from what they return."""
+import numpy as np
+import torch
+
+
+def bootstrap_weights(n, replicates=200, seed=0):
+    """Poisson(1) weights (the bootstrap of ``n`` images, in a form that every statistic can share): (B, n)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.poisson(torch.ones(replicates, n), generator=g)
+
+
+def interval(replicates, level=0.95):
+    """Percentile confidence interval of bootstrap replicates: (low, high)."""
+    r = torch.as_tensor(replicates, dtype=torch.float64)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    low, high = torch.quantile(r, q).tolist()
+    return low, high
+
+
+def permutation_p(observed, null_values):
+    """One-sided p-value of ``observed`` exceeding a null, from that null's permutation values: the normal tail
+    beyond their mean and spread (a few dozen permutations resolve p far below 1/(R+1) this way), never below the
+    empirical (count at or above + 1)/(R + 1) when a permutation reaches the observation."""
+    from scipy.stats import norm
+    v = torch.as_tensor(null_values, dtype=torch.float64)
+    exceed = int((v >= observed).sum())
+    if exceed:
+        return (exceed + 1) / (len(v) + 1)
+    sd = v.std().item() if len(v) > 1 else 0.0
+    if sd == 0:
+        return 1 / (len(v) + 1)
+    return float(norm.sf((observed - v.mean().item()) / sd))
+
+
+def sign_flip_p(differences, repeats=10000, seed=0):
+    """One-sided paired permutation p-value that the mean of ``differences`` (observed minus null, per feature)
+    exceeds 0: the signs are flipped at random."""
+    d = torch.as_tensor(differences, dtype=torch.float64)
+    if len(d) == 0:
+        return 1.0
+    g = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (repeats, len(d)), generator=g).double() * 2 - 1
+    flipped = (signs * d).mean(1)
+    return (int((flipped >= d.mean()).sum()) + 1) / (repeats + 1)
+
+
+def seed_average(per_seed, replicates, seed):
+    """Replicates of the mean over model seeds, the seeds themselves resampled (a two-level bootstrap)."""
+    stacked = torch.stack(per_seed)  # (seeds, B)
+    pick = torch.randint(len(per_seed), (stacked.shape[1], len(per_seed)),
+                         generator=torch.Generator().manual_seed(seed))
+    return stacked.gather(0, pick.T).mean(0)
+
+
+def cliffs_delta(a, b):
+    """Cliff's δ = P(a > b) - P(a < b) over all pairs: from -1 (every a below every b) to 1 (every a above)."""
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    diff = a[:, None] - b[None, :]
+    return ((diff > 0).double().mean() - (diff < 0).double().mean()).item()
+
+
+def effect_over_null(trained, null, replicates=1000, seed=0):
+    """Cliff's δ of ``trained`` scores over ``null`` scores with a bootstrap 95% interval (both groups resampled)
+    and the one-sided Mann-Whitney p-value of trained > null. Returns (dict(delta, low, high, p), replicate δs)."""
+    from scipy.stats import mannwhitneyu
+    a, b = (torch.as_tensor(np.asarray(v, dtype=np.float64)) for v in (trained, null))
+    g = torch.Generator().manual_seed(seed)
+    ia = torch.randint(len(a), (replicates, len(a)), generator=g)
+    ib = torch.randint(len(b), (replicates, len(b)), generator=g)
+    diff = a[ia][:, :, None] - b[ib][:, None, :]
+    reps = (diff > 0).double().mean((1, 2)) - (diff < 0).double().mean((1, 2))
+    low, high = torch.quantile(reps, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    p = float(mannwhitneyu(a.numpy(), b.numpy(), alternative="greater").pvalue)
+    return dict(delta=cliffs_delta(a, b), low=low, high=high, p=p), reps
+
+
+def effect_ratio(mlp_reps, cnn_reps, mlp_delta, cnn_delta):
+    """The MLP's effect as a share of the CNN's (Prediction 1's position), with the interval of the ratio of their
+    bootstrap replicates.
+
+    Undefined (NaN) unless the CNN's effect is above 0 across its 95% interval: a share of an effect that may be 0
+    has no bounded interval (the ratio's replicates run to ±1e6). The verdict never reads it then, since the CNN
+    shows no pattern (``verdict.cnn_pattern``)."""
+    cnn_reps = torch.as_tensor(cnn_reps)
+    if cnn_delta <= 0 or torch.quantile(cnn_reps.double(), 0.025) <= 0:
+        return dict(value=float("nan"), low=float("nan"), high=float("nan"))
+    ratio = torch.as_tensor(mlp_reps) / cnn_reps.clamp_min(1e-6)
+    low, high = torch.quantile(ratio, torch.tensor([0.025, 0.975], dtype=ratio.dtype)).tolist()
+    return dict(value=mlp_delta / max(cnn_delta, 1e-6), low=low, high=high)
+
+
+def holm(p_values):
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -1,0 +1,126 @@
+"""The study's artifact store: the one spelling of every file the study writes, which notebook writes it, and the
+cached steps, each keyed by the inputs it declares and the source of the modules it runs.
+
+Every path is under the data folder (``helpers.paths.data_dir``). ``path(name, **fields)`` spells a file;
+``require(name, **fields)`` returns it or names the notebook to run first; a ``CachedStep`` builds the key of a cached
+result from everything that result depends on.
+"""
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers.paths import cached, data_dir
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    template: str   # under the data folder; fields in braces
+    notebook: str   # the notebook that writes it
+
+    def path(self, **fields):
+        try:
+            return data_dir() / self.template.format(**fields)
+        except KeyError as e:
+            raise TypeError(f"artifact {self.name!r} ({self.template}) needs the field {e}") from None
+
+
+_R = "results/{profile}/"
+_SAE = _R + "sae/{layer}/"
+ARTIFACTS = {a.name: a for a in (
+    Artifact("checkpoint", "checkpoints/{family}_{profile}_seed{seed}.pt", "00_train.ipynb"),
+    Artifact("training_record", "checkpoints/{family}_{profile}_seed{seed}.json", "00_train.ipynb"),
+    Artifact("activations", "activations/{model}-{layer}-{split}-aug{augment_copies}-seed{seed}.pt",
+             "02_sae.ipynb"),
+    Artifact("am_run", _R + "am/{family}_{setting}_seed{am_seed}.pt", "01_activation_maximization.ipynb"),
+    Artifact("am_scores", _R + "am_scores.csv", "01_activation_maximization.ipynb"),
+    Artifact("am_gates", _R + "am_gates.csv", "01_activation_maximization.ipynb"),
+    Artifact("am_effects", _R + "am_effects.csv", "01_activation_maximization.ipynb"),
+    Artifact("am_comparisons", _R + "am_comparisons.csv", "01_activation_maximization.ipynb"),
+    Artifact("am_summary", _R + "am_summary.json", "01_activation_maximization.ipynb"),
+    Artifact("am_classes_figure", _R + "am_{family}_classes.png", "01_activation_maximization.ipynb"),
+    Artifact("am_group_figure", _R + "am_{family}_{group}.png", "01_activation_maximization.ipynb"),
+    Artifact("am_scores_figure", _R + "am_repetition_scores.png", "01_activation_maximization.ipynb"),
+    Artifact("layer_map", _R + "layer_map.pt", "02_sae.ipynb"),
+    Artifact("layer_map_table", _R + "layer_map.csv", "03_compare.ipynb"),
+    Artifact("layer_map_figure", _R + "layer_map.png", "03_compare.ipynb"),
+    Artifact("sae", _SAE + "{sae}-sae.pt", "02_sae.ipynb"),
+    Artifact("sae_features", _SAE + "{sae}-features.pt", "02_sae.ipynb"),
+    Artifact("sae_summary", _SAE + "{family}-summary.json", "02_sae.ipynb"),
+    Artifact("sae_metrics", _SAE + "{family}-metrics.csv", "02_sae.ipynb"),
+    Artifact("sae_gates", _SAE + "{family}-gates.csv", "02_sae.ipynb"),
+    Artifact("sae_dimensions", _SAE + "{family}-dimensions.json", "02_sae.ipynb"),
+    Artifact("sae_am_figure", _SAE + "{family}-am.png", "02_sae.ipynb"),
+    Artifact("compare_gates", _R + "compare_{layer}_gates.csv", "03_compare.ipynb"),
+    Artifact("compare_statistics", _R + "compare_{layer}_statistics.csv", "03_compare.ipynb"),
+    Artifact("compare_directions", _R + "compare_{layer}_directions.csv", "03_compare.ipynb"),
+    Artifact("compare_cka", _R + "compare_{layer}_cka.csv", "03_compare.ipynb"),
+    Artifact("compare_figure", _R + "compare_{layer}_statistics.png", "03_compare.ipynb"),
+    Artifact("conclusions", _R + "conclusions_{layer}.json", "03_compare.ipynb"),
+)}
+
+
+def path(name, **fields):
+    """The file of artifact ``name`` (its folder created), e.g. ``path("am_summary", profile="cpu")``."""
+    p = ARTIFACTS[name].path(**fields)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def run_first(name, **fields):
+    """The command that writes artifact ``name``: the notebook, with the parameters among ``fields`` it takes."""
+    artifact = ARTIFACTS[name]
+    given = {"model": fields.get("family"), "profile": fields.get("profile"), "layer": fields.get("layer"),
+             "seed": fields.get("seed") if artifact.notebook == "00_train.ipynb" else None}
+    flags = " ".join(f"-p {k} {v}" for k, v in given.items() if v is not None)
+    return f"papermill notebooks/{artifact.notebook} out.ipynb {flags}".rstrip()
+
+
+def require(name, **fields):
+    """The file of artifact ``name`` if it exists; else FileNotFoundError naming the notebook that writes it."""
+    p = ARTIFACTS[name].path(**fields)
+    if not p.exists():
+        study = f"python -m helpers.study --profile {fields['profile']}" if "profile" in fields else None
+        raise FileNotFoundError(f"{p} is missing. Run first: {run_first(name, **fields)}"
+                                + (f" (or the whole study: {study})" if study else ""))
+    return p
+
+
+# ----------------------------------------------------------------------------- cache keys
+
+def module_hash(name):
+    """A short hash of the source of module ``name`` (e.g. ``'helpers.sae'``)."""
+    return hashlib.sha1(Path(importlib.import_module(name).__file__).read_bytes()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class CachedStep:
+    """A cached computation. ``inputs``: the names of everything its result depends on besides code (settings,
+    model fingerprints, seeds); ``modules``: every module its computation runs. Its key holds both, so a change to
+    either recomputes; a call that leaves an input out, or adds an undeclared one, is refused."""
+    name: str
+    artifact: str
+    inputs: tuple
+    modules: tuple
+
+    def key(self, **inputs):
+        if set(inputs) != set(self.inputs):
+            raise TypeError(f"cached step {self.name!r} takes the inputs {self.inputs}, got {tuple(inputs)}")
+        return dict(step=self.name, code={m: module_hash(m) for m in self.modules}, **inputs)
+
+    def __call__(self, compute, where, **inputs):
+        """``compute()``, or its result cached at artifact ``self.artifact`` with the fields ``where``."""
+        return cached(path(self.artifact, **where), self.key(**inputs), compute)
+
+
+HARVEST = CachedStep("activations", "activations", inputs=("model", "layer", "split", "augment_copies", "seed", "pool"),
+                     modules=("helpers.activations", "helpers.models", "helpers.data"))
+SAE_TRAINING = CachedStep("sae", "sae", inputs=("sae", "model", "layer", "augment_copies", "training"),
+                          modules=("helpers.sae", "helpers.activations", "helpers.models", "helpers.data"))
+AM_SUITE = CachedStep("am", "am_run", inputs=("model", "random_model", "layer", "units", "am_seed", "image_seed",
+                                              "natural_images", "render"),
+                      modules=("helpers.actmax", "helpers.am_study", "helpers.models", "helpers.data"))
+LAYER_MAP = CachedStep("layer_map", "layer_map", inputs=("models", "random_models", "n_images", "seed", "pool"),
+                       modules=("helpers.activations", "helpers.compare", "helpers.models", "helpers.data"))
+CACHED_STEPS = (HARVEST, SAE_TRAINING, AM_SUITE, LAYER_MAP)
