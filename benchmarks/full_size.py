@@ -5,7 +5,8 @@
 Writes VGG13_bn (28M parameters, hidden layer 4096) as huyvnphan/PyTorch_CIFAR10 saves it (a plain state dict,
 ``vgg13_bn.pt``) and B-12/Wi-1024 at 64 px as gregorbachmann/scaling_mlps saves it (a state dict from a
 ``torch.compile``d model, keys prefixed ``_orig_mod.``) into a scratch data folder, then runs
-01_activation_maximization, 02_sae (both models) and 03_compare through ``profile=official`` with few steps. The
+01_activation_maximization, 02_sae (both models) and 03_compare through the ``full-size-check`` profile (the
+official checkpoints' loading path, few steps; ``helpers.profiles``). The
 networks, SAEs (4096 -> 12,288 and 1024 -> 3,072) and statistics are full size; the step counts and the number
 of images are not (real CIFAR-10 images, a class-balanced subset written as torchvision's pickled batches, so a
 CPU finishes in minutes). Prints and writes (``benchmarks/full_size.json``) each notebook's time and the peak
@@ -26,6 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from helpers import profiles  # noqa: E402
+
+PROFILE = "full-size-check"
 
 
 def write_subset(data_dir, train_images, test_images):
@@ -97,19 +102,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-images", type=int, default=2000, help="training images (a multiple of 10)")
     parser.add_argument("--test-images", type=int, default=1000,
-                        help="test images (a multiple of 10; 01 needs 512 + its 200 natural images)")
-    parser.add_argument("--sae-steps", type=int, default=30,
+                        help="test images (a multiple of 10; 01 needs 512 + the profile's natural images)")
+    parser.add_argument("--sae-steps", type=int, default=profiles.get(PROFILE).sae.steps,
                         help="training steps of each SAE (the convergence gate needs two log entries: 26 or more)")
     parser.add_argument("--data", type=Path, help="the scratch data folder of an earlier run, to reuse its results "
                         "(by default a new one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "full_size.json")
     args = parser.parse_args()
-    if args.test_images < 512 + 200 or args.train_images < 10 or args.train_images % 10 or args.test_images % 10:
+    natural = profiles.get(PROFILE).am.natural_images
+    if args.test_images < 512 + natural or args.train_images < 10 or args.train_images % 10 or args.test_images % 10:
         parser.error(f"--train-images {args.train_images} / --test-images {args.test_images}: both must be multiples "
-                     "of 10, and 01 needs at least 712 test images (512 to pick units, 200 natural images)")
+                     f"of 10, and 01 needs at least {512 + natural} test images (512 to pick units, {natural} natural "
+                     "images)")
     from run_all import machine_description
 
-    from helpers import study
+    from helpers import manifest, study
     from helpers.paths import write_json
 
     data_dir = args.data or Path(tempfile.mkdtemp(prefix="full-size-data-"))
@@ -119,14 +126,15 @@ def main():
     os.environ.pop("CIFAR10_JPG", None)  # only the subset
     write_official_checkpoints(data_dir)
     notebooks = Path(tempfile.mkdtemp(prefix="full-size-notebooks-"))
-    runs = [("01_activation_maximization.ipynb", dict(model="both", units=4, am_seeds=1, steps=16, natural_images=200,
-                                                      replicates=100)),
-            *[("02_sae.ipynb", dict(model=m, layer="hidden", model_seeds=1, steps=args.sae_steps, target_l0=32,
-                                    am_features=2, am_steps=8, features_shown=2)) for m in ("cnn", "mlp")],
-            ("03_compare.ipynb", dict(layer="hidden", model_seeds=1, shuffles=2, replicates=50, pairs=2, am_steps=8))]
+    # The full-size-check profile (helpers.profiles): the published architectures, few steps. The study's steps at
+    # the last hidden layer, with the SAE steps of the command line.
+    runs = [step for step in manifest.steps(PROFILE) if step.notebook != "04_answers.ipynb"
+            and step.parameters.get("layer", "hidden") == "hidden"]
     rows, failed = [], False
-    for name, extra in runs:
-        parameters = dict(profile="official", seed=0, **study.notebook_parameters(name, "official"), **extra)
+    for step in runs:
+        name, extra = step.notebook, step.parameters
+        parameters = dict(profile=PROFILE, **extra, **({"overrides": {"steps": args.sae_steps}}
+                                                       if name == "02_sae.ipynb" else {}))
         start = time.time()
         with PeakMemory() as memory:
             try:

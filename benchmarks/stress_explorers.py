@@ -36,10 +36,7 @@ def main():
     stalls, failures, seconds = [], [], []
     for run in range(args.runs):
         for name in EXPLORERS:
-            parameters = dict(profile="smoke", **study.notebook_parameters(name, "smoke"))
-            parameters["explorer"] = True
-            if name == "02_sae.ipynb":
-                parameters.update(model="cnn", model_seeds=2)
+            parameters = dict(profile="smoke", explorer=True, **({"model": "cnn"} if name == "02_sae.ipynb" else {}))
             start = time.time()
             try:
                 study.run_notebook(study.NOTEBOOKS / name, out / f"stress_{run}_{name}", parameters)

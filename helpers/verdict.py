@@ -236,11 +236,13 @@ def adjust_prediction1(effects):
         e["p_holm"] = p
     for e in effects:
         e.setdefault("p_holm", float("nan"))
-def am_success(final_values, natural_values, quantile=AM_GATES["success_quantile"]):
+def am_success(final_values, natural_values, quantile=None):
     """Did each AM image drive its target above the target's ``quantile`` on natural images?
 
     final_values: (N,) each image's objective value for its own target; natural_values: (M, N) the same targets on
-    M natural images. Returns (success (N,) bool, threshold (N,))."""
+    M natural images; ``quantile``: by default the gate's (``AM_GATES``), read when judging. Returns (success (N,)
+    bool, threshold (N,))."""
+    quantile = AM_GATES["success_quantile"] if quantile is None else quantile
     threshold = torch.quantile(torch.as_tensor(natural_values).float(), quantile, dim=0)
     return torch.as_tensor(final_values).float() > threshold, threshold
 

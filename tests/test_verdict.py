@@ -1,6 +1,8 @@
 """Decision rules on synthetic tables: every outcome reachable, gates and corrections as written."""
 import pytest
+import torch
 
+from helpers import stats
 from helpers import verdict as V
 
 GOOD_METRICS = {"dead": 10, "n_features": 300, "explained_variance": 0.9, "l0": 30.0,
@@ -37,9 +39,9 @@ def test_a_log_too_short_to_show_convergence_fails_the_drift_gate():
 
 
 def test_holm():
-    assert V.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert V.holm([0.5]) == [0.5]
-    assert V.holm([0.001, 0.9]) == pytest.approx([0.002, 0.9])
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5]) == [0.5]
+    assert stats.holm([0.001, 0.9]) == pytest.approx([0.002, 0.9])
 
 
 def null(valid=True, p=0.001, low=0.05):
@@ -129,3 +131,50 @@ def test_prediction1_rule_in_words_uses_the_thresholds():
     text = V.describe_prediction1(dict(V.PREDICTION1, min_position=0.37))
     assert "0.37" in text and "Cliff" in text
     assert "99%" in V.describe_am_gates()
+
+
+def test_null_validity_and_the_strongest_valid_null():
+    assert V.null_valid(V.MIN_ALIVE_SHARE_FOR_NULL) and not V.null_valid(V.MIN_ALIVE_SHARE_FOR_NULL - 0.01)
+    values = {"a": 0.3, "b": 0.5, "c": 0.4}
+    assert V.strongest_null(values, {"a": True, "b": False, "c": True}) == "c"
+    assert V.strongest_null(values, {"a": False, "b": False, "c": False}) is None
+
+
+def test_position_is_the_same_formula_for_numbers_and_replicates():
+    assert V.position(0.3, 0.1, 0.5) == pytest.approx(0.5)
+    reps = V.position(torch.tensor([0.3, 0.1]), torch.tensor([0.1, 0.1]), torch.tensor([0.5, 0.1]))
+    assert reps[0].item() == pytest.approx(0.5) and reps[1].item() == 0.0  # a ceiling at the null: no division by 0
+    assert V.position(0.2, 0.1, 0.1) == pytest.approx(0.1 / 1e-6)
+
+
+def test_holm_families_hold_exactly_the_tests_of_each_verdict():
+    rows = [dict(statistic="observed", valid=True),
+            dict(statistic="null-full-shuffle", valid=True, p=0.01),
+            dict(statistic="null-random-init", valid=False, p=0.001),  # an invalid null is not tested
+            dict(statistic="null-conditional-shuffle", valid=True, p=0.02),
+            dict(statistic="ceiling-model-seed", valid=True)]
+    V.adjust_prediction2(rows)
+    assert [r.get("p_holm") for r in rows] == [None, pytest.approx(0.02), None, pytest.approx(0.02), None]
+    effects = [dict(objective="classes", p=0.01), dict(objective="channels", p=0.001), dict(objective="units", p=0.04)]
+    V.adjust_prediction1(effects)
+    assert effects[0]["p_holm"] == pytest.approx(0.02) and effects[2]["p_holm"] == pytest.approx(0.04)
+    assert effects[1]["p_holm"] != effects[1]["p_holm"]  # NaN: the channel objective is outside the verdict
+
+
+def test_the_mid_layer_rule_picks_the_largest_margin_among_mid_depth_candidates():
+    cnn = [f"features.{i}" for i in range(9)] + ["classifier.1", "classifier.4"]
+    mlp = ["linear_in"] + [f"residual.{i}" for i in range(4)]
+    rows, cols = V.mid_layer_candidates(cnn, mlp)
+    assert rows == [3, 4, 5] and cols == [1, 2, 3]
+    trained, null = torch.zeros(len(cnn), len(mlp)), torch.zeros(len(cnn), len(mlp))
+    trained[0, 0] = 1.0            # the largest margin of all, but not a mid-depth pair
+    trained[4, 2], null[4, 2] = 0.9, 0.2
+    trained[5, 3], null[5, 3] = 0.95, 0.6
+    assert V.best_aligned_pair(trained, [null], rows, cols) == (4, 2)
+
+
+def test_am_success_reads_the_gate_when_it_judges(monkeypatch):
+    natural = torch.arange(100.0)[:, None].repeat(1, 2)
+    assert V.am_success(torch.tensor([98.5, 50.0]), natural)[0].tolist() == [True, False]
+    monkeypatch.setitem(V.AM_GATES, "success_quantile", 0.4)
+    assert V.am_success(torch.tensor([98.5, 50.0]), natural)[0].tolist() == [True, True]

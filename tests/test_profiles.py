@@ -1,0 +1,67 @@
+"""Profiles: one object per profile, checked once; the only place run settings are written; the README's table and
+the book's table of contents follow them; notebooks stay one call per cell."""
+import json
+import re
+
+import pytest
+import yaml
+
+from helpers import manifest, profiles
+from helpers.paths import ROOT
+
+
+def test_every_profile_is_complete_and_checked():
+    for p in profiles.PROFILES.values():
+        assert p.model_seeds >= 1 and set(p.layer_arms) == set(profiles.STUDY_LAYERS)
+        assert p.official == (not p.training)
+        if not p.official:
+            assert set(p.training) == set(profiles.FAMILIES)
+    assert profiles.get("official").model_seeds == 1  # one published model per family
+    with pytest.raises(ValueError, match="profile='gpu' is not one of"):
+        profiles.get("gpu")
+
+
+def test_overrides_are_checked_once_with_the_fix():
+    am = profiles.get("cpu").am
+    assert am.with_overrides({"steps": 10}).steps == 10 and am.steps == 256  # a copy; the profile stays
+    assert isinstance(am.with_overrides({"lr": 1}).lr, float)
+    for bad, message in (({"steps": "many"}, "parameter steps='many' (str) must be an integer"),
+                         ({"steps": 0}, "parameter steps=0 must be at least 1"),
+                         ({"parameterization": "dct"}, "is not one of ('fft', 'pixel')"),
+                         ({"stepz": 1}, "'stepz' is not a setting of AM"),
+                         ([("steps", 1)], "must be a dict of settings")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            am.with_overrides(bad)
+
+
+SETTING = re.compile(r"^\s*(epochs|units|am_seeds|steps|natural_images|replicates|target_l0|expansion|augment_copies|"
+                     r"shuffles|pairs|am_steps|model_seeds|features_shown|am_features)\s*=\s*\d", re.M)
+
+
+def test_run_settings_are_written_in_the_profiles_module_only():
+    """No notebook parameter cell, study runner or benchmark driver sets a profile's settings itself."""
+    sources = [*ROOT.glob("notebooks/*.ipynb"), ROOT / "helpers" / "study.py", ROOT / "helpers" / "manifest.py",
+               ROOT / "helpers" / "train.py", ROOT / "benchmarks" / "full_size.py",
+               ROOT / "benchmarks" / "stress_explorers.py"]
+    for path in sources:
+        text = path.read_text()
+        if path.suffix == ".ipynb":
+            text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "code")
+        assert not SETTING.findall(text), (path.name, SETTING.findall(text))
+
+
+def test_notebook_code_cells_are_short():
+    for path in ROOT.glob("notebooks/*.ipynb"):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                assert len("".join(cell["source"]).splitlines()) <= 15, (path.name, cell["source"][:2])
+
+
+def test_the_readme_table_of_profiles_is_the_generated_one():
+    assert profiles.table_markdown() in (ROOT / "README.md").read_text()
+
+
+def test_the_book_contents_come_from_the_manifest():
+    assert yaml.safe_load((ROOT / "_toc.yml").read_text()) == manifest.toc(["cpu"])
+    for step in manifest.steps("cpu"):
+        assert (ROOT / "notebooks" / step.notebook).is_file()

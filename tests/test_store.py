@@ -1,0 +1,125 @@
+"""The artifact store and its cache keys: every declared input and module changes a key, and each of the four
+caches that once served stale results (SAE augmentation, random-init SAEs, the AM success gate, the layer map)
+recomputes when what it depends on changes."""
+import dataclasses
+
+import pytest
+import torch
+
+from helpers import am_study, profiles, sae_study, store, verdict
+from helpers.models import build_model
+from helpers.paths import ROOT
+from helpers.sae import SparseAutoencoder
+from helpers.units import AMGroup, SAESpec
+
+
+def example_inputs(step):
+    return {name: f"value of {name}" for name in step.inputs}
+
+
+@pytest.mark.parametrize("step", store.CACHED_STEPS, ids=lambda s: s.name)
+def test_every_declared_input_and_module_changes_the_key(step, monkeypatch):
+    inputs = example_inputs(step)
+    key = step.key(**inputs)
+    for name in step.inputs:
+        assert step.key(**dict(inputs, **{name: "another value"})) != key, name
+    for module in step.modules:
+        original = store.module_hash
+        monkeypatch.setattr(store, "module_hash", lambda m, changed=module: "edited" if m == changed else original(m))
+        assert step.key(**inputs) != key, module
+        monkeypatch.setattr(store, "module_hash", original)
+    with pytest.raises(TypeError, match="takes the inputs"):
+        step.key(**{k: v for k, v in inputs.items() if k != step.inputs[0]})
+    with pytest.raises(TypeError, match="takes the inputs"):
+        step.key(**inputs, undeclared=1)
+
+
+def test_the_computations_modules_are_declared():
+    """What each cached result is computed with: the AM suite runs the folded CNN (models) on crops (data); the layer
+    map's CKA (compare) reads the layers models names."""
+    assert {"helpers.actmax", "helpers.am_study", "helpers.models", "helpers.data"} <= set(store.AM_SUITE.modules)
+    assert {"helpers.compare", "helpers.models", "helpers.activations"} <= set(store.LAYER_MAP.modules)
+    assert {"helpers.sae", "helpers.activations"} <= set(store.SAE_TRAINING.modules)
+
+
+def test_every_artifact_names_the_notebook_that_writes_it(data_env):
+    for artifact in store.ARTIFACTS.values():
+        assert (ROOT / "notebooks" / artifact.notebook).is_file(), artifact.name
+    with pytest.raises(FileNotFoundError, match=r"Run first: papermill notebooks/02_sae.ipynb out.ipynb -p model cnn "
+                                                r"-p profile smoke -p layer mid"):
+        store.require("sae_summary", profile="smoke", layer="mid", family="cnn")
+
+
+@pytest.fixture
+def counted_training(monkeypatch):
+    """``sae_study.train_sae`` replaced by a stub that counts its calls."""
+    calls = []
+
+    def fake(acts, arm, seed, **settings):
+        calls.append(settings)
+        return SparseAutoencoder(acts.shape[1], 3), [dict(l1_coefficient=0.0)]
+    monkeypatch.setattr(sae_study, "train_sae", fake)
+    return calls
+
+
+def tiny_mlp(seed):
+    torch.manual_seed(seed)
+    return build_model("mlp", depth=1, width=16, expansion=2, resolution=32)
+
+
+def test_an_sae_trained_without_augmentation_is_not_reused_with_it(counted_training, data_env):
+    net, acts = tiny_mlp(0), torch.randn(64, 16)
+    spec = SAESpec("mlp", "trained", 0, "l1")
+    for copies in (0, 0, 1):
+        settings = profiles.get("smoke").sae.with_overrides(dict(augment_copies=copies))
+        sae_study.train_variant("smoke", "hidden", spec, net, "hidden", acts, settings)
+    assert len(counted_training) == 2  # trained, loaded, and trained again for the augmented activations
+
+
+def test_a_random_init_sae_follows_its_networks_weights(counted_training, data_env):
+    acts, settings = torch.randn(64, 16), profiles.get("smoke").sae
+    spec = SAESpec("mlp", "random-init", 0, "topk")
+    sae_study.train_variant("smoke", "hidden", spec, tiny_mlp(1), "hidden", acts, settings)
+    sae_study.train_variant("smoke", "hidden", spec, tiny_mlp(1), "hidden", acts, settings)
+    assert len(counted_training) == 1  # the same weights: loaded
+    sae_study.train_variant("smoke", "hidden", spec, tiny_mlp(2), "hidden", acts, settings)
+    assert len(counted_training) == 2  # another initialization: trained again
+
+
+def test_the_am_success_gate_is_applied_when_judging_not_cached(monkeypatch):
+    """A suite holds objective values, not success flags: a change to the gate in verdict changes the table."""
+    natural = torch.arange(100.0)[:, None].repeat(1, 3)
+    suite = {AMGroup("classes", network): dict(images=torch.rand(3, 3, 32, 32), targets=[0, 1, 2],
+                                               final=torch.tensor([98.5, 60.0, 10.0]), natural=natural)
+             for network in ("trained", "random-init")}
+    assert not any("success" in r for r in suite.values())
+    table = am_study.score_table({("cnn", "plain", 0): suite})
+    assert table.success.tolist() == [True, False, False] * 2
+    monkeypatch.setitem(verdict.AM_GATES, "success_quantile", 0.5)
+    assert am_study.score_table({("cnn", "plain", 0): suite}).success.tolist() == [True, True, False] * 2
+
+
+def test_the_layer_map_caches_measurements_and_decides_when_read(monkeypatch, data_env):
+    """The CKA maps are cached under the networks' fingerprints; the mid-layer choice is made from them by the rule
+    in verdict each time, so a change to the rule (or to a network) never reuses an old choice."""
+    from helpers import train
+    nets = {"cnn": lambda: build_model("cnn", width=1 / 16), "mlp": lambda: build_model("mlp", depth=3, width=16,
+                                                                                        expansion=2, resolution=32)}
+    weights = {"seed": 0}
+
+    def trained(family, profile, seed=0):
+        torch.manual_seed(weights["seed"])
+        return nets[family]().eval()
+    monkeypatch.setattr(train, "load_trained", trained)
+    monkeypatch.setattr(train, "random_model", lambda family, profile, seed=0: trained(family, profile).eval())
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.get("smoke"),
+                                                                      compare=profiles.Compare(layer_map_images=40)))
+    first = sae_study.layer_map("smoke")
+    saved = torch.load(store.path("layer_map", profile="smoke"), weights_only=True)["value"]
+    assert "choice" not in saved and saved["trained"].shape == (len(first["cnn_layers"]), len(first["mlp_layers"]))
+    monkeypatch.setattr(verdict, "mid_layer_candidates", lambda cnn, mlp: ([0], [len(mlp) - 1]))
+    assert sae_study.layer_map("smoke")["choice"] == dict(cnn=first["cnn_layers"][0], mlp=first["mlp_layers"][-1])
+    before = store.path("layer_map", profile="smoke").stat().st_mtime_ns
+    weights["seed"] = 1  # other weights: the maps are computed again
+    sae_study.layer_map("smoke")
+    assert store.path("layer_map", profile="smoke").stat().st_mtime_ns != before
