@@ -239,14 +239,16 @@ class AMPage:
                     render_settings = dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr, **penalty)
 
                     def compute(f=f, render_settings=render_settings, am_seed=am_seed):
-                        return am_suite(self.nets[f], self.random_nets[f], s.layer, s.units, self.sample,
-                                        self.natural, seed=am_seed, color_matrix=self.color_matrix,
-                                        transforms=standard_transforms(jitter_pixels=s.jitter), **render_settings)
+                        suite = am_suite(self.nets[f], self.random_nets[f], s.layer, s.units, self.sample,
+                                         self.natural, seed=am_seed, color_matrix=self.color_matrix,
+                                         transforms=standard_transforms(jitter_pixels=s.jitter), **render_settings)
+                        return {(g.objective, g.network): r for g, r in suite.items()}  # plain keys: a safe load
                     where = dict(profile=self.profile, family=f, setting=setting, am_seed=am_seed)
-                    self.runs[(f, setting, am_seed)] = store.AM_SUITE(
+                    saved = store.AM_SUITE(
                         compute, where, model=fingerprint(self.nets[f]), random_model=fingerprint(self.random_nets[f]),
                         layer=s.layer, units=s.units, am_seed=am_seed, image_seed=self.seed,
                         natural_images=s.natural_images, render=dict(render_settings, jitter=s.jitter))
+                    self.runs[(f, setting, am_seed)] = {AMGroup(*k): r for k, r in saved.items()}
         return self.runs
 
     def first(self, family, setting="plain"):
@@ -385,6 +387,7 @@ class AMPage:
         write_json(store.path("am_summary", profile=self.profile), dict(
             profile=self.profile, units=s.units, am_seeds=s.am_seeds, steps=s.steps, prediction1=self.verdict,
             per_kind=self.per_kind, reading=reading, comparisons=comparisons.to_dict("records"),
+            settings=dict(s.as_dict(), overrides=self.overrides),
             summary=self.medians.reset_index().to_dict("records")))
         return reading
 

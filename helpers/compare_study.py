@@ -232,5 +232,6 @@ averaged over a 2×2 grid of positions.
 """
         write_json(store.path("conclusions", **self.where()), dict(
             profile=self.profile, layer=self.layer, modules=self.modules, prediction2=self.verdict,
-            per_arm=self.per_arm, directions=self.directions.to_dict("records"), markdown=text))
+            per_arm=self.per_arm, directions=self.directions.to_dict("records"), markdown=text,
+            settings=dict(self.settings.as_dict(), overrides=self.overrides)))
         return text

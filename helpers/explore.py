@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 
 from helpers import actmax
+from helpers.repetition import repetition_score
 
 LABELS = {"description_width": "initial"}  # labels in full, not cut to the default width
 
@@ -40,7 +41,7 @@ def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
         objective = actmax.layer_objective(net, layer, [unit])
         r = actmax.render(net, objective, parameterization, steps=steps, lr=lr, l2=l2, tv=tv, blur=blur,
                           color_matrix=color_matrix, progress=False)
-        score, lag = actmax.repetition_score(r.images)
+        score, lag = repetition_score(r.images)
         fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(7, 3))
         ax_img.imshow(r.images[0].permute(1, 2, 0).numpy(), interpolation="nearest")
         ax_img.set_title(f"{model}: {objective.name} {unit}\nrepetition {score[0]:.2f} at lag {tuple(lag[0].tolist())}",

@@ -48,13 +48,6 @@ def write_json(path, obj):
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def results_dir(profile):
-    """Result files (images, tables, SAEs) of one profile, which later notebooks read: ``Data/results/<profile>/``."""
-    folder = data_dir() / "results" / profile
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def cached(path, key, compute):
     """``compute()``, saved to ``path`` with ``key``; a later call with the same key loads it instead.
 
@@ -80,11 +73,3 @@ def cached(path, key, compute):
         torch.save({"key": key, "value": value}, tmp)
     return value
 
-
-def source_hash(*modules):
-    """A short hash of the source files of ``modules``: put it in cache keys so that a code change recomputes."""
-    import hashlib
-    h = hashlib.sha1()
-    for module in modules:
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()[:10]

@@ -34,7 +34,8 @@ class Settings:
             if "low" not in f.metadata:
                 continue  # not a checked setting (an architecture, a subset size)
             kind = type(f.default)
-            value = check(f.name, getattr(self, f.name), kind, f.metadata.get("choices"), f.metadata.get("low"))
+            value = check(f.name, getattr(self, f.name), kind, f.metadata.get("choices"), f.metadata.get("low"),
+                          overrides=True)
             object.__setattr__(self, f.name, value)  # an int given for a float becomes the float
 
     def with_overrides(self, overrides):

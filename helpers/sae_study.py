@@ -215,7 +215,8 @@ class SAEPage:
             passed = verdict.gates_passed(gates)
             summary[spec.id] = dict(spec.as_dict(), metrics=metrics, gates=gates, gates_passed=passed,
                                     alive_share=1 - metrics["dead"] / metrics["n_features"],
-                                    l1_coefficient=self.logs[spec][-1]["l1_coefficient"])
+                                    l1_coefficient=self.logs[spec][-1]["l1_coefficient"],
+                                    settings=dict(self.settings.as_dict(), overrides=self.overrides))
             rows.append(dict(spec.as_dict(), **{c: metrics[c] for c in ("explained_variance", "l0", "dead", "dense",
                                                                          "accuracy_spliced", "loss_recovered")},
                              accuracy_original=metrics["accuracy_original"], gates_passed=passed))

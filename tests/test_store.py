@@ -46,8 +46,8 @@ def test_every_artifact_names_the_notebook_that_writes_it(data_env):
     for artifact in store.ARTIFACTS.values():
         assert (ROOT / "notebooks" / artifact.notebook).is_file(), artifact.name
     with pytest.raises(FileNotFoundError, match=r"Run first: papermill notebooks/02_sae.ipynb out.ipynb -p model cnn "
-                                                r"-p profile smoke -p layer mid"):
-        store.require("sae_summary", profile="smoke", layer="mid", family="cnn")
+                                                r"-p profile paper -p layer mid"):
+        store.require("sae_summary", profile="paper", layer="mid", family="cnn")
 
 
 @pytest.fixture
