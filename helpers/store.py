@@ -90,8 +90,14 @@ def require(name, **fields):
 # ----------------------------------------------------------------------------- cache keys
 
 def module_hash(name):
-    """A short hash of the source of module ``name`` (e.g. ``'helpers.sae'``)."""
-    return hashlib.sha1(Path(importlib.import_module(name).__file__).read_bytes()).hexdigest()[:10]
+    """A short hash of the source of module ``name`` (e.g. ``'helpers.am_study'``); of a package (``'helpers.sae'``),
+    every module in it."""
+    module = importlib.import_module(name)
+    files = sorted(Path(module.__path__[0]).glob("*.py")) if hasattr(module, "__path__") else [Path(module.__file__)]
+    h = hashlib.sha1()
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:10]
 
 
 @dataclass(frozen=True)

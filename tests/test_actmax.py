@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from helpers import actmax, am_study, repetition, stats, verdict
-from helpers.models import build_model
+from helpers.models import build_model, record
 
 
 class Linear(nn.Module):
@@ -184,7 +184,7 @@ def test_objective_values_are_every_target_on_every_image():
     assert torch.allclose(values, cnn(images).detach()[:, [3, 1]], atol=1e-5)
     objective = actmax.unit("features.8", [0, 2])
     values = am_study.objective_values(cnn, objective, images)
-    with torch.no_grad(), actmax.record(cnn, ["features.8"]) as acts:
+    with torch.no_grad(), record(cnn, ["features.8"]) as acts:
         cnn(images)
     a = acts["features.8"]
     assert torch.allclose(values, a[:, [0, 2], a.shape[2] // 2, a.shape[3] // 2], atol=1e-5)  # the centre position
@@ -198,7 +198,7 @@ def test_rendering_a_cnn_with_folded_batchnorm_sees_the_same_objective(vgg_with_
     vgg = vgg_with_learned_statistics
     objective = actmax.layer_objective(vgg, "features.9", [0, 1, 2])  # a conv ReLU: its channels, before the ReLU
     folded = actmax.render(vgg, objective, steps=1, progress=False)
-    with mock.patch.object(actmax, "fold_batchnorm", lambda m: m):
+    with mock.patch.object(actmax.render_loop, "fold_batchnorm", lambda m: m):
         original = actmax.render(vgg, objective, steps=1, progress=False)
     assert torch.allclose(folded.history, original.history, rtol=1e-4, atol=1e-5)
     assert any(isinstance(m, nn.BatchNorm2d) for m in vgg.modules()) and not vgg.training

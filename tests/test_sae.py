@@ -5,6 +5,7 @@ import torch
 from helpers import activations, sae_study
 from helpers import sae as saelib
 from helpers.models import build_model, fingerprint
+from helpers.sae import train as sae_training
 
 
 def test_decoder_columns_stay_unit_norm():
@@ -124,7 +125,7 @@ def test_a_loss_that_diverges_stops_training_at_its_step(monkeypatch):
     def mse_that_diverges(sae, x, recon):
         calls.append(1)
         return real(sae, x, recon) * (float("inf") if len(calls) == 7 else 1.0)
-    monkeypatch.setattr(saelib, "mse_loss", mse_that_diverges)
+    monkeypatch.setattr(sae_training, "mse_loss", mse_that_diverges)  # where train_step looks it up
     with pytest.raises(FloatingPointError, match=r"SAE loss became inf at step 7 \(l1, lr=0.01\); lower lr"):
         saelib.train_sae(torch.randn(500, 8).relu(), steps=20, batch_size=64, lr=1e-2, progress=False)
 

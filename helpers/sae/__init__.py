@@ -1,0 +1,53 @@
+"""Dictionary learning on a hidden layer: sparse autoencoders in two arms, trained to the same sparsity.
+
+    x_n = x / scale                          (scale makes E||x_n - mean||^2 = 1, the same units for every model)
+    f   = ReLU(W_enc (x_n - b_dec) + b_enc)  (features, ``expansion`` times as many as inputs)
+    x^  = (W_dec f + b_dec) * scale          (decoder columns kept at unit norm)
+
+- ``l1`` arm (Bricken et al. 2023, the proposal's SAE): loss = ||x^_n - x_n||^2 + λ ||f||_1. λ is not hand-picked:
+  during the first ``CALIBRATE_UNTIL`` of training a controller moves it until the batches' L0 sits at the target,
+  then it is frozen.
+- ``topk`` arm (Gao et al. 2024): exactly k = target L0 features are kept per input; silent latents learn from an
+  auxiliary loss (AuxK) that reconstructs the residual error with the top silent latents.
+In both arms silent features are resampled towards badly reconstructed inputs (Bricken et al.).
+
+"Dead" and "dense" are defined once, here: a feature is **dead** when it fires on none of the held-out vectors
+(``dead``), **dense** when it fires on more than ``DENSE_FREQUENCY`` of them (``dense``). During training a feature
+is **silent** when it has not fired for a window of steps (``silent``): TopK's AuxK trains the latents silent for
+``max(20, steps // 20)`` steps (the window the training log counts too), and resampling (at 20% and 40% of
+training) renews the features silent for ``steps // 5`` steps, since the previous resampling.
+
+The modules: ``model`` (the module; "dead", "dense", "silent"), ``losses``, ``train`` (step, resample, log, loop),
+``evaluate`` (held-out metrics, splicing, a planted dictionary). This package's namespace holds them all.
+"""
+from helpers.sae.evaluate import (
+                                  atom_recovery,
+                                  feature_activations,
+                                  reconstruction_metrics,
+                                  spliced_accuracy,
+                                  synthetic_dictionary_data,
+)
+from helpers.sae.losses import auxk_loss, l1_penalty, mse_loss
+from helpers.sae.model import DENSE_FREQUENCY, SparseAutoencoder, column_dots, dead, dense, geometric_median, silent
+from helpers.sae.train import (
+                                  ARMS,
+                                  AUXK_COEFFICIENT,
+                                  CALIBRATE_UNTIL,
+                                  LEARNING_RATES,
+                                  REFERENCE_FEATURES,
+                                  RESAMPLE_UNTIL,
+                                  learning_rate,
+                                  log_entry,
+                                  new_optimizer,
+                                  new_sae,
+                                  resample_dead,
+                                  resample_step,
+                                  train_sae,
+                                  train_step,
+)
+
+__all__ = ["atom_recovery", "feature_activations", "reconstruction_metrics", "spliced_accuracy",
+           "synthetic_dictionary_data", "auxk_loss", "l1_penalty", "mse_loss", "DENSE_FREQUENCY", "SparseAutoencoder",
+           "column_dots", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
+           "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
+           "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_step"]
