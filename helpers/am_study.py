@@ -234,6 +234,7 @@ class AMPage:
         from helpers.actmax import standard_transforms
         s = self.settings
         for f in self.families:
+            weights = fingerprint(self.nets[f]), fingerprint(self.random_nets[f])
             for setting, penalty in AM_SETTINGS.items():
                 for am_seed in range(self.seed, self.seed + s.am_seeds):
                     render_settings = dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr, **penalty)
@@ -245,9 +246,9 @@ class AMPage:
                         return {(g.objective, g.network): r for g, r in suite.items()}  # plain keys: a safe load
                     where = dict(profile=self.profile, family=f, setting=setting, am_seed=am_seed)
                     saved = store.AM_SUITE(
-                        compute, where, model=fingerprint(self.nets[f]), random_model=fingerprint(self.random_nets[f]),
-                        layer=s.layer, units=s.units, am_seed=am_seed, image_seed=self.seed,
-                        natural_images=s.natural_images, render=dict(render_settings, jitter=s.jitter))
+                        compute, where, model=weights[0], random_model=weights[1], layer=s.layer, units=s.units,
+                        am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
+                        render=dict(render_settings, jitter=s.jitter))
                     self.runs[(f, setting, am_seed)] = {AMGroup(*k): r for k, r in saved.items()}
         return self.runs
 

@@ -249,22 +249,24 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
             valid=V.null_valid(alive_share[random_id]))
         for name, nl in nulls.items():
             diff = obs_reps - nl["reps"]
-            rows.append(dict(arm=arm, direction=direction, statistic=name, value=nl["value"],
-                             low=stats.interval(nl["reps"])[0], high=stats.interval(nl["reps"])[1], p=nl["p"],
-                             diff=obs_value - nl["value"], diff_low=stats.interval(diff)[0],
-                             diff_high=stats.interval(diff)[1], valid=bool(nl["valid"])))
+            (low, high), (diff_low, diff_high) = stats.interval(nl["reps"]), stats.interval(diff)
+            rows.append(dict(arm=arm, direction=direction, statistic=name, value=nl["value"], low=low, high=high,
+                             p=nl["p"], diff=obs_value - nl["value"], diff_low=diff_low, diff_high=diff_high,
+                             valid=bool(nl["valid"])))
 
         if model_seeds > 1:
             ceil = [held(i, features[trained[(fa, j)]]) for i, j in ((0, 1), (1, 0))]  # A[i] is fa's seed i
             ceiling_value = sum(c[0] for c in ceil) / 2
             ceiling_reps = torch.stack([c[1] for c in ceil]).mean(0)
+            low, high = stats.interval(ceiling_reps)
             rows.append(dict(arm=arm, direction=direction, statistic="ceiling-model-seed", value=ceiling_value,
-                             low=stats.interval(ceiling_reps)[0], high=stats.interval(ceiling_reps)[1], valid=True))
+                             low=low, high=high, valid=True))
         reliability_id = SAESpec(fa, "trained", 0, arm, sae_seed=1).id
         if reliability_id in features:
             rel = held(0, features[reliability_id])
+            low, high = stats.interval(rel[1])
             rows.append(dict(arm=arm, direction=direction, statistic="reliability-sae-seed", value=rel[0],
-                             low=stats.interval(rel[1])[0], high=stats.interval(rel[1])[1], valid=True))
+                             low=low, high=high, valid=True))
 
         strongest = V.strongest_null({k: v["value"] for k, v in nulls.items()},
                                      {k: v["valid"] for k, v in nulls.items()})
@@ -273,9 +275,10 @@ def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, s
         if strongest and model_seeds > 1:
             null_value, null_reps = nulls[strongest]["value"], nulls[strongest]["reps"]
             position_reps = V.position(obs_reps, null_reps, ceiling_reps)
+            low, high = stats.interval(position_reps)
             entry.update(ceiling=ceiling_value, ceiling_margin=ceiling_value - null_value,
-                         position=V.position(obs_value, null_value, ceiling_value),
-                         position_low=stats.interval(position_reps)[0], position_high=stats.interval(position_reps)[1])
+                         position=V.position(obs_value, null_value, ceiling_value), position_low=low,
+                         position_high=high)
         else:
             entry.update(ceiling=math.nan, ceiling_margin=math.nan, position=math.nan, position_low=math.nan,
                          position_high=math.nan)

@@ -37,7 +37,9 @@ class ComparePage:
         predicted = {key: predictions(net, self.test_images) for key, net in self.nets.items()}
         self.groups = {s: compare.prediction_groups(self.test_labels, predicted[("cnn", s)], predicted[("mlp", s)])
                        for s in range(self.model_seeds)}
-        self.modules = {f: saes.study_layer(f, self.profile, self.layer) for f in profiles.FAMILIES}
+        self.layer_map = saes.layer_map(self.profile)  # read once: the mid-depth pair and the figure come from it
+        self.modules = {f: self.layer_map["choice"][f] if self.layer == "mid" else self.layer
+                        for f in profiles.FAMILIES}
 
     def where(self):
         return dict(profile=self.profile, layer=self.layer)
@@ -111,7 +113,7 @@ class ComparePage:
         trained map as a table); prints the pair."""
         import matplotlib.pyplot as plt
         import pandas as pd
-        lm = saes.layer_map(self.profile)
+        lm = self.layer_map
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
         panels = [("trained CNN vs trained MLP", lm["trained"]),
                   *[(f"trained vs {k}", v) for k, v in lm["nulls"].items()]]
