@@ -97,6 +97,11 @@ def mid_layer_candidates(cnn_layers, mlp_layers):
     return rows, cols
 
 
+def reference_candidates(reference_layers):
+    """The reference ResNet's layers that may stand beside the CNN's mid-depth layer: its residual blocks."""
+    return [i for i, name in enumerate(reference_layers) if name.startswith("blocks")]
+
+
 def best_aligned_pair(trained, nulls, rows, cols):
     """The (row, column) of the CKA map whose margin over the strongest null map is largest, among the candidate
     ``rows`` and ``cols`` (mid-depth layers): where the two families are most alike beyond what chance gives."""
@@ -111,11 +116,17 @@ def best_aligned_pair(trained, nulls, rows, cols):
 # Prediction 2 ("the two dictionaries learn similar features") per SAE arm and matching direction, on the held-out
 # best-match correlation:
 PREDICTION2 = dict(
-    alpha=0.05,         # family-wise error rate over the observed-vs-null tests of one arm (Holm)
-    min_position=0.5,   # "similar" means at least halfway from the strongest valid null (0) to the model-seed
-                        # ceiling (1): closer to two trained models of one family than to what chance alignment gives
-    min_resolution=0.05,  # the ceiling must exceed the strongest null by this much, else the scale cannot resolve
+    alpha=0.05,         # family-wise error rate over the observed-vs-null tests of one comparison and arm (Holm)
+    min_position=0.5,   # "similar" means at least halfway from the strongest valid null (0) to the ceiling (1):
+                        # closer to two trained models of one family than to what chance alignment gives
+    min_resolution=0.05,  # the ceiling must exceed its own null by this much, else the scale cannot resolve
 )
+# Where the MLP's verdict is read (written before the first run of this rule): against the ceiling, on the position
+# scale above; the reference pair (VGG <-> ResNet) and the sanity control (VGG <-> VGG under a random linear map)
+# are gates of the instrument, not the scale. Each must itself be judged "supported" by ``prediction2_direction``
+# in both directions of the arm: an instrument that cannot say yes to them cannot say no to the MLP. The MLP's
+# position as a share of the reference pair's is reported beside the verdict and does not decide it.
+INSTRUMENT_CHECKS = ("sanity", "reference")
 
 
 NULLS = ("null-conditional-shuffle", "null-full-shuffle", "null-random-init")
@@ -130,15 +141,17 @@ def strongest_null(values, valid):
 def position(observed, null, ceiling):
     """Prediction 2's position of an observation between a null (0) and the ceiling (1), for numbers or for
     bootstrap replicates (tensors). The span is kept above 1e-6, so a ceiling at the null gives a huge position
-    rather than a division by zero (``prediction2_direction`` then finds the scale unresolved)."""
+    rather than a division by zero (``prediction2_direction`` then finds the scale unresolved). The study passes
+    (observed - its strongest valid null, 0, ceiling - the ceiling's own null): each compared with its matched
+    baseline."""
     if isinstance(observed, torch.Tensor):
         return (observed - null) / (ceiling - null).clamp_min(1e-6)
     return (observed - null) / max(ceiling - null, 1e-6)
 
 
 def adjust_prediction2(stats):
-    """Holm's adjustment over the family of one arm's tests: every observed-vs-null row (both directions) whose null
-    is valid. Sets ``p_holm`` on those rows, in place."""
+    """Holm's adjustment over the family of one comparison's tests in one arm: every observed-vs-null row (both
+    directions) whose null is valid. Sets ``p_holm`` on those rows, in place."""
     tests = [r for r in stats if r["statistic"] in NULLS and r["valid"]]
     for r, p in zip(tests, holm([r["p"] for r in tests])):
         r["p_holm"] = p
@@ -153,15 +166,15 @@ def combine(verdicts):
     return verdicts[0] if all(v == verdicts[0] for v in verdicts) else INCONCLUSIVE
 
 
-def prediction2_direction(gates_ok, nulls, position, ceiling_margin, rule=PREDICTION2):
-    """The verdict for one arm and one matching direction.
+def prediction2_direction(gates_ok, nulls, position, span, rule=PREDICTION2):
+    """The verdict for one comparison, arm and matching direction: are the two sides' dictionaries similar?
 
-    gates_ok: every SAE behind the observation and the ceiling passed its gates.
+    gates_ok: every SAE behind the observation passed its gates.
     nulls: list of dicts with ``valid`` (bool), ``p_holm`` (Holm-adjusted p of observed > null) and ``diff_low``
         (lower confidence bound of observed minus null).
-    position: dict(value, low, high): (observed - strongest valid null) / (ceiling - strongest valid null), with its
-        confidence interval.
-    ceiling_margin: ceiling minus the strongest valid null.
+    position: dict(value, low, high): (observed - strongest valid null) / (ceiling - the ceiling's own null), with
+        its confidence interval.
+    span: the ceiling minus its own null (NaN when there is no ceiling).
     Returns (verdict, reason).
     """
     if not gates_ok:
@@ -169,9 +182,9 @@ def prediction2_direction(gates_ok, nulls, position, ceiling_margin, rule=PREDIC
     valid = [n for n in nulls if n["valid"]]
     if not valid:
         return NOT_TESTABLE, "no valid null"
-    if not ceiling_margin > rule["min_resolution"]:
-        return NOT_TESTABLE, (f"the ceiling exceeds the strongest null by {ceiling_margin:.3f}, not more than "
-                              f"{rule['min_resolution']}")
+    if not span > rule["min_resolution"]:
+        return NOT_TESTABLE, (f"the ceiling exceeds its own null by {span:.3f}, not more than "
+                              f"{rule['min_resolution']}" if span == span else "no ceiling")
     beats = all(n["p_holm"] < rule["alpha"] and n["diff_low"] > 0 for n in valid)
     if beats and position["low"] >= rule["min_position"]:
         return SUPPORTED, "above every valid null, and the position's lower bound reaches the threshold"
@@ -180,16 +193,41 @@ def prediction2_direction(gates_ok, nulls, position, ceiling_margin, rule=PREDIC
     return INCONCLUSIVE, "the position's interval contains the threshold, or a null is not beaten"
 
 
-def prediction2(directions):
-    """The study's verdict from a table of per-(arm, direction) rows, each with ``arm`` and ``verdict``.
+def instrument_check(directions, arm, comparison):
+    """Does the instrument resolve ``comparison`` (a control with a known answer: similar) in ``arm``? Returns
+    (passed, reason); a comparison the profile does not have passes with that said (the reference ResNet is not
+    trained for the published checkpoints)."""
+    rows = [d for d in directions if d["arm"] == arm and d["comparison"] == comparison]
+    if not rows:
+        return True, f"no {comparison} comparison in this profile"
+    failed = [d for d in rows if d["verdict"] != SUPPORTED]
+    if failed:
+        return False, "; ".join(f"{d['direction']}: {d['verdict']} ({d['reason']})" for d in failed)
+    return True, "supported in both directions"
 
-    Within an arm both directions must agree; the L1 (Bricken) and TopK arms must agree, else inconclusive.
-    Returns (verdict, {arm: verdict})."""
-    arms = {}
-    for row in directions:
-        arms.setdefault(row["arm"], []).append(row["verdict"])
-    per_arm = {arm: combine(v) for arm, v in arms.items()}
-    return combine(per_arm.values()), per_arm
+
+def prediction2(directions, rule=PREDICTION2):
+    """The study's verdict from the per-(comparison, arm, direction) rows, each with ``comparison``, ``arm``,
+    ``direction``, ``verdict`` and ``reason``.
+
+    In each arm the instrument checks (``INSTRUMENT_CHECKS``) must each be supported in both directions, else the
+    arm is not testable, with the reason. Where they are, the arm's verdict is the question's (VGG <-> MLP) with
+    both directions agreeing (``combine``). The L1 (Bricken) and TopK arms must agree, else inconclusive.
+    Returns (verdict, {arm: verdict}, {arm: reason})."""
+    arms = sorted({d["arm"] for d in directions}, key=[d["arm"] for d in directions].index)
+    per_arm, reasons = {}, {}
+    for arm in arms:
+        checks = {c: instrument_check(directions, arm, c) for c in INSTRUMENT_CHECKS}
+        failed = {c: why for c, (ok, why) in checks.items() if not ok}
+        if failed:
+            per_arm[arm] = NOT_TESTABLE
+            reasons[arm] = "the instrument does not resolve its known case: " + "; ".join(
+                f"{c} ({why})" for c, why in failed.items())
+            continue
+        question = [d for d in directions if d["arm"] == arm and d["comparison"] == "question"]
+        per_arm[arm] = combine(d["verdict"] for d in question)
+        reasons[arm] = "; ".join(f"{d['direction']}: {d['reason']}" for d in question)
+    return combine(per_arm.values()), per_arm, reasons
 
 
 # ----------------------------------------------------------------------------- Prediction 1 (activation maximization)
@@ -307,15 +345,28 @@ def describe_sae_gates(gates=SAE_GATES):
 
 
 def describe_prediction2(rule=PREDICTION2):
-    return (f"For each SAE arm and each direction (CNN features matched in the MLP's dictionary, and the reverse), "
-            f"the held-out best-match correlation is compared with every valid null and with the model-seed ceiling. "
-            f"*Position* = (observed − strongest valid null) / (ceiling − strongest valid null), with a bootstrap 95% "
-            f"interval. **Supported**: the observation exceeds every valid null (Holm-adjusted p < {rule['alpha']:g} "
-            f"over the arm's tests, and the interval of the difference above 0) and the position's lower bound is at "
-            f"least {rule['min_position']:g}. **Not supported**: the position's upper bound is below "
-            f"{rule['min_position']:g}. **Not testable**: an SAE failed a gate, no null is valid, or the ceiling "
-            f"exceeds the strongest null by no more than {rule['min_resolution']:g}. Otherwise **inconclusive**. "
-            f"Both directions and both arms (L1 and TopK) must agree; disagreement is inconclusive.")
+    return (f"Four comparisons go through the same statistics: the question (VGG against the MLP); the reference "
+            f"pair (VGG against a ResNet trained with the same recipe and seeds: two CNN architectures); the ResNet "
+            f"against the MLP (reported beside); and the sanity control (VGG against its own layer under a random "
+            f"invertible linear map, given fresh SAEs: the same features in another basis). For each SAE arm and "
+            f"direction, the held-out best-match correlation (each feature's partner chosen on half of the test "
+            f"images, their correlation read on the other half, averaged over model seeds and SAE seeds) is compared "
+            f"with three nulls: images shuffled within (class, both models' predicted classes), images shuffled, and "
+            f"the SAE of a randomly initialized network. The *ceiling* is the agreement of two training seeds of the "
+            f"matched family (with one model per family, two SAE seeds of it), with its own conditional-shuffle "
+            f"null. *Position* = (observed − strongest valid null) / (ceiling − the ceiling's null): each is measured "
+            f"beyond what class and both models' predictions share. Intervals are bootstrap 95% intervals over "
+            f"images, model seeds and SAE seeds; p-values are exact permutation p-values (never below 1/(R+1)), "
+            f"Holm-adjusted over each comparison's tests. A comparison is **supported** (similar) when it exceeds "
+            f"every valid null (Holm p < {rule['alpha']:g} and the interval of the difference above 0) and the "
+            f"position's lower bound is at least {rule['min_position']:g}; **not supported** when the position's "
+            f"upper bound is below {rule['min_position']:g}; **not testable** when an SAE failed a gate, no null is "
+            f"valid, or the ceiling exceeds its null by no more than {rule['min_resolution']:g}; otherwise "
+            f"**inconclusive**. The MLP is judged only where the instrument resolves: in each arm the sanity "
+            f"control and the reference pair must both be supported in both directions, else that arm is *not "
+            f"testable*. The MLP's verdict is read against the ceiling; its position as a share of the reference "
+            f"pair's is reported beside it. Both directions and both arms (L1 and TopK) must agree; disagreement is "
+            f"inconclusive.")
 
 
 def describe_am_gates(gates=AM_GATES):

@@ -56,24 +56,49 @@ def null(valid=True, p=0.001, low=0.05):
     (dict(position=dict(value=0.8, low=0.6, high=0.9), nulls=[null(low=-0.01)]), V.INCONCLUSIVE),
     (dict(gates_ok=False), V.NOT_TESTABLE),
     (dict(nulls=[null(valid=False)]), V.NOT_TESTABLE),
-    (dict(ceiling_margin=0.01), V.NOT_TESTABLE),
+    (dict(span=0.01), V.NOT_TESTABLE),
+    (dict(span=float("nan")), V.NOT_TESTABLE),   # no ceiling at all
 ])
 def test_prediction2_direction_reaches_every_outcome(kwargs, expected):
     args = dict(gates_ok=True, nulls=[null(), null(valid=False, p=0.9, low=-1)],
-                position=dict(value=0.8, low=0.6, high=0.9), ceiling_margin=0.3)
+                position=dict(value=0.8, low=0.6, high=0.9), span=0.3)
     args.update(kwargs)
     got, reason = V.prediction2_direction(**args)
     assert got == expected, reason
 
 
+def study_rows(question=V.SUPPORTED, reference=V.SUPPORTED, sanity=V.SUPPORTED, arms=("l1", "topk")):
+    """A synthetic directions table: every comparison in both directions of every arm."""
+    verdicts = dict(question=question, reference=reference, sanity=sanity, beside=V.NOT_SUPPORTED)
+    return [dict(comparison=c, arm=arm, direction=d, verdict=verdicts[c] if isinstance(verdicts[c], str)
+                 else verdicts[c][i], reason="synthetic")
+            for arm in arms for c in verdicts for i, d in enumerate(("a->b", "b->a"))]
+
+
+@pytest.mark.parametrize("rows,expected", [
+    (study_rows(), V.SUPPORTED),
+    (study_rows(question=V.NOT_SUPPORTED), V.NOT_SUPPORTED),
+    (study_rows(question=(V.SUPPORTED, V.NOT_SUPPORTED)), V.INCONCLUSIVE),       # the directions disagree
+    (study_rows(question=V.INCONCLUSIVE), V.INCONCLUSIVE),
+    (study_rows(reference=(V.SUPPORTED, V.INCONCLUSIVE)), V.NOT_TESTABLE),      # the reference pair unresolved
+    (study_rows(reference=V.NOT_SUPPORTED, question=V.NOT_SUPPORTED), V.NOT_TESTABLE),
+    (study_rows(sanity=(V.NOT_TESTABLE, V.SUPPORTED)), V.NOT_TESTABLE),         # the sanity control fails
+    ([r for r in study_rows(question=V.NOT_SUPPORTED) if r["comparison"] != "reference"], V.NOT_SUPPORTED),
+])
+def test_prediction2_reaches_every_outcome_and_needs_both_controls(rows, expected):
+    got, per_arm, reasons = V.prediction2(rows)
+    assert got == expected, reasons
+    if expected == V.NOT_TESTABLE:
+        assert all("does not resolve its known case" in r for r in reasons.values())
+
+
 def test_arms_must_agree():
-    rows = [dict(arm="l1", verdict=V.SUPPORTED), dict(arm="l1", verdict=V.SUPPORTED),
-            dict(arm="topk", verdict=V.SUPPORTED), dict(arm="topk", verdict=V.SUPPORTED)]
-    assert V.prediction2(rows) == (V.SUPPORTED, {"l1": V.SUPPORTED, "topk": V.SUPPORTED})
-    rows[3]["verdict"] = V.NOT_SUPPORTED
-    assert V.prediction2(rows) == (V.INCONCLUSIVE, {"l1": V.SUPPORTED, "topk": V.INCONCLUSIVE})
-    rows[0]["verdict"] = V.NOT_TESTABLE
-    assert V.prediction2(rows)[0] == V.NOT_TESTABLE
+    rows = study_rows()
+    assert V.prediction2(rows)[:2] == (V.SUPPORTED, {"l1": V.SUPPORTED, "topk": V.SUPPORTED})
+    for r in rows:
+        if r["arm"] == "topk" and r["comparison"] == "question":
+            r["verdict"] = V.NOT_SUPPORTED
+    assert V.prediction2(rows)[:2] == (V.INCONCLUSIVE, {"l1": V.SUPPORTED, "topk": V.NOT_SUPPORTED})
     assert V.combine([]) == V.NOT_TESTABLE
 
 
@@ -152,7 +177,7 @@ def test_holm_families_hold_exactly_the_tests_of_each_verdict():
             dict(statistic="null-full-shuffle", valid=True, p=0.01),
             dict(statistic="null-random-init", valid=False, p=0.001),  # an invalid null is not tested
             dict(statistic="null-conditional-shuffle", valid=True, p=0.02),
-            dict(statistic="ceiling-model-seed", valid=True)]
+            dict(statistic="ceiling", valid=True)]
     V.adjust_prediction2(rows)
     assert [r.get("p_holm") for r in rows] == [None, pytest.approx(0.02), None, pytest.approx(0.02), None]
     effects = [dict(objective="classes", p=0.01), dict(objective="channels", p=0.001), dict(objective="units", p=0.04)]
