@@ -68,3 +68,17 @@ def layer_representations(model, images, layers, batch_size=500):
             for layer in layers:
                 out[layer].append(pooled(acts[layer]).flatten(1).float().cpu())
     return {layer: torch.cat(v) for layer, v in out.items()}
+
+
+def linear_map(d, seed=0, condition=4.0):
+    """A fixed random invertible linear map of ``d``-dimensional activations and its inverse, (M, M_inv), applied as
+    ``acts @ M``: a random rotation, per-axis scales log-uniform over a ``condition``-fold range, another rotation.
+    Prediction 2's sanity control: the mapped layer carries exactly the layer's features in another basis. Its
+    condition is bounded so that the SAE's squared error weighs no direction more than ``condition**2`` times
+    another."""
+    g = torch.Generator().manual_seed(20_000 + seed)
+    q1, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    q2, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    scales = condition ** (torch.rand(d, generator=g, dtype=torch.float64) - 0.5)
+    m = q1 @ torch.diag(scales) @ q2
+    return m.float(), torch.linalg.inv(m).float()

@@ -8,8 +8,8 @@ from helpers.compare_study import WHERE
 
 P1_COLUMNS = ["objective", "measure", "setting", "cnn_delta", "cnn_low", "mlp_delta", "mlp_low", "position",
               "position_low", "position_high", "verdict"]
-P2_COLUMNS = ["arm", "direction", "observed", "strongest_null", "ceiling", "position", "position_low",
-              "position_high", "gates_ok", "verdict"]
+P2_COLUMNS = ["comparison", "arm", "direction", "observed", "position", "position_low", "position_high",
+              "position_vs_conditional-shuffle", "position_vs_full-shuffle", "position_vs_random-init", "verdict"]
 
 
 @dataclass
@@ -37,12 +37,21 @@ class AnswersPage:
         return str(store.require(artifact, profile=self.profile, **fields))
 
     def prediction2(self):
-        """For each study layer compared: its verdict in words, and its table of directions."""
+        """For each study layer compared: its verdict in words, and the positions of the question, the reference
+        pair, the second CNN against the MLP and the sanity control, against each null."""
         import pandas as pd
         from IPython.display import Markdown, display
+
+        from helpers.compare import COMPARISON_LABELS
         for layer, c in self.conclusions.items():
+            shares = "; ".join(f"{k}: {v:.0%}" for k, v in c.get("reference_share", {}).items() if v == v)
+            arms = "; ".join(f"{arm} arm: {v} ({c['reasons'][arm]})" for arm, v in c["per_arm"].items())
             display(Markdown(
-                f"**{WHERE[layer]} ({c['modules']['cnn']}, {c['modules']['mlp']}): {c['prediction2']}** "
-                f"({'; '.join(f'{arm} arm: {v}' for arm, v in c['per_arm'].items())}). Profile `{c['profile']}`, "
-                f"{profiles.get(c['profile']).models}."))
-            display(pd.DataFrame(c["directions"])[P2_COLUMNS].round(3))
+                f"**{WHERE[layer]} ({', '.join(c['modules'].values())}): {c['prediction2']}** ({arms}). "
+                f"Similar here means beyond what class and both models' predictions share: the position is 0 at "
+                f"the strongest null and 1 at the ceiling"
+                + (f"; the MLP's position as a share of the reference pair's: {shares}" if shares else "")
+                + f". Profile `{c['profile']}`, {profiles.get(c['profile']).models}."))
+            table = pd.DataFrame(c["directions"])
+            table = table.assign(comparison=table.comparison.map(COMPARISON_LABELS))
+            display(table[[k for k in P2_COLUMNS if k in table]].round(3))

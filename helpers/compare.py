@@ -61,15 +61,9 @@ def linear_cka(x, y):
 def shuffle_order(n, seed=0, labels=None):
     """A permutation of ``n`` images: across all images, or (with ``labels``) only within each class, which keeps
     class identity aligned while breaking everything finer."""
-    g = torch.Generator().manual_seed(seed)
     if labels is None:
-        return torch.randperm(n, generator=g)
-    labels = torch.as_tensor(labels)
-    order = torch.arange(n)
-    for c in labels.unique():
-        idx = torch.nonzero(labels == c).flatten()
-        order[idx] = idx[torch.randperm(len(idx), generator=g)]
-    return order
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return stats.within_group_permutations(labels, 1, seed)[0]
 
 
 def shuffle_rows(acts, seed=0, labels=None):
@@ -182,116 +176,306 @@ def prediction_groups(labels, *predictions):
 
 
 # ----------------------------------------------------------------------------- Prediction 2, one SAE arm
+#
+# Four comparisons, each run through the same statistics: the study's question (VGG against the MLP), the reference
+# pair (VGG against a ResNet: two CNN architectures, which the instrument should read as similar), the ResNet
+# against the MLP (a second CNN against the same MLP), and the sanity control (VGG against its own layer under a
+# random invertible linear map, which carries the same features and must read as similar). A "side" is a family, or
+# ``cnn-mapped`` for the mapped layer; its SAEs are indexed by (model seed, SAE seed).
 
-LABELS = {"observed": "CNN–MLP, same sparsity (mean over model seeds)",
-          "null-conditional-shuffle": "null: images shuffled within (class, CNN prediction, MLP prediction)",
+COMPARISONS = (("question", "cnn", "mlp"), ("reference", "cnn", "resnet"), ("beside", "resnet", "mlp"),
+               ("sanity", "cnn", "cnn-mapped"))
+COMPARISON_LABELS = {"question": "VGG ↔ MLP", "reference": "VGG ↔ ResNet (the reference pair)",
+                     "beside": "ResNet ↔ MLP", "sanity": "VGG ↔ VGG under a random linear map (the sanity control)"}
+SIDE_NAMES = {"cnn": "VGG", "mlp": "MLP", "resnet": "ResNet", "cnn-mapped": "mapped VGG"}
+
+LABELS = {"observed": "observed, same sparsity (mean over model and SAE seeds)",
+          "null-conditional-shuffle": "null: images shuffled within (class, both models' predictions)",
           "null-full-shuffle": "null: image order shuffled",
-          "null-random-init": "null: SAE of a randomly initialized network of the other family",
-          "ceiling-model-seed": "ceiling: the same family, another training seed",
-          "reliability-sae-seed": "reliability: the same model, another SAE seed (L1 arm)"}
+          "null-random-init": "null: SAE of a randomly initialized network of the matched side's family",
+          "ceiling": "ceiling: the same family, another training seed (one model: another SAE seed)",
+          "ceiling-null": "the ceiling's null: images shuffled within (class, both models' predictions)",
+          "reproducibility": "reproducibility: the same model, another SAE seed"}
+REPRODUCIBLE = 0.5  # a feature is reproducible when its held-out r with its partner in the other SAE seed exceeds it
 
 
-def prediction2_arm(features, alive_share, gates_ok, arm, model_seeds, groups, seed=0, shuffles=49, replicates=200):
-    """All held-out statistics of one SAE arm, both directions, and each direction's verdict (``helpers.verdict``
-    decides null validity, the strongest null, the position, Holm's family and the verdict).
+def family_of(side):
+    return side.removesuffix("-mapped")
 
-    features: {SAE id: (N, F) feature activations on the test images} (ids of ``units.SAESpec``);
-    alive_share: {SAE id: share of its features that fire on the test images}; gates_ok: {SAE id: bool};
-    groups: {model seed: group id per test image} for the conditional shuffle (``prediction_groups``).
-    Returns (statistics rows, direction rows).
+
+def side_units(specs, side, arm):
+    """{(model seed, SAE seed): SAE id} of the trained (or mapped) SAEs of ``side`` in ``arm``."""
+    return {(s.model_seed, s.sae_seed): s.id for s in specs
+            if s.arm == arm and s.side == side and s.net != "random-init"}
+
+
+def exact_permutation_p(x, y, permutations):
+    """Exact one-sided p-values that paired columns ``x`` and ``y`` (the same images' rows) correlate more than
+    under the given permutations of ``y``'s images (each a (R, n) tensor from ``stats.within_group_permutations``:
+    within groups, or with one group a full shuffle). The statistic is the mean paired Pearson correlation; p =
+    (1 + permutations reaching it) / (1 + R), never below 1 / (R + 1). Returns one p per permutation set.
+
+    With z-scored columns a permutation's statistic is a sum of entries of one n x n matrix, so R permutations cost
+    one matrix product and R gathers."""
+    zx, _ = _zscore(x)
+    zy, _ = _zscore(y)
+    gram = zx @ zy.T
+    rows = torch.arange(len(zx))[None, :]
+    observed = gram.diagonal().sum()
+    return [(1 + int((gram[rows, perms].sum(1) >= observed - 1e-6 * observed.abs()).sum())) / (len(perms) + 1)
+            for perms in permutations]
+
+
+def _zscore(x):
+    x = torch.as_tensor(x).float()
+    x = x - x.mean(0)
+    std = x.pow(2).mean(0).sqrt()
+    return torch.where(std > 1e-12, x / std.clamp_min(1e-30), torch.zeros_like(x)), std
+
+
+def code_cka(a, b):
+    """Linear CKA of two SAE codes over the same images (float32): high when the two dictionaries span the same
+    subspace, whatever their bases."""
+    def centred(x):
+        x = torch.as_tensor(x).float()
+        return x - x.mean(0)
+    a, b = centred(a), centred(b)
+    norm = lambda x: (x.T @ x).pow(2).sum().sqrt()  # noqa: E731
+    return ((b.T @ a).pow(2).sum() / (norm(a) * norm(b))).item()
+
+
+def prediction2_arm(features, specs, alive_share, gates_ok, arm, predictions, labels, seed=0, shuffles=3,
+                    permutations=999, replicates=200, comparisons=COMPARISONS):
+    """All held-out statistics of one SAE arm: every comparison whose two sides have SAEs, both directions, each
+    direction's verdict (``helpers.verdict``: null validity, the strongest null, the position, Holm, the verdict),
+    and the per-feature values.
+
+    features: {SAE id: (N, F) feature activations on the test images}; specs: the ``units.SAESpec`` of every id;
+    alive_share, gates_ok: {SAE id: share of alive features / bool}; predictions: {(family, model seed): predicted
+    class per test image}; labels: the test labels. Shuffle nulls: their level averages ``shuffles`` shuffles (each
+    feature's partner chosen again); their p-value is ``exact_permutation_p`` over ``permutations``, the largest over
+    the comparison's (model seed, SAE seed) pairs. Intervals resample images, model seeds and SAE seeds.
+    Returns (statistics rows, direction rows, per-feature rows).
     """
     from helpers import verdict as V
     from helpers.units import SAESpec
-    n = len(next(iter(features.values())))
+    n = len(labels)
     select, evaluate = split_halves(n, seed)
     weights = stats.bootstrap_weights(len(evaluate), replicates, seed)
-    seeds = range(model_seeds)
-    trained = {(f, s): SAESpec(f, "trained", s, arm).id for f in ("cnn", "mlp") for s in seeds}
-    rows, directions = [], []
-    for fa, fb in (("cnn", "mlp"), ("mlp", "cnn")):
-        direction = f"{fa}->{fb}"
-        A = {s: features[trained[(fa, s)]] for s in seeds}
-        B = {s: features[trained[(fb, s)]] for s in seeds}
+    z_cache, halves = {}, {}
 
-        a_select = {s: standardize(A[s][select]) for s in seeds}  # shared by every match against A[s]
-
-        def held(s, b, with_weights=True, b_order=None):
-            value, per_feature, reps = heldout_match(A[s], b, select, evaluate, weights if with_weights else None,
-                                                     b_order=b_order, a_select=a_select[s])
-            return value.item(), reps, per_feature
-
-        obs = [held(s, B[s]) for s in seeds]
-        obs_value = sum(o[0] for o in obs) / len(obs)
-        obs_reps = stats.seed_average([o[1] for o in obs], replicates, seed)
-        obs_per_feature = torch.cat([o[2] for o in obs])
-        in_sample = sum(similarity(A[s], B[s], matching=False)[0]["mean_best_a_to_b"] for s in seeds) / len(obs)
-        low, high = stats.interval(obs_reps)
-        rows.append(dict(arm=arm, direction=direction, statistic="observed", value=obs_value, low=low, high=high,
-                         in_sample_best=in_sample, valid=True))
-
-        nulls = {}
-        for name, by_group in (("null-conditional-shuffle", True), ("null-full-shuffle", False)):
-            values, reps = [], []
-            for r in range(shuffles):
-                per_seed = [held(s, B[s], with_weights=r < 5,
-                                 b_order=shuffle_order(n, seed=1000 + r, labels=groups[s] if by_group else None))
-                            for s in seeds]
-                values.append(sum(p[0] for p in per_seed) / len(per_seed))
-                if r < 5:  # the interval of a shuffle null averages a few shuffles' bootstrap replicates
-                    reps.append(stats.seed_average([p[1] for p in per_seed], replicates, seed))
-            nulls[name] = dict(value=sum(values) / len(values), reps=torch.stack(reps).mean(0),
-                               p=stats.permutation_p(obs_value, values), valid=True)
-        random_id = SAESpec(fb, "random-init", 0, arm).id
-        rand = [held(s, features[random_id]) for s in seeds]
-        nulls["null-random-init"] = dict(
-            value=sum(p[0] for p in rand) / len(rand), reps=stats.seed_average([p[1] for p in rand], replicates, seed),
-            p=stats.sign_flip_p(obs_per_feature - torch.cat([p[2] for p in rand]), seed=seed),
-            valid=V.null_valid(alive_share[random_id]))
-        for name, nl in nulls.items():
-            diff = obs_reps - nl["reps"]
-            (low, high), (diff_low, diff_high) = stats.interval(nl["reps"]), stats.interval(diff)
-            rows.append(dict(arm=arm, direction=direction, statistic=name, value=nl["value"], low=low, high=high,
-                             p=nl["p"], diff=obs_value - nl["value"], diff_low=diff_low, diff_high=diff_high,
-                             valid=bool(nl["valid"])))
-
-        if model_seeds > 1:
-            ceil = [held(i, features[trained[(fa, j)]]) for i, j in ((0, 1), (1, 0))]  # A[i] is fa's seed i
-            ceiling_value = sum(c[0] for c in ceil) / 2
-            ceiling_reps = torch.stack([c[1] for c in ceil]).mean(0)
-            low, high = stats.interval(ceiling_reps)
-            rows.append(dict(arm=arm, direction=direction, statistic="ceiling-model-seed", value=ceiling_value,
-                             low=low, high=high, valid=True))
-        reliability_id = SAESpec(fa, "trained", 0, arm, sae_seed=1).id
-        if reliability_id in features:
-            rel = held(0, features[reliability_id])
-            low, high = stats.interval(rel[1])
-            rows.append(dict(arm=arm, direction=direction, statistic="reliability-sae-seed", value=rel[0],
-                             low=low, high=high, valid=True))
-
-        strongest = V.strongest_null({k: v["value"] for k, v in nulls.items()},
-                                     {k: v["valid"] for k, v in nulls.items()})
-        entry = dict(arm=arm, direction=direction, observed=obs_value, strongest_null=strongest,
-                     gates_ok=V.all_passed(gates_ok, [trained[(f, s)] for f in (fa, fb) for s in seeds]))
-        if strongest and model_seeds > 1:
-            null_value, null_reps = nulls[strongest]["value"], nulls[strongest]["reps"]
-            position_reps = V.position(obs_reps, null_reps, ceiling_reps)
-            low, high = stats.interval(position_reps)
-            entry.update(ceiling=ceiling_value, ceiling_margin=ceiling_value - null_value,
-                         position=V.position(obs_value, null_value, ceiling_value), position_low=low,
-                         position_high=high)
+    def held(a_id, b_id, b_order=None, with_replicates=True):
+        """(value, replicates, per-feature r, partners of a's alive features) of a's features matched in b."""
+        for i in (a_id, b_id):
+            if i not in halves:  # each SAE's two halves of the images, gathered once
+                halves[i] = features[i][select], features[i][evaluate]
+        if a_id not in z_cache:
+            z_cache[a_id] = standardize(halves[a_id][0])
+        if b_order is None:
+            b_select, b_evaluate = halves[b_id]
         else:
-            entry.update(ceiling=math.nan, ceiling_margin=math.nan, position=math.nan, position_low=math.nan,
-                         position_high=math.nan)
-        directions.append(entry)
+            b_select, b_evaluate = features[b_id][b_order[select]], features[b_id][b_order[evaluate]]
+        ia, ib = choose_partners(z_cache[a_id], b_select)
+        if len(ia) == 0 or len(ib) == 0:
+            return 0.0, torch.zeros(replicates), torch.zeros(0), (ia[:0], ib[:0])
+        x, y = halves[a_id][1][:, ia], b_evaluate[:, ib]
+        per_feature = paired_correlations(x, y)
+        reps = paired_correlations(x, y, weights).mean(1) if with_replicates else None
+        return per_feature.mean().item(), reps, per_feature, (ia, ib)
 
-    V.adjust_prediction2(rows)
+    permutation_cache = {}
+
+    def permutations_of(groups):
+        """The exact tests' permutations of the evaluate images within ``groups`` (shared by every test that
+        has the same groups)."""
+        key = hash(groups.numpy().tobytes())
+        if key not in permutation_cache:
+            permutation_cache[key] = stats.within_group_permutations(groups, permutations, seed)
+        return permutation_cache[key]
+
+    def groups_of(*keys):
+        return prediction_groups(labels, *(predictions[k] for k in keys))
+
+    def mean_of(results):
+        values = {u: r[0] for u, r in results.items()}
+        reps = {u: r[1] for u, r in results.items()}
+        return (sum(values.values()) / len(values),
+                stats.nested_average(reps, replicates, seed) if all(r is not None for r in reps.values()) else None)
+
+    ceilings = {}
+
+    def ceiling_of(side):
+        """The ceiling of a side's family: its model-seed agreement (another training seed), or with one model its
+        SAE-seed agreement; with the ceiling's own conditional-shuffle null and each feature's reproducibility."""
+        fam = family_of(side)
+        if fam in ceilings:
+            return ceilings[fam]
+        units = side_units(specs, fam, arm)
+        seeds = sorted({s for s, _ in units})
+        sae_seeds = sorted({t for _, t in units})
+        if len(seeds) > 1:
+            pairs = {((i, j), t): (units[(i, t)], units[(j, t)]) for i in seeds for j in seeds if i != j
+                     for t in sae_seeds}
+            kind, keys = "model seed", {((i, j), t): ((fam, i), (fam, j)) for (i, j), t in pairs}
+        elif len(sae_seeds) > 1:
+            pairs = {((t, u), 0): (units[(seeds[0], t)], units[(seeds[0], u)]) for t in sae_seeds
+                     for u in sae_seeds if u != t}  # the outer level: an ordered pair of SAE seeds
+            kind, keys = "SAE seed", {k: ((fam, seeds[0]),) for k in pairs}
+        else:
+            ceilings[fam] = None
+            return None
+        results = {k: held(*ids) for k, ids in pairs.items()}
+        value, reps = mean_of(results)
+        # the level averages every shuffle; its interval is the first shuffle's (the spread between shuffles is
+        # small beside the images' bootstrap)
+        shuffled = [{k: held(*ids, b_order=shuffle_order(n, seed=2000 + r, labels=groups_of(*keys[k])),
+                             with_replicates=r == 0) for k, ids in pairs.items()} for r in range(shuffles)]
+        null = [mean_of(sh) for sh in shuffled]
+        reproducibility = {}
+        for (s, t), a_id in units.items():
+            other = [u for u in sae_seeds if u != t]
+            if other:
+                r = held(a_id, units[(s, other[0])])
+                per = torch.zeros(features[a_id].shape[1])
+                per[r[3][0]] = r[2]
+                reproducibility[(s, t)] = per
+        ceilings[fam] = dict(kind=kind, value=value, reps=reps, null=sum(v for v, _ in null) / len(null),
+                             null_reps=null[0][1],
+                             per_feature=torch.cat([r[2] for r in results.values()]),
+                             reproducibility=reproducibility)
+        return ceilings[fam]
+
+    rows, directions, per_feature = [], [], []
+    for name, side_a, side_b in comparisons:
+        units_a, units_b = side_units(specs, side_a, arm), side_units(specs, side_b, arm)
+        shared = sorted(set(units_a) & set(units_b))
+        if not shared:
+            continue
+        found = {}
+        for a, b, ua, ub in ((side_a, side_b, units_a, units_b), (side_b, side_a, units_b, units_a)):
+            direction = f"{a}->{b}"
+            key = {u: ((family_of(a), u[0]), (family_of(b), u[0])) for u in shared}
+            obs = {u: held(ua[u], ub[u]) for u in shared}
+            found[direction] = obs
+            obs_value, obs_reps = mean_of(obs)
+            first = shared[0]
+            in_sample = similarity(features[ua[first]], features[ub[first]], matching=False)[0]["mean_best_a_to_b"]
+            low, high = stats.interval(obs_reps)
+            rows.append(dict(comparison=name, arm=arm, direction=direction, statistic="observed", value=obs_value,
+                             low=low, high=high, in_sample_best=in_sample, valid=True))
+            nulls = {}
+            by_group = {"null-conditional-shuffle": True, "null-full-shuffle": False}
+            full = torch.zeros(len(evaluate), dtype=torch.long)
+            p = {u: exact_permutation_p(
+                features[ua[u]][evaluate][:, obs[u][3][0]], features[ub[u]][evaluate][:, obs[u][3][1]],
+                [permutations_of(groups_of(*key[u])[evaluate]), permutations_of(full)]) for u in shared}
+            for i, (null, grouped) in enumerate(by_group.items()):
+                shuffled = [{u: held(ua[u], ub[u], b_order=shuffle_order(
+                    n, seed=1000 + r, labels=groups_of(*key[u]) if grouped else None), with_replicates=r == 0)
+                    for u in shared} for r in range(shuffles)]
+                levels = [mean_of(sh) for sh in shuffled]
+                # the largest p over the (model seed, SAE seed) pairs: each pair must beat its null
+                nulls[null] = dict(value=sum(v for v, _ in levels) / len(levels), reps=levels[0][1],
+                                   p=max(p[u][i] for u in shared), valid=True, per_feature=shuffled[0][first][2])
+            random_id = SAESpec(family_of(b), "random-init", 0, arm).id
+            if random_id in features:
+                rand = {u: held(ua[u], random_id) for u in shared}
+                value, reps = mean_of(rand)
+                nulls["null-random-init"] = dict(
+                    value=value, reps=reps, valid=V.null_valid(alive_share[random_id]),
+                    p=stats.sign_flip_p(torch.cat([obs[u][2] - rand[u][2] for u in shared]), seed=seed),
+                    per_feature=rand[first][2])
+            for null, nl in nulls.items():
+                (low, high), (diff_low, diff_high) = stats.interval(nl["reps"]), stats.interval(obs_reps - nl["reps"])
+                rows.append(dict(comparison=name, arm=arm, direction=direction, statistic=null, value=nl["value"],
+                                 low=low, high=high, p=nl["p"], diff=obs_value - nl["value"], diff_low=diff_low,
+                                 diff_high=diff_high, valid=bool(nl["valid"])))
+            ceiling = ceiling_of(a)
+            entry = dict(comparison=name, arm=arm, direction=direction, observed=obs_value,
+                         gates_ok=V.all_passed(gates_ok, [ua[u] for u in shared] + [ub[u] for u in shared]),
+                         strongest_null=V.strongest_null({k: v["value"] for k, v in nulls.items()},
+                                                         {k: v["valid"] for k, v in nulls.items()}),
+                         ceiling_kind=ceiling["kind"] if ceiling else "none")
+            if ceiling:
+                for statistic, value, reps in (("ceiling", ceiling["value"], ceiling["reps"]),
+                                               ("ceiling-null", ceiling["null"], ceiling["null_reps"])):
+                    low, high = stats.interval(reps)
+                    rows.append(dict(comparison=name, arm=arm, direction=direction, statistic=statistic,
+                                     value=value, low=low, high=high, valid=True, ceiling_kind=ceiling["kind"]))
+            if entry["strongest_null"] and ceiling:
+                strongest = nulls[entry["strongest_null"]]
+                position_reps = V.position(obs_reps - strongest["reps"], 0.0, ceiling["reps"] - ceiling["null_reps"])
+                low, high = stats.interval(position_reps)
+                entry.update(null_value=strongest["value"], ceiling=ceiling["value"], ceiling_null=ceiling["null"],
+                             span=ceiling["value"] - ceiling["null"], position_low=low, position_high=high,
+                             position=V.position(obs_value - strongest["value"], 0.0,
+                                                 ceiling["value"] - ceiling["null"]))
+                # the position against each null in turn (the front page's "relative to what")
+                entry.update({f"position_vs_{k.removeprefix('null-')}": V.position(obs_value - v["value"], 0.0,
+                                                                                  entry["span"])
+                              for k, v in nulls.items()})
+            else:
+                entry.update({k: math.nan for k in ("null_value", "ceiling", "ceiling_null", "span", "position",
+                                                    "position_low", "position_high")})
+            for statistic, values in [(k, v["per_feature"]) for k, v in nulls.items()] + (
+                    [("ceiling", ceiling["per_feature"])] if ceiling else []):
+                per_feature += [dict(comparison=name, arm=arm, direction=direction, statistic=statistic,
+                                     heldout_r=values)]
+            directions.append(entry)
+        # per feature: its partner, held-out r, firing frequency, reproducibility, and whether the match is mutual
+        cka_codes = code_cka(features[units_a[shared[0]]], features[units_b[shared[0]]])
+        for a, b, ua, ub in ((side_a, side_b, units_a, units_b), (side_b, side_a, units_b, units_a)):
+            direction, back = f"{a}->{b}", f"{b}->{a}"
+            ceiling = ceiling_of(a)
+            entry = next(d for d in directions if d["comparison"] == name and d["direction"] == direction)
+            reproducible, matched, mutual, total = 0, 0, 0, 0
+            for u in shared:
+                r, (ia, ib) = found[direction][u][2], found[direction][u][3]
+                partner_back = torch.full((features[ub[u]].shape[1],), -1, dtype=torch.long)
+                ja, jb = found[back][u][3]
+                partner_back[ja] = jb
+                is_mutual = partner_back[ib] == ia
+                frequency = (features[ua[u]][:, ia] > 0).float().mean(0)
+                repro = (ceiling["reproducibility"].get(u) if ceiling and family_of(a) == a else None)
+                repro = repro[ia] if repro is not None else torch.full((len(ia),), math.nan)
+                keep = repro > REPRODUCIBLE
+                reproducible += int(keep.sum())
+                matched += int((keep & (r > 0.5)).sum())
+                mutual += int(is_mutual.sum())
+                total += len(ia)
+                per_feature.append(dict(comparison=name, arm=arm, direction=direction, statistic="observed",
+                                        model_seed=u[0], sae_seed=u[1], feature=ia, partner=ib, heldout_r=r,
+                                        frequency=frequency, reproducibility=repro, mutual=is_mutual))
+            all_r = torch.cat([found[direction][u][2] for u in shared])
+            entry.update(median=all_r.median().item() if len(all_r) else math.nan,
+                         reproducible_share=reproducible / total if total else math.nan,
+                         reproducible_matched_share=matched / reproducible if reproducible else math.nan,
+                         mutual_share=mutual / total if total else math.nan,
+                         code_cka=cka_codes)
+
+    for name, *_ in comparisons:
+        V.adjust_prediction2([r for r in rows if r["comparison"] == name])
     for entry in directions:
         nulls = [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"]) for r in rows
-                 if r["direction"] == entry["direction"] and r["statistic"] in V.NULLS]
+                 if r["comparison"] == entry["comparison"] and r["direction"] == entry["direction"]
+                 and r["statistic"] in V.NULLS]
         entry["verdict"], entry["reason"] = V.prediction2_direction(
             entry["gates_ok"], nulls, dict(value=entry["position"], low=entry["position_low"],
-                                           high=entry["position_high"]), entry["ceiling_margin"])
-    return rows, directions
+                                           high=entry["position_high"]), entry["span"])
+    return rows, directions, per_feature
+
+
+def per_feature_table(per_feature):
+    """The per-feature rows of ``prediction2_arm`` (tensors per pair of SAEs) as one long table: one row per feature
+    of the observed matches (with partner, firing frequency, reproducibility and mutuality), and the held-out r of
+    every feature under the first shuffle of each null and of the ceiling (for the distributions)."""
+    import pandas as pd
+    frames = []
+    for row in per_feature:
+        columns = {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in row.items()}
+        size = len(columns["heldout_r"])
+        frames.append(pd.DataFrame({k: v if isinstance(v, list) else [v] * size for k, v in columns.items()}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 # ----------------------------------------------------------------------------- every layer against every layer

@@ -29,17 +29,16 @@ class ComparePage:
         p = profiles.get(self.profile)
         self.settings, self.model_seeds = p.compare.with_overrides(self.overrides), p.model_seeds
         self.am_summary = json.loads(store.require("am_summary", profile=self.profile).read_text())
+        self.families = p.families
         self.summary = saes.load_summaries(self.profile, self.layer)
         self.features = {spec.id: saes.load_features(self.profile, self.layer, spec) for spec in self.summary}
         self.test_images, self.test_labels, _ = load_cifar10("test")
-        self.nets = {(f, s): load_trained(f, self.profile, s)
-                     for f in profiles.FAMILIES for s in range(self.model_seeds)}
-        predicted = {key: predictions(net, self.test_images) for key, net in self.nets.items()}
-        self.groups = {s: compare.prediction_groups(self.test_labels, predicted[("cnn", s)], predicted[("mlp", s)])
-                       for s in range(self.model_seeds)}
+        self.nets = {(f, s): load_trained(f, self.profile, s) for f in self.families for s in range(self.model_seeds)}
+        self.predicted = {key: predictions(net, self.test_images) for key, net in self.nets.items()}
+        self.groups = {s: compare.prediction_groups(self.test_labels, self.predicted[("cnn", s)],
+                                                    self.predicted[("mlp", s)]) for s in range(self.model_seeds)}
         self.layer_map = saes.layer_map(self.profile)  # read once: the mid-depth pair and the figure come from it
-        self.modules = {f: self.layer_map["choice"][f] if self.layer == "mid" else self.layer
-                        for f in profiles.FAMILIES}
+        self.modules = {f: self.layer_map["choice"][f] if self.layer == "mid" else self.layer for f in self.families}
 
     def where(self):
         return dict(profile=self.profile, layer=self.layer)
@@ -62,51 +61,117 @@ class ComparePage:
         return self.gates.round(3)
 
     def statistics(self):
-        """Every arm's held-out statistics and each direction's verdict (``compare.prediction2_arm``), written."""
+        """Every arm's held-out statistics, each comparison's and direction's verdict, and the per-feature values
+        (``compare.prediction2_arm``), written; the study's verdict (``verdict.prediction2``)."""
         import pandas as pd
         gates_ok = {spec.id: s["gates_passed"] for spec, s in self.summary.items()}
         alive_share = {spec.id: s["alive_share"] for spec, s in self.summary.items()}
-        rows, directions = [], []
+        rows, directions, per_feature = [], [], []
         for arm in profiles.get(self.profile).arms(self.layer):
-            s, d = compare.prediction2_arm(self.features, alive_share, gates_ok, arm, self.model_seeds, self.groups,
-                                           seed=self.seed, shuffles=self.settings.shuffles,
-                                           replicates=self.settings.replicates)
-            rows += s
-            directions += d
+            s, d, f = compare.prediction2_arm(
+                self.features, list(self.summary), alive_share, gates_ok, arm, self.predicted, self.test_labels,
+                seed=self.seed, shuffles=self.settings.shuffles, permutations=self.settings.permutations,
+                replicates=self.settings.replicates)
+            rows, directions, per_feature = rows + s, directions + d, per_feature + f
         self.stats, self.directions = pd.DataFrame(rows), pd.DataFrame(directions)
+        self.per_feature = compare.per_feature_table(per_feature)
         self.stats.to_csv(store.path("compare_statistics", **self.where()), index=False)
         self.directions.to_csv(store.path("compare_directions", **self.where()), index=False)
-        self.verdict, self.per_arm = verdict.prediction2(self.directions.to_dict("records"))
-        shown = self.stats.assign(statistic=self.stats.statistic.map(compare.LABELS))
-        return shown.set_index(["arm", "direction", "statistic"])[
-            ["value", "low", "high", "diff", "diff_low", "p", "p_holm", "valid", "in_sample_best"]].round(4)
+        self.per_feature.round(4).to_csv(store.path("compare_features", **self.where()), index=False)
+        self.verdict, self.per_arm, self.reasons = verdict.prediction2(self.directions.to_dict("records"))
+        shown = self.stats.assign(statistic=self.stats.statistic.map(compare.LABELS),
+                                  comparison=self.stats.comparison.map(compare.COMPARISON_LABELS))
+        return shown.set_index(["comparison", "arm", "direction", "statistic"])[
+            ["value", "low", "high", "diff", "diff_low", "p", "p_holm", "valid"]].round(4)
 
     def statistics_figure(self):
+        """Each comparison's observation, nulls and ceiling with their intervals, one row of panels per comparison
+        (saved)."""
         import matplotlib.pyplot as plt
-        panels = list(self.stats.groupby(["arm", "direction"], sort=False))
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), sharey=True, squeeze=False)
-        order = ["observed", *verdict.NULLS, "ceiling-model-seed", "reliability-sae-seed"]
-        for ax, ((arm, direction), part) in zip(axes[0], panels):
-            part = part.set_index("statistic").reindex([o for o in order if o in set(part.statistic)])
-            y = range(len(part))
-            colors = ["C3" if k == "observed" else "C2" if k.startswith(("ceiling", "reliability")) else
-                      ("C0" if part.loc[k, "valid"] else "lightgrey") for k in part.index]
-            # A shuffle null's value averages every shuffle, its interval only the first few: it can sit just outside.
-            ax.errorbar(part.value, y, xerr=[(part.value - part.low).clip(lower=0),
-                                             (part.high - part.value).clip(lower=0)], fmt="none", ecolor=colors)
-            ax.scatter(part.value, y, c=colors, zorder=3)
-            ax.set(yticks=list(y), yticklabels=[k.replace("null-", "null: ") for k in part.index],
-                   xlabel="held-out best-match correlation", title=f"{arm} arm, {direction}")
-            ax.invert_yaxis()
+        order = ["observed", *verdict.NULLS, "ceiling", "ceiling-null"]
+        sides = {c: (a, b) for c, a, b in compare.COMPARISONS if c in set(self.stats.comparison)}
+        columns = [(arm, forward) for arm in dict.fromkeys(self.stats.arm) for forward in (True, False)]
+        fig, axes = plt.subplots(len(sides), len(columns), figsize=(4 * len(columns), 2.6 * len(sides)),
+                                 sharex=True, squeeze=False)
+        for row, (name, (a, b)) in zip(axes, sides.items()):
+            for ax, (arm, forward) in zip(row, columns):
+                direction = f"{a}->{b}" if forward else f"{b}->{a}"
+                part = self.stats[(self.stats.comparison == name) & (self.stats.arm == arm)
+                                  & (self.stats.direction == direction)].set_index("statistic")
+                part = part.reindex([o for o in order if o in part.index])
+                y = range(len(part))
+                colors = ["C3" if k == "observed" else "C2" if k == "ceiling" else "C7" if k == "ceiling-null" else
+                          ("C0" if part.loc[k, "valid"] else "lightgrey") for k in part.index]
+                # a shuffle null's value averages every shuffle, its interval only their mean replicates
+                ax.errorbar(part.value, y, xerr=[(part.value - part.low).clip(lower=0),
+                                                 (part.high - part.value).clip(lower=0)], fmt="none", ecolor=colors)
+                ax.scatter(part.value, y, c=colors, zorder=3)
+                ax.set(yticks=list(y), yticklabels=[k.replace("null-", "null: ") for k in part.index],
+                       title=f"{compare.COMPARISON_LABELS[name].split(' (')[0]}\n{arm} arm, "
+                             + " → ".join(compare.SIDE_NAMES[x] for x in direction.split("->")))
+                ax.invert_yaxis()
+        for ax in axes[-1]:
+            ax.set_xlabel("held-out best-match correlation")
         fig.suptitle(f"Held-out feature correlation with 95% intervals ({self.profile} profile, layers "
-                     f"{self.modules['cnn']} and {self.modules['mlp']}; grey: an invalid null)")
+                     f"{', '.join(self.modules.values())}; grey: an invalid null)")
         fig.tight_layout()
-        plt.savefig(store.path("compare_figure", **self.where()), dpi=120)
+        plt.savefig(store.path("compare_figure", **self.where()), dpi=110)
+        return fig
+
+    def distributions_figure(self):
+        """Per-feature held-out r, as cumulative distributions: each side's features matched in every other side,
+        beside the conditional-shuffle null and the side's ceiling (saved)."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+        pf = self.per_feature
+        arms = list(dict.fromkeys(pf.arm))
+        sources = [f for f in ("cnn", "mlp") if f in self.families]
+        fig, axes = plt.subplots(len(arms), len(sources), figsize=(6.5 * len(sources), 3.6 * len(arms)),
+                                 squeeze=False, sharex=True)
+        for row, arm in zip(axes, arms):
+            for ax, source in zip(row, sources):
+                part = pf[(pf.arm == arm) & pf.direction.str.startswith(source + "->")]
+                curves = [(f"matched in {compare.SIDE_NAMES[d.split('->')[1]]}", part[(part.direction == d) &
+                                                                                       (part.statistic == "observed")])
+                          for d in part.direction.unique()]
+                question = part[part.comparison == "question"]
+                curves += [("null: shuffled within (class, predictions)",
+                            question[question.statistic == "null-conditional-shuffle"]),
+                           ("ceiling: another training seed", question[question.statistic == "ceiling"])]
+                for i, (label, values) in enumerate(curves):
+                    r = np.sort(values.heldout_r.to_numpy())
+                    if len(r):
+                        ax.plot(r, np.linspace(0, 1, len(r)), label=f"{label} (median {np.median(r):.2f})",
+                                ls="--" if label.startswith(("null", "ceiling")) else "-",
+                                color="grey" if label.startswith("null") else "C2" if label.startswith("ceiling")
+                                else f"C{[0, 3, 1, 4][i % 4]}")
+                ax.set(title=f"{compare.SIDE_NAMES[source]}'s features, {arm} arm", xlabel="held-out r",
+                       ylabel="share of features at or below")
+                ax.legend(fontsize=7, loc="lower right")
+        fig.suptitle(f"Per-feature held-out correlation ({self.profile} profile, layers "
+                     f"{', '.join(self.modules.values())}, every model and SAE seed)")
+        fig.tight_layout()
+        plt.savefig(store.path("compare_distributions", **self.where()), dpi=110)
         return fig
 
     def directions_table(self):
-        return self.directions[["arm", "direction", "observed", "strongest_null", "ceiling", "position",
-                                "position_low", "position_high", "gates_ok", "verdict", "reason"]].round(3)
+        d = self.directions.assign(comparison=self.directions.comparison.map(compare.COMPARISON_LABELS))
+        return d[["comparison", "arm", "direction", "observed", "strongest_null", "null_value", "ceiling",
+                  "ceiling_kind", "ceiling_null", "position", "position_low", "position_high", "median",
+                  "reproducible_matched_share", "mutual_share", "code_cka", "gates_ok", "verdict",
+                  "reason"]].round(3)
+
+    def reference_share(self):
+        """The MLP's position as a share of the reference pair's, per arm and direction from VGG (reported beside
+        the verdict; it does not decide it)."""
+        d = self.directions.set_index(["comparison", "arm", "direction"])
+        out = {}
+        for arm in d.index.get_level_values("arm").unique():
+            for back in (False, True):
+                q, r = (("mlp->cnn", "resnet->cnn") if back else ("cnn->mlp", "cnn->resnet"))
+                if ("question", arm, q) in d.index and ("reference", arm, r) in d.index:
+                    out[(arm, q)] = d.loc[("question", arm, q), "position"] / d.loc[("reference", arm, r), "position"]
+        return out
 
     def layer_map_figure(self):
         """Linear CKA of every layer pair beside its two nulls, the chosen mid-depth pair marked (saved, with the
@@ -143,7 +208,7 @@ class ComparePage:
 
         from helpers.activations import harvest_activations
         from helpers.train import random_model
-        reps = {f: harvest_activations(self.nets[(f, 0)], self.modules[f], "test")[0] for f in profiles.FAMILIES}
+        reps = {f: harvest_activations(self.nets[(f, 0)], self.modules[f], "test")[0] for f in self.families}
         rand = {f: harvest_activations(random_model(f, self.profile, 0), self.modules[f], "test")[0]
                 for f in profiles.FAMILIES}
         cka = compare.linear_cka
@@ -155,6 +220,8 @@ class ComparePage:
                     cka(reps["cnn"], compare.shuffle_rows(reps["mlp"], self.seed + r)) for r in range(3)) / 3),
                 ("null: CNN vs random-init MLP", cka(reps["cnn"], rand["mlp"])),
                 ("null: random-init CNN vs MLP", cka(rand["cnn"], reps["mlp"]))]
+        if profiles.REFERENCE in reps:
+            rows.append(("reference: CNN vs ResNet", cka(reps["cnn"], reps[profiles.REFERENCE])))
         if self.model_seeds > 1:
             rows += [(f"ceiling: {f.upper()} seed 0 vs {f.upper()} seed 1", cka(reps[f], harvest_activations(
                 self.nets[(f, 1)], self.modules[f], "test")[0])) for f in profiles.FAMILIES]
@@ -202,38 +269,56 @@ class ComparePage:
 
     def conclusions(self):
         """Prediction 2's verdict in words with the numbers it rests on; written to ``conclusions_<layer>.json``."""
-        def fmt(row):
-            return f"{row.value:.3f} [{row.low:.3f}, {row.high:.3f}]"
+        def fmt(value, low, high, digits=3):
+            return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+        d = self.directions.set_index(["comparison", "arm", "direction"])
+        st = self.stats.set_index(["comparison", "arm", "direction", "statistic"])
+        shares = self.reference_share()
         lines = []
-        for d in self.directions.itertuples():
-            part = self.stats[(self.stats.arm == d.arm) & (self.stats.direction == d.direction)].set_index("statistic")
-            ceiling = fmt(part.loc["ceiling-model-seed"]) if "ceiling-model-seed" in part.index else "none"
-            nulls = "; ".join(f"{compare.LABELS[k].removeprefix('null: ')} {fmt(part.loc[k])}"
-                              + ("" if part.loc[k, "valid"] else " (invalid)") for k in verdict.NULLS)
-            lines.append(f"- **{d.arm} arm, {d.direction.replace('->', ' → ')}: {d.verdict}** ({d.reason}). Observed "
-                         f"{fmt(part.loc['observed'])} (in-sample best match "
-                         f"{part.loc['observed', 'in_sample_best']:.3f}); nulls: {nulls}; ceiling {ceiling}; position "
-                         f"{d.position:.2f} [{d.position_low:.2f}, {d.position_high:.2f}].")
-        failed = self.gates[(self.gates.network == "trained") & (self.gates.failed != "")]
-        arms = "; ".join(f"{arm} arm: {v}" for arm, v in self.per_arm.items())
+        for arm in dict.fromkeys(self.directions.arm):
+            lines.append(f"- **{arm} arm: {self.per_arm[arm]}** ({self.reasons[arm]}).")
+            for name, a, b in compare.COMPARISONS:
+                for direction in (f"{a}->{b}", f"{b}->{a}"):
+                    if (name, arm, direction) not in d.index:
+                        continue
+                    r = d.loc[(name, arm, direction)]
+                    obs = st.loc[(name, arm, direction, "observed")]
+                    arrow = " → ".join(compare.SIDE_NAMES[x] for x in direction.split("->"))
+                    share = shares.get((arm, direction))
+                    lines.append(
+                        f"  - {compare.COMPARISON_LABELS[name]}, {arrow}: **{r.verdict}**; observed "
+                        f"{fmt(obs.value, obs.low, obs.high)} (median per feature {r['median']:.3f}), strongest null "
+                        f"{r.strongest_null} {r.null_value:.3f}, ceiling ({r.ceiling_kind}) {r.ceiling:.3f} over its "
+                        f"null {r.ceiling_null:.3f}; position {fmt(r.position, r.position_low, r.position_high, 2)}"
+                        + (f", {share:.0%} of the reference pair's" if share is not None and share == share else "")
+                        + f"; mutual matches {r.mutual_share:.0%}, code CKA {r.code_cka:.2f}.")
+        failed = self.gates[(self.gates.network != "random-init") & (self.gates.failed != "")]
         p = profiles.get(self.profile)
         small = ("Small models trained for minutes on CIFAR-10, far from the 94% VGG13_bn and the ImageNet-21k "
                  "pre-trained B-12/Wi-1024 of the proposal; " if p.small else "")
+        reference = ("" if profiles.REFERENCE in self.families else
+                     " This profile has no reference ResNet, so only the sanity control checks the instrument.")
+        ceiling = ("" if self.model_seeds > 1 else " With one model per family the ceiling is the agreement of two "
+                   "SAE seeds of the same model, which bounds what the instrument can read rather than what two "
+                   "trained models share.")
         text = f"""
 **Profile {self.profile!r}** ({p.models}).
 
-**Prediction 2 (similar dictionaries), {WHERE[self.layer]} ({self.modules["cnn"]}, {self.modules["mlp"]}): \
-{self.verdict}** ({arms}).
+**Prediction 2 (similar dictionaries), {WHERE[self.layer]} ({", ".join(self.modules.values())}): \
+{self.verdict}.** Similarity is measured beyond what class and both models' predictions share: each \
+observation is placed between its strongest null (0) and the ceiling (1), each over its own conditional \
+shuffle.{reference}{ceiling}
 
 {chr(10).join(lines)}
 
 SAEs of trained models that failed a gate: {', '.join(f'{v} ({r.failed})' for v, r in failed.iterrows()) or 'none'}.
 
-**Limits.** {small}{self.model_seeds} training seed(s) per family; a convolutional layer is read as its channels
-averaged over a 2×2 grid of positions.
+**Limits.** {small}{self.model_seeds} training seed(s) per family and {p.sae_seeds} SAE seeds per model; a \
+convolutional layer is read as its channels averaged over a 2×2 grid of positions.
 """
         write_json(store.path("conclusions", **self.where()), dict(
             profile=self.profile, layer=self.layer, modules=self.modules, prediction2=self.verdict,
-            per_arm=self.per_arm, directions=self.directions.to_dict("records"), markdown=text,
+            per_arm=self.per_arm, reasons=self.reasons, directions=self.directions.to_dict("records"),
+            reference_share={f"{arm} {direction}": v for (arm, direction), v in shares.items()}, markdown=text,
             settings=dict(self.settings.as_dict(), overrides=self.overrides)))
         return text

@@ -22,7 +22,7 @@ class Step:
         return [p for p in paths if p.exists()]
 
 
-NAMES = {"cnn": "CNN", "mlp": "MLP"}
+NAMES = {"cnn": "CNN", "mlp": "MLP", "resnet": "reference ResNet"}
 SEED_WORDS = {0: "", 1: ", second seed", 2: ", third seed"}
 
 
@@ -32,13 +32,13 @@ def steps(profile, seed=0):
     out = [Step("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""),
                 f"Training the {NAMES[m]}" + SEED_WORDS.get(s, f", seed {s}"), dict(model=m, seed=seed + s),
                 (("training_record", dict(family=m, seed=seed + s)),))
-           for m in profiles.FAMILIES for s in range(p.model_seeds)] if not p.official else []
+           for m in p.families for s in range(p.model_seeds)] if not p.official else []
     out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
                     "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
                     tuple((a, {}) for a in ("am_scores", "am_gates", "am_effects", "am_comparisons", "am_summary"))))
     # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
     for layer, tag in (("hidden", ""), ("mid", "_mid")):
-        for m in profiles.FAMILIES:
+        for m in p.families:
             where = "the " + NAMES[m] if layer == "hidden" else f"a mid-depth {NAMES[m]} layer"
             out.append(Step("02_sae.ipynb", f"02_sae_{m}{tag}", f"Sparse autoencoder on {where}",
                             dict(model=m, layer=layer, seed=seed, explorer=False),
@@ -47,7 +47,8 @@ def steps(profile, seed=0):
         out.append(Step("03_compare.ipynb", f"03_compare{tag}", "Comparison and conclusions (Prediction 2)"
                         if layer == "hidden" else "Comparison at the mid-depth layers", dict(layer=layer, seed=seed),
                         tuple((a, dict(layer=layer)) for a in ("compare_gates", "compare_statistics",
-                                                               "compare_directions", "compare_cka"))
+                                                               "compare_directions", "compare_features",
+                                                               "compare_cka"))
                         + (("layer_map_table", {}), ("conclusions", dict(layer=layer)))))
     out.append(Step("04_answers.ipynb", "answers", "The answers", {},
                     (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))))

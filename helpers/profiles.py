@@ -17,8 +17,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from helpers.params import check
 
-FAMILIES = ("cnn", "mlp")
-FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP"}
+FAMILIES = ("cnn", "mlp")  # the two families the study compares
+# Prediction 2's reference family: a CNN of another design, trained with the CNN's recipe and seeds. VGG <-> ResNet
+# shows what "similar dictionaries" looks like between two architectures that share the convolutional bias.
+REFERENCE = "resnet"
+ALL_FAMILIES = (*FAMILIES, REFERENCE)
+FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP", "resnet": "ResNet"}
 STUDY_LAYERS = ("hidden", "mid")  # the proposal's last hidden layers, and the best-aligned mid-depth pair
 
 
@@ -102,7 +106,8 @@ class SAE(Settings):
 @dataclass(frozen=True)
 class Compare(Settings):
     """The comparison of the two families' dictionaries (``03_compare``)."""
-    shuffles: int = _setting(9, low=2)      # permutations per shuffle null (see stats.permutation_p)
+    shuffles: int = _setting(3, low=1)      # shuffles whose mean is a shuffle null's level (partners chosen anew)
+    permutations: int = _setting(999, low=19)  # a shuffle null's exact permutation test (p never below 1/(R+1))
     replicates: int = _setting(200, low=10)  # bootstrap replicates
     pairs: int = _setting(6, low=0)         # best-matched feature pairs shown
     am_steps: int = _setting(128, low=1)    # AM steps for the pairs' images
@@ -115,6 +120,8 @@ class Profile:
     models: str                 # what the profile's models are, in the words the book's verdicts are captioned with
     training: dict              # {family: Training}; empty for the published checkpoints
     model_seeds: int            # trained models per family: a second one gives Prediction 2 its model-seed ceiling
+    sae_seeds: int = 2          # SAEs per trained model, arm and layer: their spread enters Prediction 2's intervals,
+                                # and with one model per family their agreement is its ceiling
     am: AM = AM()
     sae: SAE = SAE()
     compare: Compare = Compare()
@@ -123,6 +130,11 @@ class Profile:
     layer_arms: dict = field(default_factory=lambda: {"hidden": ("l1", "topk"), "mid": ("l1",)})
     small: bool = True          # small models, far from the proposal's: the pages say so among the limits
     caption: str = ""           # the book's part heading for the profile's pages
+
+    @property
+    def families(self):
+        """The families the profile has models of: the compared two, and the reference CNN where it is trained."""
+        return tuple(f for f in ALL_FAMILIES if f in self.training) if self.training else FAMILIES
 
     @property
     def official(self):
@@ -135,17 +147,23 @@ class Profile:
 
 
 _CNN = dict(epochs=7, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=5e-4, label_smoothing=0.1)
+# The reference ResNet at the VGG's width: a stem, three residual stages at half, quarter and eighth resolution, and a
+# 1x1 head as wide as the VGG's hidden layer (at 1/8 width 0.10 s per step on 2 cores, the VGG's 0.12 s; a first
+# full-resolution stage, as in ResNet-18, would cost 0.18 s).
+_RESNET_CPU = dict(width=1 / 8, stages=(0, 1, 1, 1), head=512)
 _MLP = dict(epochs=7, batch_size=256, optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1)
 
 PROFILES = {p.name: p for p in (
     Profile("smoke", "tiny test models trained for seconds", model_seeds=2, caption="tiny test models", training={
         "cnn": Training(arch=dict(width=1 / 8), **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
                         test_subset=2000),
+        "resnet": Training(arch=_RESNET_CPU, **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
+                           test_subset=2000),
         "mlp": Training(arch=dict(depth=2, width=64, expansion=4, resolution=32),
                         **dict(_MLP, epochs=2, batch_size=128, lr=2e-3), train_subset=5000, test_subset=2000)},
         am=AM(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50),
         sae=SAE(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2),
-        compare=Compare(shuffles=4, replicates=20, pairs=2, am_steps=8)),
+        compare=Compare(shuffles=2, permutations=199, replicates=20, pairs=2, am_steps=8)),
     # Both hidden layers are 512 wide (SAEs of 1,536 features each). Sized so that two seeds of each family train in
     # about 16 minutes on 2 cores: VGG13_bn at 1/8 width (channels-last: 0.12 s per step here, 1/4 width 0.37 s) and
     # 4 blocks (0.13 s per step; 6 blocks 0.18 s); about 33 s per epoch for either. 7 epochs, not 12, to fit the
@@ -155,10 +173,12 @@ PROFILES = {p.name: p for p in (
                    "MLP, two training seeds each", model_seeds=2, caption="small models trained on 2 CPU cores",
             training={
         "cnn": Training(arch=dict(width=1 / 8), **_CNN),
+        "resnet": Training(arch=_RESNET_CPU, **_CNN),
         "mlp": Training(arch=dict(depth=4, width=512, expansion=4, resolution=32), **_MLP)}),
     Profile("paper", "VGG13_bn and B-12/Wi-1024 (resolution 32) trained here at full size", model_seeds=2,
             small=False, caption="the full-size models trained here", training={
         "cnn": Training(arch=dict(width=1.0), **dict(_CNN, epochs=40)),
+        "resnet": Training(arch=dict(width=1.0, stages=(2, 2, 2, 2), head=4096), **dict(_CNN, epochs=40)),
         "mlp": Training(arch=dict(depth=12, width=1024, expansion=4, resolution=32),
                         **dict(_MLP, epochs=100, batch_size=1024))}),
     Profile("official", "the published VGG13_bn and B-12/Wi-1024 (ImageNet-21k pre-trained) checkpoints",
@@ -169,7 +189,7 @@ PROFILES = {p.name: p for p in (
             model_seeds=1, training={}, small=False,
             am=AM(units=4, am_seeds=1, steps=16, natural_images=200, replicates=100),
             sae=SAE(steps=30, target_l0=32, am_features=2, am_steps=8, features_shown=2),
-            compare=Compare(shuffles=2, replicates=50, pairs=2, am_steps=8)),
+            compare=Compare(shuffles=1, permutations=199, replicates=50, pairs=2, am_steps=8)),
 )}
 STUDY_PROFILES = ("smoke", "cpu", "paper", "official")  # what `python -m helpers.study --profile` offers
 
@@ -183,7 +203,7 @@ def get(name):
     return PROFILES[name]
 
 
-def check_family(model, allowed=FAMILIES):
+def check_family(model, allowed=ALL_FAMILIES):
     return check("model", model, str, list(allowed))
 
 

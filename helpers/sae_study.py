@@ -8,7 +8,7 @@ import torch
 
 from helpers import data as cifar
 from helpers import profiles, store, verdict
-from helpers.activations import POOL, harvest_activations, layer_representations
+from helpers.activations import POOL, harvest_activations, layer_representations, linear_map
 from helpers.models import fingerprint
 from helpers.paths import atomic_path, write_json
 from helpers.sae import (
@@ -26,16 +26,20 @@ from helpers.units import SAESpec
 # ----------------------------------------------------------------------------- which SAEs, and their files
 
 
+SANITY_FAMILY = "cnn"  # the family whose layer, under a random invertible linear map, is Prediction 2's sanity control
+
+
 def variants(family, profile, layer="hidden"):
-    """Every SAE the study trains on one family's ``layer``: one per (model seed, arm of the profile at that layer);
-    one per arm on a randomly initialized network (a null); and at the hidden layer the L1 arm again with another
-    SAE seed on model seed 0 (a reliability figure)."""
+    """Every SAE the study trains on one family's ``layer``: one per (model seed, arm of the profile at that layer,
+    SAE seed); one per arm on a randomly initialized network (a null); and for ``SANITY_FAMILY`` one per arm on
+    model seed 0's layer under ``activations.linear_map`` (the sanity control)."""
     p = profiles.get(profile)
     arms = p.arms(layer)
-    out = [SAESpec(family, "trained", s, arm) for s in range(p.model_seeds) for arm in arms]
+    out = [SAESpec(family, "trained", s, arm, t) for s in range(p.model_seeds) for arm in arms
+           for t in range(p.sae_seeds)]
     out += [SAESpec(family, "random-init", 0, arm) for arm in arms]
-    if layer == "hidden":
-        out.append(SAESpec(family, "trained", 0, "l1", sae_seed=1))
+    if family == SANITY_FAMILY:
+        out += [SAESpec(family, "linear-map", 0, arm) for arm in arms]
     return out
 
 
@@ -73,10 +77,10 @@ def load_features(profile, layer, spec):
 
 
 def load_summaries(profile, layer):
-    """{SAESpec: its record in ``02_sae``'s summary} for both families at ``layer``."""
+    """{SAESpec: its record in ``02_sae``'s summary} for every family of the profile at ``layer``."""
     import json
     out = {}
-    for family in profiles.FAMILIES:
+    for family in profiles.get(profile).families:
         path = store.require("sae_summary", profile=profile, layer=layer, family=family)
         out.update({SAESpec.from_dict(s): s for s in json.loads(path.read_text()).values()})
     return out
@@ -85,14 +89,20 @@ def load_summaries(profile, layer):
 # ----------------------------------------------------------------------------- held-out evaluation
 
 @torch.no_grad()
-def evaluate_sae(sae, model, layer, test_acts, test_images, test_labels, baseline):
+def evaluate_sae(sae, model, layer, test_acts, test_images, test_labels, baseline, linear_map=None):
     """Held-out metrics of one SAE (``reconstruction_metrics``) plus the classifier's accuracy and loss with the
     layer replaced by the SAE's reconstruction. ``baseline``: ``spliced_accuracy`` of the untouched and of the
-    mean-ablated layer (``baseline_accuracy``), computed once per model."""
+    mean-ablated layer (``baseline_accuracy``), computed once per model. ``linear_map``: (M, M_inv) when the SAE
+    reads the layer mapped (``test_acts`` are then mapped too); its reconstruction is mapped back to splice it."""
     metrics, frequency = reconstruction_metrics(sae, test_acts)
     device = next(model.parameters()).device
     sae = sae.to(device)
-    spliced = spliced_accuracy(model, layer, test_images, test_labels, lambda a: sae(a)[0])
+    if linear_map is None:
+        replace = lambda a: sae(a)[0]  # noqa: E731
+    else:
+        m, m_inv = (t.to(device) for t in linear_map)
+        replace = lambda a: sae(a @ m)[0] @ m_inv  # noqa: E731
+    spliced = spliced_accuracy(model, layer, test_images, test_labels, replace)
     gap = baseline["mean_ablated"]["loss"] - baseline["original"]["loss"]
     metrics.update(accuracy_original=baseline["original"]["accuracy"], accuracy_spliced=spliced["accuracy"],
                    accuracy_mean_ablated=baseline["mean_ablated"]["accuracy"],
@@ -112,12 +122,15 @@ def layer_map(profile, seed=0):
     """Linear CKA of every CNN layer against every MLP layer (model seed 0, the profile's ``layer_map_images``
     training images), with two nulls (each family against the other's randomly initialized network), cached
     (``store.LAYER_MAP``); and the mid-depth pair that ``verdict.best_aligned_pair`` picks among
-    ``verdict.mid_layer_candidates``: the layers of the study's second SAE comparison."""
+    ``verdict.mid_layer_candidates``: the layers of the study's second SAE comparison. Where the profile has the
+    reference ResNet, also every CNN layer against every ResNet layer, and the ResNet block best aligned with the
+    chosen CNN layer beyond its random-init null (the reference pair's mid-depth layer)."""
     from helpers import compare
     from helpers.models import representation_layers
     from helpers.train import load_trained, random_model
-    n_images = profiles.get(profile).compare.layer_map_images
-    nets = {(f, kind): net for f in profiles.FAMILIES for kind, net in
+    p = profiles.get(profile)
+    n_images = p.compare.layer_map_images
+    nets = {(f, kind): net for f in p.families for kind, net in
             (("trained", load_trained(f, profile, 0)), ("random-init", random_model(f, profile)))}
 
     def compute():
@@ -128,18 +141,28 @@ def layer_map(profile, seed=0):
             layers[family] = representation_layers(net)
             reps = layer_representations(net, images, layers[family])
             grams[(family, kind)] = [compare.centered_gram(reps[name]) for name in layers[family]]
-        trained = compare.cka_map(grams[("cnn", "trained")], grams[("mlp", "trained")])
-        nulls = {"random-init MLP": compare.cka_map(grams[("cnn", "trained")], grams[("mlp", "random-init")]),
+        cnn = grams[("cnn", "trained")]
+        trained = compare.cka_map(cnn, grams[("mlp", "trained")])
+        nulls = {"random-init MLP": compare.cka_map(cnn, grams[("mlp", "random-init")]),
                  "random-init CNN": compare.cka_map(grams[("cnn", "random-init")], grams[("mlp", "trained")])}
-        return dict(cnn_layers=layers["cnn"], mlp_layers=layers["mlp"], trained=trained, nulls=nulls)
+        out = dict(cnn_layers=layers["cnn"], mlp_layers=layers["mlp"], trained=trained, nulls=nulls)
+        if profiles.REFERENCE in p.families:
+            ref = profiles.REFERENCE
+            out.update(reference_layers=layers[ref], reference=compare.cka_map(cnn, grams[(ref, "trained")]),
+                       reference_null=compare.cka_map(cnn, grams[(ref, "random-init")]))
+        return out
     maps = store.LAYER_MAP(compute, dict(profile=profile),
-                           models=[fingerprint(nets[(f, "trained")]) for f in profiles.FAMILIES],
-                           random_models=[fingerprint(nets[(f, "random-init")]) for f in profiles.FAMILIES],
+                           models=[fingerprint(nets[(f, "trained")]) for f in p.families],
+                           random_models=[fingerprint(nets[(f, "random-init")]) for f in p.families],
                            n_images=n_images, seed=seed, pool=POOL)
     rows, cols = verdict.mid_layer_candidates(maps["cnn_layers"], maps["mlp_layers"])
     i, j = verdict.best_aligned_pair(maps["trained"], maps["nulls"].values(), rows, cols)
-    return dict(maps, candidates=dict(cnn=rows, mlp=cols), choice=dict(cnn=maps["cnn_layers"][i],
-                                                                       mlp=maps["mlp_layers"][j]))
+    choice = dict(cnn=maps["cnn_layers"][i], mlp=maps["mlp_layers"][j])
+    if "reference" in maps:
+        blocks = verdict.reference_candidates(maps["reference_layers"])
+        _, k = verdict.best_aligned_pair(maps["reference"], [maps["reference_null"]], [i], blocks)
+        choice[profiles.REFERENCE] = maps["reference_layers"][k]
+    return dict(maps, candidates=dict(cnn=rows, mlp=cols), choice=choice)
 
 
 def study_layer(family, profile, layer):
@@ -177,11 +200,17 @@ class SAEPage:
         return dict(profile=self.profile, layer=self.layer, family=self.model, **more)
 
     def harvest(self):
-        """Every network's layer over the training images (with the augmented copies) and the test images."""
+        """Every network's layer over the training images (with the augmented copies) and the test images; and the
+        sanity control's mapped copy of model seed 0's, where the family has one."""
         self.train_acts = {k: harvest_activations(net, self.module, "train",
                                                   augment_copies=self.settings.augment_copies)[0]
                            for k, net in self.nets.items()}
         self.test_acts = {k: harvest_activations(net, self.module, "test")[0] for k, net in self.nets.items()}
+        self.linear_map = None
+        if any(spec.net == "linear-map" for spec in self.specs):
+            self.linear_map = linear_map(self.test_acts[("trained", 0)].shape[1])
+            for acts in (self.train_acts, self.test_acts):
+                acts[("linear-map", 0)] = acts[("trained", 0)] @ self.linear_map[0]
         return self.describe()
 
     def describe(self):
@@ -206,10 +235,12 @@ class SAEPage:
                                           self.train_acts[k].mean(0)) for k, net in self.nets.items()}
         for spec in self.specs:
             k = spec.network
-            sae, self.logs[spec] = train_variant(self.profile, self.layer, spec, self.nets[k], self.module,
+            net_key = ("trained", 0) if spec.net == "linear-map" else k  # the mapped layer is seed 0's
+            mapped = self.linear_map if spec.net == "linear-map" else None
+            sae, self.logs[spec] = train_variant(self.profile, self.layer, spec, self.nets[net_key], self.module,
                                                  self.train_acts[k], self.settings)
-            metrics, frequency = evaluate_sae(sae, self.nets[k], self.module, self.test_acts[k], self.test_images,
-                                              self.test_labels, baselines[k])
+            metrics, frequency = evaluate_sae(sae, self.nets[net_key], self.module, self.test_acts[k],
+                                              self.test_images, self.test_labels, baselines[net_key], mapped)
             gates = verdict.sae_gates(metrics, self.settings.target_l0, self.logs[spec])
             save_features(self.profile, self.layer, spec, feature_activations(sae, self.test_acts[k]), frequency)
             passed = verdict.gates_passed(gates)

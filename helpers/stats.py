@@ -19,18 +19,23 @@ def interval(replicates, level=0.95):
 
 
 def permutation_p(observed, null_values):
-    """One-sided p-value of ``observed`` exceeding a null, from that null's permutation values: the normal tail
-    beyond their mean and spread (a few dozen permutations resolve p far below 1/(R+1) this way), never below the
-    empirical (count at or above + 1)/(R + 1) when a permutation reaches the observation."""
-    from scipy.stats import norm
+    """One-sided empirical p-value of ``observed`` exceeding a null from its R permutation values:
+    (permutations at or above it + 1) / (R + 1), never below 1 / (R + 1)."""
     v = torch.as_tensor(null_values, dtype=torch.float64)
-    exceed = int((v >= observed).sum())
-    if exceed:
-        return (exceed + 1) / (len(v) + 1)
-    sd = v.std().item() if len(v) > 1 else 0.0
-    if sd == 0:
-        return 1 / (len(v) + 1)
-    return float(norm.sf((observed - v.mean().item()) / sd))
+    return (int((v >= observed).sum()) + 1) / (len(v) + 1)
+
+
+def within_group_permutations(groups, permutations, seed=0):
+    """``permutations`` random permutations of n items that move each item only within its group: (R, n), row r
+    giving the item that takes item i's place. One group (all ids equal) gives unrestricted permutations."""
+    groups = torch.as_tensor(groups).long()
+    g = torch.Generator().manual_seed(seed)
+    base = torch.argsort(groups, stable=True)             # the items ordered by group
+    keys = groups[None, :].double() + torch.rand(permutations, len(groups), generator=g, dtype=torch.float64)
+    shuffled = torch.argsort(keys, dim=1)                 # ordered by group, randomly within each
+    perms = torch.empty_like(shuffled)
+    perms[:, base] = shuffled
+    return perms
 
 
 def sign_flip_p(differences, repeats=10000, seed=0):
@@ -45,12 +50,22 @@ def sign_flip_p(differences, repeats=10000, seed=0):
     return (int((flipped >= d.mean()).sum()) + 1) / (repeats + 1)
 
 
-def seed_average(per_seed, replicates, seed):
-    """Replicates of the mean over model seeds, the seeds themselves resampled (a two-level bootstrap)."""
-    stacked = torch.stack(per_seed)  # (seeds, B)
-    pick = torch.randint(len(per_seed), (stacked.shape[1], len(per_seed)),
-                         generator=torch.Generator().manual_seed(seed))
-    return stacked.gather(0, pick.T).mean(0)
+def nested_average(per_unit, replicates, seed):
+    """Replicates of the mean over (model seed, SAE seed) units, resampling both levels (model seeds, then the SAE
+    seeds within each) on top of the images' bootstrap: ``per_unit`` {(model seed, SAE seed): (B,) replicates}, with
+    the same SAE seeds under every model seed."""
+    outer = sorted({u[0] for u in per_unit}, key=str)
+    inner = sorted({u[1] for u in per_unit}, key=str)
+    missing = [(o, i) for o in outer for i in inner if (o, i) not in per_unit]
+    if missing:
+        raise ValueError(f"nested_average needs every (model seed, SAE seed) pair; missing {missing}")
+    stacked = torch.stack([torch.stack([torch.as_tensor(per_unit[(o, i)]) for i in inner]) for o in outer])
+    n_outer, n_inner, b = stacked.shape
+    g = torch.Generator().manual_seed(seed)
+    pick_outer = torch.randint(n_outer, (b, n_outer), generator=g)
+    pick_inner = torch.randint(n_inner, (b, n_outer, n_inner), generator=g)
+    rep = torch.arange(b)[:, None, None]
+    return stacked[pick_outer[:, :, None], pick_inner, rep].mean((1, 2))
 
 
 def cliffs_delta(a, b):

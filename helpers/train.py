@@ -24,10 +24,10 @@ def default_device():
 def config_for(family, profile):
     """The training configuration of ``family`` in ``profile`` as a plain dict (saved with the checkpoint)."""
     p = profiles.get(profile)
-    profiles.check_family(family)
     if p.official:
         raise ValueError(f"profile={profile!r} uses the published checkpoints and is not trained here; train with "
                          f"one of {[n for n, q in profiles.PROFILES.items() if not q.official]}.")
+    profiles.check_family(family, p.families)
     return {"family": family, "profile": profile, **p.training[family].as_dict()}
 
 
@@ -136,7 +136,7 @@ def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
     ckpt, meta = checkpoint_paths(family, profile, seed)
     if ckpt.exists() and meta.exists():
         record = json.loads(meta.read_text())
-        if record.get("config") == config:
+        if record.get("config") == json.loads(json.dumps(config)):  # as saved: tuples become lists
             if verbose:
                 print(f"reusing {shown_path(ckpt)} (test accuracy {record['test_accuracy']:.4f})")
             return load_trained(family, profile, seed, device), record
@@ -152,7 +152,7 @@ def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
 def load_trained(family, profile="cpu", seed=0, device=None):
     """A model for the study: a checkpoint trained by ``00_train``, or a profile's published weights."""
     device = device or default_device()
-    profiles.check_family(family)
+    profiles.check_family(family, profiles.get(profile).families)
     if profiles.get(profile).official:
         return load_official(OFFICIAL_NAMES[family]).to(device)
     config = config_for(family, profile)
@@ -163,6 +163,7 @@ def load_trained(family, profile="cpu", seed=0, device=None):
 
 def random_model(family, profile="cpu", seed=0, device=None):
     """A randomly initialized network with the architecture of (family, profile): a baseline for every method."""
+    profiles.check_family(family, profiles.get(profile).families)
     official = profiles.get(profile).official
     arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"] if official else config_for(family, profile)["arch"]
     torch.manual_seed(10_000 + seed)

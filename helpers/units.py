@@ -2,27 +2,36 @@
 files and table rows; code builds them from these fields and never parses an id or a display label back."""
 from dataclasses import asdict, dataclass, fields
 
-NETWORKS = ("trained", "random-init")  # a trained network, or its null: a randomly initialized one
+# A trained network; its null, a randomly initialized one; and Prediction 2's sanity control, a trained network's
+# layer under a fixed random invertible linear map (``activations.linear_map``): the same features in another basis.
+NETWORKS = ("trained", "random-init", "linear-map")
 
 
 @dataclass(frozen=True)
 class SAESpec:
-    family: str          # "cnn" or "mlp"
-    net: str             # "trained" or "random-init"
+    family: str          # "cnn", "mlp" or "resnet"
+    net: str             # one of NETWORKS
     model_seed: int      # the training seed of the network (0 for the random-init one)
     arm: str             # "l1" or "topk"
     sae_seed: int = 0
 
     @property
     def id(self):
-        """The SAE's file stem and row name, e.g. ``cnn-seed1-l1``, ``mlp-random-topk``, ``cnn-seed0-l1-saeseed1``."""
-        net = "random" if self.net == "random-init" else f"seed{self.model_seed}"
+        """The SAE's file stem and row name, e.g. ``cnn-seed1-l1``, ``mlp-random-topk``, ``cnn-seed0-l1-saeseed1``,
+        ``cnn-mapped0-l1``."""
+        names = {"random-init": "random", "linear-map": f"mapped{self.model_seed}"}
+        net = names.get(self.net, f"seed{self.model_seed}")
         return f"{self.family}-{net}-{self.arm}" + (f"-saeseed{self.sae_seed}" if self.sae_seed else "")
 
     @property
     def network(self):
-        """The key of the network it reads: (net, model seed)."""
+        """The key of the activations it reads: (net, model seed)."""
         return self.net, self.model_seed
+
+    @property
+    def side(self):
+        """What Prediction 2 compares it as: its family, or ``<family>-mapped`` for the sanity control."""
+        return f"{self.family}-mapped" if self.net == "linear-map" else self.family
 
     def as_dict(self):
         return dict(asdict(self), id=self.id)

@@ -52,9 +52,9 @@ def test_train_notebook_rejects_bad_parameters(parameters, message, tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke_models():
-    """Both smoke-profile checkpoints, which the later notebooks read."""
+    """Every smoke-profile checkpoint (both families and the reference ResNet), which the later notebooks read."""
     from helpers.train import train_or_load
-    for family in ("cnn", "mlp"):
+    for family in profiles.get("smoke").families:
         for seed in range(profiles.get("smoke").model_seeds):
             train_or_load(family, "smoke", seed=seed, verbose=False)
 
@@ -113,8 +113,10 @@ def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
     assert images(nb) >= 5
     folder = data_env / "results" / "smoke" / "sae" / "hidden"
     summary = json.loads((folder / f"{model}-summary.json").read_text())
-    assert set(summary) == {f"{model}-seed{s}-{arm}" for s in (0, 1) for arm in ("l1", "topk")} | {
-        f"{model}-random-l1", f"{model}-random-topk", f"{model}-seed0-l1-saeseed1"}
+    trained = {f"{model}-seed{s}-{arm}" + (f"-saeseed{t}" if t else "") for s in (0, 1) for arm in ("l1", "topk")
+               for t in (0, 1)}
+    mapped = {f"cnn-mapped0-{arm}" for arm in ("l1", "topk")} if model == "cnn" else set()
+    assert set(summary) == trained | {f"{model}-random-l1", f"{model}-random-topk"} | mapped
     for vid, s in summary.items():
         assert {g["gate"] for g in s["gates"]} >= {"dead share", "explained variance", "final drift"}
         assert s["gates_passed"] == all(g["passed"] for g in s["gates"])
@@ -142,8 +144,8 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
             profile="smoke",
         explorer=False,
         )
-    for model in ("cnn", "mlp"):
-        for layer in ("hidden", "mid"):
+    for layer in ("hidden", "mid"):
+        for model in profiles.get("smoke").families:
             if not (folder / "sae" / layer / f"{model}-summary.json").exists():
                 execute(
                     "02_sae.ipynb",
@@ -164,10 +166,11 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
         layer=layer,
     )
     text = outputs(nb)
-    for phrase in ("images shuffled within (class, CNN prediction, MLP prediction)", "ceiling", "random-init",
-                   "Prediction 2", "The rule, as written before the run", "Prediction 1 on this profile"):
+    for phrase in ("images shuffled within (class, both models' predictions)", "ceiling", "random-init",
+                   "the reference pair", "the sanity control", "Prediction 2", "The rule, as written before the run",
+                   "Prediction 1 on this profile"):
         assert phrase in text, phrase
-    assert images(nb) >= 3  # statistics, layer map, pairs
+    assert images(nb) >= 4  # statistics, distributions, layer map, pairs
     folder = data_env / "results" / "smoke"
     conclusions = json.loads((folder / f"conclusions_{layer}.json").read_text())
     lm = sae_study.layer_map("smoke")
@@ -175,10 +178,17 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
     assert lm["trained"].shape == (len(lm["cnn_layers"]), len(lm["mlp_layers"]))
     assert conclusions["prediction2"] in verdict.VERDICTS
     assert set(conclusions["per_arm"]) == set(profiles.get("smoke").arms(layer))
+    assert lm["choice"]["resnet"] in lm["reference_layers"]
+    assert conclusions["modules"]["resnet"] == (lm["choice"]["resnet"] if layer == "mid" else "hidden")
+    # every comparison, both directions, every arm; and a per-feature file of the observed matches
+    directions = {(d["comparison"], d["arm"], d["direction"]) for d in conclusions["directions"]}
+    assert len(directions) == 4 * 2 * len(profiles.get("smoke").arms(layer))
+    features = pd.read_csv(folder / f"compare_{layer}_features.csv.gz")
+    assert {"heldout_r", "partner", "frequency", "reproducibility", "mutual"} <= set(features.columns)
     # the smoke SAEs train for 60 steps: a failed gate must make the verdict "not testable", never "not supported"
     gates_ok = all(
         json.loads((folder / "sae" / layer / f"{f}-summary.json").read_text())[f"{f}-seed{s}-{arm}"]["gates_passed"]
-        for f in ("cnn", "mlp")
+        for f in ("cnn", "mlp", "resnet")
         for s in (0, 1)
         for arm in profiles.get("smoke").arms(layer)
     )
@@ -199,7 +209,8 @@ def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path
     am = json.loads((folder / "am_summary.json").read_text())
     hidden = json.loads((folder / "conclusions_hidden.json").read_text())
     assert f"Verdict: {am['prediction1']}" in text
-    assert f"({hidden['modules']['cnn']}, {hidden['modules']['mlp']}): {hidden['prediction2']}" in text
+    assert f"({', '.join(hidden['modules'].values())}): {hidden['prediction2']}" in text
+    assert "beyond what class and both models' predictions share" in text
     for rule in (verdict.describe_am_gates(), verdict.describe_prediction1(), verdict.describe_sae_gates(),
                  verdict.describe_prediction2()):  # the methods, as the code holds them
         assert rule in text

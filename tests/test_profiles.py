@@ -15,7 +15,10 @@ def test_every_profile_is_complete_and_checked():
         assert p.model_seeds >= 1 and set(p.layer_arms) == set(profiles.STUDY_LAYERS)
         assert p.official == (not p.training)
         if not p.official:
-            assert set(p.training) == set(profiles.FAMILIES)
+            assert set(p.training) == set(profiles.ALL_FAMILIES) == set(p.families)
+            # the reference CNN is trained with the CNN's recipe: only the architecture differs
+            cnn, ref = (p.training[f].as_dict() for f in ("cnn", profiles.REFERENCE))
+            assert {k: v for k, v in cnn.items() if k != "arch"} == {k: v for k, v in ref.items() if k != "arch"}
     assert profiles.get("official").model_seeds == 1  # one published model per family
     with pytest.raises(ValueError, match="profile='gpu' is not one of"):
         profiles.get("gpu")

@@ -104,7 +104,8 @@ def test_the_layer_map_caches_measurements_and_decides_when_read(monkeypatch, da
     in verdict each time, so a change to the rule (or to a network) never reuses an old choice."""
     from helpers import train
     nets = {"cnn": lambda: build_model("cnn", width=1 / 16), "mlp": lambda: build_model("mlp", depth=3, width=16,
-                                                                                        expansion=2, resolution=32)}
+                                                                                        expansion=2, resolution=32),
+            "resnet": lambda: build_model("resnet", width=1 / 16, stages=(0, 1, 1, 1), head=32)}
     weights = {"seed": 0}
 
     def trained(family, profile, seed=0):
@@ -118,7 +119,9 @@ def test_the_layer_map_caches_measurements_and_decides_when_read(monkeypatch, da
     saved = torch.load(store.path("layer_map", profile="smoke"), weights_only=True)["value"]
     assert "choice" not in saved and saved["trained"].shape == (len(first["cnn_layers"]), len(first["mlp_layers"]))
     monkeypatch.setattr(verdict, "mid_layer_candidates", lambda cnn, mlp: ([0], [len(mlp) - 1]))
-    assert sae_study.layer_map("smoke")["choice"] == dict(cnn=first["cnn_layers"][0], mlp=first["mlp_layers"][-1])
+    chosen = sae_study.layer_map("smoke")["choice"]
+    assert {k: chosen[k] for k in ("cnn", "mlp")} == dict(cnn=first["cnn_layers"][0], mlp=first["mlp_layers"][-1])
+    assert chosen["resnet"].startswith("blocks.")  # the reference's block beside the chosen CNN layer
     before = store.path("layer_map", profile="smoke").stat().st_mtime_ns
     weights["seed"] = 1  # other weights: the maps are computed again
     sae_study.layer_map("smoke")
