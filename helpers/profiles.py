@@ -155,10 +155,11 @@ _MLP = dict(epochs=7, batch_size=256, optimizer="adamw", lr=1e-3, weight_decay=0
 
 PROFILES = {p.name: p for p in (
     Profile("smoke", "tiny test models trained for seconds", model_seeds=2, caption="tiny test models", training={
-        "cnn": Training(arch=dict(width=1 / 8), **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
+        # at 1/16 width (hidden layers of 256) the comparison's 48 SAEs stay cheap enough for the tests
+        "cnn": Training(arch=dict(width=1 / 16), **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
                         test_subset=2000),
-        "resnet": Training(arch=_RESNET_CPU, **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
-                           test_subset=2000),
+        "resnet": Training(arch=dict(_RESNET_CPU, width=1 / 16, head=256), **dict(_CNN, epochs=3, batch_size=128),
+                           train_subset=5000, test_subset=2000),
         "mlp": Training(arch=dict(depth=2, width=64, expansion=4, resolution=32),
                         **dict(_MLP, epochs=2, batch_size=128, lr=2e-3), train_subset=5000, test_subset=2000)},
         am=AM(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50),

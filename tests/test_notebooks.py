@@ -41,7 +41,7 @@ def test_train_notebook_smoke(model, tmp_path):
 
 
 @pytest.mark.parametrize("parameters,message", [
-    (dict(model="resnet"), "parameter model='resnet' is not one of"),
+    (dict(model="vit"), "parameter model='vit' is not one of"),
     (dict(profile="smoke", seed="one"), "parameter seed='one' (str) must be an integer"),
 ])
 def test_train_notebook_rejects_bad_parameters(parameters, message, tmp_path):
@@ -166,7 +166,7 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
         layer=layer,
     )
     text = outputs(nb)
-    for phrase in ("images shuffled within (class, both models' predictions)", "ceiling", "random-init",
+    for phrase in ("beyond what class and both models' predictions share", "ceiling", "random-init",
                    "the reference pair", "the sanity control", "Prediction 2", "The rule, as written before the run",
                    "Prediction 1 on this profile"):
         assert phrase in text, phrase
