@@ -48,10 +48,11 @@ def hungarian(corr):
     return torch.as_tensor(corr.numpy()[rows, cols]), np.stack([rows, cols], 1)
 
 
-def linear_cka(x, y):
-    """Linear centered kernel alignment (Kornblith et al. 2019) between two representations of the same images."""
-    x = torch.as_tensor(x).double()
-    y = torch.as_tensor(y).double()
+def linear_cka(x, y, dtype=torch.float64):
+    """Linear centered kernel alignment (Kornblith et al. 2019) between two representations of the same images.
+    ``dtype``: float32 for wide SAE codes (their 1,536-column products at half the cost; ample for a similarity)."""
+    x = torch.as_tensor(x).to(dtype)
+    y = torch.as_tensor(y).to(dtype)
     x = x - x.mean(0)
     y = y - y.mean(0)
     cross = (y.T @ x).pow(2).sum()
@@ -194,8 +195,7 @@ LABELS = {"observed": "observed, same sparsity (mean over model and SAE seeds)",
           "null-full-shuffle": "null: image order shuffled",
           "null-random-init": "null: SAE of a randomly initialized network of the matched side's family",
           "ceiling": "ceiling: the same family, another training seed (one model: another SAE seed)",
-          "ceiling-null": "the ceiling's null: images shuffled within (class, both models' predictions)",
-          "reproducibility": "reproducibility: the same model, another SAE seed"}
+          "ceiling-null": "the ceiling's null: images shuffled within (class, both models' predictions)"}
 REPRODUCIBLE = 0.5  # a feature is reproducible when its held-out r with its partner in the other SAE seed exceeds it
 
 
@@ -231,17 +231,6 @@ def _zscore(x):
     x = x - x.mean(0)
     std = x.pow(2).mean(0).sqrt()
     return torch.where(std > 1e-12, x / std.clamp_min(1e-30), torch.zeros_like(x)), std
-
-
-def code_cka(a, b):
-    """Linear CKA of two SAE codes over the same images (float32): high when the two dictionaries span the same
-    subspace, whatever their bases."""
-    def centred(x):
-        x = torch.as_tensor(x).float()
-        return x - x.mean(0)
-    a, b = centred(a), centred(b)
-    norm = lambda x: (x.T @ x).pow(2).sum().sqrt()  # noqa: E731
-    return ((b.T @ a).pow(2).sum() / (norm(a) * norm(b))).item()
 
 
 def prediction2_arm(features, specs, alive_share, gates_ok, arm, predictions, labels, seed=0, shuffles=3,
@@ -367,7 +356,7 @@ def prediction2_arm(features, specs, alive_share, gates_ok, arm, predictions, la
             by_group = {"null-conditional-shuffle": True, "null-full-shuffle": False}
             full = torch.zeros(len(evaluate), dtype=torch.long)
             p = {u: exact_permutation_p(
-                features[ua[u]][evaluate][:, obs[u][3][0]], features[ub[u]][evaluate][:, obs[u][3][1]],
+                halves[ua[u]][1][:, obs[u][3][0]], halves[ub[u]][1][:, obs[u][3][1]],
                 [permutations_of(groups_of(*key[u])[evaluate]), permutations_of(full)]) for u in shared}
             for i, (null, grouped) in enumerate(by_group.items()):
                 shuffled = [{u: held(ua[u], ub[u], b_order=shuffle_order(
@@ -423,7 +412,8 @@ def prediction2_arm(features, specs, alive_share, gates_ok, arm, predictions, la
                                      heldout_r=values)]
             directions.append(entry)
         # per feature: its partner, held-out r, firing frequency, reproducibility, and whether the match is mutual
-        cka_codes = code_cka(features[units_a[shared[0]]], features[units_b[shared[0]]])
+        # linear CKA of the two codes: high when the dictionaries span one subspace, whatever their bases
+        cka_codes = linear_cka(features[units_a[shared[0]]], features[units_b[shared[0]]], dtype=torch.float32)
         for a, b, ua, ub in ((side_a, side_b, units_a, units_b), (side_b, side_a, units_b, units_a)):
             direction, back = f"{a}->{b}", f"{b}->{a}"
             ceiling = ceiling_of(a)

@@ -102,7 +102,7 @@ class ComparePage:
                 y = range(len(part))
                 colors = ["C3" if k == "observed" else "C2" if k == "ceiling" else "C7" if k == "ceiling-null" else
                           ("C0" if part.loc[k, "valid"] else "lightgrey") for k in part.index]
-                # a shuffle null's value averages every shuffle, its interval only their mean replicates
+                # a shuffle null's value averages every shuffle, its interval is the first shuffle's
                 ax.errorbar(part.value, y, xerr=[(part.value - part.low).clip(lower=0),
                                                  (part.high - part.value).clip(lower=0)], fmt="none", ecolor=colors)
                 ax.scatter(part.value, y, c=colors, zorder=3)
