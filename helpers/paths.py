@@ -48,28 +48,39 @@ def write_json(path, obj):
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def cached(path, key, compute):
-    """``compute()``, saved to ``path`` with ``key``; a later call with the same key loads it instead.
-
-    The key should name everything the result depends on (settings, checkpoint identity)."""
+def load_cached(path, key):
+    """The result saved at ``path`` with ``key`` (by ``save_cached``), or None when there is none with that key."""
     import pickle
 
     import torch
     path = Path(path)
-    if path.exists():
-        try:  # tensors and plain containers only: a crafted file cannot run code here
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise RuntimeError(f"{path}: refused to load, it holds objects other than tensors and plain values "
-                               f"(a file from an older version, or not written by this study); delete it to "
-                               f"recompute.") from e
-        except Exception as e:
-            raise RuntimeError(f"{path}: cached result is truncated or corrupt ({e}); delete it to recompute.") from e
-        if saved.get("key") == key:
-            print(f"loaded cached result {shown_path(path)}", file=sys.stderr)  # a log: the book leaves stderr out
-            return saved["value"]
-    value = compute()
+    if not path.exists():
+        return None
+    try:  # tensors and plain containers only: a crafted file cannot run code here
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RuntimeError(f"{path}: refused to load, it holds objects other than tensors and plain values "
+                           f"(a file from an older version, or not written by this study); delete it to "
+                           f"recompute.") from e
+    except Exception as e:
+        raise RuntimeError(f"{path}: cached result is truncated or corrupt ({e}); delete it to recompute.") from e
+    if saved.get("key") != key:
+        return None
+    print(f"loaded cached result {shown_path(path)}", file=sys.stderr)  # a log: the book leaves stderr out
+    return saved["value"]
+
+
+def save_cached(path, key, value):
+    """Save ``value`` at ``path`` with ``key`` (atomically); returns ``value``."""
+    import torch
     with atomic_path(path) as tmp:
         torch.save({"key": key, "value": value}, tmp)
     return value
 
+
+def cached(path, key, compute):
+    """``compute()``, saved to ``path`` with ``key``; a later call with the same key loads it instead.
+
+    The key should name everything the result depends on (settings, checkpoint identity)."""
+    value = load_cached(path, key)
+    return save_cached(path, key, compute()) if value is None else value

@@ -12,6 +12,7 @@ from helpers.activations import POOL, harvest_activations, layer_representations
 from helpers.models import fingerprint
 from helpers.paths import atomic_path, write_json
 from helpers.sae import (
+    ARMS,
     DENSE_FREQUENCY,
     SparseAutoencoder,
     dead,
@@ -19,7 +20,8 @@ from helpers.sae import (
     learning_rate,
     reconstruction_metrics,
     spliced_accuracy,
-    train_sae,
+    train_saes,
+    write_saelens,
 )
 from helpers.units import SAESpec
 
@@ -43,16 +45,23 @@ def variants(family, profile, layer="hidden"):
     return out
 
 
-def train_variant(profile, layer, spec, net, module, acts, settings):
-    """The SAE of ``spec`` trained on ``acts`` (``net``'s layer ``module``) with the profile's SAE ``settings``,
-    cached by everything it depends on (``store.SAE_TRAINING``). Returns (sae, log)."""
-    def compute():
-        sae, log = train_sae(acts, arm=spec.arm, seed=spec.sae_seed, **settings.training())
-        return dict(state=sae.to_state(), log=log)
-    saved = store.SAE_TRAINING(compute, dict(profile=profile, layer=layer, sae=spec.id), sae=spec.as_dict(),
-                               model=fingerprint(net), layer=module, augment_copies=settings.augment_copies,
-                               training=settings.training())
-    return SparseAutoencoder.from_state(saved["state"]), saved["log"]
+def train_variants(profile, layer, specs, nets, module, acts, settings):
+    """The SAEs of ``specs`` on ``module``, each cached by everything it depends on (``store.SAE_TRAINING``): those
+    not cached train together, one ``SAEStack`` per arm. ``nets[spec]`` is the network an SAE reads, ``acts[spec]``
+    its training vectors; ``settings`` the profile's SAE settings. Returns {spec: (sae, log)}."""
+    def inputs(spec):
+        return dict(sae=spec.as_dict(), model=fingerprint(nets[spec]), layer=module,
+                    augment_copies=settings.augment_copies, training=settings.training())
+    saved = {spec: store.SAE_TRAINING.load(_fields(profile, layer, spec), **inputs(spec)) for spec in specs}
+    for arm in ARMS:
+        todo = [spec for spec in specs if spec.arm == arm and saved[spec] is None]
+        if todo:
+            trained = train_saes([acts[spec] for spec in todo], arm, [spec.sae_seed for spec in todo],
+                                 **settings.training())
+            for spec, (sae, log) in zip(todo, trained):
+                saved[spec] = store.SAE_TRAINING.save(_fields(profile, layer, spec),
+                                                      dict(state=sae.to_state(), log=log), **inputs(spec))
+    return {spec: (SparseAutoencoder.from_state(v["state"]), v["log"]) for spec, v in saved.items()}
 
 
 def _fields(profile, layer, spec):
@@ -60,7 +69,7 @@ def _fields(profile, layer, spec):
 
 
 def load_sae(profile, layer, spec):
-    """The SAE that ``train_variant`` saved for ``spec`` (``02_sae`` writes it)."""
+    """The SAE that ``train_variants`` saved for ``spec`` (``02_sae`` writes it)."""
     path = store.require("sae", **_fields(profile, layer, spec))
     return SparseAutoencoder.from_state(torch.load(path, map_location="cpu", weights_only=True)["value"]["state"])
 
@@ -233,16 +242,24 @@ class SAEPage:
         rows, self.logs, gate_rows, summary = [], {}, [], {}
         baselines = {k: baseline_accuracy(net, self.module, self.test_images, self.test_labels,
                                           self.train_acts[k].mean(0)) for k, net in self.nets.items()}
+        net_of = {spec: ("trained", 0) if spec.net == "linear-map" else spec.network for spec in self.specs}
+        trained = train_variants(self.profile, self.layer, self.specs, {s: self.nets[net_of[s]] for s in self.specs},
+                                 self.module, {s: self.train_acts[s.network] for s in self.specs}, self.settings)
         for spec in self.specs:
-            k = spec.network
-            net_key = ("trained", 0) if spec.net == "linear-map" else k  # the mapped layer is seed 0's
+            k, net_key = spec.network, net_of[spec]  # the mapped layer is seed 0's
             mapped = self.linear_map if spec.net == "linear-map" else None
-            sae, self.logs[spec] = train_variant(self.profile, self.layer, spec, self.nets[net_key], self.module,
-                                                 self.train_acts[k], self.settings)
+            sae, self.logs[spec] = trained[spec]
             metrics, frequency = evaluate_sae(sae, self.nets[net_key], self.module, self.test_acts[k],
                                               self.test_images, self.test_labels, baselines[net_key], mapped)
             gates = verdict.sae_gates(metrics, self.settings.target_l0, self.logs[spec])
             save_features(self.profile, self.layer, spec, feature_activations(sae, self.test_acts[k]), frequency)
+            write_saelens(sae, store.path("sae_saelens", **_fields(self.profile, self.layer, spec)), self.module,
+                          f"{self.name} ({self.model}, {self.profile} profile, {spec.net}, model seed "
+                          f"{spec.model_seed})", dict(spec.as_dict(), profile=self.profile, layer=self.layer,
+                                                     model_fingerprint=fingerprint(self.nets[net_key]),
+                                                     training=self.settings.training(),
+                                                     augment_copies=self.settings.augment_copies,
+                                                     linear_map=mapped is not None))
             passed = verdict.gates_passed(gates)
             summary[spec.id] = dict(spec.as_dict(), metrics=metrics, gates=gates, gates_passed=passed,
                                     alive_share=1 - metrics["dead"] / metrics["n_features"],

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.paths import cached, data_dir
+from helpers.paths import cached, data_dir, load_cached, save_cached
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("layer_map_figure", _R + "layer_map.png", "03_compare.ipynb"),
     Artifact("sae", _SAE + "{sae}-sae.pt", "02_sae.ipynb"),
     Artifact("sae_features", _SAE + "{sae}-features.pt", "02_sae.ipynb"),
+    Artifact("sae_saelens", _SAE + "saelens/{sae}", "02_sae.ipynb"),  # a folder: SAELens's cfg.json + weights
     Artifact("sae_summary", _SAE + "{family}-summary.json", "02_sae.ipynb"),
     Artifact("sae_metrics", _SAE + "{family}-metrics.csv", "02_sae.ipynb"),
     Artifact("sae_gates", _SAE + "{family}-gates.csv", "02_sae.ipynb"),
@@ -120,6 +121,13 @@ class CachedStep:
     def __call__(self, compute, where, **inputs):
         """``compute()``, or its result cached at artifact ``self.artifact`` with the fields ``where``."""
         return cached(path(self.artifact, **where), self.key(**inputs), compute)
+
+    def load(self, where, **inputs):
+        """The cached result, or None: for callers that compute several results at once (``save`` each)."""
+        return load_cached(path(self.artifact, **where), self.key(**inputs))
+
+    def save(self, where, value, **inputs):
+        return save_cached(path(self.artifact, **where), self.key(**inputs), value)
 
 
 HARVEST = CachedStep("activations", "activations", inputs=("model", "layer", "split", "augment_copies", "seed", "pool"),

@@ -16,28 +16,62 @@ def test_decoder_columns_stay_unit_norm():
 
 
 def test_parallel_gradient_is_removed():
-    sae = saelib.SparseAutoencoder(8, 2)
-    sae.W_dec.grad = torch.randn_like(sae.W_dec)
-    sae.remove_parallel_gradient()
-    assert (sae.W_dec.grad * sae.W_dec).sum(0).abs().max() < 1e-6
+    stack = saelib.SAEStack([saelib.SparseAutoencoder(8, 2, seed=s) for s in range(3)])
+    stack.W_dec.grad = torch.randn_like(stack.W_dec)
+    stack.remove_parallel_gradient()
+    assert (stack.W_dec.grad * stack.W_dec).sum(-1).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("arm", saelib.ARMS)
+def test_saes_trained_as_one_stack_get_what_each_gets_alone(arm):
+    """Four SAEs (two on the same activations with different seeds, two on other activations) trained as one stack,
+    long enough for λ's calibration, AuxK and both resamplings to act: each ends where training it alone ends."""
+    g = torch.Generator().manual_seed(0)
+    sets = [torch.relu(torch.randn(3000, 6, generator=g) @ torch.randn(6, 24, generator=g)) for _ in range(3)]
+    sets, seeds = [sets[0], sets[0], sets[1], sets[2]], [0, 1, 0, 5]
+    # a large starting λ leaves L1 features dead early, so resampling has work
+    settings = dict(target_l0=3, expansion=4, steps=200, batch_size=64, log_every=50, l1_start=30.0, progress=False)
+    together = saelib.train_saes(sets, arm, seeds, **settings)
+    for (sae, log), acts, seed in zip(together, sets, seeds):
+        alone, alone_log = saelib.train_sae(acts, arm, seed=seed, **settings)
+        for mine, theirs in zip(sae.state_dict().values(), alone.state_dict().values()):
+            assert torch.allclose(mine, theirs, atol=1e-5), arm
+        assert [r["resampled"] for r in log] == [r["resampled"] for r in alone_log]
+        assert [r["l1_coefficient"] for r in log] == pytest.approx([r["l1_coefficient"] for r in alone_log])
+    assert all(log[-1]["resampled"] > 0 for _, log in together)  # resampling took part
+    assert not torch.allclose(together[0][0].W_enc, together[1][0].W_enc)  # the seeds differ
+    with pytest.raises(ValueError, match="one shape"):
+        saelib.train_saes([sets[0], sets[0][:, :8]], arm, [0, 1], steps=1, progress=False)
+
+
+def test_a_stack_decodes_a_sparse_code_as_the_dense_one():
+    stack = saelib.SAEStack([saelib.SparseAutoencoder(8, 3, seed=s, scale=2.0) for s in range(2)])
+    f = torch.relu(torch.randn(2, 5, 24))
+    top = f.topk(4, dim=-1)
+    dense = torch.zeros_like(f).scatter(-1, top.indices, top.values)
+    assert torch.allclose(stack.decode_sparse(top.values, top.indices), stack.decode(dense), atol=1e-6)
+    alone = stack.sae(1)
+    assert torch.allclose(alone.decode(dense[1]), stack.decode(dense)[1], atol=1e-6)
 
 
 def test_resampling_revives_dead_features():
     torch.manual_seed(0)
     acts = torch.randn(4000, 16)
-    sae = saelib.SparseAutoencoder(16, 2)
+    stack = saelib.SAEStack([saelib.SparseAutoencoder(16, 2, seed=s) for s in range(2)])
     with torch.no_grad():
-        sae.b_enc[:10] = -100.0  # these ten can never fire
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
-    sae(acts[:64])[0].pow(2).sum().backward()
+        stack.b_enc[1, :10] = -100.0  # these ten of the second SAE can never fire
+    opt = torch.optim.Adam(stack.parameters(), lr=1e-3)
+    stack.decode(torch.relu(stack.pre_activations(acts[:64].expand(2, 64, 16)))).pow(2).sum().backward()
     opt.step()
-    sae.normalize_decoder()
-    dead = torch.arange(10)
-    saelib.resample_dead(sae, opt, dead, acts[:512])
-    f = sae.encode(acts)
+    stack.normalize_decoder()
+    before = stack.sae(0).state_dict()
+    saelib.resample_dead(stack, opt, 1, torch.arange(10), acts[:512])
+    f = stack.sae(1).encode(acts)
     assert ((f[:, :10] > 0).float().mean(0) > 0).all()  # every resampled feature fires again
-    assert (opt.state[sae.W_enc]["exp_avg"][:10] == 0).all() and (opt.state[sae.W_enc]["exp_avg"][10:] != 0).any()
-    assert torch.allclose(sae.W_dec.norm(dim=0), torch.ones(32), atol=1e-5)
+    moments = opt.state[stack.W_enc]["exp_avg"]
+    assert (moments[1, :10] == 0).all() and (moments[1, 10:] != 0).any() and (moments[0, :10] != 0).any()
+    assert all(torch.equal(v, before[k]) for k, v in stack.sae(0).state_dict().items())  # the other SAE untouched
+    assert torch.allclose(stack.W_dec.norm(dim=-1), torch.ones(2, 32), atol=1e-5)
 
 
 def test_training_resamples_features_that_never_fire():
@@ -178,6 +212,29 @@ def test_conv_layers_are_read_pooled_and_spliced_back(cifar_test):
     assert broken["loss"] != pytest.approx(plain["loss"], rel=1e-3)
 
 
-def test_column_dots_in_blocks_of_rows_are_the_column_sums():
-    a, b = torch.randn(600, 7, dtype=torch.float64), torch.randn(600, 7, dtype=torch.float64)
-    assert torch.allclose(saelib.column_dots(a, b, rows=256), (a * b).sum(0))  # 600 rows: blocks 256, 256, 88
+@pytest.mark.parametrize("arm", saelib.ARMS)
+def test_saelens_files_encode_raw_activations_as_the_sae_does(arm, tmp_path):
+    """The files hold SAELens's tensors (scale folded in): read back with safetensors alone, and applied as SAELens
+    applies them (f = act((x - b_dec) W_enc + b_enc)), they give the SAE's own features and reconstruction."""
+    import json
+
+    from safetensors.torch import load_file
+    acts = torch.randn(800, 12).relu() * 7.0  # a scale far from 1, so an unfolded scale would show
+    sae, _ = saelib.train_sae(acts, arm, target_l0=3, steps=40, batch_size=64, progress=False)
+    folder = saelib.write_saelens(sae, tmp_path / "sae", "classifier.4", "a test model", dict(seed=0))
+    config = json.loads((folder / "cfg.json").read_text())
+    assert config["architecture"] == ("standard" if arm == "l1" else "topk") and config["d_sae"] == 36
+    assert config["metadata"]["hook_name"] == "classifier.4" and config["normalize_activations"] == "none"
+    w = load_file(str(folder / "sae_weights.safetensors"))
+    assert w["W_enc"].shape == (12, 36) and w["W_dec"].shape == (36, 12)
+    pre = (acts - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+    if arm == "topk":
+        top = pre.topk(config["k"], dim=1)
+        f = torch.zeros_like(pre).scatter(1, top.indices, top.values.relu())
+    else:
+        f = pre.relu()
+    recon, ours = sae(acts)
+    assert torch.allclose(f, ours, atol=1e-4) and torch.allclose(f @ w["W_dec"] + w["b_dec"], recon, atol=1e-4)
+    again = saelib.read_saelens(folder)
+    assert torch.allclose(again.encode(acts), ours, atol=1e-4) and again.k == sae.k
+    assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left

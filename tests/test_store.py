@@ -52,13 +52,13 @@ def test_every_artifact_names_the_notebook_that_writes_it(data_env):
 
 @pytest.fixture
 def counted_training(monkeypatch):
-    """``sae_study.train_sae`` replaced by a stub that counts its calls."""
+    """``sae_study.train_saes`` replaced by a stub that records the SAEs it is asked to train."""
     calls = []
 
-    def fake(acts, arm, seed, **settings):
-        calls.append(settings)
-        return SparseAutoencoder(acts.shape[1], 3), [dict(l1_coefficient=0.0)]
-    monkeypatch.setattr(sae_study, "train_sae", fake)
+    def fake(acts, arm, seeds, **settings):
+        calls.extend(settings for _ in seeds)
+        return [(SparseAutoencoder(a.shape[1], 3), [dict(l1_coefficient=0.0)]) for a in acts]
+    monkeypatch.setattr(sae_study, "train_saes", fake)
     return calls
 
 
@@ -72,18 +72,42 @@ def test_an_sae_trained_without_augmentation_is_not_reused_with_it(counted_train
     spec = SAESpec("mlp", "trained", 0, "l1")
     for copies in (0, 0, 1):
         settings = profiles.get("smoke").sae.with_overrides(dict(augment_copies=copies))
-        sae_study.train_variant("smoke", "hidden", spec, net, "hidden", acts, settings)
+        sae_study.train_variants("smoke", "hidden", [spec], {spec: net}, "hidden", {spec: acts}, settings)
     assert len(counted_training) == 2  # trained, loaded, and trained again for the augmented activations
 
 
 def test_a_random_init_sae_follows_its_networks_weights(counted_training, data_env):
     acts, settings = torch.randn(64, 16), profiles.get("smoke").sae
     spec = SAESpec("mlp", "random-init", 0, "topk")
-    sae_study.train_variant("smoke", "hidden", spec, tiny_mlp(1), "hidden", acts, settings)
-    sae_study.train_variant("smoke", "hidden", spec, tiny_mlp(1), "hidden", acts, settings)
+
+    def train(weights_seed):
+        sae_study.train_variants("smoke", "hidden", [spec], {spec: tiny_mlp(weights_seed)}, "hidden", {spec: acts},
+                                 settings)
+    train(1)
+    train(1)
     assert len(counted_training) == 1  # the same weights: loaded
-    sae_study.train_variant("smoke", "hidden", spec, tiny_mlp(2), "hidden", acts, settings)
+    train(2)
     assert len(counted_training) == 2  # another initialization: trained again
+
+
+def test_only_the_sae_not_cached_is_trained_and_the_stack_keeps_each_ones_result(data_env):
+    """Three SAEs of one layer: two cached, one new. Only the new one trains, and what each gets is what it would
+    get trained alone."""
+    from helpers.sae import train_sae
+    net, acts = tiny_mlp(0), torch.randn(600, 16).relu()
+    specs = [SAESpec("mlp", "trained", 0, "l1", t) for t in range(3)]
+    settings = profiles.get("smoke").sae.with_overrides(dict(steps=20, batch_size=64))
+    first = sae_study.train_variants("smoke", "hidden", specs[:2], dict.fromkeys(specs, net), "hidden",
+                                     dict.fromkeys(specs, acts), settings)
+    files = {s: store.path("sae", profile="smoke", layer="hidden", sae=s.id).stat().st_mtime_ns for s in specs[:2]}
+    every = sae_study.train_variants("smoke", "hidden", specs, dict.fromkeys(specs, net), "hidden",
+                                     dict.fromkeys(specs, acts), settings)
+    assert {s: store.path("sae", profile="smoke", layer="hidden", sae=s.id).stat().st_mtime_ns
+            for s in specs[:2]} == files
+    for spec in specs:
+        alone, _ = train_sae(acts, "l1", seed=spec.sae_seed, progress=False, **settings.training())
+        assert torch.allclose(every[spec][0].W_enc, alone.W_enc, atol=1e-6)
+    assert torch.equal(first[specs[0]][0].W_dec, every[specs[0]][0].W_dec)
 
 
 def test_the_am_success_gate_is_applied_when_judging_not_cached(monkeypatch):

@@ -17,8 +17,11 @@ is **silent** when it has not fired for a window of steps (``silent``): TopK's A
 ``max(20, steps // 20)`` steps (the window the training log counts too), and resampling (at 20% and 40% of
 training) renews the features silent for ``steps // 5`` steps, since the previous resampling.
 
-The modules: ``model`` (the module; "dead", "dense", "silent"), ``losses``, ``train`` (step, resample, log, loop),
-``evaluate`` (held-out metrics, splicing, a planted dictionary). This package's namespace holds them all.
+SAEs that read activations of one shape train as one ``SAEStack`` (``train_saes``): one batched matrix product per
+layer for all of them, each SAE with its own seed, batches, λ and resampling, and the result each would have alone.
+
+The modules: ``model`` (the module, the stack; "dead", "dense", "silent"), ``losses``, ``train`` (step, resample,
+log, loop), ``evaluate`` (held-out metrics, splicing, a planted dictionary), ``export`` (SAELens's files). This package's namespace holds them all.
 """
 from helpers.sae.evaluate import (
                                   atom_recovery,
@@ -27,8 +30,9 @@ from helpers.sae.evaluate import (
                                   spliced_accuracy,
                                   synthetic_dictionary_data,
 )
+from helpers.sae.export import read_saelens, write_saelens
 from helpers.sae.losses import auxk_loss, l1_penalty, mse_loss
-from helpers.sae.model import DENSE_FREQUENCY, SparseAutoencoder, column_dots, dead, dense, geometric_median, silent
+from helpers.sae.model import DENSE_FREQUENCY, SAEStack, SparseAutoencoder, dead, dense, geometric_median, silent
 from helpers.sae.train import (
                                   ARMS,
                                   AUXK_COEFFICIENT,
@@ -43,11 +47,12 @@ from helpers.sae.train import (
                                   resample_dead,
                                   resample_step,
                                   train_sae,
+                                  train_saes,
                                   train_step,
 )
 
-__all__ = ["atom_recovery", "feature_activations", "reconstruction_metrics", "spliced_accuracy",
-           "synthetic_dictionary_data", "auxk_loss", "l1_penalty", "mse_loss", "DENSE_FREQUENCY", "SparseAutoencoder",
-           "column_dots", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
+__all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activations", "reconstruction_metrics", "spliced_accuracy",
+           "synthetic_dictionary_data", "auxk_loss", "l1_penalty", "mse_loss", "DENSE_FREQUENCY", "SAEStack",
+           "SparseAutoencoder", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
-           "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_step"]
+           "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step"]

@@ -1,4 +1,5 @@
-"""The sparse autoencoder as a module, and the definitions of a dead, a dense and a silent feature."""
+"""The sparse autoencoder as a module, a stack of them trained as one, and the definitions of a dead, a dense and a
+silent feature."""
 
 import torch
 import torch.nn.functional as F
@@ -60,16 +61,6 @@ class SparseAutoencoder(nn.Module):
         f = self.encode(x)
         return self.decode(f), f
 
-    @torch.no_grad()
-    def normalize_decoder(self):
-        self.W_dec /= column_dots(self.W_dec, self.W_dec).sqrt().clamp_min(1e-8)
-
-    @torch.no_grad()
-    def remove_parallel_gradient(self):
-        """Project out the gradient component along each decoder column (it would only change its norm)."""
-        if self.W_dec.grad is not None:
-            self.W_dec.grad.addcmul_(self.W_dec, column_dots(self.W_dec.grad, self.W_dec), value=-1)
-
     def to_state(self):
         """Tensors and plain numbers only: saved with torch.save and read back with ``weights_only=True``, so a
         results folder from elsewhere cannot run code when it is loaded."""
@@ -95,13 +86,73 @@ def geometric_median(x, iterations=50):
     return y
 
 
+class SAEStack(nn.Module):
+    """SAEs of one arm and one size trained as one module: every parameter has a leading axis with one slice per SAE,
+    and a batch holds one (B, D) block per SAE, (S, B, D), so one batched matrix product serves them all. Each
+    slice's arithmetic is the one its SAE would do alone (``tests/test_sae.py`` trains both ways). The decoder is
+    held as rows (S, F, D): its unit norms and a TopK code's sparse decoding then read contiguous memory."""
 
+    def __init__(self, saes):
+        super().__init__()
+        kinds = {(sae.k, *sae.W_enc.shape) for sae in saes}
+        if len(kinds) != 1:
+            raise ValueError(f"a stack holds SAEs of one arm and size; got (k, features, inputs) = {sorted(kinds, key=str)}")
+        self.k = saes[0].k
+        self.W_enc = nn.Parameter(torch.stack([sae.W_enc.detach() for sae in saes]))
+        self.W_dec = nn.Parameter(torch.stack([sae.W_dec.detach().T for sae in saes]).contiguous())
+        self.b_enc = nn.Parameter(torch.stack([sae.b_enc.detach() for sae in saes]))
+        self.b_dec = nn.Parameter(torch.stack([sae.b_dec.detach() for sae in saes]))
+        self.register_buffer("scale", torch.stack([sae.scale for sae in saes]))
 
-def column_dots(a, b, rows=256):
-    """The dot products of the columns of ``a`` with those of ``b`` (both (D, F)): (F,). Summed over blocks of
-    ``rows`` rows, which stay in cache: at the full-size decoder (4096 x 12,288) on a CPU a quarter of the time of
-    ``(a * b).sum(0)``, which reduces along the strided dimension."""
-    out = torch.zeros(a.shape[1], dtype=a.dtype, device=a.device)
-    for i in range(0, a.shape[0], rows):
-        out += (a[i:i + rows] * b[i:i + rows]).sum(0)
-    return out
+    def __len__(self):
+        return self.W_enc.shape[0]
+
+    @property
+    def n_features(self):
+        return self.W_enc.shape[1]
+
+    def _scale(self):
+        return self.scale[:, None, None]
+
+    def pre_activations(self, x):
+        return torch.baddbmm(self.b_enc.unsqueeze(1), x / self._scale() - self.b_dec.unsqueeze(1),
+                             self.W_enc.transpose(1, 2))
+
+    def decode(self, f):
+        return torch.baddbmm(self.b_dec.unsqueeze(1), f, self.W_dec) * self._scale()
+
+    def decode_sparse(self, values, indices):
+        """``decode`` of a code given by its nonzeros: ``values`` at feature ``indices``, both (S, B, k)."""
+        return (self.decoder_sum(values, indices) + self.b_dec.unsqueeze(1)) * self._scale()
+
+    def decoder_sum(self, values, indices):
+        """Sum over j of values[s, b, j] times decoder row indices[s, b, j] of SAE s: (S, B, D) at the cost of the
+        k nonzeros rather than of all F features (Gao et al.'s sparse decoding)."""
+        s, b, k = indices.shape
+        offset = torch.arange(s, device=indices.device)[:, None, None] * self.n_features
+        out = F.embedding_bag((indices + offset).reshape(s * b, k), self.W_dec.reshape(s * self.n_features, -1),
+                              per_sample_weights=values.reshape(s * b, k), mode="sum")
+        return out.reshape(s, b, -1)
+
+    @torch.no_grad()
+    def normalize_decoder(self):
+        self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def remove_parallel_gradient(self):
+        """Project out the gradient component along each decoder row (it would only change its norm)."""
+        if self.W_dec.grad is not None:
+            self.W_dec.grad.sub_(self.W_dec * (self.W_dec.grad * self.W_dec).sum(-1, keepdim=True))
+
+    def sae(self, i):
+        """SAE ``i`` of the stack, as a ``SparseAutoencoder`` (a copy)."""
+        d_in = self.W_enc.shape[2]
+        out = SparseAutoencoder(d_in, self.n_features // d_in, k=self.k).to(self.W_enc.device)
+        with torch.no_grad():
+            for name, value in (("W_enc", self.W_enc[i]), ("W_dec", self.W_dec[i].T), ("b_enc", self.b_enc[i]),
+                                ("b_dec", self.b_dec[i]), ("scale", self.scale[i])):
+                getattr(out, name).copy_(value)
+        return out
+
+    def unstack(self):
+        return [self.sae(i) for i in range(len(self))]

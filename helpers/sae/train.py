@@ -1,11 +1,13 @@
-"""Training an SAE of either arm: one step, resampling and a log entry, and the loop that calls them."""
+"""Training SAEs of either arm, many as one stack: one step, resampling and a log entry, and the loop that calls
+them."""
 import math
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import trange
 
 from helpers.sae.losses import auxk_loss, l1_penalty, mse_loss
-from helpers.sae.model import SparseAutoencoder, geometric_median, silent
+from helpers.sae.model import SAEStack, SparseAutoencoder, geometric_median, silent
 
 ARMS = ("l1", "topk")
 CALIBRATE_UNTIL = 0.6   # share of training during which λ follows the L0 target (l1 arm)
@@ -23,45 +25,43 @@ REFERENCE_FEATURES = 1536
 AUXK_COEFFICIENT = 1 / 4
 
 
-def new_optimizer(sae, arm, lr=None):
-    """Adam for ``sae`` at ``lr`` (default ``learning_rate(arm, its number of features)``), fused: one pass over
+def new_optimizer(stack, arm, lr=None):
+    """Adam for ``stack`` at ``lr`` (default ``learning_rate(arm, its number of features)``), fused: one pass over
     each parameter per step instead of several, which at the full-size SAE is a sixth of a CPU step."""
-    return torch.optim.Adam(sae.parameters(), lr=lr or learning_rate(arm, sae.n_features), fused=True)
+    return torch.optim.Adam(stack.parameters(), lr=lr or learning_rate(arm, stack.n_features), fused=True)
 
 
-def _reset_adam(opt, param, index, dim):
-    """Zero Adam's moment estimates for rows (dim 0) or columns (dim 1) ``index`` of ``param``."""
+def _reset_adam(opt, param, i, index):
+    """Zero Adam's moment estimates for rows ``index`` of SAE ``i``'s slice of ``param``."""
     state = opt.state.get(param, {})
     for key in ("exp_avg", "exp_avg_sq"):
         if key in state:
-            state[key].index_fill_(dim, index, 0.0)
+            state[key][i].index_fill_(0, index, 0.0)
 
 
 @torch.no_grad()
-def resample_dead(sae, opt, dead, x):
-    """Bricken et al.'s resampling: each dead feature gets a new direction, drawn from inputs with probability
-    proportional to their squared reconstruction error; its encoder row is that direction scaled to 0.2 of the
-    mean alive encoder norm, its bias 0, and its Adam state is reset."""
+def resample_dead(stack, opt, i, dead, x, generator=None):
+    """Bricken et al.'s resampling in SAE ``i`` of ``stack``: each dead feature gets a new direction, drawn from
+    inputs ``x`` with probability proportional to their squared reconstruction error; its encoder row is that
+    direction scaled to 0.2 of the mean alive encoder norm, its bias 0, and its Adam state is reset."""
     if len(dead) == 0:
         return
+    sae = stack.sae(i)
     recon, _ = sae(x)
     err = ((recon - x) / sae.scale).pow(2).sum(1)
     if err.sum() <= 0:
         return
-    pick = torch.multinomial(err, len(dead), replacement=len(dead) > len(x))
+    pick = torch.multinomial(err, len(dead), replacement=len(dead) > len(x), generator=generator)
     directions = x[pick] / sae.scale - sae.b_dec
     directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    alive = torch.ones(sae.n_features, dtype=torch.bool, device=x.device)
+    alive = torch.ones(stack.n_features, dtype=torch.bool, device=x.device)
     alive[dead] = False
-    enc_norm = sae.W_enc[alive].norm(dim=1).mean() if alive.any() else torch.tensor(1.0, device=x.device)
-    sae.W_dec[:, dead] = directions.T
-    sae.W_enc[dead] = directions * enc_norm * 0.2
-    sae.b_enc[dead] = 0.0
-    _reset_adam(opt, sae.W_dec, dead, 1)
-    _reset_adam(opt, sae.W_enc, dead, 0)
-    _reset_adam(opt, sae.b_enc, dead, 0)
-
-
+    enc_norm = stack.W_enc[i][alive].norm(dim=1).mean() if alive.any() else torch.tensor(1.0, device=x.device)
+    stack.W_dec[i, dead] = directions
+    stack.W_enc[i, dead] = directions * enc_norm * 0.2
+    stack.b_enc[i, dead] = 0.0
+    for param in (stack.W_dec, stack.W_enc, stack.b_enc):
+        _reset_adam(opt, param, i, dead)
 
 
 def new_sae(acts, arm, target_l0, expansion, seed):
@@ -80,92 +80,126 @@ def learning_rate(arm, n_features):
     return LEARNING_RATES[arm] * math.sqrt(REFERENCE_FEATURES / n_features)
 
 
-def train_step(sae, opt, x, l1_coefficient, aux_dead):
-    """One Adam step on batch ``x``: the arm's loss (MSE plus λ·L1, or plus AuxK on the latents ``aux_dead``),
-    then the decoder's columns back to unit norm. Returns (mse, features), detached."""
-    pre = sae.pre_activations(x)
-    f = sae.activate(pre)
-    recon = sae.decode(f)
-    mse = mse_loss(sae, x, recon)
-    if sae.k is None:
-        loss = mse + l1_coefficient * l1_penalty(f)
+def train_step(stack, opt, x, l1_coefficients, aux_dead):
+    """One Adam step of every SAE of ``stack`` on its block of ``x`` (S, B, D): the arm's loss (MSE plus λ·L1 with
+    each SAE's λ in ``l1_coefficients`` (S,), or plus AuxK on the latents ``aux_dead`` (S, F)), then the decoder's
+    rows back to unit norm. Returns (mse (S,), how often each feature fired in the batch (S, F)), detached."""
+    pre = stack.pre_activations(x)
+    if stack.k is None:
+        f = F.relu(pre)
+        recon = stack.decode(f)
+        mse = mse_loss(stack, x, recon)
+        loss = mse + l1_coefficients * l1_penalty(f)
+        fired = (f > 0).sum(1, dtype=pre.dtype)
     else:
-        loss = mse + AUXK_COEFFICIENT * auxk_loss(sae, x, recon, pre, aux_dead, k_aux=x.shape[1] // 2)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"SAE loss became {loss.item()}")
+        top = F.relu(pre).topk(stack.k, dim=-1)
+        recon = stack.decode_sparse(top.values, top.indices)
+        mse = mse_loss(stack, x, recon)
+        loss = mse + AUXK_COEFFICIENT * auxk_loss(stack, x, recon, pre, aux_dead, k_aux=x.shape[-1] // 2)
+        fired = torch.zeros_like(pre[:, 0]).scatter_add_(1, top.indices.flatten(1),
+                                                         (top.values > 0).flatten(1).to(pre.dtype))
+    if not torch.isfinite(loss).all():
+        raise FloatingPointError(f"SAE loss became {loss[~torch.isfinite(loss)][0].item()}")
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    sae.remove_parallel_gradient()
+    loss.sum().backward()  # the SAEs share no parameter: each slice's gradient is its own loss's
+    stack.remove_parallel_gradient()
     opt.step()
-    sae.normalize_decoder()
-    return mse.detach(), f.detach()
+    stack.normalize_decoder()
+    return mse.detach(), fired.detach()
 
 
-def resample_step(sae, opt, x_all, last_fired, step, window, generator):
-    """Bricken's resampling of the features silent for ``window`` steps, towards badly reconstructed inputs drawn
-    from ``x_all``. Returns how many were resampled."""
+def resample_step(stack, opt, i, x_all, last_fired, step, window, generator):
+    """Bricken's resampling of SAE ``i``'s features silent for ``window`` steps (``last_fired``: its features' last
+    firing step), towards badly reconstructed inputs drawn from ``x_all``. Returns how many were resampled."""
     renew = torch.nonzero(silent(last_fired, step, window)).flatten()
-    resample_dead(sae, opt, renew, x_all[torch.randint(len(x_all), (min(len(x_all), 8192),), generator=generator,
-                                                       device=x_all.device)])
+    sample = torch.randint(len(x_all), (min(len(x_all), 8192),), generator=generator, device=x_all.device)
+    resample_dead(stack, opt, i, renew, x_all[sample], generator)
     last_fired[renew] = step
     return len(renew)
 
 
 def log_entry(step, mse, l0, silent_features, l1_coefficient, resampled):
     """One row of the training log that the convergence gate reads (``verdict.final_drift``)."""
-    mse = mse.item()
     return dict(step=step, mse=mse, l0=l0, explained_variance=1 - mse, silent=silent_features,
                 l1_coefficient=l1_coefficient, resampled=resampled)
 
 
-def train_sae(acts, arm="l1", target_l0=32, expansion=3, lr=None, batch_size=256, steps=1000, seed=0,
-              l1_start=0.05, log_every=25, device=None, progress=True):
-    """Train a ``SparseAutoencoder`` of ``arm`` ('l1' or 'topk') on activation vectors ``acts`` (N, D) with Adam.
+def _check_activations(acts):
+    shapes = {tuple(a.shape) for a in acts}
+    if len(shapes) != 1:
+        raise ValueError(f"SAEs trained as one stack need activations of one shape; got {sorted(shapes)}.")
+    for a in acts:
+        if not torch.isfinite(a).all():
+            bad = (~torch.isfinite(a)).any(1).sum().item()
+            raise FloatingPointError(f"{bad} activation vectors contain NaN or inf; check the model and its "
+                                     f"checkpoint.")
 
-    Both arms reach the same sparsity: TopK keeps ``target_l0`` features; the L1 arm's λ is calibrated on the fly
-    (see the module doc). Returns (sae, log): log is a list of dicts (step, mse, l0, explained_variance, silent,
-    l1_coefficient, resampled) every ``log_every`` steps, from which the convergence gate reads. ``lr``: Adam's
-    learning rate, by default ``learning_rate(arm, number of features)``.
+
+def train_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, batch_size=256, steps=1000,
+               l1_start=0.05, log_every=25, device=None, progress=True):
+    """Train one ``SparseAutoencoder`` of ``arm`` ('l1' or 'topk') per pair of activation vectors ``acts[i]``
+    (N, D) and seed ``seeds[i]``, all as one ``SAEStack`` with Adam. The same tensor may appear several times (it
+    is then held once). Each SAE's seed sets its initialization, its batch order and its resampling draws, so it
+    comes out as ``train_sae`` would train it alone.
+
+    Both arms reach the same sparsity: TopK keeps ``target_l0`` features; the L1 arm's λ is calibrated on the fly,
+    per SAE (see the package doc). Returns a list of (sae, log): log is a list of dicts (step, mse, l0,
+    explained_variance, silent, l1_coefficient, resampled) every ``log_every`` steps, from which the convergence gate
+    reads. ``lr``: Adam's learning rate, by default ``learning_rate(arm, number of features)``.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.isfinite(acts).all():
-        bad = (~torch.isfinite(acts)).any(1).sum().item()
-        raise FloatingPointError(f"{bad} activation vectors contain NaN or inf; check the model and its checkpoint.")
+    acts, seeds = list(acts), list(seeds)
+    if len(acts) != len(seeds) or not acts:
+        raise ValueError(f"one seed per activation set: got {len(acts)} sets and seeds={seeds}.")
+    _check_activations(acts)
     if not target_l0 > 0:
         raise ValueError(f"target_l0={target_l0!r} must be positive.")
-    torch.manual_seed(seed)
-    x_all = acts.to(device)
-    sae = new_sae(x_all, arm, target_l0, expansion, seed)
-    lr = lr or learning_rate(arm, sae.n_features)
-    opt = new_optimizer(sae, arm, lr)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    order, cursor = torch.randperm(len(x_all), generator=generator, device=device), 0
-    last_fired = torch.zeros(sae.n_features, dtype=torch.long, device=device)
+    held = {id(a): a for a in acts}  # each distinct tensor once on the device
+    index = {key: i for i, key in enumerate(held)}
+    data = torch.stack([a.to(device) for a in held.values()]) if len(held) > 1 else acts[0].to(device)[None]
+    source = torch.tensor([index[id(a)] for a in acts], device=device)[:, None]
+    stack = SAEStack([new_sae(data[index[id(a)]], arm, target_l0, expansion, seed) for a, seed in zip(acts, seeds)])
+    lr = lr or learning_rate(arm, stack.n_features)
+    opt = new_optimizer(stack, arm, lr)
+    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+    n = data.shape[1]
+
+    def shuffled():
+        return torch.stack([torch.randperm(n, generator=g, device=device) for g in generators])
+    order, cursor = shuffled(), 0
+    last_fired = torch.zeros(len(stack), stack.n_features, dtype=torch.long, device=device)
     dead_window = max(20, steps // 20)          # topk: latents silent this long get the AuxK gradient
     resample_every = max(1, steps // 5)         # Bricken's resampling, at 20% and 40% of training
-    calibrating = sae.k is None                 # l1: λ follows the L0 target, then stays fixed
-    log_l1, log, resampled = math.log(l1_start), [], 0
-    for step in trange(1, steps + 1, desc=f"SAE {arm} {acts.shape[1]}->{sae.n_features}", disable=not progress,
-                       leave=False):
-        if cursor + batch_size > len(x_all):
-            order, cursor = torch.randperm(len(x_all), generator=generator, device=device), 0
-        x = x_all[order[cursor:cursor + batch_size]]
+    calibrating = stack.k is None               # l1: λ follows the L0 target, then stays fixed
+    log_l1 = torch.full((len(stack),), math.log(l1_start), device=device)
+    logs, resampled = [[] for _ in seeds], [0] * len(seeds)
+    name = f"{len(seeds)} SAE{'s' if len(seeds) > 1 else ''} {arm} {data.shape[-1]}->{stack.n_features}"
+    for step in trange(1, steps + 1, desc=name, disable=not progress, leave=False):
+        if cursor + batch_size > n:
+            order, cursor = shuffled(), 0
+        x = data[source, order[:, cursor:cursor + batch_size]]
         cursor += batch_size
         try:
-            mse, f = train_step(sae, opt, x, math.exp(log_l1), silent(last_fired, step, dead_window))
+            mse, fired = train_step(stack, opt, x, log_l1.exp(), silent(last_fired, step, dead_window))
         except FloatingPointError as e:
             raise FloatingPointError(f"{e} at step {step} ({arm}, lr={lr}); lower lr.") from None
-        fired = (f > 0)
-        last_fired[fired.any(0)] = step
+        last_fired[fired > 0] = step
         calibrating = calibrating and step <= CALIBRATE_UNTIL * steps
-        logging = step % log_every == 0 or step == steps
-        # the batch's L0 is read back from the device only when it is used (a synchronization per read)
-        l0 = fired.float().sum(1).mean().item() if calibrating or logging else None
+        l0 = fired.sum(1) / len(x[0])
         if calibrating:
-            log_l1 = min(5.0, max(-12.0, log_l1 + 0.02 * math.log(max(l0, 0.1) / target_l0)))
+            log_l1 = (log_l1 + 0.02 * (l0.clamp_min(0.1) / target_l0).log()).clamp(-12.0, 5.0)
         if step % resample_every == 0 and step <= RESAMPLE_UNTIL * steps:
-            resampled += resample_step(sae, opt, x_all, last_fired, step, resample_every, generator)
-        if logging:
-            quiet = int(silent(last_fired, step, min(step, dead_window)).sum().item())
-            log.append(log_entry(step, mse, l0, quiet, math.exp(log_l1) if sae.k is None else 0.0, resampled))
-    return sae.eval(), log
+            for i in range(len(stack)):
+                resampled[i] += resample_step(stack, opt, i, data[source[i, 0]], last_fired[i], step,
+                                              resample_every, generators[i])
+        if step % log_every == 0 or step == steps:  # read back from the device only here
+            quiet = silent(last_fired, step, min(step, dead_window)).sum(1)
+            l1 = log_l1.exp() if stack.k is None else torch.zeros_like(log_l1)
+            for i, row in enumerate(zip(mse.tolist(), l0.tolist(), quiet.tolist(), l1.tolist())):
+                logs[i].append(log_entry(step, *row, resampled[i]))
+    return [(sae.eval(), log) for sae, log in zip(stack.unstack(), logs)]
+
+
+def train_sae(acts, arm="l1", seed=0, **settings):
+    """One SAE of ``arm`` on ``acts`` (N, D): ``train_saes`` with a stack of one. Returns (sae, log)."""
+    return train_saes([acts], arm, [seed], **settings)[0]
