@@ -21,7 +21,8 @@ SAEs that read activations of one shape train as one ``SAEStack`` (``train_saes`
 layer for all of them, each SAE with its own seed, batches, λ and resampling, and the result each would have alone.
 
 The modules: ``model`` (the module, the stack; "dead", "dense", "silent"), ``losses``, ``train`` (step, resample,
-log, loop), ``evaluate`` (held-out metrics, splicing, a planted dictionary), ``export`` (SAELens's files). This package's namespace holds them all.
+log, loop), ``evaluate`` (held-out metrics, splicing, a planted dictionary), ``export`` (SAELens's files). This
+package's namespace holds them all.
 """
 from helpers.sae.evaluate import (
                                   atom_recovery,
@@ -51,8 +52,9 @@ from helpers.sae.train import (
                                   train_step,
 )
 
-__all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activations", "reconstruction_metrics", "spliced_accuracy",
-           "synthetic_dictionary_data", "auxk_loss", "l1_penalty", "mse_loss", "DENSE_FREQUENCY", "SAEStack",
+__all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activations", "reconstruction_metrics",
+           "spliced_accuracy", "synthetic_dictionary_data", "auxk_loss", "l1_penalty", "mse_loss", "DENSE_FREQUENCY",
+           "SAEStack",
            "SparseAutoencoder", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
            "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step"]

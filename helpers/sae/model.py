@@ -96,7 +96,8 @@ class SAEStack(nn.Module):
         super().__init__()
         kinds = {(sae.k, *sae.W_enc.shape) for sae in saes}
         if len(kinds) != 1:
-            raise ValueError(f"a stack holds SAEs of one arm and size; got (k, features, inputs) = {sorted(kinds, key=str)}")
+            raise ValueError(f"a stack holds SAEs of one arm and size; got (k, features, inputs) = "
+                             f"{sorted(kinds, key=str)}")
         self.k = saes[0].k
         self.W_enc = nn.Parameter(torch.stack([sae.W_enc.detach() for sae in saes]))
         self.W_dec = nn.Parameter(torch.stack([sae.W_dec.detach().T for sae in saes]).contiguous())
