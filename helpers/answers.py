@@ -1,15 +1,30 @@
-"""The front page (``04_answers``): both verdicts as the decision rules returned them, read from the results the
-other pages wrote."""
+"""The front page (``04_answers``) and the landing page's answers: both verdicts as the decision rules returned
+them, read from the results the other pages wrote, as a reader takes them in: one sentence per prediction, a small
+table with readable headers, then the images the verdict is about."""
 import json
+import re
 from dataclasses import dataclass
 
 from helpers import profiles, store
-from helpers.compare_study import WHERE
 
-P1_COLUMNS = ["objective", "measure", "setting", "cnn_delta", "cnn_low", "mlp_delta", "mlp_low", "position",
-              "position_low", "position_high", "verdict"]
-P2_COLUMNS = ["comparison", "arm", "direction", "observed", "position", "position_low", "position_high",
-              "position_vs_conditional-shuffle", "position_vs_full-shuffle", "position_vs_random-init", "verdict"]
+WHERE_SHORT = {"hidden": "the last hidden layers", "mid": "the mid-depth layers"}
+P1_HEADERS = {"objective": "Objective", "measure": "Repetition measure", "setting": "Regularization",
+              "cnn": "CNN over its random-init network (Cliff's δ, lower 95% bound)",
+              "mlp": "MLP over its random-init network (δ, lower bound)", "verdict": "Verdict"}
+P2_HEADERS = {"comparison": "Comparison", "arm": "SAE arm", "direction": "Direction",
+              "observed": "Held-out correlation", "position": "Position (0 = null, 1 = ceiling), 95% interval",
+              "verdict": "Verdict"}
+ARM_WORDS = {"l1": "L1", "topk": "TopK"}
+
+
+def _unique(items):
+    return list(dict.fromkeys(items))
+
+
+def html_table(rows, headers):
+    """A small table without an index column, its headers in words."""
+    import pandas as pd
+    return pd.DataFrame(rows)[list(headers)].rename(columns=headers).to_html(index=False, border=0, escape=True)
 
 
 @dataclass
@@ -23,35 +38,93 @@ class AnswersPage:
         self.conclusions = {layer: json.loads(path.read_text()) for layer in profiles.STUDY_LAYERS
                             if (path := store.path("conclusions", profile=self.profile, layer=layer)).exists()}
 
-    def prediction1_text(self):
+    # ------------------------------------------------------------------ Prediction 1
+
+    def prediction1_sentence(self):
         am = self.am
-        return (f"**Verdict: {am['prediction1']}** ({', '.join(f'{k}: {v}' for k, v in am['per_kind'].items())}). "
-                f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units per layer × "
-                f"{am['am_seeds']} AM seeds, {am['steps']} steps.")
+        reasons = _unique(c["reason"] for c in am["comparisons"] if c["verdict"] == am["prediction1"])
+        return (f"**Prediction 1: {am['prediction1']}.** "
+                + (f"Why: {'; '.join(reasons)}. " if reasons else "")
+                + f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units per layer × "
+                  f"{am['am_seeds']} AM seeds, {am['steps']} steps.")
 
     def prediction1_table(self):
-        import pandas as pd
-        return pd.DataFrame(self.am["comparisons"])[P1_COLUMNS].round(3)
+        from helpers.am_study import OBJECTIVE_WORDS
+        rows = [dict(objective=OBJECTIVE_WORDS.get(c["objective"], c["objective"]), measure=c["measure"],
+                     setting=c["setting"], cnn=f"{c['cnn_delta']:.2f} ({c['cnn_low']:.2f})",
+                     mlp=f"{c['mlp_delta']:.2f} ({c['mlp_low']:.2f})", verdict=c["verdict"])
+                for c in self.am["comparisons"]]
+        return html_table(rows, P1_HEADERS)
 
     def figure(self, artifact, **fields):
         return str(store.require(artifact, profile=self.profile, **fields))
 
-    def prediction2(self):
-        """For each study layer compared: its verdict in words, and the positions of the question, the reference
-        pair, the second CNN against the MLP and the sanity control, against each null."""
-        import pandas as pd
-        from IPython.display import Markdown, display
+    def am_side_by_side(self):
+        """The class-logit AM images of the CNN beside the MLP's (the 01 figures, as the verdict saw them)."""
+        import matplotlib.image as mpimg
+        import matplotlib.pyplot as plt
 
-        from helpers.compare import COMPARISON_LABELS
+        from helpers.compare import SIDE_NAMES
+        fig, axes = plt.subplots(2, 1, figsize=(12, 3.6))
+        for ax, family in zip(axes, profiles.FAMILIES):
+            ax.imshow(mpimg.imread(self.figure("am_classes_figure", family=family)))
+            ax.set_title(f"{SIDE_NAMES[family]}: one image per class logit", fontsize=10)
+            ax.axis("off")
+        fig.tight_layout()
+        return fig
+
+    # ------------------------------------------------------------------ Prediction 2
+
+    def prediction2_sentences(self):
+        out = []
         for layer, c in self.conclusions.items():
-            shares = "; ".join(f"{k}: {v:.0%}" for k, v in c.get("reference_share", {}).items() if v == v)
-            arms = "; ".join(f"{arm} arm: {v} ({c['reasons'][arm]})" for arm, v in c["per_arm"].items())
-            display(Markdown(
-                f"**{WHERE[layer]} ({', '.join(c['modules'].values())}): {c['prediction2']}** ({arms}). "
-                f"Similar here means beyond what class and both models' predictions share: the position is 0 at "
-                f"the strongest null and 1 at the ceiling"
-                + (f"; the MLP's position as a share of the reference pair's: {shares}" if shares else "")
-                + f". Profile `{c['profile']}`, {profiles.get(c['profile']).models}."))
-            table = pd.DataFrame(c["directions"])
-            table = table.assign(comparison=table.comparison.map(COMPARISON_LABELS))
-            display(table[[k for k in P2_COLUMNS if k in table]].round(3))
+            reasons = "; ".join(f"{ARM_WORDS.get(arm, arm)} arm: {c['reasons'][arm]}" for arm in c["per_arm"])
+            out.append(f"**Prediction 2 at {WHERE_SHORT[layer]} ({', '.join(_unique(c['modules'].values()))}): "
+                       f"{c['prediction2']}.** {reasons}.")
+        return "\n\n".join(out) + (f"\n\nSimilar means beyond what class and both models' predictions share: a "
+                                   f"position of 0 is the strongest null, 1 the ceiling (two trained models of one "
+                                   f"family). Profile `{self.profile}`, {profiles.get(self.profile).models}.")
+
+    def prediction2_table(self, layer="hidden"):
+        from helpers.compare import COMPARISON_LABELS, SIDE_NAMES
+        c = self.conclusions[layer]
+
+        def direction(d):
+            a, b = d.split("->")
+            return f"{SIDE_NAMES.get(a, a)} → {SIDE_NAMES.get(b, b)}"
+        rows = [dict(comparison=COMPARISON_LABELS.get(d["comparison"], d["comparison"]),
+                     arm=ARM_WORDS.get(d["arm"], d["arm"]), direction=direction(d["direction"]),
+                     observed=f"{d['observed']:.3f}",
+                     position=f"{d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]",
+                     verdict=d["verdict"]) for d in c["directions"]]
+        return html_table(rows, P2_HEADERS)
+
+    def matched_pairs(self, layer="hidden"):
+        """The best and typical matched feature pairs of the atlas (``05_atlas``), CNN beside MLP."""
+        from helpers import atlas
+        return atlas.matched_pairs_figure(atlas.load(self.profile, layer))
+
+
+def landing_text(profile):
+    """The answers as the book's landing page states them, with links to the pages behind them."""
+    page = AnswersPage(profile)
+    p1 = page.am["prediction1"]
+    p2 = "; ".join(f"at {WHERE_SHORT[layer]}, **{c['prediction2']}**" for layer, c in page.conclusions.items())
+    return (f"**The answers** (profile `{profile}`: {profiles.get(profile).models}).\n\n"
+            f"- **Prediction 1** (recurring patterns in activation maximization): **{p1}**.\n"
+            f"- **Prediction 2** (similar dictionaries): {p2}.\n\n"
+            f"Each verdict, the numbers it rests on and the images it is about: "
+            f"[the answers]({profile}/answers.ipynb). "
+            f"Browse the features behind Prediction 2, each beside its best partner in the other network: "
+            f"[the feature atlas]({profile}/05_atlas.ipynb).")
+
+
+ANSWERS_BLOCK = re.compile(r"(<!-- answers -->\n).*?(\n<!-- /answers -->)", re.S)
+
+
+def with_answers(intro, profile):
+    """``intro`` (the landing page's Markdown) with its answers block rewritten from ``profile``'s results."""
+    if not ANSWERS_BLOCK.search(intro):
+        raise ValueError("the landing page has no '<!-- answers -->' ... '<!-- /answers -->' block to fill")
+    return ANSWERS_BLOCK.sub(lambda m: m.group(1) + landing_text(profile) + m.group(2), intro)
+

@@ -50,6 +50,10 @@ def steps(profile, seed=0):
                                                                "compare_directions", "compare_features",
                                                                "compare_cka"))
                         + (("layer_map_table", {}), ("conclusions", dict(layer=layer)))))
+    for layer, tag in (("hidden", ""), ("mid", "_mid")):
+        out.append(Step("05_atlas.ipynb", f"05_atlas{tag}", "Feature atlas" + ("" if layer == "hidden" else
+                                                                                ", mid-depth layers"),
+                        dict(layer=layer, seed=seed), (("atlas", dict(layer=layer)),)))
     out.append(Step("04_answers.ipynb", "answers", "The answers", {},
                     (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))))
     return out

@@ -61,6 +61,7 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("compare_distributions", _R + "compare_{layer}_distributions.png", "03_compare.ipynb"),
     Artifact("compare_figure", _R + "compare_{layer}_statistics.png", "03_compare.ipynb"),
     Artifact("conclusions", _R + "conclusions_{layer}.json", "03_compare.ipynb"),
+    Artifact("atlas", _R + "atlas_{layer}.json", "05_atlas.ipynb"),
 )}
 
 

@@ -248,6 +248,25 @@ def write_toc():
                        "by the study. Paths are relative to book/.\n" + text)
 
 
+LANDING_ORDER = ("official", "paper", "cpu", "smoke")  # the landing page states the answers of the first one shown
+
+
+def write_intro():
+    """The landing page's answers block (``answers.with_answers``) from the results of the largest profile whose
+    pages the book holds; left as it is when that profile's results are not in this data folder."""
+    from helpers.answers import with_answers
+    shown = [p for p in LANDING_ORDER if (BOOK / p / "answers.ipynb").exists()]
+    if not shown:
+        return
+    intro = BOOK / "intro.md"
+    try:
+        text = with_answers(intro.read_text(), shown[0])
+    except FileNotFoundError:
+        return
+    with atomic_path(intro) as tmp:
+        tmp.write_text(text)
+
+
 def build_book(path_output=None):
     """`jupyter-book build book` with this interpreter's Jupyter Book (``path_output`` moves _build elsewhere)."""
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(BOOK)]
@@ -289,6 +308,7 @@ def main(argv=None):
     if not args.no_book:
         if BOOK == ROOT / "book":
             write_toc()
+            write_intro()
         build_book()
     print(f"study ({args.profile} profile) finished in {(time.time() - start) / 60:.1f} minutes")
 
