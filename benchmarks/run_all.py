@@ -20,6 +20,7 @@ CNN's BatchNorm statistics taken from 2,000 CIFAR-10 test images):
   sae          SAE training steps (both arms) for the 512-wide hidden layers and the full-size 4096 -> 12,288
                SAE, as a share of the peak; and the same matmuls in bfloat16 against float32 (whether bf16
                autocast could pay on this machine);
+  stacked      SAEs of one layer trained as one stack (helpers.sae.SAEStack) against one by one, same steps;
   sklearn      scikit-learn's MiniBatchDictionaryLearning tuned to the SAE's L0 on the same CNN activations:
                the time each needs to reach the explained variance the weaker of the two ends at;
   actmax       64 units of the last hidden layer rendered in one batch against one unit at a time; the batched
@@ -134,25 +135,26 @@ def synthetic_activations(n, d, rank=64, seed=0):
 
 
 def bench_sae(repeats, quick):
-    """Bare training steps (``sae.train_step``: forward, loss, backward, Adam, decoder norm) of an SAE built as
-    ``train_sae`` builds it, on batches of 256; no set-up, resampling or logging in the window. TopK's AuxK runs
-    with 5% of the latents dead (its gradient path is then part of every step, as in training)."""
+    """Bare training steps (``sae.train_step``: forward, loss, backward, Adam, decoder norm) of one SAE (a stack of
+    one) built as ``train_sae`` builds it, on batches of 256; no set-up, resampling or logging in the window. TopK's
+    AuxK runs with 5% of the latents dead (its gradient path is then part of every step, as in training)."""
     sizes = [(512, 20 if quick else 50)] + ([] if quick else [(4096, 5)])
     for d, steps in sizes:
         acts = synthetic_activations(20000 if d == 512 else 8192, d)
         f = 3 * d
         for arm in saelib.ARMS:
-            sae = saelib.new_sae(acts, arm, 32, 3, seed=0)
-            opt = saelib.new_optimizer(sae, arm)
-            batches = [acts[i * 256:(i + 1) * 256] for i in range(steps)]
-            dead = torch.arange(f) % 20 == 0
+            stack = saelib.SAEStack([saelib.new_sae(acts, arm, 32, 3, seed=0)])
+            opt = saelib.new_optimizer(stack, arm)
+            batches = [acts[i * 256:(i + 1) * 256][None] for i in range(steps)]
+            dead = (torch.arange(f) % 20 == 0)[None]
+            lam = torch.full((1,), 1e-3)
 
             def one_step(x=batches[0]):
-                saelib.train_step(sae, opt, x, 1e-3, dead)
+                saelib.train_step(stack, opt, x, lam, dead)
 
             def work():
                 for x in batches:
-                    saelib.train_step(sae, opt, x, 1e-3, dead)
+                    saelib.train_step(stack, opt, x, lam, dead)
             # Per step: encoder and decoder forward (2 matmuls), their backward (4): batch 256.
             peak_fn, peak_flops = matmul_peak_fn([(256, d, f), (256, f, d), (d, 256, f), (256, d, f)],
                                                  repeat=max(1, steps // 4))
@@ -162,6 +164,36 @@ def bench_sae(repeats, quick):
             row["ms_per_step"] = statistics.median(times["work"]) / steps * 1000
             yield row
     yield bfloat16_matmuls(512, repeats)  # (only at 512: emulated bf16 at 4096 -> 12,288 would take minutes)
+
+
+def bench_stacked(repeats, quick):
+    """Several SAEs of one layer and arm (as the study trains them: model seeds x SAE seeds x nulls) trained as one
+    ``SAEStack`` against the same SAEs one after another, the same training steps on the same batches, interleaved:
+    the speed-up of stacking. At the cpu study's size (6 SAEs, 512 -> 1,536) and the full size (2, 4096 -> 12,288)."""
+    sizes = [(512, 6, 10 if quick else 30)] + ([] if quick else [(4096, 2, 3)])
+    for d, n, steps in sizes:
+        acts = synthetic_activations(8192, d)
+        for arm in saelib.ARMS:
+            saes = [saelib.new_sae(acts, arm, 32, 3, seed=s) for s in range(n)]
+            singles = [saelib.SAEStack([sae]) for sae in saes]
+            stack = saelib.SAEStack(saes)
+            opts = [saelib.new_optimizer(m, arm) for m in singles + [stack]]
+            x = torch.stack([acts[(i * 256) % 7936:(i * 256) % 7936 + 256] for i in range(n)])
+            dead = (torch.arange(3 * d) % 20 == 0).expand(n, -1)
+
+            def one_by_one():
+                for _ in range(steps):
+                    for i, (m, opt) in enumerate(zip(singles, opts)):
+                        saelib.train_step(m, opt, x[i:i + 1], torch.full((1,), 1e-3), dead[i:i + 1])
+
+            def stacked():
+                for _ in range(steps):
+                    saelib.train_step(stack, opts[-1], x, torch.full((n,), 1e-3), dead)
+            times = interleaved({"one by one": one_by_one, "stacked": stacked}, repeats)
+            ratios = [a / b for a, b in zip(times["one by one"], times["stacked"])]
+            row = ratio_row(f"sae {arm} {d}->{3 * d}: {n} stacked vs one by one", "speed-up", ratios)
+            row["ms_per_sae_step"] = statistics.median(times["stacked"]) / steps / n * 1000
+            yield row
 
 
 def bfloat16_matmuls(d, repeats):
@@ -403,6 +435,7 @@ def format_row(row):
         (f" [x{row['low']:.2f}, x{row['high']:.2f}]" if "low" in row else "")
     extra = (f" ({row['gflops']:.1f} of {row['peak_gflops']:.1f} GFLOP/s)" if "gflops" in row else "")
     extra += f", {row['ms_per_step']:.1f} ms/step" if "ms_per_step" in row else ""
+    extra += f", {row['ms_per_sae_step']:.1f} ms per SAE and step stacked" if "ms_per_sae_step" in row else ""
     if "sklearn_curve" in row and row["sae"] and row["sklearn"]:
         sk, sa = row["sklearn"], row["sae"]
         extra = (f": to EV {row['explained_variance']:.3f}, sklearn {sk['seconds']:.1f} s ({sk['batches']} "
@@ -431,7 +464,8 @@ def main():
     machine = machine_description()
     print(f"{machine}; {repeats} interleaved repeats per figure (median [lowest, highest])")
     rows = []
-    for bench in (lambda: bench_sae(repeats, args.quick), lambda: bench_actmax(repeats, args.quick),
+    for bench in (lambda: bench_sae(repeats, args.quick), lambda: bench_stacked(repeats, args.quick),
+                  lambda: bench_actmax(repeats, args.quick),
                   lambda: bench_harvest(repeats, args.quick), lambda: bench_sklearn(args.quick)):
         for row in bench():
             rows.append(row)

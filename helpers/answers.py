@@ -119,12 +119,12 @@ def landing_text(profile):
             f"[the feature atlas]({profile}/05_atlas.ipynb).")
 
 
-ANSWERS_BLOCK = re.compile(r"(<!-- answers -->\n).*?(\n<!-- /answers -->)", re.S)
+ANSWERS_BLOCK = re.compile(r"(<!-- answers -->\n).*?(<!-- /answers -->)", re.S)
 
 
 def with_answers(intro, profile):
     """``intro`` (the landing page's Markdown) with its answers block rewritten from ``profile``'s results."""
     if not ANSWERS_BLOCK.search(intro):
         raise ValueError("the landing page has no '<!-- answers -->' ... '<!-- /answers -->' block to fill")
-    return ANSWERS_BLOCK.sub(lambda m: m.group(1) + landing_text(profile) + m.group(2), intro)
+    return ANSWERS_BLOCK.sub(lambda m: m.group(1) + landing_text(profile) + "\n" + m.group(2), intro)
 

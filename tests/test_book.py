@@ -109,6 +109,11 @@ class Browser:
             title: document.title})""")["result"]["value"]
         return self.events, facts
 
+    def evaluate(self, expression):
+        result = self.call("Runtime.evaluate", returnByValue=True, expression=expression)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
     def close(self):
         self.ws.close()
         self.proc.kill()
@@ -154,15 +159,68 @@ def test_every_page_loads_offline_with_figures_and_no_errors(built_book, tmp_pat
                     assert (html.parent / href).resolve().exists(), f"{page}: {href} is not in the built site"
             if page.endswith("answers"):
                 texts[page] = facts["text"]
+                browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1,
+                             mobile=False)
+                layout = browser.evaluate("""Array.from(document.querySelectorAll('main table')).map(t => ({
+                    fits: t.getBoundingClientRect().width <= t.closest('main').getBoundingClientRect().width + 1,
+                    first: t.querySelector('th') ? t.querySelector('th').textContent.trim() : ''}))""")
+                browser.call("Emulation.clearDeviceMetricsOverride")
+                assert layout and all(t["fits"] for t in layout), f"{page}: a table wider than the page: {layout}"
+                assert all(t["first"] for t in layout), f"{page}: a table with an index column"
+            if page == toc_pages()[0]:
+                texts["landing"] = facts["text"]
+                atlas_links = browser.evaluate(
+                    "Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))"
+                    ".filter(h => h && h.includes('05_atlas'))")
+                assert atlas_links, "the landing page does not link the feature atlas"
     finally:
         browser.close()
-    for page, text in texts.items():  # the front page states the verdicts that the results files hold
+    from helpers.answers import WHERE_SHORT
+    landing = texts.pop("landing")
+    for page, text in texts.items():  # the front page and the landing page state the verdicts of the results files
         results = ROOT / "book" / Path(page).parent / "results"
         am = json.loads((results / "am_summary.json").read_text())
-        assert f"Verdict: {am['prediction1']}" in text
+        assert f"Prediction 1: {am['prediction1']}." in text
+        assert f"Prediction 1 (recurring patterns in activation maximization): {am['prediction1']}." in landing
         for conclusions in results.glob("conclusions_*.json"):
             c = json.loads(conclusions.read_text())
-            assert f"{', '.join(c['modules'].values())}): {c['prediction2']}" in text, conclusions.name
+            assert f"{', '.join(dict.fromkeys(c['modules'].values()))}): {c['prediction2']}." in text, conclusions.name
+            assert f"at {WHERE_SHORT[c['layer']]}, {c['prediction2']}" in landing, conclusions.name
+
+
+@pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"),
+                    reason="Chromium is not installed (apt-get install chromium); CI installs it")
+def test_the_atlas_changes_its_images_and_numbers_when_the_reader_picks_another_feature(built_book, tmp_path):
+    pages = [p for p in toc_pages() if Path(p).name.startswith("05_atlas")]
+    assert pages, "the book has no atlas page"
+    browser = Browser(tmp_path / "chromium-profile")
+    read = """(() => { const a = document.querySelector('.atlas');
+        const tile = c => a.querySelector('.card.' + c + ' .tile div.img');
+        return {numbers: a.querySelector('.card.main .numbers').textContent,
+                partner: a.querySelector('.card.partner .numbers').textContent,
+                image: tile('main') && (tile('main').style.backgroundImage.length + ' ' +
+                                        tile('main').style.backgroundPosition),
+                captions: Array.from(a.querySelectorAll('.card.main .tile')).map(t => t.textContent).join(','),
+                options: a.querySelector('select.atlas-feature').options.length}; })()"""
+
+    def pick(selector, index):
+        return browser.evaluate(f"""(() => {{ const s = document.querySelector('.atlas {selector}');
+            s.selectedIndex = {index}; s.dispatchEvent(new Event('change')); return s.value; }})()""")
+    try:
+        for page in pages:
+            events, _ = browser.visit((built_book / f"{page}.html").as_uri())
+            assert not [e for e in events if e.get("method") == "Runtime.exceptionThrown"], page
+            first = browser.evaluate(read)
+            assert first["options"] > 1 and "feature" in first["numbers"] and first["image"], (page, first)
+            assert "Best partner" in first["partner"], (page, first)
+            pick("select.atlas-feature", first["options"] - 1)
+            last = browser.evaluate(read)
+            assert last["numbers"] != first["numbers"] and last["image"] != first["image"], (page, first, last)
+            pick("select.atlas-family", 1)
+            other = browser.evaluate(read)
+            assert other["numbers"].split(" feature")[0] != first["numbers"].split(" feature")[0], (page, other)
+    finally:
+        browser.close()
 
 
 def test_the_book_shows_no_machine_paths():

@@ -205,15 +205,53 @@ def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path
             profile="smoke",
             layer="hidden",
         )
+    if not (folder / "atlas_hidden.json").exists():
+        execute("05_atlas.ipynb", tmp_path, profile="smoke", layer="hidden")
     text = outputs(execute("04_answers.ipynb", tmp_path, profile="smoke"))
     am = json.loads((folder / "am_summary.json").read_text())
     hidden = json.loads((folder / "conclusions_hidden.json").read_text())
-    assert f"Verdict: {am['prediction1']}" in text
-    assert f"({', '.join(hidden['modules'].values())}): {hidden['prediction2']}" in text
+    assert f"Prediction 1: {am['prediction1']}." in text
+    assert f"({', '.join(dict.fromkeys(hidden['modules'].values()))}): {hidden['prediction2']}." in text
     assert "beyond what class and both models' predictions share" in text
     for rule in (verdict.describe_am_gates(), verdict.describe_prediction1(), verdict.describe_sae_gates(),
                  verdict.describe_prediction2()):  # the methods, as the code holds them
         assert rule in text
+
+
+def test_the_atlas_shows_each_chosen_feature_with_its_partner_as_03_matched_it(smoke_results, tmp_path, data_env):
+    """The atlas page on the smoke results: both families, each feature's sheet row, partners present in the other
+    family, the held-out r of 03's per-feature table, and the page's script and data in the output."""
+    import base64
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    from helpers import atlas
+    folder = data_env / "results" / "smoke"
+    if not (folder / "conclusions_hidden.json").exists():
+        execute("03_compare.ipynb", tmp_path, profile="smoke", layer="hidden")
+    nb = execute("05_atlas.ipynb", tmp_path, profile="smoke", layer="hidden")
+    html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert 'class="atlas-data"' in html and "addEventListener('change'" in html
+    data = atlas.load("smoke", "hidden")
+    table = pd.read_csv(folder / "compare_hidden_features.csv.gz")
+    observed = table[(table.statistic == "observed") & (table.comparison == "question") & (table.arm == "l1")
+                     & (table.model_seed == 0) & (table.sae_seed == 0)]
+    for family, other in (("cnn", "mlp"), ("mlp", "cnn")):
+        records = data["families"][family]["features"]
+        assert {"best matched", "typical (random alive)"} <= {r["why"] for r in records}
+        sheet = Image.open(io.BytesIO(base64.b64decode(data["families"][family]["sheet"].split(",", 1)[1])))
+        assert sheet.size == (data["tile"] * (data["top"] + 1), data["tile"] * len(records))
+        shown = {r["feature"] for r in data["families"][other]["features"]}
+        rows = observed[observed.direction == f"{family}->{other}"].set_index("feature")
+        for r in records:
+            assert r["frequency"] > 0 and len(r["labels"]) == data["top"]
+            if r["partner"] is not None and not r["why"].startswith("partner"):
+                assert r["partner"] in shown  # a chosen feature's partner can be opened in turn
+            if r["partner"] is not None:
+                assert rows.loc[r["feature"], "partner"] == r["partner"]
+                assert r["r"] == pytest.approx(rows.loc[r["feature"], "heldout_r"], abs=1e-4)
 
 
 def test_compare_notebook_names_the_missing_step(tmp_path):

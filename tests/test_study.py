@@ -29,7 +29,8 @@ def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_pat
 def test_steps_cover_the_study_in_order():
     names = [(source, target.name) for source, target, _ in study.steps("cpu")]
     assert [n for n, _ in names] == ["00_train.ipynb"] * 6 + ["01_activation_maximization.ipynb"] + [
-        "02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + ["02_sae.ipynb"] * 3 + ["03_compare.ipynb", "04_answers.ipynb"]
+        "02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + ["02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + [
+        "05_atlas.ipynb"] * 2 + ["04_answers.ipynb"]
     trained = [(p["model"], p["seed"]) for source, _, p in study.steps("cpu") if source == "00_train.ipynb"]
     assert trained == [(f, s) for f in ("cnn", "mlp", "resnet") for s in (0, 1)]
     assert all(set(p) <= {"profile", "model", "seed", "layer", "explorer"} for _, _, p in study.steps("cpu"))
@@ -46,7 +47,7 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
     monkeypatch.setattr(study, "BOOK", tmp_path / "book")
     study.main(["--profile", "smoke", "--no-book"])
     first = capsys.readouterr().out
-    assert first.count("[done]") == len(study.steps("smoke")) == 16 and "[skip]" not in first
+    assert first.count("[done]") == len(study.steps("smoke")) == 18 and "[skip]" not in first
     assert sorted(p.name for p in (tmp_path / "book" / "smoke").glob("*.ipynb")) == sorted(
         target.name for _, target, _ in study.steps("smoke"))
     assert {"am_summary.json", "conclusions_hidden.json", "sae_hidden_cnn-metrics.csv"} <= {
@@ -59,7 +60,7 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
         outputs = [o for c in cells for o in c.get("outputs", [])]
         assert not [o for o in outputs if o.get("name") == "stderr" or study.WIDGET_VIEW in o.get("data", {})]
     study.main(["--profile", "smoke", "--no-book"])
-    assert capsys.readouterr().out.count("[skip]") == 16
+    assert capsys.readouterr().out.count("[skip]") == 18
 
 
 def test_prepare_for_book_folds_code_and_drops_logs(tmp_path):
