@@ -454,20 +454,25 @@ def format_row(row):
     return f"{row['benchmark']:<58} {row['measure']:<34} {figure}{rng}{extra}{status}"
 
 
+BENCHMARKS = ("sae", "stacked", "actmax", "harvest", "sklearn")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (a smoke check)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run these benchmarks only")
     args = parser.parse_args()
     repeats = args.repeats or (3 if args.quick else 5)
     machine = machine_description()
     print(f"{machine}; {repeats} interleaved repeats per figure (median [lowest, highest])")
     rows = []
-    for bench in (lambda: bench_sae(repeats, args.quick), lambda: bench_stacked(repeats, args.quick),
-                  lambda: bench_actmax(repeats, args.quick),
-                  lambda: bench_harvest(repeats, args.quick), lambda: bench_sklearn(args.quick)):
-        for row in bench():
+    benches = {"sae": lambda: bench_sae(repeats, args.quick), "stacked": lambda: bench_stacked(repeats, args.quick),
+               "actmax": lambda: bench_actmax(repeats, args.quick),
+               "harvest": lambda: bench_harvest(repeats, args.quick), "sklearn": lambda: bench_sklearn(args.quick)}
+    for name in args.only or BENCHMARKS:
+        for row in benches[name]():
             rows.append(row)
             print(format_row(row), flush=True)
             save(Path(args.out), dict(machine=machine, repeats=repeats, quick=args.quick, rows=rows))  # kept on a crash

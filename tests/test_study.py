@@ -127,3 +127,16 @@ def test_a_reply_wait_polls_afresh_every_slice_and_keeps_its_deadline():
     with pytest.raises(Empty):
         asyncio.run(study._sliced(never, seconds=0.01)(timeout=0.05))
     assert 0.04 < time.monotonic() - start < 1.0
+
+
+def test_the_landing_page_answers_block_is_rewritten_in_place(monkeypatch):
+    """The study fills the landing page between its markers from the results, again on every run, and refuses a page
+    without the markers instead of writing the answers somewhere else."""
+    from helpers import answers
+    monkeypatch.setattr(answers, "landing_text", lambda profile: f"answers of {profile}")
+    page = "# Title\n\nText.\n\n<!-- answers -->\n<!-- /answers -->\n\nMore.\n"
+    once = answers.with_answers(page, "cpu")
+    assert once == "# Title\n\nText.\n\n<!-- answers -->\nanswers of cpu\n<!-- /answers -->\n\nMore.\n"
+    assert answers.with_answers(once, "paper") == once.replace("of cpu", "of paper")
+    with pytest.raises(ValueError, match="no '<!-- answers -->'"):
+        answers.with_answers("# Title\n", "cpu")
