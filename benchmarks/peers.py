@@ -136,7 +136,8 @@ def bench_saes(quick):
         train, test = (harvest_activations(net, "hidden", split)[0] for split in ("train", "test"))
         mine = {}
         for arm in saelib.ARMS:
-            mine[arm] = [ours(train, test, arm, s) for s in ([steps // 4, steps // 2] if not quick else []) + [steps]]
+            counts = ([steps // 4, steps // 2] if not quick else []) + [steps]
+            mine[arm] = [ours(train, test, arm, s)[1] for s in counts]
             sae = saelib.train_sae(train, arm, target_l0=TARGET_L0, steps=20, progress=False)[0]
             with tempfile.TemporaryDirectory() as folder:
                 interop.append(dict(family=family, arm=arm, **loads_in_saelens(sae, test, Path(folder) / "sae")))
