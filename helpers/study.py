@@ -199,6 +199,7 @@ def download_links(files, folder):
 
 # An absolute file path: '/' then at least two path parts, not inside a word, a number ("1/8") or a URL.
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.-]+/)+[\w.-]+")
+DATA_URL = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")  # an embedded image (the atlas's sheets), not a path
 
 
 def machine_paths(path):
@@ -210,7 +211,7 @@ def machine_paths(path):
         for o in cell.get("outputs", []):
             texts.append("".join(o.get("text", "")))
             texts += ["".join(v) for k, v in o.get("data", {}).items() if k.startswith("text/")]
-        found += [m for text in texts for m in ABSOLUTE_PATH.findall(text)]
+        found += [m for text in texts for m in ABSOLUTE_PATH.findall(DATA_URL.sub("", text))]
     return found
 
 
