@@ -18,7 +18,6 @@ from helpers import profiles, store
 from helpers import sae_study as saes
 from helpers.compare import SIDE_NAMES
 from helpers.paths import write_json
-from helpers.units import SAESpec
 
 BEST, RANDOM = 24, 24      # features chosen per family (then their partners are added to the other family)
 TOP_IMAGES = 8             # most activating test images per feature
@@ -27,10 +26,6 @@ TILE = 32                  # pixels per image in the sheet (CIFAR-10's own size;
 
 def direction_name(family, other):
     return f"{family}->{other}"
-
-
-def primary_spec(family):
-    return SAESpec(family, "trained", 0, "l1")
 
 
 @dataclass
@@ -47,7 +42,8 @@ class Atlas:
         profiles.check_layer(self.layer)
         profiles.check_seed(self.seed)
         self.families = profiles.FAMILIES
-        self.features = {f: saes.load_features(self.profile, self.layer, primary_spec(f)) for f in self.families}
+        self.features = {f: saes.load_features(self.profile, self.layer, saes.primary_spec(f)) for f in self.families}
+        self.frequency = {f: (acts > 0).float().mean(0) for f, acts in self.features.items()}
         table = pd.read_csv(store.require("compare_features", profile=self.profile, layer=self.layer))
         observed = table[(table.comparison == "question") & (table.arm == "l1") & (table.statistic == "observed")
                          & (table.model_seed == 0) & (table.sae_seed == 0)]
@@ -71,10 +67,11 @@ class Atlas:
         g = torch.Generator().manual_seed(self.seed)
         picked = {}
         for f in self.families:
-            frequency = (self.features[f] > 0).float().mean(0)
+            frequency = self.frequency[f]
             matched = sorted(self.matches[f].items(), key=lambda kv: -kv[1]["r"])
             best = [i for i, m in matched if frequency[i] > 0][:BEST]
-            rest = [i for i in torch.nonzero(frequency > 0).flatten().tolist() if i not in set(best)]
+            taken = set(best)
+            rest = [i for i in torch.nonzero(frequency > 0).flatten().tolist() if i not in taken]
             typical = [rest[j] for j in torch.randperm(len(rest), generator=g)[:RANDOM].tolist()]
             picked[f] = [(i, "best matched") for i in best] + [(i, "typical (random alive)") for i in typical]
         for f in self.families:
@@ -93,7 +90,7 @@ class Atlas:
         from helpers.train import load_trained
         out, color = {}, actmax.cifar_color_matrix()  # (it reads the training images: once)
         for f in self.families:
-            rows = saes.load_sae(self.profile, self.layer, primary_spec(f)).W_enc.detach()
+            rows = saes.load_sae(self.profile, self.layer, saes.primary_spec(f)).W_enc.detach()
             ids = [i for i, _ in picked[f]]
             out[f] = actmax.render(load_trained(f, self.profile, 0), actmax.direction(self.modules[f], rows[ids]),
                                    steps=steps, seed=self.seed, color_matrix=color,
@@ -109,8 +106,7 @@ class Atlas:
         out = dict(profile=self.profile, layer=self.layer, modules=self.modules, tile=TILE, top=TOP_IMAGES,
                    names={f: SIDE_NAMES[f] for f in self.families}, families={})
         for f in self.families:
-            acts = self.features[f]
-            frequency = (acts > 0).float().mean(0)
+            acts, frequency = self.features[f], self.frequency[f]
             records, tiles = [], []
             for row, (i, why) in enumerate(picked[f]):
                 top = acts[:, i].topk(TOP_IMAGES).indices

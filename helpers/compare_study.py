@@ -7,7 +7,6 @@ import torch
 from helpers import compare, profiles, store, verdict
 from helpers import sae_study as saes
 from helpers.paths import write_json
-from helpers.units import SAESpec
 
 WHERE = {"hidden": "the last hidden layers", "mid": "the best-aligned mid-depth layers, L1 arm only"}
 
@@ -238,7 +237,7 @@ class ComparePage:
         from helpers.am_study import MEASURES
         from helpers.data import CLASSES
         from helpers.plots import show_images
-        specs = {f: SAESpec(f, "trained", 0, "l1") for f in profiles.FAMILIES}
+        specs = {f: saes.primary_spec(f) for f in profiles.FAMILIES}
         fc_all, fm_all = (self.features[specs[f].id] for f in profiles.FAMILIES)
         matched = compare.top_pairs(fc_all, fm_all, k=self.settings.pairs)
         if not matched:

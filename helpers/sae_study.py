@@ -31,6 +31,11 @@ from helpers.units import SAESpec
 SANITY_FAMILY = "cnn"  # the family whose layer, under a random invertible linear map, is Prediction 2's sanity control
 
 
+def primary_spec(family):
+    """The SAE a page shows features of: the L1 arm on model seed 0, SAE seed 0."""
+    return SAESpec(family, "trained", 0, "l1")
+
+
 def variants(family, profile, layer="hidden"):
     """Every SAE the study trains on one family's ``layer``: one per (model seed, arm of the profile at that layer,
     SAE seed); one per arm on a randomly initialized network (a null); and for ``SANITY_FAMILY`` one per arm on
@@ -49,8 +54,10 @@ def train_variants(profile, layer, specs, nets, module, acts, settings):
     """The SAEs of ``specs`` on ``module``, each cached by everything it depends on (``store.SAE_TRAINING``): those
     not cached train together, one ``SAEStack`` per arm. ``nets[spec]`` is the network an SAE reads, ``acts[spec]``
     its training vectors; ``settings`` the profile's SAE settings. Returns {spec: (sae, log)}."""
+    fingerprints = {id(net): fingerprint(net) for net in nets.values()}  # a hash of the weights: once per network
+
     def inputs(spec):
-        return dict(sae=spec.as_dict(), model=fingerprint(nets[spec]), layer=module,
+        return dict(sae=spec.as_dict(), model=fingerprints[id(nets[spec])], layer=module,
                     augment_copies=settings.augment_copies, training=settings.training())
     saved = {spec: store.SAE_TRAINING.load(_fields(profile, layer, spec), **inputs(spec)) for spec in specs}
     for arm in ARMS:
@@ -307,7 +314,7 @@ class SAEPage:
 
     @property
     def primary(self):
-        return SAESpec(self.model, "trained", 0, "l1")
+        return primary_spec(self.model)
 
     def features(self):
         """The primary (L1, model seed 0) SAE's features on the test images, their firing rates, and the alive
