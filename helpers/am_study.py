@@ -1,28 +1,42 @@
-"""Prediction 1 as the study runs it (``01_activation_maximization``): the matched objectives of each network, the AM
-suite (a trained network and its random-init null, cached), the score table, the effects and comparisons the verdict
-reads, and the page's figures and summary."""
+"""Prediction 1 as the study runs it (``01_activation_maximization``): the objectives of each network (pre-activations
+of privileged neurons, the primary ones shift-pooled), the AM suite (a trained network and its random-init null,
+cached), the score table, the effects and comparisons the verdict reads, and the page's figures and summary."""
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from helpers import profiles, stats, store, verdict
-from helpers.actmax import Stacked, channel, class_logit, is_conv, preactivation, render, unit
+from helpers.actmax import Stacked, channel, class_logit, is_conv, preactivation, render, shift_grid, shift_pooled, unit
+from helpers.actmax.transforms import circular_shift
 from helpers.models import fingerprint, record
-from helpers.repetition import repetition_score, saturated_share, spectral_score
+from helpers.repetition import MEASURES, PRIMARY_MEASURE, measure_controls, saturated_share
 from helpers.units import NETWORKS, AMGroup
 
 # A unit responds to a set of images when it is positive on more than this share of them: AM can move its image (a
 # ReLU unit that is never on has no gradient). Not the SAE's "dead", which is about held-out firing.
 RESPONSIVE_SHARE = 0.01
+POOL_STRIDE = 8  # the shift-pooled objective's grid: 16 circular shifts of a 32-pixel image
 
 
-def earlier_layer(model):
-    """A layer halfway through the network: a middle conv ReLU (CNN) or a middle block's GELU (MLP)."""
-    if hasattr(model, "features"):
-        relus = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.ReLU)]
-        return relus[len(relus) // 2 - 1]
-    return f"blocks.{len(model.blocks) // 2 - 1}.block.1"
+def is_mlp(model):
+    return isinstance(getattr(model, "blocks", None), nn.ModuleList)
+
+
+def neuron_layers(model):
+    """The layers whose single neurons Prediction 1 visualizes, each named by the module *before* its nonlinearity
+    (no objective reads a ReLU's or GELU's output: see ``actmax.NONLINEARITIES``).
+
+    ``last``: the last hidden layer's neurons: the CNN's classifier neurons (pre-ReLU), the MLP's last block's hidden
+    neurons (pre-GELU; the block's 4×-wide layer, a privileged basis). ``earlier``: halfway through: a middle conv
+    layer (pre-ReLU) or a middle block's hidden neurons (pre-GELU). ``residual`` (MLP only): the residual stream
+    after the last block, whose coordinates are not a privileged basis; reported apart."""
+    if is_mlp(model):
+        depth = len(model.blocks)
+        return dict(last=f"blocks.{depth - 1}.block.0", earlier=f"blocks.{depth // 2 - 1}.block.0",
+                    residual=model.hidden_layer)
+    relus = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.ReLU)]
+    return dict(last=preactivation(model, model.hidden_layer), earlier=preactivation(model, relus[len(relus) // 2 - 1]))
 
 
 @torch.no_grad()
@@ -40,80 +54,115 @@ def pick_units(model, layer, n, images, seed=0):
     return responsive[order[:n]].sort().values
 
 
-# The two regularization settings every Prediction 1 comparison runs under: the verdict must not hinge on one. With no
-# penalty 13% of the cpu MLP's unit-image pixels were saturated; an L2 pull towards grey of 0.02 per pixel brought
-# that to 0.8% at 4% less objective (measured on 12 last-hidden-layer units, 256 steps).
-AM_SETTINGS = {"plain": {}, "l2": dict(l2=0.02)}
+# The two regularization settings. "plain": no penalty (Adam is invariant to an objective's scale, so this treats every
+# network alike). "contrast": a pull towards grey weighed on each target's own natural-image scale, (value - median) /
+# (99th percentile - median), so it is as strong for a random-init network's small logits as for a trained one's: an
+# image as contrasted as the average natural image pays ``contrast`` of the span from a natural image's median to
+# its 99th percentile. It runs the primary objective only.
+AM_SETTINGS = {"plain": dict(contrast=0.0), "contrast": dict(contrast=0.5)}
+SETTING_KINDS = {"plain": None, "contrast": ("pooled",)}  # None: every kind
 
 
-# The repetition measures, each a function of a batch of images returning one score per image.
-MEASURES = {"autocorrelation": lambda images: repetition_score(images)[0], "spectral": spectral_score}
-
-
-def objective_plan(model, layer, n_units, sample_images, seed=0):
-    """The objectives of one network: its 10 class logits, ``n_units`` units of ``layer`` and of an earlier layer
-    (a single unit: for a conv layer, one channel at the centre position), and for a conv earlier layer the same
-    channels as whole-channel means. Units are picked among those that respond to ``sample_images``."""
-    earlier = earlier_layer(model)
-    picked = {name: pick_units(model, name, n_units, sample_images, seed) for name in (layer, earlier)}
-    plan = {"classes": class_logit(range(10)),
-            "units": unit(preactivation(model, layer), picked[layer]),
-            "earlier": unit(preactivation(model, earlier), picked[earlier])}
-    if is_conv(model, earlier):
-        plan["channels"] = channel(preactivation(model, earlier), picked[earlier])
-    return plan
+def objective_plan(model, n_units, sample_images, seed=0, kinds=None):
+    """The objectives of one network, {kind: Objective}: ``pooled`` (the primary: ``n_units`` last-hidden-layer
+    neurons, shift-pooled), ``classes`` (the 10 class logits), ``earlier`` (``n_units // 2`` neurons halfway through;
+    for a conv layer the centre position), and ``channels`` (a conv earlier layer's same channels, whole-channel
+    means) or ``residual`` (``n_units // 2`` MLP residual-stream coordinates). Units are picked among those that
+    respond to ``sample_images``. ``kinds``: only these (None: all)."""
+    layers = neuron_layers(model)
+    secondary = max(1, n_units // 2)
+    earlier = pick_units(model, layers["earlier"], secondary, sample_images, seed)
+    plan = {"pooled": lambda: shift_pooled(unit(layers["last"], pick_units(model, layers["last"], n_units,
+                                                                            sample_images, seed)), POOL_STRIDE),
+            "classes": lambda: class_logit(range(10)),
+            "earlier": lambda: unit(layers["earlier"], earlier)}
+    if is_conv(model, layers["earlier"]):
+        plan["channels"] = lambda: channel(layers["earlier"], earlier)
+    if "residual" in layers:
+        plan["residual"] = lambda: unit(layers["residual"], pick_units(model, layers["residual"], secondary,
+                                                                       sample_images, seed))
+    return {k: make() for k, make in plan.items() if kinds is None or k in kinds}
 
 
 @torch.no_grad()
 def objective_values(model, objective, images, batch_size=500):
-    """Every target's objective value on every image (floats in [0, 1]), without transforms: (len(images), n)."""
+    """Every target's objective value on every image (floats in [0, 1]), without the optimizer's random transforms:
+    (len(images), n). A shift-pooled objective is averaged over its whole grid of circular shifts."""
     device = next(model.parameters()).device
     layers = objective.layers
+    shifts = shift_grid(images.shape[-1], objective.pool_stride) if objective.pool_stride else torch.zeros(1, 2).long()
     out = []
     for i in range(0, len(images), batch_size):
-        with record(model, layers) as acts:
-            acts["logits"] = model(images[i:i + batch_size].to(device))
-            out.append(objective.values(acts[objective.layer]).cpu())
+        x = images[i:i + batch_size].to(device)
+        total = 0
+        for dy, dx in shifts.tolist():
+            shifted = circular_shift(x, torch.full((len(x),), dy), torch.full((len(x),), dx)) if dy or dx else x
+            with record(model, layers) as acts:
+                acts["logits"] = model(shifted)
+                total = total + objective.values(acts[objective.layer]).cpu()
+        out.append(total / len(shifts))
     return torch.cat(out)
 
 
-def am_suite(net, random_net, layer, n_units, sample_images, natural_images, seed=0, progress=True, **settings):
-    """Every objective of ``objective_plan`` on the trained network and, as its null, on a randomly initialized one
-    of the same architecture, each network's objectives rendered as one batch (``Stacked``). {AMGroup: dict} with,
-    for each image, its objective value without the optimizer's transforms (``final``), and its target's values on
+def natural_contrast(images):
+    """The mean squared distance from mid-grey per pixel of ``images``: the contrast penalty's unit."""
+    return float(((torch.as_tensor(images).float() - 0.5) ** 2).mean())
+
+
+def am_suite(net, random_net, n_units, sample_images, natural_images, seed=0, kinds=None, contrast=0.0,
+             progress=True, **settings):
+    """Every objective of ``objective_plan`` (``kinds`` only, if given) on the trained network and, as its null, on a
+    randomly initialized one of the same architecture; each network's shift-pooled and plain objectives are
+    rendered as two batches (``Stacked``). {AMGroup: dict} with, for each image, its objective value without the
+    optimizer's transforms (``final``), the same on its start image (``start_value``), and its target's values on
     ``natural_images`` (``natural``, floats in [0, 1]), from which ``verdict.am_success`` judges it when the tables
-    are built. ``settings`` go to ``render``."""
+    are built. ``contrast``: the contrast penalty's weight on each target's natural-image scale (0: none).
+    ``settings`` go to ``render``."""
     out = {}
+    unit_penalty = contrast / (natural_contrast(natural_images) * natural_images[0].numel())
     for network, model in zip(NETWORKS, (net, random_net)):
-        plan = objective_plan(model, layer, n_units, sample_images, seed)
-        batch = Stacked(plan.values())
-        result = render(model, batch, seed=seed, progress=progress, **settings)
-        for (kind, objective), rows in zip(plan.items(), batch.slices()):
-            images = result.images[rows]
-            out[AMGroup(kind, network)] = dict(
-                images=images, start=result.start[rows], history=result.history[:, rows], layer=objective.layer,
-                name=objective.name, targets=objective.targets,
-                final=objective_values(model, objective, images).diagonal(),
-                natural=objective_values(model, objective, natural_images))
+        plan = objective_plan(model, n_units, sample_images, seed, kinds)
+        natural = {kind: objective_values(model, o, natural_images) for kind, o in plan.items()}
+        for pooled in (True, False):
+            part = {k: o for k, o in plan.items() if bool(o.pool_stride) == pooled}
+            if not part:
+                continue
+            batch = Stacked(part.values())
+            median = torch.cat([natural[k].median(0).values for k in part])
+            span = (torch.cat([torch.quantile(natural[k], 0.99, dim=0) for k in part]) - median).clamp_min(1e-6)
+            result = render(model, batch, seed=seed, progress=progress, l2=unit_penalty, offset=median, span=span,
+                            **settings)
+            for (kind, objective), rows in zip(part.items(), batch.slices()):
+                images, start = result.images[rows], result.start[rows]
+                out[AMGroup(kind, network)] = dict(
+                    images=images, start=start, history=result.history[:, rows], layer=objective.layer,
+                    name=objective.name, targets=objective.targets,
+                    final=objective_values(model, objective, images).diagonal(),
+                    start_value=objective_values(model, objective, start).diagonal(), natural=natural[kind])
     return out
 
 
 def score_table(runs):
-    """Long table (pandas): one row per AM image of every run. ``runs``: {(family, setting, am_seed): suite}.
-    Columns: family, setting, am_seed, network, objective, group (the label figures show), index, target, success
-    (``verdict.am_success``), saturated, final, threshold, and one column per ``MEASURES`` entry."""
+    """Long table (pandas): one row per AM image of every run. ``runs``: {(family, setting, model_seed, am_seed):
+    suite}. Columns: family, setting, model_seed, am_seed, network, objective, group (the label figures show), index,
+    target, success (``verdict.am_success``, judged now from the cached values), gain (final - start value),
+    natural_quantile (the share of natural images the final value beats), saturated, final, threshold, and one column
+    per ``MEASURES`` entry."""
     import pandas as pd
     rows = []
-    for (family, setting, am_seed), suite in runs.items():
+    for (family, setting, model_seed, am_seed), suite in runs.items():
         for group, r in suite.items():
-            success, threshold = verdict.am_success(r["final"], r["natural"])
+            success, threshold = verdict.am_success(r["final"], r["natural"], r["start_value"])
+            quantile = (r["natural"] < r["final"][None]).float().mean(0).tolist()
             scores = {name: fn(r["images"]).tolist() for name, fn in MEASURES.items()}
             saturated = saturated_share(r["images"]).tolist()
             for i, target in enumerate(r["targets"]):
-                rows.append(dict(family=family, setting=setting, am_seed=am_seed, network=group.network,
-                                 objective=group.objective, group=group.label, index=i, target=target,
-                                 success=bool(success[i]), saturated=saturated[i], final=float(r["final"][i]),
-                                 threshold=float(threshold[i]), **{name: v[i] for name, v in scores.items()}))
+                rows.append(dict(family=family, setting=setting, model_seed=model_seed, am_seed=am_seed,
+                                 network=group.network, objective=group.objective, group=group.label, index=i,
+                                 target=target, success=bool(success[i]),
+                                 gain=float(r["final"][i] - r["start_value"][i]), natural_quantile=quantile[i],
+                                 saturated=saturated[i], final=float(r["final"][i]), threshold=float(threshold[i]),
+                                 **{name: v[i] for name, v in scores.items()}))
     return pd.DataFrame(rows)
 
 
@@ -123,15 +172,37 @@ def baseline_scores(images):
     return pd.DataFrame({name: fn(images).tolist() for name, fn in MEASURES.items()})
 
 
+def control_table(natural, start, seed=0):
+    """The primary measure on ``repetition.measure_controls``: one row per image (control, expected, score)."""
+    import pandas as pd
+    return pd.concat([pd.DataFrame(dict(control=name, expected=expected, score=MEASURES[PRIMARY_MEASURE](x).tolist()))
+                      for name, (x, expected) in measure_controls(natural, start, seed=seed).items()])
+
+
+def controls_verdict(controls):
+    """``verdict.measure_controls_passed`` on a ``control_table``."""
+    medians = controls.groupby("control", sort=False).score.median().to_dict()
+    expected = controls.groupby("control", sort=False).expected.first().to_dict()
+    return verdict.measure_controls_passed(medians, expected)
+
+
 NAN_EFFECT = dict(delta=float("nan"), low=float("nan"), high=float("nan"), p=1.0)
 
 
+def _effect(a, b, replicates, seed):
+    if len(a) < 2 or len(b) < 2:
+        return NAN_EFFECT, None
+    return stats.effect_over_null(a.values, b.values, replicates, seed)
+
+
 def prediction1_tables(table, replicates=1000, seed=0):
-    """Everything Prediction 1's verdict needs, from ``score_table``: (gates, effects, comparisons) as lists of
-    dicts. Gates: per (setting, family, network, objective). Effects: Cliff's δ of trained over random-init per
-    (setting, measure, family, objective), successful images only, Holm-adjusted by ``verdict.adjust_prediction1``
-    (the CNN's channel objective is listed too, outside the verdict). Comparisons: one verdict row per (objective,
-    measure, setting) of ``verdict.PREDICTION1_OBJECTIVES`` from ``verdict.prediction1_comparison``."""
+    """Everything Prediction 1's verdict needs, from ``score_table``: (gates, effects, comparisons) as lists of dicts.
+    Gates: per (setting, family, network, objective). Effects: Cliff's δ of trained over random-init per (setting,
+    measure, family, objective), successful images only, with each objective's own gates; and per (setting,
+    measure, objective) of both families the MLP's trained images over the CNN's (``family="mlp-vs-cnn"``, direct,
+    descriptive: the two nulls differ). Comparisons: one verdict row per (objective, measure, setting) of
+    ``verdict.PREDICTION1_OBJECTIVES`` from ``verdict.prediction1_comparison``; ``primary`` marks the pre-registered
+    one (``verdict.PREDICTION1``)."""
     gates, passed, effects, replicate_sets = [], {}, [], {}
     for (setting, family, network, objective), part in table.groupby(
             ["setting", "family", "network", "objective"], sort=False):
@@ -140,31 +211,33 @@ def prediction1_tables(table, replicates=1000, seed=0):
         gates += [dict(setting=setting, family=family, network=network, objective=objective, group=group.label, **g)
                   for g in rows]
         passed[(setting, family, group)] = verdict.gates_passed(rows)
-    objectives = [k for k in (*verdict.PREDICTION1_OBJECTIVES, "channels") if k in set(table.objective)]
-    for setting in AM_SETTINGS:
+    keys = table[["setting", "objective"]].drop_duplicates().itertuples(index=False)
+    keys = list(keys)
+    for setting, objective in keys:
         for measure in MEASURES:
+            mine = (table.setting == setting) & (table.objective == objective) & table.success
             for family in profiles.FAMILIES:
-                for objective in objectives:
-                    mine = (table.setting == setting) & (table.family == family) & (table.objective == objective)
-                    if not mine.any():
-                        continue  # the MLP has no channel objective
-                    trained = table[mine & (table.network == "trained") & table.success][measure]
-                    null = table[mine & (table.network == "random-init") & table.success][measure]
-                    if len(trained) < 2 or len(null) < 2:
-                        effect, reps = NAN_EFFECT, None
-                    else:
-                        effect, reps = stats.effect_over_null(trained.values, null.values, replicates, seed)
-                    replicate_sets[(setting, measure, family, objective)] = reps
-                    group = AMGroup(objective)
-                    effects.append(dict(setting=setting, measure=measure, family=family, objective=objective,
-                                        n_trained=len(trained), n_null=len(null),
-                                        in_verdict=objective in verdict.PREDICTION1_OBJECTIVES,
-                                        gates_ok=verdict.all_passed(passed, [(setting, family, group),
-                                                                             (setting, family, group.null)]),
-                                        **effect))
-    verdict.adjust_prediction1(effects)
+                here = mine & (table.family == family)
+                if not (table[(table.setting == setting) & (table.objective == objective)].family == family).any():
+                    continue  # the MLP has no channel objective, the CNN no residual stream
+                effect, reps = _effect(table[here & (table.network == "trained")][measure],
+                                       table[here & (table.network == "random-init")][measure], replicates, seed)
+                replicate_sets[(setting, measure, family, objective)] = reps
+                group = AMGroup(objective)
+                effects.append(dict(setting=setting, measure=measure, family=family, objective=objective,
+                                    n_trained=int((here & (table.network == "trained")).sum()),
+                                    n_null=int((here & (table.network == "random-init")).sum()),
+                                    gates_ok=verdict.all_passed(passed, [(setting, family, group),
+                                                                         (setting, family, group.null)]), **effect))
+            trained = mine & (table.network == "trained")
+            if set(table[trained].family) >= set(profiles.FAMILIES):
+                direct, _ = _effect(table[trained & (table.family == "mlp")][measure],
+                                    table[trained & (table.family == "cnn")][measure], replicates, seed)
+                effects.append(dict(setting=setting, measure=measure, family="mlp-vs-cnn", objective=objective,
+                                    n_trained=int((trained & (table.family == "mlp")).sum()),
+                                    n_null=int((trained & (table.family == "cnn")).sum()), gates_ok=True, **direct))
     find = {(e["setting"], e["measure"], e["family"], e["objective"]): e for e in effects}
-    comparisons = []
+    rule, comparisons = verdict.PREDICTION1, []
     for objective in verdict.PREDICTION1_OBJECTIVES:
         for measure in MEASURES:
             for setting in AM_SETTINGS:
@@ -176,17 +249,34 @@ def prediction1_tables(table, replicates=1000, seed=0):
                     reps_m is not None else dict(value=float("nan"), low=float("nan"), high=float("nan"))
                 gates_ok = cnn["gates_ok"] and mlp["gates_ok"]
                 result, reason = verdict.prediction1_comparison(gates_ok, cnn, mlp, pos)
-                comparisons.append(dict(objective=objective, measure=measure, setting=setting, cnn_delta=cnn["delta"],
-                                        cnn_low=cnn["low"], cnn_p_holm=cnn["p_holm"], mlp_delta=mlp["delta"],
-                                        mlp_low=mlp["low"], mlp_p_holm=mlp["p_holm"], position=pos["value"],
-                                        position_low=pos["low"], position_high=pos["high"], gates_ok=gates_ok,
-                                        cnn_pattern=verdict.cnn_pattern(cnn), verdict=result, reason=reason))
+                direct = find[(setting, measure, "mlp-vs-cnn", objective)]
+                comparisons.append(dict(
+                    objective=objective, measure=measure, setting=setting,
+                    primary=(objective, measure, setting) == (rule["objective"], rule["measure"], rule["setting"]),
+                    cnn_delta=cnn["delta"], cnn_low=cnn["low"], cnn_high=cnn["high"], cnn_p=cnn["p"],
+                    mlp_delta=mlp["delta"], mlp_low=mlp["low"], mlp_high=mlp["high"], mlp_p=mlp["p"],
+                    direct_delta=direct["delta"], direct_low=direct["low"], direct_high=direct["high"],
+                    position=pos["value"], position_low=pos["low"], position_high=pos["high"], gates_ok=gates_ok,
+                    cnn_pattern=verdict.cnn_pattern(cnn), verdict=result, reason=reason))
     return gates, effects, comparisons
+
+
+def channel_control(effects):
+    """The CNN's channel objective on the primary measure and setting: the measure's positive control on real AM
+    images (``verdict.prediction1``)."""
+    rule = verdict.PREDICTION1
+    for e in effects:
+        if (e["setting"], e["measure"], e["family"], e["objective"]) == (rule["setting"], rule["measure"], "cnn",
+                                                                          "channels"):
+            return e
+    return dict(NAN_EFFECT, gates_ok=False)
 
 
 # ----------------------------------------------------------------------------- the page: 01_activation_maximization
 
-OBJECTIVE_WORDS = {"classes": "class logits", "units": "last-hidden-layer units", "earlier": "earlier-layer units"}
+OBJECTIVE_WORDS = {"pooled": "last-hidden-layer neurons, shift-pooled", "classes": "class logits",
+                   "earlier": "earlier-layer neurons", "channels": "earlier-layer channels (CNN)",
+                   "residual": "residual-stream coordinates (MLP)"}
 
 
 @dataclass
@@ -194,7 +284,7 @@ class AMPage:
     """Prediction 1 on one profile's models, as ``01_activation_maximization`` shows it."""
     profile: str
     model: str = "both"          # "cnn", "mlp" or "both" (the verdict needs both)
-    seed: int = 0                # the models' seed, the image picks and the first AM seed
+    seed: int = 0                # the image picks and the first AM seed
     overrides: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -203,10 +293,12 @@ class AMPage:
         from helpers.train import load_trained, random_model
         profiles.check_family(self.model, (*profiles.FAMILIES, "both"))
         profiles.check_seed(self.seed)
-        self.settings = profiles.get(self.profile).am.with_overrides(self.overrides)
+        profile = profiles.get(self.profile)
+        self.settings = profile.am.with_overrides(self.overrides)
         self.families = list(profiles.FAMILIES) if self.model == "both" else [self.model]
-        self.nets = {f: load_trained(f, self.profile, self.seed) for f in self.families}
-        self.random_nets = {f: random_model(f, self.profile, self.seed) for f in self.families}
+        self.model_seeds = list(range(profile.model_seeds))
+        self.nets = {(f, m): load_trained(f, self.profile, m) for f in self.families for m in self.model_seeds}
+        self.random_nets = {(f, m): random_model(f, self.profile, m) for f in self.families for m in self.model_seeds}
         test_x, _, self.classes = load_cifar10("test")
         order = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(self.seed))
         self.sample = to_float(test_x[order[:512]])                                      # to pick responsive units
@@ -220,40 +312,58 @@ class AMPage:
 
     def describe(self):
         s = self.settings
-        lines = [f"{profiles.FAMILY_NAMES[f]} ({f}), profile {self.profile!r}: "
-                 f"{sum(p.numel() for p in net.parameters()):,} parameters; units of {s.layer!r} "
-                 f"({net.hidden_layer if s.layer == 'hidden' else s.layer}) and of {earlier_layer(net)!r}"
-                 for f, net in self.nets.items()]
-        lines.append(f"{s.units} units per layer and AM seed, {s.am_seeds} AM seeds, {s.steps} steps of Adam (lr "
-                     f"{s.lr}), {s.parameterization} image, jitter {s.jitter} px, scale ±8%, rotation ±8°; settings: "
-                     f"{AM_SETTINGS}")
+        lines = []
+        for f in self.families:
+            net = self.nets[(f, 0)]
+            layers = neuron_layers(net)
+            lines.append(f"{profiles.FAMILY_NAMES[f]} ({f}), profile {self.profile!r}, model seeds "
+                         f"{self.model_seeds}: {sum(p.numel() for p in net.parameters()):,} parameters; neurons of "
+                         + ", ".join(f"{k} {v!r}" for k, v in layers.items()))
+        lines.append(f"{s.units} last-hidden-layer neurons (shift-pooled over {len(shift_grid(32, POOL_STRIDE))} "
+                     f"circular shifts) and {max(1, s.units // 2)} neurons of each other kind per model seed and AM "
+                     f"seed; {len(self.model_seeds)} model seeds × {s.am_seeds} AM seeds, {s.steps} steps of Adam "
+                     f"(lr {s.lr}), {s.parameterization} image, jitter {s.jitter} px, scale ±8%, rotation ±8°; "
+                     f"settings: {AM_SETTINGS} (the contrast setting on the shift-pooled neurons only)")
         return "\n".join(lines)
 
     def render_all(self):
-        """Every (family, regularization setting, AM seed) suite, each cached (``store.AM_SUITE``)."""
+        """Every (family, regularization setting, model seed, AM seed) suite, each cached (``store.AM_SUITE``)."""
         from helpers.actmax import standard_transforms
         s = self.settings
         for f in self.families:
-            weights = fingerprint(self.nets[f]), fingerprint(self.random_nets[f])
-            for setting, penalty in AM_SETTINGS.items():
-                for am_seed in range(self.seed, self.seed + s.am_seeds):
-                    render_settings = dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr, **penalty)
+            for m in self.model_seeds:
+                net, null = self.nets[(f, m)], self.random_nets[(f, m)]
+                weights = fingerprint(net), fingerprint(null)
+                for setting, penalty in AM_SETTINGS.items():
+                    kinds = SETTING_KINDS[setting]
+                    for am_seed in range(self.seed, self.seed + s.am_seeds):
+                        render_settings = dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr,
+                                               **penalty)
 
-                    def compute(f=f, render_settings=render_settings, am_seed=am_seed):
-                        suite = am_suite(self.nets[f], self.random_nets[f], s.layer, s.units, self.sample,
-                                         self.natural, seed=am_seed, color_matrix=self.color_matrix,
-                                         transforms=standard_transforms(jitter_pixels=s.jitter), **render_settings)
-                        return {(g.objective, g.network): r for g, r in suite.items()}  # plain keys: a safe load
-                    where = dict(profile=self.profile, family=f, setting=setting, am_seed=am_seed)
-                    saved = store.AM_SUITE(
-                        compute, where, model=weights[0], random_model=weights[1], layer=s.layer, units=s.units,
-                        am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
-                        render=dict(render_settings, jitter=s.jitter))
-                    self.runs[(f, setting, am_seed)] = {AMGroup(*k): r for k, r in saved.items()}
+                        def compute(net=net, null=null, kinds=kinds, render_settings=render_settings,
+                                    am_seed=am_seed):
+                            suite = am_suite(net, null, s.units, self.sample, self.natural, seed=am_seed,
+                                             kinds=kinds, color_matrix=self.color_matrix,
+                                             transforms=standard_transforms(jitter_pixels=s.jitter), **render_settings)
+                            return {(g.objective, g.network): r for g, r in suite.items()}  # plain keys: a safe load
+                        where = dict(profile=self.profile, family=f, setting=setting, model_seed=m, am_seed=am_seed)
+                        saved = store.AM_SUITE(
+                            compute, where, model=weights[0], random_model=weights[1], layers=neuron_layers(net),
+                            kinds=kinds, units=s.units, am_seed=am_seed, image_seed=self.seed,
+                            natural_images=s.natural_images, render=dict(render_settings, jitter=s.jitter,
+                                                                         pool_stride=POOL_STRIDE))
+                        self.runs[(f, setting, m, am_seed)] = {AMGroup(*k): r for k, r in saved.items()}
         return self.runs
 
     def first(self, family, setting="plain"):
-        return self.runs[(family, setting, self.seed)]
+        return self.runs[(family, setting, self.model_seeds[0], self.seed)]
+
+    def group(self, family, group, setting="plain"):
+        """A group's images over every model seed and AM seed, in the score table's order: (images, rows)."""
+        runs = [r[group] for (f, st, _, _), r in self.runs.items() if f == family and st == setting and group in r]
+        rows = self.table[(self.table.family == family) & (self.table.setting == setting)
+                          & (self.table.objective == group.objective) & (self.table.network == group.network)]
+        return torch.cat([r["images"] for r in runs]), rows
 
     def class_figures(self):
         import matplotlib.pyplot as plt
@@ -265,26 +375,25 @@ class AMPage:
             plt.savefig(store.path("am_classes_figure", profile=self.profile, family=f), dpi=120)
             plt.show()
 
-    def unit_figures(self):
-        """Each objective beside its random-init null (no penalty), then the hidden-layer units under L2."""
+    def gallery(self, setting="plain"):
+        """Every group's images at reading size: the trained network's beside its random-init null's, each titled
+        with its target, its motif score and ✓ when it succeeded (saved per group). After ``judge``."""
         import matplotlib.pyplot as plt
 
         from helpers.plots import show_images
         for f in self.families:
-            suite, name = self.first(f), profiles.FAMILY_NAMES[f]
-            for group in [g for g in suite if g.network == "trained"]:
+            name = profiles.FAMILY_NAMES[f]
+            for group in [g for g in self.first(f, setting) if g.network == "trained"]:
                 for g in (group, group.null):
-                    r = suite[g]
-                    success, _ = verdict.am_success(r["final"], r["natural"])
-                    titles = [f"{t}{' ✓' if ok else ''}" for t, ok in zip(r["targets"], success.tolist())]
-                    show_images(r["images"][:16], titles[:16], suptitle=f"{name} ({self.profile}): {g.label}, "
-                                                                         f"{r['name']}")
+                    images, rows = self.group(f, g, setting)
+                    titles = [f"{r.target} {getattr(r, PRIMARY_MEASURE):.2f}{' ✓' if r.success else ''}"
+                              for r in rows.itertuples()]
+                    show_images(images, titles, ncols=8, size=1.5,
+                                suptitle=f"{name} ({self.profile}): {OBJECTIVE_WORDS[g.objective]}, {g.network}, "
+                                         f"{setting} setting; title: target, {PRIMARY_MEASURE} score, ✓ success")
                     plt.savefig(store.path("am_group_figure", profile=self.profile, family=f,
-                                           group=g.label.replace(" ", "_")), dpi=120)
+                                           group=f"{setting}_{g.label.replace(' ', '_')}"), dpi=100)
                     plt.show()
-            r = self.first(f, "l2")[AMGroup("units")]
-            show_images(r["images"][:16], r["targets"][:16], suptitle=f"{name} ({self.profile}): units, L2 setting")
-            plt.show()
 
     def convergence_figure(self):
         import matplotlib.pyplot as plt
@@ -297,6 +406,43 @@ class AMPage:
                    ylabel="objective / final value (median)", ylim=(-0.5, 1.2))
             ax.legend(fontsize=7)
         fig.tight_layout()
+        return fig
+
+    def starts(self):
+        return torch.cat([r["start"] for r in self.first(self.families[0]).values()])
+
+    def controls(self):
+        """The primary measure on its known answers (written to ``am_controls.csv``), and whether it passed."""
+        self.control_rows = control_table(self.natural, self.starts(), seed=self.seed)
+        self.control_rows.to_csv(store.path("am_controls", profile=self.profile), index=False)
+        self.control_result = controls_verdict(self.control_rows)
+        return self.control_result
+
+    def controls_figure(self):
+        """One example of each control and the primary measure's scores on all of them, against the thresholds
+        (runs ``controls``)."""
+        import matplotlib.pyplot as plt
+        self.controls()
+        controls = measure_controls(self.natural, self.starts(), seed=self.seed)
+        rule = verdict.MEASURE_CONTROLS
+        fig = plt.figure(figsize=(12, 5.5))
+        for i, (name, (x, expected)) in enumerate(controls.items()):
+            ax = fig.add_subplot(2, len(controls), i + 1)
+            ax.imshow(x[0].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.set_title(f"{name}\n(expected {expected})", fontsize=8)
+            ax.axis("off")
+        ax = fig.add_subplot(2, 1, 2)
+        names = list(controls)
+        data = [self.control_rows[self.control_rows.control == n].score.values for n in names]
+        ax.boxplot(data, tick_labels=names)
+        ax.axhline(rule["min_high"], color="tab:green", ls="--", lw=1, label=f"high controls' median ≥ "
+                                                                          f"{rule['min_high']:g}")
+        ax.axhline(rule["max_low"], color="tab:red", ls="--", lw=1, label=f"low controls' median ≤ "
+                                                                        f"{rule['max_low']:g}")
+        ax.set(ylabel=f"{PRIMARY_MEASURE} score", title="The motif measure on images with a known answer")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        plt.savefig(store.path("am_controls_figure", profile=self.profile), dpi=120)
         return fig
 
     def judge(self):
@@ -312,7 +458,9 @@ class AMPage:
                        (("am_gates", gates), ("am_effects", effects), ("am_comparisons", comparisons))}
         for name, frame in self.tables.items():
             frame.to_csv(store.path(name, profile=self.profile), index=False)
-        self.verdict, self.per_kind = verdict.prediction1(comparisons)
+        primary = next(c for c in comparisons if c["primary"])
+        self.channel = channel_control(effects)
+        self.verdict, self.reason = verdict.prediction1(primary, self.control_result, self.channel)
         return self.tables
 
     def gate_table(self):
@@ -323,21 +471,29 @@ class AMPage:
         return gates.assign(value=gates.value.round(3)).pivot(index=["setting", "family", "group"], columns="gate",
                                                               values=["value", "passed"])
 
+    def success_table(self):
+        """Per group: images, successes, and the medians of the two success criteria (gain over the start image,
+        the natural-image quantile reached)."""
+        return self.table.groupby(["setting", "family", "group"], sort=False).agg(
+            images=("success", "size"), successful=("success", "sum"), median_gain=("gain", "median"),
+            median_natural_quantile=("natural_quantile", "median")).round(3)
+
     def scores_figure(self):
-        """The two repetition scores of the successful images per group and family, beside natural images and the
-        optimizer's start images (saved); keeps the medians for ``score_medians``."""
+        """The measures of the successful images per group and family, beside natural images and the optimizer's
+        start images (saved); keeps the medians for ``score_medians``."""
         import matplotlib.pyplot as plt
         import pandas as pd
         import seaborn as sns
-        starts = torch.cat([r["start"] for r in self.first(self.families[0]).values()])
         baselines = pd.concat([baseline_scores(self.natural).assign(group="natural CIFAR-10", family="data"),
-                               baseline_scores(starts).assign(group="start images", family="data")])
-        shown = pd.concat([self.table[self.table.success], baselines])
-        fig, axes = plt.subplots(len(MEASURES), 1, figsize=(13, 4 * len(MEASURES)), squeeze=False)
+                               baseline_scores(self.starts()).assign(group="start images", family="data")])
+        plain = self.table[self.table.success & (self.table.setting == "plain")]
+        shown = pd.concat([plain, baselines])
+        fig, axes = plt.subplots(len(MEASURES), 1, figsize=(13, 3.6 * len(MEASURES)), squeeze=False)
         for ax, measure in zip(axes[:, 0], MEASURES):
             sns.boxplot(data=shown, x="group", y=measure, hue="family", ax=ax, fliersize=2)
+            primary = " (primary)" if measure == PRIMARY_MEASURE else ""
             ax.set(xlabel="", ylabel=f"{measure} score",
-                   title=f"{measure} score of successful AM images, both settings ({self.profile})")
+                   title=f"{measure}{primary} score of successful AM images, no penalty ({self.profile})")
             ax.tick_params(axis="x", rotation=20)
         fig.tight_layout()
         plt.savefig(store.path("am_scores_figure", profile=self.profile), dpi=120)
@@ -351,14 +507,15 @@ class AMPage:
         if not self.both:
             return None
         return self.tables["am_effects"].set_index(["setting", "measure", "objective", "family"])[
-            ["n_trained", "n_null", "delta", "low", "high", "p", "p_holm", "gates_ok"]].round(4)
+            ["n_trained", "n_null", "delta", "low", "high", "p", "gates_ok"]].round(4)
 
     def comparisons_table(self):
         if not self.both:
             return None
         return self.tables["am_comparisons"][
-            ["objective", "measure", "setting", "cnn_delta", "cnn_low", "mlp_delta", "mlp_low", "position",
-             "position_low", "position_high", "gates_ok", "verdict", "reason"]].round(3)
+            ["primary", "objective", "measure", "setting", "cnn_delta", "cnn_low", "cnn_p", "mlp_delta", "mlp_low",
+             "mlp_p", "position", "position_low", "position_high", "direct_delta", "gates_ok", "verdict",
+             "reason"]].round(3)
 
     def reading(self):
         """Prediction 1's verdict in words, with the numbers it rests on; written with the comparisons to
@@ -367,32 +524,45 @@ class AMPage:
         if not self.both:
             return "Prediction 1 needs both families: run with model='both'."
         s, comparisons, gates = self.settings, self.tables["am_comparisons"], self.tables["am_gates"]
-        lines = [f"Profile {self.profile!r} ({profiles.get(self.profile).models}); {s.units} units per layer × "
-                 f"{s.am_seeds} AM seeds, {s.steps} steps, settings {', '.join(AM_SETTINGS)}."]
-        for kind, v in self.per_kind.items():
-            part = comparisons[comparisons.objective == kind]
-            lines.append(f"- **{OBJECTIVE_WORDS[kind]}: {v}**. CNN δ over its null " + ", ".join(
-                f"{r.cnn_delta:.2f} [{r.cnn_low:.2f}, …]" for r in part.itertuples()) + "; MLP δ " + ", ".join(
-                f"{r.mlp_delta:.2f} [{r.mlp_low:.2f}, …]" for r in part.itertuples()) +
-                f" (per measure and setting: {', '.join(f'{r.measure}/{r.setting}' for r in part.itertuples())}).")
-        successes = self.table.groupby(["family", "group"]).success.agg(["sum", "size"])
+        p = comparisons[comparisons.primary].iloc[0]
+        ch = self.channel
+        per_kind = {f"{r.objective}/{r.measure}/{r.setting}": r.verdict for r in comparisons.itertuples()}
+        lines = [f"Profile {self.profile!r} ({profiles.get(self.profile).models}); {s.units} shift-pooled "
+                 f"last-hidden-layer neurons × {len(self.model_seeds)} model seeds × {s.am_seeds} AM seeds per "
+                 f"network, {s.steps} steps.",
+                 f"- **The instrument.** {self.control_result[1][0].upper() + self.control_result[1][1:]}; on the "
+                 f"CNN's channel images (its positive control on real AM images) δ {ch['delta']:.2f} "
+                 f"[{ch['low']:.2f}, {ch['high']:.2f}] over their null (p {ch['p']:.3g}).",
+                 f"- **The primary test** (shift-pooled last-hidden-layer neurons, {PRIMARY_MEASURE}, no penalty): "
+                 f"CNN δ {p.cnn_delta:.2f} [{p.cnn_low:.2f}, {p.cnn_high:.2f}] over its null (p {p.cnn_p:.3g}); "
+                 f"MLP δ {p.mlp_delta:.2f} [{p.mlp_low:.2f}, {p.mlp_high:.2f}] (p {p.mlp_p:.3g}); position "
+                 f"{p.position:.2f} [{p.position_low:.2f}, {p.position_high:.2f}]; MLP over CNN directly δ "
+                 f"{p.direct_delta:.2f} [{p.direct_low:.2f}, {p.direct_high:.2f}].",
+                 "- **Robustness checks** (the same rule, other objectives, measures and settings): " + ", ".join(
+                     f"{OBJECTIVE_WORDS[r.objective]}/{r.measure}/{r.setting}: {r.verdict}"
+                     for r in comparisons[~comparisons.primary].itertuples()) + "."]
+        successes = self.table.groupby(["setting", "family", "group"], sort=False).success.agg(["sum", "size"])
         lines.append("- Successful images: " + "; ".join(
-            f"{profiles.FAMILY_NAMES[f]} {g} {int(r['sum'])}/{int(r['size'])}" for (f, g), r in successes.iterrows())
-            + ".")
+            f"{st} {profiles.FAMILY_NAMES[f]} {g} {int(r['sum'])}/{int(r['size'])}"
+            for (st, f, g), r in successes.iterrows()) + ".")
         failed = gates[~gates.passed.astype(bool)]
         if len(failed):
             lines.append("- Failed gates: " + "; ".join(f"{r.setting} {r.family} {r.group}: {r.gate} {r.value:.3g}"
                                                        for r in failed.itertuples()) + ".")
-        lines.append(f"**Prediction 1 on this profile: {self.verdict}.**")
+        lines.append(f"**Prediction 1 on this profile: {self.verdict}** ({self.reason}).")
         reading = "\n".join(lines)
         write_json(store.path("am_summary", profile=self.profile), dict(
-            profile=self.profile, units=s.units, am_seeds=s.am_seeds, steps=s.steps, prediction1=self.verdict,
-            per_kind=self.per_kind, reading=reading, comparisons=comparisons.to_dict("records"),
-            settings=dict(s.as_dict(), overrides=self.overrides),
+            profile=self.profile, units=s.units, model_seeds=len(self.model_seeds), am_seeds=s.am_seeds,
+            steps=s.steps, prediction1=self.verdict, reason=self.reason, per_kind=per_kind,
+            controls=dict(passed=bool(self.control_result[0]), reason=self.control_result[1]),
+            channel_control={k: (float(v) if isinstance(v, (int, float)) else v) for k, v in ch.items()},
+            primary=comparisons[comparisons.primary].iloc[0].to_dict(), reading=reading,
+            comparisons=comparisons.to_dict("records"), settings=dict(s.as_dict(), overrides=self.overrides),
             summary=self.medians.reset_index().to_dict("records")))
         return reading
 
     def explorer(self):
         from helpers.explore import am_explorer
-        return am_explorer({profiles.FAMILY_NAMES[f]: net for f, net in self.nets.items()}, layer=self.settings.layer,
+        nets = {profiles.FAMILY_NAMES[f]: self.nets[(f, self.model_seeds[0])] for f in self.families}
+        return am_explorer(nets, {name: neuron_layers(net)["last"] for name, net in nets.items()},
                            steps=min(self.settings.steps, 128), lr=self.settings.lr, color_matrix=self.color_matrix)

@@ -234,9 +234,9 @@ class ComparePage:
         import matplotlib.pyplot as plt
 
         from helpers import actmax
-        from helpers.am_study import MEASURES
         from helpers.data import CLASSES
         from helpers.plots import show_images
+        from helpers.repetition import MEASURES
         specs = {f: saes.primary_spec(f) for f in profiles.FAMILIES}
         fc_all, fm_all = (self.features[specs[f].id] for f in profiles.FAMILIES)
         matched = compare.top_pairs(fc_all, fm_all, k=self.settings.pairs)

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 
 from helpers import actmax
-from helpers.repetition import repetition_score
+from helpers.repetition import motif_score
 
 LABELS = {"description_width": "initial"}  # labels in full, not cut to the default width
 
@@ -32,20 +32,20 @@ def _explorer(draw, busy, **controls):
     return ui
 
 
-def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
-    """Sliders that re-run activation maximization for one unit of ``layer`` of a chosen model and redraw."""
-    units = min(actmax.layer_width(m, layer) for m in models.values())
+def am_explorer(models, layers, steps=128, lr=0.05, color_matrix=None):
+    """Sliders that re-run activation maximization for one neuron of ``layers[model]`` of a chosen model (optionally
+    shift-pooled) and redraw it with its motif score."""
+    units = min(actmax.layer_width(m, layers[name]) for name, m in models.items())
 
-    def draw(model, unit, steps, lr, l2, tv, blur, parameterization):
+    def draw(model, unit, pooled, steps, lr, l2, tv, blur, parameterization):
         net = models[model]
-        objective = actmax.layer_objective(net, layer, [unit])
+        objective = actmax.unit(layers[model], [unit])
+        objective = actmax.shift_pooled(objective) if pooled else objective
         r = actmax.render(net, objective, parameterization, steps=steps, lr=lr, l2=l2, tv=tv, blur=blur,
                           color_matrix=color_matrix, progress=False)
-        score, lag = repetition_score(r.images)
         fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(7, 3))
         ax_img.imshow(r.images[0].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax_img.set_title(f"{model}: {objective.name} {unit}\nrepetition {score[0]:.2f} at lag {tuple(lag[0].tolist())}",
-                         fontsize=9)
+        ax_img.set_title(f"{model}: {objective.name} {unit}\nmotif {motif_score(r.images)[0]:.2f}", fontsize=9)
         ax_img.axis("off")
         ax_curve.plot(r.history[:, 0].numpy())
         ax_curve.set(xlabel="step", ylabel="objective")
@@ -56,6 +56,7 @@ def am_explorer(models, layer="hidden", steps=128, lr=0.05, color_matrix=None):
         draw, lambda model, unit, steps, **_: f"optimizing {model} unit {unit}: {steps} steps…",
         model=widgets.Dropdown(options=list(models), description="model", style=LABELS),
         unit=_slider(widgets.IntSlider, 0, 0, units - 1, "unit"),
+        pooled=widgets.Checkbox(value=True, description="shift-pooled", style=LABELS),
         steps=_slider(widgets.IntSlider, steps, 16, 1024, "steps", step=16),
         lr=_slider(widgets.FloatLogSlider, lr, -3, 0, "lr", base=10),
         l2=_slider(widgets.FloatSlider, 0.0, 0, 0.05, "L2", step=0.001, readout_format=".3f"),

@@ -75,9 +75,10 @@ class Training(Settings):
 @dataclass(frozen=True)
 class AM(Settings):
     """Activation maximization for Prediction 1 (``01_activation_maximization``)."""
-    layer: str = _setting("hidden")       # the later layer whose units are visualized ("hidden": the last hidden one)
-    units: int = _setting(16, low=1)      # units per layer and AM seed, among units that respond to test images
-    am_seeds: int = _setting(2, low=1)    # AM runs with different starting images and unit picks
+    # Last-hidden-layer neurons per model seed and AM seed (the primary, shift-pooled group; half as many of each
+    # other kind), among neurons that respond to test images: with 2 model seeds, 64 images per group.
+    units: int = _setting(32, low=1)
+    am_seeds: int = _setting(1, low=1)    # AM runs per model, with different starting images and unit picks
     steps: int = _setting(256, low=1)     # optimization steps
     lr: float = _setting(0.05, low=0.0)   # Adam's learning rate
     parameterization: str = _setting("fft", choices=("fft", "pixel"))  # decorrelated Fourier basis, or pixels
@@ -183,7 +184,7 @@ PROFILES = {p.name: p for p in (
         "mlp": Training(arch=dict(depth=12, width=1024, expansion=4, resolution=32),
                         **dict(_MLP, epochs=100, batch_size=1024))}),
     Profile("official", "the published VGG13_bn and B-12/Wi-1024 (ImageNet-21k pre-trained) checkpoints",
-            model_seeds=1, training={}, small=False, caption="the published checkpoints"),
+            model_seeds=1, training={}, small=False, caption="the published checkpoints", am=AM(am_seeds=2)),
     # Full-size networks and SAEs (4096 -> 12,288 and 1024 -> 3,072), few steps: benchmarks/full_size.py runs it on a
     # class-balanced subset of CIFAR-10 with random-weight checkpoints in the official formats.
     Profile("full-size-check", "random-weight checkpoints of the published architectures, few steps",

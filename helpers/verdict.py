@@ -242,11 +242,20 @@ AM_GATES = dict(
 )
 
 PREDICTION1 = dict(
-    alpha=0.05,                 # family-wise error rate over all trained-vs-null tests of the verdict (Holm)
+    alpha=0.05,                 # one-sided level of each pre-registered test (the premise, the MLP over its null)
     min_position=0.5,           # "shows the CNN's patterns" means at least half the CNN's effect over its own null
     min_reference_effect=0.147,  # the CNN's Cliff's δ over its null must reach this (Romano et al.'s bound of a
                                  # negligible effect), else there is no CNN pattern to approximate
+    # The primary test, fixed before the run: shift-pooled last-hidden-layer neurons, the motif measure, no penalty.
+    # Every other objective, measure and setting is a robustness check, reported and never a veto.
+    objective="pooled",
+    measure="motif",
+    setting="plain",
 )
+
+# The primary measure's known answers (``repetition.measure_controls``): each "high" control's median score must reach
+# min_high and each "low" control's stay at or below max_low, else the measure cannot say yes (or says it to anything).
+MEASURE_CONTROLS = dict(min_high=0.15, max_low=0.10)
 
 
 def am_gates(n_images, n_successful, saturated_share, gates=AM_GATES):
@@ -260,73 +269,86 @@ def am_gates(n_images, n_successful, saturated_share, gates=AM_GATES):
                  passed=saturated_share <= gates["max_saturated_share"])]
 
 
-# Objective kinds that exist in both families with the same meaning (one unit or one logit per image): the tests of
-# the verdict and its Holm family. The CNN's channel objective (a mean over positions, which rewards tiling and which
-# the MLP cannot have) is reported apart.
-PREDICTION1_OBJECTIVES = ("classes", "units", "earlier")
+# Objective kinds that exist in both families with the same meaning, compared family against family: shift-pooled
+# last-hidden-layer neurons (the primary), class logits and earlier-layer neurons. The CNN's channel objective (a mean
+# over positions, which rewards tiling) is the measure's positive control on real AM images; the MLP's residual-stream
+# coordinates (not a privileged basis) are reported apart.
+PREDICTION1_OBJECTIVES = ("pooled", "classes", "earlier")
 
 
-def adjust_prediction1(effects):
-    """Holm's adjustment over every trained-vs-null test of the verdict (the matched objectives, every measure,
-    setting and family). Sets ``p_holm`` on each effect row, in place (NaN outside the family)."""
-    family = [e for e in effects if e["objective"] in PREDICTION1_OBJECTIVES]
-    for e, p in zip(family, holm([e["p"] for e in family])):
-        e["p_holm"] = p
-    for e in effects:
-        e.setdefault("p_holm", float("nan"))
-def am_success(final_values, natural_values, quantile=None):
-    """Did each AM image drive its target above the target's ``quantile`` on natural images?
+def am_success(final_values, natural_values, start_values=None, quantile=None):
+    """Did each AM image drive its target above the target's ``quantile`` on natural images, and above its own start
+    image's value?
 
     final_values: (N,) each image's objective value for its own target; natural_values: (M, N) the same targets on
-    M natural images; ``quantile``: by default the gate's (``AM_GATES``), read when judging. Returns (success (N,)
-    bool, threshold (N,))."""
+    M natural images; start_values: (N,) the values on the optimizer's start images (None: not checked);
+    ``quantile``: by default the gate's (``AM_GATES``), read when judging, so a changed gate re-judges cached values.
+    Returns (success (N,) bool, threshold (N,))."""
     quantile = AM_GATES["success_quantile"] if quantile is None else quantile
     threshold = torch.quantile(torch.as_tensor(natural_values).float(), quantile, dim=0)
-    return torch.as_tensor(final_values).float() > threshold, threshold
+    final = torch.as_tensor(final_values).float()
+    success = final > threshold
+    if start_values is not None:
+        success &= final > torch.as_tensor(start_values).float()
+    return success, threshold
+
+
+def measure_controls_passed(medians, expected, rule=MEASURE_CONTROLS):
+    """The primary measure on its known answers. medians: {control: median score}; expected: {control: "high" or
+    "low"}. Returns (passed, reason)."""
+    failed = [f"{name} {medians[name]:.3f} (expected ≥ {rule['min_high']:g})" for name, e in expected.items()
+              if e == "high" and not medians[name] >= rule["min_high"]]
+    failed += [f"{name} {medians[name]:.3f} (expected ≤ {rule['max_low']:g})" for name, e in expected.items()
+               if e == "low" and not medians[name] <= rule["max_low"]]
+    if failed:
+        return False, "the motif measure failed its known-answer controls: " + "; ".join(failed)
+    return True, "the motif measure passed its known-answer controls"
 
 
 def cnn_pattern(cnn, rule=PREDICTION1):
-    """Do the CNN's images repeat beyond its null (Holm p < alpha, interval above 0, δ at least the reference)?"""
-    return cnn["p_holm"] < rule["alpha"] and cnn["low"] > 0 and cnn["delta"] >= rule["min_reference_effect"]
+    """Do the CNN's images repeat beyond its null (p < alpha, interval above 0, δ at least the reference)?"""
+    return cnn["p"] < rule["alpha"] and cnn["low"] > 0 and cnn["delta"] >= rule["min_reference_effect"]
 
 
 def prediction1_comparison(gates_ok, cnn, mlp, position, rule=PREDICTION1):
-    """The verdict for one repetition measure under one regularization setting.
+    """The verdict for one objective kind, measure and setting (the primary one, or a robustness check).
 
     gates_ok: every AM group behind the comparison (trained and random-init, both families) passed its gates.
     cnn, mlp: dicts with ``delta`` (Cliff's δ of the trained network's scores over its random-init null's),
-        ``low`` (its lower confidence bound) and ``p_holm`` (Holm-adjusted one-sided p of trained > null).
-    position: dict(value, low, high): the MLP's δ divided by the CNN's, with its confidence interval.
+        ``low`` (its lower confidence bound) and ``p`` (one-sided p of trained > null).
+    position: dict(value, low, high): the MLP's δ divided by the CNN's, with its confidence interval (the test of
+        the MLP against the CNN).
     Returns (verdict, reason).
     """
     if not gates_ok:
         return NOT_TESTABLE, "an AM group failed its quality gates"
     if not cnn_pattern(cnn, rule):
-        return NOT_TESTABLE, (f"the CNN's images do not repeat beyond its null by at least δ = "
-                              f"{rule['min_reference_effect']} (nothing for the MLP to approximate)")
-    mlp_beats = mlp["p_holm"] < rule["alpha"] and mlp["low"] > 0
+        return NOT_TESTABLE, (f"the CNN's images do not show recurring motifs beyond its random-init null by at "
+                              f"least δ = {rule['min_reference_effect']} (nothing for the MLP to approximate)")
+    mlp_beats = mlp["p"] < rule["alpha"] and mlp["low"] > 0
     if mlp_beats and position["low"] >= rule["min_position"]:
-        return SUPPORTED, "the MLP repeats beyond its null, by at least the threshold share of the CNN's effect"
+        return SUPPORTED, "the MLP's images show motifs beyond its null, by at least the threshold share of the CNN's"
     if position["high"] < rule["min_position"]:
         return NOT_SUPPORTED, "the MLP's effect is confidently below the threshold share of the CNN's"
     return INCONCLUSIVE, "the position's interval contains the threshold, or the MLP does not beat its null"
 
 
-def prediction1(comparisons):
-    """The verdict from per-(objective, measure, setting) rows, each with ``objective``, ``measure``, ``setting``,
-    ``verdict`` and ``cnn_pattern`` (the CNN's images repeat beyond its null in that row).
-
-    Within an objective kind every measure under every setting must agree (``combine``). A kind in which the CNN
-    shows no pattern in any row is set aside: there is nothing there for the MLP to approximate. The remaining kinds
-    must agree; if none remains, the prediction is not testable. Returns (verdict, {objective: verdict}).
-    """
-    kinds, patterns = {}, {}
-    for row in comparisons:
-        kinds.setdefault(row["objective"], []).append(row["verdict"])
-        patterns[row["objective"]] = patterns.get(row["objective"], False) or bool(row["cnn_pattern"])
-    per_kind = {k: combine(v) for k, v in kinds.items()}
-    judged = [v for k, v in per_kind.items() if patterns[k]]
-    return combine(judged), per_kind
+def prediction1(primary, controls, channel_control, rule=PREDICTION1):
+    """Prediction 1's verdict from its primary comparison (a row of ``prediction1_comparison`` with ``verdict`` and
+    ``reason``), once the instrument is shown able to say yes: ``controls`` = (passed, reason) of
+    ``measure_controls_passed``, and ``channel_control`` the CNN's channel images' effect over their null on the
+    primary measure (they tile visibly: a measure that misses them cannot see the CNN's patterns), with its gates
+    (``gates_ok``). Returns (verdict, reason)."""
+    passed, reason = controls
+    if not passed:
+        return NOT_TESTABLE, reason
+    if not channel_control["gates_ok"]:
+        return NOT_TESTABLE, "the CNN's channel images (the measure's positive control) failed their quality gates"
+    if not cnn_pattern(channel_control, rule):
+        return NOT_TESTABLE, (f"the motif measure does not find the CNN's tiling channel images above their "
+                              f"random-init null (δ {channel_control['delta']:.2f}, lower bound "
+                              f"{channel_control['low']:.2f}, p {channel_control['p']:.3g})")
+    return primary["verdict"], primary["reason"]
 
 
 # ----------------------------------------------------------------------------- the rules in words (for the book)
@@ -378,19 +400,27 @@ def describe_am_gates(gates=AM_GATES):
             f"or 1). A failed gate is reported and makes the comparisons that need the group *not testable*.")
 
 
-def describe_prediction1(rule=PREDICTION1):
+def describe_prediction1(rule=PREDICTION1, controls=MEASURE_CONTROLS):
     return (
-        f"For each repetition measure (autocorrelation peak, spectral concentration) and each regularization "
-        f"setting, each family's effect is Cliff's δ of its trained network's scores over those of a randomly "
-        f"initialized network of the same architecture, with matched objectives (single units, not channel "
-        f"means), with a bootstrap 95% interval and a one-sided Mann-Whitney p-value, Holm-adjusted over all the "
-        f"verdict's tests. *Position* = the MLP's δ / the CNN's δ. **Not testable**: a group failed a gate, or "
-        f"the CNN's images do not repeat beyond its null (Holm p < {rule['alpha']:g}, interval above 0, and "
-        f"δ ≥ {rule['min_reference_effect']:g}). **Supported**: the MLP's images repeat beyond its null (same "
-        f"test) and the position's lower bound is at least {rule['min_position']:g}. **Not supported**: the "
-        f"position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. Within an objective "
-        f"kind (class logits, last-hidden-layer units, earlier-layer units) both measures under every setting "
-        f"must agree; kinds where the CNN shows no pattern are set aside, the others must agree, and if none is "
-        f"left the prediction is not testable."
+        f"**The primary test.** The objective: single neurons of each network's last hidden layer (the CNN's "
+        f"classifier neurons, the MLP's last block's hidden neurons; before their nonlinearity), each averaged over "
+        f"16 circularly shifted copies of the image, so that the image must drive the neuron wherever its content "
+        f"sits. The measure: *motif*, each image's patch self-similarity minus that of its phase-randomized "
+        f"surrogates (same power spectrum, motifs destroyed). No penalty. Each family's effect is Cliff's δ of its "
+        f"trained network's successful images over those of a randomly initialized network of the same "
+        f"architecture, with a bootstrap 95% interval and a one-sided Mann-Whitney p-value; *position* = the MLP's δ "
+        f"/ the CNN's δ, with the interval of the ratio of their bootstrap replicates. "
+        f"**The instrument first.** The measure must score its known answers right (a motif stamped at irregular "
+        f"positions and a tiling at least {controls['min_high']:g}; the same stamped images phase-randomized, "
+        f"smooth blobs, natural images and the optimizer's start images at most {controls['max_low']:g}, by their "
+        f"medians), and must find the CNN's channel images (whole-channel means, which tile visibly) above their "
+        f"null by the premise's test below; else Prediction 1 is **not testable**. "
+        f"**The rule.** **Not testable**: a group behind the primary test failed a gate, or the CNN's images do not "
+        f"show motifs beyond its null (p < {rule['alpha']:g}, interval above 0 and δ ≥ "
+        f"{rule['min_reference_effect']:g}: the premise). **Supported**: the MLP's images beat its null (same test "
+        f"without the δ floor) and the position's lower bound is at least {rule['min_position']:g}. **Not "
+        f"supported**: the position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. "
+        f"The same rule on the other objectives (class logits, earlier-layer neurons), the two spectral measures "
+        f"and the second setting (a contrast penalty on each target's natural-image scale) is reported as a "
+        f"robustness check, not a veto."
     )
-

@@ -18,13 +18,15 @@ from helpers.actmax.objectives import (
                                        layer_objective,
                                        layer_width,
                                        preactivation,
+                                       shift_grid,
+                                       shift_pooled,
                                        unit,
 )
 from helpers.actmax.param import FourierImage, PixelImage, cifar_color_matrix, color_correlation_sqrt, make_image
 from helpers.actmax.render_loop import AMResult, blur_penalty, penalties, render, total_variation
-from helpers.actmax.transforms import jitter, scale_rotate, standard_transforms
+from helpers.actmax.transforms import circular_shift, grid_shift, jitter, scale_rotate, standard_transforms
 
 __all__ = ["Objective", "Stacked", "channel", "class_logit", "direction", "is_conv", "layer_objective", "layer_width",
-           "preactivation", "unit", "FourierImage", "PixelImage", "cifar_color_matrix", "color_correlation_sqrt",
-           "make_image", "AMResult", "blur_penalty", "penalties", "render", "total_variation", "jitter", "scale_rotate",
-           "standard_transforms"]
+           "preactivation", "shift_grid", "shift_pooled", "unit", "FourierImage", "PixelImage", "cifar_color_matrix",
+           "color_correlation_sqrt", "make_image", "AMResult", "blur_penalty", "penalties", "render",
+           "total_variation", "circular_shift", "grid_shift", "jitter", "scale_rotate", "standard_transforms"]

@@ -1,6 +1,6 @@
 """What to maximize: one value per image, so one batch optimizes many units at once; objectives stack into one
 batch, and name a network's layers (pre-activations, units, channels, directions)."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ class Objective:
     values: callable
     name: str
     targets: list  # the unit/class/direction index of each image; one image per target
+    pool_stride: int = 0  # shift-pooled (``shift_pooled``): the stride of the grid of circular shifts; 0: not pooled
 
     @property
     def n(self):
@@ -41,6 +42,11 @@ class Stacked:
         self.name = " + ".join(p.name for p in self.parts)
         self.n = sum(p.n for p in self.parts)
         self.layers = sorted({layer for p in self.parts for layer in p.layers})
+        strides = {p.pool_stride for p in self.parts}
+        if len(strides) > 1:
+            raise ValueError(f"Stacked objectives must share pool_stride; got {sorted(strides)}: render shift-pooled "
+                             f"and plain objectives as separate batches.")
+        self.pool_stride = strides.pop()
 
     def slices(self):
         """The rows of each part in the batch."""
@@ -78,6 +84,23 @@ def channel(layer, channels):
     return Objective(layer, lambda act: act.mean((2, 3))[:, idx.to(act.device)], f"{layer} channel", idx.tolist())
 
 
+def shift_pooled(objective, stride=8):
+    """``objective`` averaged over circularly shifted copies of the image, on the grid of shifts by multiples of
+    ``stride`` pixels in y and x (16 copies of a 32-pixel image at stride 8): it asks for an image that drives the
+    target wherever its content sits. Exactly invariant to a circular shift of the input by a multiple of
+    ``stride``. ``render`` optimizes it with one random grid shift per image and step (an unbiased estimate of the
+    mean); ``helpers.am_study.objective_values`` evaluates the whole grid."""
+    if stride < 1:
+        raise ValueError(f"stride={stride}: use a positive number of pixels (8 for 32-pixel images).")
+    return replace(objective, name=f"{objective.name}, shift-pooled", pool_stride=stride)
+
+
+def shift_grid(size, stride):
+    """The (dy, dx) circular shifts of ``shift_pooled``: every multiple of ``stride`` below ``size`` in y and x."""
+    steps = torch.arange(0, size, stride)
+    return torch.cartesian_prod(steps, steps)
+
+
 def direction(layer, vectors):
     """The projection of ``layer``'s activation onto ``vectors[i]`` for image i (e.g. SAE encoder rows).
 
@@ -108,11 +131,17 @@ def layer_objective(model, layer, units):
     return (channel if is_conv(model, layer) else unit)(layer, units)
 
 
+# Elementwise nonlinearities whose output an objective should not read: a ReLU is flat below 0 (no gradient at an
+# image that turns it off), a GELU or SiLU falls below about -0.75 (ascent from there drives it to 0 from below).
+NONLINEARITIES = (nn.ReLU, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU)
+
+
 def preactivation(model, layer):
-    """The module feeding ``layer`` if ``layer`` is a ReLU inside an nn.Sequential, else ``layer`` itself."""
+    """The module feeding ``layer`` if ``layer`` is a nonlinearity (``NONLINEARITIES``) inside an nn.Sequential,
+    else ``layer`` itself."""
     name, module = resolve_layer(model, layer)
     parent, _, index = name.rpartition(".")
-    if isinstance(module, nn.ReLU) and index.isdigit() and int(index) > 0:
+    if isinstance(module, NONLINEARITIES) and index.isdigit() and int(index) > 0:
         return f"{parent}.{int(index) - 1}"
     return name
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from tqdm.auto import trange
 
 from helpers.actmax.param import make_image
-from helpers.actmax.transforms import standard_transforms
+from helpers.actmax.transforms import grid_shift, standard_transforms
 from helpers.models import fold_batchnorm, record
 
 
@@ -46,13 +46,20 @@ class AMResult:
 
 
 def render(model, objective, parameterization="fft", steps=256, lr=0.05, transforms=None, l2=0.0, l1=0.0,
-           tv=0.0, blur=0.0, seed=0, color_matrix=None, size=32, progress=True):
+           tv=0.0, blur=0.0, seed=0, color_matrix=None, size=32, progress=True, offset=0.0, span=1.0):
     """Maximize ``objective`` on ``model`` for all its N targets at once, in one batch.
 
-    ``transforms`` defaults to ``standard_transforms()``; pass ``[]`` for none. Returns an ``AMResult``.
+    ``transforms`` defaults to ``standard_transforms()``; pass ``[]`` for none. A shift-pooled objective
+    (``pool_stride``) adds a random grid shift first. The penalties are weighed against (value - ``offset``) /
+    ``span`` (numbers or (N,) tensors, e.g. each target's natural-image median and spread), so one penalty weight
+    means the same to every target; with no penalty they change nothing (Adam is invariant to the objective's scale).
+    Returns an ``AMResult``; its history holds the objective's own values.
     """
     device = next(model.parameters()).device
     transforms = standard_transforms() if transforms is None else transforms
+    if getattr(objective, "pool_stride", 0):
+        transforms = [grid_shift(objective.pool_stride), *transforms]
+    offset, span = (torch.as_tensor(v, dtype=torch.float32, device=device) for v in (offset, span))
     net = fold_batchnorm(model)  # eval-mode BatchNorm inside the convolutions: fewer layers to run every step
     image = make_image(parameterization, objective.n, size, seed, color_matrix).to(device)
     generator = torch.Generator().manual_seed(seed + 1)
@@ -72,7 +79,7 @@ def render(model, objective, parameterization="fft", steps=256, lr=0.05, transfo
             with record(net, layers) as acts:
                 acts["logits"] = net(seen)
                 value = objective(acts)
-            loss = -value.sum() + penalties(x, l2, l1, tv, blur).sum()
+            loss = -((value - offset) / span).sum() + penalties(x, l2, l1, tv, blur).sum()
             # Only the image needs a gradient: autograd.grad skips the model's weights entirely.
             grads = torch.autograd.grad(loss, list(image.parameters()))
             for p, g in zip(image.parameters(), grads):

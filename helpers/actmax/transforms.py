@@ -43,3 +43,20 @@ def standard_transforms(jitter_pixels=2, scale=(0.92, 1.08), degrees=8.0):
     if degrees or scale != (1.0, 1.0):
         steps.append(scale_rotate(scale, degrees))
     return steps
+
+
+def circular_shift(x, dy, dx):
+    """Each image rolled by its own (dy[i], dx[i]) pixels, wrapping around."""
+    n, _, h, w = x.shape
+    rows = (dy.to(x.device)[:, None] + torch.arange(h, device=x.device)) % h
+    cols = (dx.to(x.device)[:, None] + torch.arange(w, device=x.device)) % w
+    return gather_crops(x, rows, cols)
+
+
+def grid_shift(stride):
+    """Roll each image by a random multiple of ``stride`` pixels in y and x (a shift-pooled objective's copies)."""
+    def transform(x, generator):
+        n, _, h, w = x.shape
+        dy, dx = (torch.randint(0, h // stride, (2, n), generator=generator) * stride)
+        return circular_shift(x, dy, dx)
+    return transform
