@@ -211,9 +211,7 @@ def prediction1_tables(table, replicates=1000, seed=0):
         gates += [dict(setting=setting, family=family, network=network, objective=objective, group=group.label, **g)
                   for g in rows]
         passed[(setting, family, group)] = verdict.gates_passed(rows)
-    keys = table[["setting", "objective"]].drop_duplicates().itertuples(index=False)
-    keys = list(keys)
-    for setting, objective in keys:
+    for setting, objective in table[["setting", "objective"]].drop_duplicates().itertuples(index=False):
         for measure in MEASURES:
             mine = (table.setting == setting) & (table.objective == objective) & table.success
             for family in profiles.FAMILIES:
@@ -230,7 +228,8 @@ def prediction1_tables(table, replicates=1000, seed=0):
                                     gates_ok=verdict.all_passed(passed, [(setting, family, group),
                                                                          (setting, family, group.null)]), **effect))
             trained = mine & (table.network == "trained")
-            if set(table[trained].family) >= set(profiles.FAMILIES):
+            present = table[(table.setting == setting) & (table.objective == objective)].family
+            if set(present) >= set(profiles.FAMILIES):
                 direct, _ = _effect(table[trained & (table.family == "mlp")][measure],
                                     table[trained & (table.family == "cnn")][measure], replicates, seed)
                 effects.append(dict(setting=setting, measure=measure, family="mlp-vs-cnn", objective=objective,
@@ -380,7 +379,7 @@ class AMPage:
         with its target, its motif score and ✓ when it succeeded (saved per group). After ``judge``."""
         import matplotlib.pyplot as plt
 
-        from helpers.plots import show_images
+        from helpers.plots import image_grid
         for f in self.families:
             name = profiles.FAMILY_NAMES[f]
             for group in [g for g in self.first(f, setting) if g.network == "trained"]:
@@ -388,9 +387,9 @@ class AMPage:
                     images, rows = self.group(f, g, setting)
                     titles = [f"{r.target} {getattr(r, PRIMARY_MEASURE):.2f}{' ✓' if r.success else ''}"
                               for r in rows.itertuples()]
-                    show_images(images, titles, ncols=8, size=1.5,
-                                suptitle=f"{name} ({self.profile}): {OBJECTIVE_WORDS[g.objective]}, {g.network}, "
-                                         f"{setting} setting; title: target, {PRIMARY_MEASURE} score, ✓ success")
+                    image_grid(images, titles, ncols=8, size=1.5,
+                               suptitle=f"{name} ({self.profile}): {OBJECTIVE_WORDS[g.objective]}, {g.network}, "
+                                        f"{setting} setting\n(under each: target, {PRIMARY_MEASURE} score, ✓ success)")
                     plt.savefig(store.path("am_group_figure", profile=self.profile, family=f,
                                            group=f"{setting}_{g.label.replace(' ', '_')}"), dpi=100)
                     plt.show()

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from helpers import profiles, store
 
 WHERE_SHORT = {"hidden": "the last hidden layers", "mid": "the mid-depth layers"}
-P1_HEADERS = {"objective": "Objective", "measure": "Repetition measure", "setting": "Regularization",
-              "cnn": "CNN over its random-init network (Cliff's δ, lower 95% bound)",
-              "mlp": "MLP over its random-init network (δ, lower bound)", "verdict": "Verdict"}
+P1_HEADERS = {"test": "Test", "objective": "Objective", "measure": "Measure", "setting": "Penalty",
+              "cnn": "CNN over its random-init network (Cliff's δ, 95% interval)",
+              "mlp": "MLP over its random-init network (δ, interval)", "position": "Position (MLP δ / CNN δ)",
+              "verdict": "Verdict"}
 P2_HEADERS = {"comparison": "Comparison", "arm": "SAE arm", "direction": "Direction",
               "observed": "Held-out correlation", "position": "Position (0 = null, 1 = ceiling), 95% interval",
               "verdict": "Verdict"}
@@ -41,19 +42,27 @@ class AnswersPage:
     # ------------------------------------------------------------------ Prediction 1
 
     def prediction1_sentence(self):
-        am = self.am
-        reasons = _unique(c["reason"] for c in am["comparisons"] if c["verdict"] == am["prediction1"])
-        return (f"**Prediction 1: {am['prediction1']}.** "
-                + (f"Why: {'; '.join(reasons)}. " if reasons else "")
-                + f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units per layer × "
-                  f"{am['am_seeds']} AM seeds, {am['steps']} steps.")
+        am, p = self.am, self.am["primary"]
+        return (f"**Prediction 1: {am['prediction1']}.** Why: {am['reason']}. "
+                f"The primary test (shift-pooled last-hidden-layer neurons, motif measure, no penalty): the CNN's "
+                f"images over its random-init network's δ {p['cnn_delta']:.2f} [{p['cnn_low']:.2f}, "
+                f"{p['cnn_high']:.2f}], the MLP's δ {p['mlp_delta']:.2f} [{p['mlp_low']:.2f}, {p['mlp_high']:.2f}]. "
+                f"The measure on its known answers: {am['controls']['reason']}; on the CNN's channel images, δ "
+                f"{am['channel_control']['delta']:.2f} over their null. "
+                f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} neurons × "
+                f"{am['model_seeds']} model seeds × {am['am_seeds']} AM seeds per network, {am['steps']} steps.")
 
     def prediction1_table(self):
         from helpers.am_study import OBJECTIVE_WORDS
-        rows = [dict(objective=OBJECTIVE_WORDS.get(c["objective"], c["objective"]), measure=c["measure"],
-                     setting=c["setting"], cnn=f"{c['cnn_delta']:.2f} ({c['cnn_low']:.2f})",
-                     mlp=f"{c['mlp_delta']:.2f} ({c['mlp_low']:.2f})", verdict=c["verdict"])
-                for c in self.am["comparisons"]]
+
+        def interval(c, side):
+            return f"{c[side + '_delta']:.2f} [{c[side + '_low']:.2f}, {c[side + '_high']:.2f}]"
+        rows = [dict(test="primary" if c["primary"] else "robustness",
+                     objective=OBJECTIVE_WORDS.get(c["objective"], c["objective"]), measure=c["measure"],
+                     setting="none" if c["setting"] == "plain" else c["setting"], cnn=interval(c, "cnn"),
+                     mlp=interval(c, "mlp"), position=f"{c['position']:.2f} [{c['position_low']:.2f}, "
+                                                      f"{c['position_high']:.2f}]", verdict=c["verdict"])
+                for c in sorted(self.am["comparisons"], key=lambda c: not c["primary"])]
         return html_table(rows, P1_HEADERS)
 
     def figure(self, artifact, **fields):
@@ -61,14 +70,24 @@ class AnswersPage:
 
     def am_side_by_side(self):
         """The class-logit AM images of the CNN beside the MLP's (the 01 figures, as the verdict saw them)."""
+        return self._figures_side_by_side([self.figure("am_classes_figure", family=f) for f in profiles.FAMILIES],
+                                          "one image per class logit", (12, 3.6))
+
+    def am_primary_side_by_side(self):
+        """The primary test's images: each family's shift-pooled last-hidden-layer neurons (the 01 gallery)."""
+        return self._figures_side_by_side(
+            [self.figure("am_group_figure", family=f, group="plain_pooled") for f in profiles.FAMILIES],
+            "shift-pooled last-hidden-layer neurons, trained network", (12, 13), side=True)
+
+    def _figures_side_by_side(self, files, what, size, side=False):
         import matplotlib.image as mpimg
         import matplotlib.pyplot as plt
 
         from helpers.compare import SIDE_NAMES
-        fig, axes = plt.subplots(2, 1, figsize=(12, 3.6))
-        for ax, family in zip(axes, profiles.FAMILIES):
-            ax.imshow(mpimg.imread(self.figure("am_classes_figure", family=family)))
-            ax.set_title(f"{SIDE_NAMES[family]}: one image per class logit", fontsize=10)
+        fig, axes = plt.subplots(*((1, 2) if side else (2, 1)), figsize=size)
+        for ax, family, file in zip(axes, profiles.FAMILIES, files):
+            ax.imshow(mpimg.imread(file))
+            ax.set_title(f"{SIDE_NAMES[family]}: {what}", fontsize=10)
             ax.axis("off")
         fig.tight_layout()
         return fig

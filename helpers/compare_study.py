@@ -263,8 +263,8 @@ class ComparePage:
     def prediction1_table(self):
         import pandas as pd
         return pd.DataFrame(self.am_summary["comparisons"])[
-            ["objective", "measure", "setting", "cnn_delta", "mlp_delta", "position", "position_low", "position_high",
-             "verdict"]].round(3)
+            ["primary", "objective", "measure", "setting", "cnn_delta", "mlp_delta", "position", "position_low",
+             "position_high", "verdict"]].round(3)
 
     def conclusions(self):
         """Prediction 2's verdict in words with the numbers it rests on; written to ``conclusions_<layer>.json``."""

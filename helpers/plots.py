@@ -25,6 +25,29 @@ def show_images(images, titles=None, ncols=10, size=1.3, suptitle=None):
     return fig
 
 
+def image_grid(images, titles, ncols=8, size=1.5, suptitle=None, pad=2):
+    """A grid of images in [0, 1] drawn as one picture with a caption under each tile: for many images at reading
+    size, an order of magnitude faster to draw than ``show_images``'s axes per image."""
+    x = torch.as_tensor(images).detach().float().cpu().clamp(0, 1)
+    n, _, h, w = x.shape
+    nrows = int(np.ceil(n / ncols))
+    cell_h, cell_w = h + pad + 9, w + pad  # 9 pixels of caption under each tile
+    canvas = torch.ones(3, nrows * cell_h, ncols * cell_w)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        canvas[:, r * cell_h:r * cell_h + h, c * cell_w:c * cell_w + w] = x[i]
+    fig, ax = plt.subplots(figsize=(ncols * size, nrows * size * cell_h / cell_w))
+    ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest")
+    for i, title in enumerate(titles):
+        r, c = divmod(i, ncols)
+        ax.text(c * cell_w + w / 2, r * cell_h + h + 1, str(title), ha="center", va="top", fontsize=7)
+    ax.axis("off")
+    if suptitle:
+        ax.set_title(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_history(records):
     """Training loss and test accuracy per epoch for one or more training records (name -> record)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))

@@ -1,26 +1,33 @@
-"""Prediction 1's tables from a score table with a known answer: the effects, Holm's family, the gates and the
-verdict each comparison gets."""
+"""Prediction 1's tables from a score table with a known answer: the effects, the primary row, the gates and the
+verdict each comparison gets; and the objectives themselves: shift-pooled ones are shift-invariant, none reads a
+nonlinearity's output."""
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
-from helpers import am_study, verdict
+from helpers import actmax, am_study, verdict
+from helpers.models import build_model, resolve_layer
+from helpers.repetition import MEASURES
+from helpers.units import AMGroup
+
+KINDS = {"cnn": ("pooled", "classes", "earlier", "channels"), "mlp": ("pooled", "classes", "earlier", "residual")}
 
 
-def score_table(mlp_shift, n=12, success=True, seed=0):
+def score_table(mlp_shift, n=32, success=True, seed=0):
     """A score table where every trained CNN image scores 0.5 above its null, and every trained MLP image
     ``mlp_shift`` above its own, for every objective, setting and measure."""
     g = torch.Generator().manual_seed(seed)
     rows = []
     for family, shift in (("cnn", 0.5), ("mlp", mlp_shift)):
         for setting in am_study.AM_SETTINGS:
-            objectives = [*verdict.PREDICTION1_OBJECTIVES] + (["channels"] if family == "cnn" else [])
-            for objective in objectives:
+            kinds = am_study.SETTING_KINDS[setting] or KINDS[family]
+            for objective in kinds:
                 for network in ("trained", "random-init"):
                     base = (shift if network == "trained" else 0.0) + 0.02 * torch.randn(n, generator=g)
-                    rows += [dict(family=family, setting=setting, am_seed=0, network=network, objective=objective,
-                                  success=success, saturated=0.0, autocorrelation=float(v), spectral=float(v))
-                             for v in base]
+                    rows += [dict(family=family, setting=setting, model_seed=0, am_seed=0, network=network,
+                                  objective=objective, success=success, saturated=0.0,
+                                  **{m: float(v) for m in MEASURES}) for v in base]
     return pd.DataFrame(rows)
 
 
@@ -29,15 +36,81 @@ def test_a_known_answer_is_found(mlp_shift, expected):
     gates, effects, comparisons = am_study.prediction1_tables(score_table(mlp_shift), replicates=200)
     assert all(g["passed"] for g in gates)
     assert {c["verdict"] for c in comparisons} == {expected}
-    assert len(comparisons) == len(verdict.PREDICTION1_OBJECTIVES) * len(am_study.MEASURES) * len(am_study.AM_SETTINGS)
-    assert verdict.prediction1(comparisons)[0] == expected
-    channels = [e for e in effects if e["objective"] == "channels"]
-    assert channels and all(not e["in_verdict"] and e["p_holm"] != e["p_holm"] for e in channels)  # NaN: outside
-    cnn = [e for e in effects if e["family"] == "cnn" and e["in_verdict"]]
-    assert all(e["delta"] == 1.0 and e["p_holm"] < 0.05 for e in cnn)
+    primary = [c for c in comparisons if c["primary"]]
+    rule = verdict.PREDICTION1
+    assert len(primary) == 1 and (primary[0]["objective"], primary[0]["measure"], primary[0]["setting"]) == (
+        rule["objective"], rule["measure"], rule["setting"])
+    # every matched objective under the plain setting, the primary one under both, for every measure
+    assert len(comparisons) == (len(verdict.PREDICTION1_OBJECTIVES) + 1) * len(MEASURES)
+    channels = am_study.channel_control(effects)
+    assert channels["delta"] == 1.0 and channels["gates_ok"] and verdict.cnn_pattern(channels)
+    controls = (True, "passed")
+    assert verdict.prediction1(primary[0], controls, channels)[0] == expected
+    direct = [e for e in effects if e["family"] == "mlp-vs-cnn" and e["objective"] == "pooled"]
+    assert direct and all((e["delta"] < -0.9) == (mlp_shift == 0.0) for e in direct)
 
 
 def test_failed_gates_make_every_comparison_not_testable():
-    gates, _, comparisons = am_study.prediction1_tables(score_table(0.5, success=False), replicates=50)
+    gates, effects, comparisons = am_study.prediction1_tables(score_table(0.5, success=False), replicates=50)
     assert not any(g["passed"] for g in gates if g["gate"] == "success share")
     assert {c["verdict"] for c in comparisons} == {verdict.NOT_TESTABLE}
+    assert not am_study.channel_control(effects)["gates_ok"]
+
+
+FAMILIES = {"cnn": dict(width=1 / 16), "mlp": dict(depth=2, width=64, expansion=4, resolution=32)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_shift_pooled_objective_is_invariant_to_a_circular_shift(family):
+    torch.manual_seed(0)
+    model = build_model(family, **FAMILIES[family]).eval()
+    layer = am_study.neuron_layers(model)["last"]
+    images = torch.rand(6, 3, 32, 32)
+    shifted = torch.roll(images, shifts=(8, 24), dims=(2, 3))
+    pooled = actmax.shift_pooled(actmax.unit(layer, [0, 3, 5]), stride=8)
+    a, b = (am_study.objective_values(model, pooled, x) for x in (images, shifted))
+    assert torch.allclose(a, b, atol=1e-5)
+    plain = actmax.unit(layer, [0, 3, 5])  # the same neurons without pooling do move
+    assert not torch.allclose(*(am_study.objective_values(model, plain, x) for x in (images, shifted)), atol=1e-3)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_no_objective_reads_a_nonmonotone_or_flat_nonlinearity(family):
+    torch.manual_seed(0)
+    model = build_model(family, **FAMILIES[family]).eval()
+    plan = am_study.objective_plan(model, 4, torch.rand(64, 3, 32, 32))
+    assert set(plan) == set(KINDS[family])
+    for kind, objective in plan.items():
+        if objective.layer == "logits":
+            continue
+        _, module = resolve_layer(model, objective.layer)
+        assert not isinstance(module, actmax.objectives.NONLINEARITIES), (kind, objective.layer)
+    if family == "mlp":  # the MLP's neurons are its blocks' wide hidden layer (a privileged basis)
+        _, module = resolve_layer(model, plan["pooled"].layer)
+        assert isinstance(module, nn.Linear) and module.out_features == 4 * 64
+    assert plan["pooled"].pool_stride == am_study.POOL_STRIDE and not plan["classes"].pool_stride
+    # a GELU named as a layer is read before it, as a ReLU is
+    assert actmax.preactivation(build_model("mlp", **FAMILIES["mlp"]), "blocks.0.block.1") == "blocks.0.block.0"
+
+
+def test_pooled_and_plain_objectives_do_not_share_a_batch():
+    with pytest.raises(ValueError, match="pool_stride"):
+        actmax.Stacked([actmax.shift_pooled(actmax.class_logit([0])), actmax.class_logit([1])])
+
+
+def test_success_is_rejudged_when_the_gate_changes_without_rendering(monkeypatch):
+    """A suite holds objective values, not flags: a changed gate changes the table; gain and quantile are kept."""
+    natural = torch.arange(100.0)[:, None].repeat(1, 3)
+    suite = {AMGroup("classes", network): dict(images=torch.rand(3, 3, 32, 32), targets=[0, 1, 2],
+                                               final=torch.tensor([98.5, 60.0, 10.0]),
+                                               start_value=torch.tensor([1.0, 1.0, 20.0]), natural=natural)
+             for network in ("trained", "random-init")}
+    table = am_study.score_table({("cnn", "plain", 0, 0): suite})
+    assert table.success.tolist() == [True, False, False] * 2
+    assert table.gain.tolist()[:3] == [97.5, 59.0, -10.0]
+    assert table.natural_quantile.tolist()[:3] == pytest.approx([0.99, 0.6, 0.1])
+    monkeypatch.setitem(verdict.AM_GATES, "success_quantile", 0.5)
+    assert am_study.score_table({("cnn", "plain", 0, 0): suite}).success.tolist() == [True, True, False] * 2
+    monkeypatch.setitem(verdict.AM_GATES, "success_quantile", 0.05)
+    # above the natural quantile but below its own start value: the third still fails
+    assert am_study.score_table({("cnn", "plain", 0, 0): suite}).success.tolist() == [True, True, False] * 2

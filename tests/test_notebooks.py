@@ -68,19 +68,26 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
     )
     text = outputs(nb)
     assert "Prediction 1 on this profile" in text and "The rule, as written before the run" in text
-    assert (
-        images(nb) >= 14
-    )  # classes x2, each objective and its null x2 (+ CNN channels), L2 units x2, convergence, scores
+    # the controls, classes x2, the gallery (4 kinds and their nulls per family, the primary pair under the penalty),
+    # convergence, scores
+    assert images(nb) >= 25
     folder = data_env / "results" / "smoke"
-    for name in ("am/cnn_plain_seed0.pt", "am/mlp_l2_seed0.pt", "am_scores.csv", "am_gates.csv", "am_effects.csv",
-                 "am_comparisons.csv", "am_summary.json", "am_repetition_scores.png", "am_cnn_classes.png",
-                 "am_mlp_units.png", "am_cnn_channels.png"):
+    for name in ("am/cnn0_plain_seed0.pt", "am/mlp1_contrast_seed0.pt", "am_scores.csv", "am_gates.csv",
+                 "am_effects.csv", "am_comparisons.csv", "am_summary.json", "am_controls.csv", "am_controls.png",
+                 "am_repetition_scores.png", "am_cnn_classes.png", "am_mlp_plain_pooled.png",
+                 "am_mlp_plain_random-init_residual.png", "am_cnn_plain_channels.png",
+                 "am_cnn_contrast_random-init_pooled.png"):
         assert (folder / name).is_file(), name
     summary = json.loads((folder / "am_summary.json").read_text())
-    assert summary["prediction1"] in verdict.VERDICTS and set(summary["per_kind"]) == {"classes", "units", "earlier"}
+    assert summary["prediction1"] in verdict.VERDICTS and summary["primary"]["objective"] == "pooled"
+    assert summary["primary"]["primary"] and summary["model_seeds"] == 2
+    scores = pd.read_csv(folder / "am_scores.csv")
+    assert set(scores.model_seed) == {0, 1} and {"gain", "natural_quantile", "motif"} <= set(scores.columns)
+    assert set(pd.read_csv(folder / "am_controls.csv").control) >= {"stamped motif", "tiled motif"}
     # smoke AM runs 6 units for 24 steps: fewer successful images than the gate asks, so never a verdict beyond it
     gates = pd.read_csv(folder / "am_gates.csv")
-    if not gates.passed.all():
+    primary = gates[(gates.setting == "plain") & (gates.objective == "pooled")]
+    if not primary.passed.all():
         assert summary["prediction1"] == verdict.NOT_TESTABLE
     # A rerun with the same parameters loads the cached AM images instead of optimizing again.
     again = outputs(execute("01_activation_maximization.ipynb", tmp_path, profile="smoke",

@@ -6,11 +6,11 @@ import dataclasses
 import pytest
 import torch
 
-from helpers import am_study, profiles, sae_study, store, verdict
+from helpers import profiles, sae_study, store, verdict
 from helpers.models import build_model
 from helpers.paths import ROOT
 from helpers.sae import SparseAutoencoder
-from helpers.units import AMGroup, SAESpec
+from helpers.units import SAESpec
 
 
 def example_inputs(step):
@@ -108,19 +108,6 @@ def test_only_the_sae_not_cached_is_trained_and_the_stack_keeps_each_ones_result
         alone, _ = train_sae(acts, "l1", seed=spec.sae_seed, progress=False, **settings.training())
         assert torch.allclose(every[spec][0].W_enc, alone.W_enc, atol=1e-6)
     assert torch.equal(first[specs[0]][0].W_dec, every[specs[0]][0].W_dec)
-
-
-def test_the_am_success_gate_is_applied_when_judging_not_cached(monkeypatch):
-    """A suite holds objective values, not success flags: a change to the gate in verdict changes the table."""
-    natural = torch.arange(100.0)[:, None].repeat(1, 3)
-    suite = {AMGroup("classes", network): dict(images=torch.rand(3, 3, 32, 32), targets=[0, 1, 2],
-                                               final=torch.tensor([98.5, 60.0, 10.0]), natural=natural)
-             for network in ("trained", "random-init")}
-    assert not any("success" in r for r in suite.values())
-    table = am_study.score_table({("cnn", "plain", 0): suite})
-    assert table.success.tolist() == [True, False, False] * 2
-    monkeypatch.setitem(verdict.AM_GATES, "success_quantile", 0.5)
-    assert am_study.score_table({("cnn", "plain", 0): suite}).success.tolist() == [True, True, False] * 2
 
 
 def test_the_layer_map_caches_measurements_and_decides_when_read(monkeypatch, data_env):

@@ -104,7 +104,7 @@ def test_arms_must_agree():
 
 # ----------------------------------------------------------------------------- Prediction 1
 
-STRONG = dict(delta=0.8, low=0.6, p_holm=1e-4)
+STRONG = dict(delta=0.8, low=0.6, p=1e-4)
 
 
 def test_am_gates_pass_and_each_one_can_fail():
@@ -120,42 +120,49 @@ def test_prediction1_every_outcome_is_reachable():
     far = dict(value=0.1, low=-0.1, high=0.3)
     wide = dict(value=0.5, low=0.1, high=1.0)
     assert V.prediction1_comparison(True, STRONG, STRONG, near)[0] == V.SUPPORTED
-    assert V.prediction1_comparison(True, STRONG, dict(delta=0.05, low=-0.2, p_holm=0.4), far)[0] == V.NOT_SUPPORTED
+    assert V.prediction1_comparison(True, STRONG, dict(delta=0.05, low=-0.2, p=0.4), far)[0] == V.NOT_SUPPORTED
     assert V.prediction1_comparison(True, STRONG, STRONG, wide)[0] == V.INCONCLUSIVE
     # the MLP reaches the CNN's effect on average but does not beat its own null: not "supported"
-    assert V.prediction1_comparison(True, STRONG, dict(delta=0.7, low=-0.1, p_holm=0.2), near)[0] == V.INCONCLUSIVE
+    assert V.prediction1_comparison(True, STRONG, dict(delta=0.7, low=-0.1, p=0.2), near)[0] == V.INCONCLUSIVE
     assert V.prediction1_comparison(False, STRONG, STRONG, near)[0] == V.NOT_TESTABLE
 
 
 def test_prediction1_needs_a_cnn_pattern_to_approximate():
     near = dict(value=0.9, low=0.7, high=1.1)
-    for cnn in (dict(delta=0.8, low=0.6, p_holm=0.2),       # not significant after Holm
-                dict(delta=0.8, low=-0.05, p_holm=1e-4),    # interval reaches 0
-                dict(delta=0.1, low=0.02, p_holm=1e-4)):    # significant but negligible
+    for cnn in (dict(delta=0.8, low=0.6, p=0.2),       # not significant
+                dict(delta=0.8, low=-0.05, p=1e-4),    # interval reaches 0
+                dict(delta=0.1, low=0.02, p=1e-4)):    # significant but negligible
         assert V.prediction1_comparison(True, cnn, STRONG, near)[0] == V.NOT_TESTABLE
 
 
-def test_prediction1_combines_measures_settings_and_objectives():
-    def rows(objective, verdict, cnn_pattern=True):
-        return [dict(objective=objective, measure=m, setting=s, verdict=verdict, cnn_pattern=cnn_pattern)
-                for m in ("autocorrelation", "spectral") for s in ("plain", "l2")]
-    table = rows("units", V.SUPPORTED) + rows("earlier", V.SUPPORTED)
-    assert V.prediction1(table)[0] == V.SUPPORTED
-    table[-1]["verdict"] = V.NOT_SUPPORTED  # one measure under one setting disagrees
-    verdict, per_kind = V.prediction1(table)
-    assert verdict == V.INCONCLUSIVE and per_kind == {"units": V.SUPPORTED, "earlier": V.INCONCLUSIVE}
-    # a kind where the CNN shows no pattern is set aside...
-    table = rows("units", V.NOT_SUPPORTED) + rows("classes", V.NOT_TESTABLE, cnn_pattern=False)
-    assert V.prediction1(table) == (V.NOT_SUPPORTED, {"units": V.NOT_SUPPORTED, "classes": V.NOT_TESTABLE})
-    # ...but a failed gate where the CNN has a pattern makes it not testable, and so does no kind with a pattern
-    assert V.prediction1(rows("units", V.NOT_TESTABLE) + rows("earlier", V.SUPPORTED))[0] == V.NOT_TESTABLE
-    assert V.prediction1(rows("classes", V.NOT_TESTABLE, cnn_pattern=False))[0] == V.NOT_TESTABLE
+CONTROLS_OK = (True, "the motif measure passed its known-answer controls")
+CHANNELS_OK = dict(STRONG, high=0.9, gates_ok=True)
+
+
+def test_prediction1_reads_the_primary_test_only_once_the_instrument_can_say_yes():
+    primary = dict(verdict=V.SUPPORTED, reason="the MLP's images show motifs")
+    assert V.prediction1(primary, CONTROLS_OK, CHANNELS_OK) == (V.SUPPORTED, primary["reason"])
+    assert V.prediction1(dict(primary, verdict=V.NOT_SUPPORTED), CONTROLS_OK, CHANNELS_OK)[0] == V.NOT_SUPPORTED
+    # the measure fails its known answers, the channel images fail their gates, or the measure misses their tiling
+    failed = V.measure_controls_passed({"stamped": 0.05, "noise": 0.0}, {"stamped": "high", "noise": "low"})
+    assert failed[0] is False and "stamped 0.050" in failed[1]
+    assert V.prediction1(primary, failed, CHANNELS_OK) == (V.NOT_TESTABLE, failed[1])
+    assert V.prediction1(primary, CONTROLS_OK, dict(CHANNELS_OK, gates_ok=False))[0] == V.NOT_TESTABLE
+    verdict, reason = V.prediction1(primary, CONTROLS_OK, dict(CHANNELS_OK, delta=0.1, low=0.02))
+    assert verdict == V.NOT_TESTABLE and "channel images" in reason
+
+
+def test_the_measure_controls_need_every_high_control_high_and_every_low_one_low():
+    expected = {"stamped": "high", "tiled": "high", "noise": "low"}
+    assert V.measure_controls_passed({"stamped": 0.4, "tiled": 0.2, "noise": 0.0}, expected)[0]
+    assert not V.measure_controls_passed({"stamped": 0.4, "tiled": 0.1, "noise": 0.0}, expected)[0]
+    assert not V.measure_controls_passed({"stamped": 0.4, "tiled": 0.2, "noise": 0.15}, expected)[0]
 
 
 def test_prediction1_rule_in_words_uses_the_thresholds():
     text = V.describe_prediction1(dict(V.PREDICTION1, min_position=0.37))
-    assert "0.37" in text and "Cliff" in text
-    assert "99%" in V.describe_am_gates()
+    assert "0.37" in text and "Cliff" in text and "phase-randomized" in text
+    assert "0.15" in V.describe_prediction1() and "99%" in V.describe_am_gates()
 
 
 def test_null_validity_and_the_strongest_valid_null():
@@ -180,10 +187,6 @@ def test_holm_families_hold_exactly_the_tests_of_each_verdict():
             dict(statistic="ceiling", valid=True)]
     V.adjust_prediction2(rows)
     assert [r.get("p_holm") for r in rows] == [None, pytest.approx(0.02), None, pytest.approx(0.02), None]
-    effects = [dict(objective="classes", p=0.01), dict(objective="channels", p=0.001), dict(objective="units", p=0.04)]
-    V.adjust_prediction1(effects)
-    assert effects[0]["p_holm"] == pytest.approx(0.02) and effects[2]["p_holm"] == pytest.approx(0.04)
-    assert effects[1]["p_holm"] != effects[1]["p_holm"]  # NaN: the channel objective is outside the verdict
 
 
 def test_the_mid_layer_rule_picks_the_largest_margin_among_mid_depth_candidates():
@@ -203,3 +206,5 @@ def test_am_success_reads_the_gate_when_it_judges(monkeypatch):
     assert V.am_success(torch.tensor([98.5, 50.0]), natural)[0].tolist() == [True, False]
     monkeypatch.setitem(V.AM_GATES, "success_quantile", 0.4)
     assert V.am_success(torch.tensor([98.5, 50.0]), natural)[0].tolist() == [True, True]
+    # above the natural quantile but not above its own start image: no success
+    assert V.am_success(torch.tensor([98.5, 50.0]), natural, torch.tensor([99.0, 10.0]))[0].tolist() == [False, True]
