@@ -16,6 +16,9 @@ P2_HEADERS = {"comparison": "Comparison", "arm": "SAE arm", "direction": "Direct
               "observed": "Held-out correlation", "position": "Position (0 = null, 1 = ceiling), 95% interval",
               "verdict": "Verdict"}
 ARM_WORDS = {"l1": "L1", "topk": "TopK"}
+TRANSFER_HEADERS = {"direction": "AM images of → partner in", "features": "Features", "pairs": "Pairs",
+                    "percentile": "Partner's percentile among the other network's features (0.5: none), 95% interval",
+                    "p": "p (percentile > 0.5)"}
 
 
 def _unique(items):
@@ -117,6 +120,15 @@ class AnswersPage:
                      position=f"{d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]",
                      verdict=d["verdict"]) for d in c["directions"]]
         return html_table(rows, P2_HEADERS)
+
+    def transfer_table(self, layer="hidden"):
+        """The atlas's transfer test: do one network's AM images of a feature drive its partner in the other?"""
+        from helpers import atlas
+        table = atlas.transfer_summary(atlas.load(self.profile, layer))
+        rows = [dict(direction=r.direction, features=r.features, pairs=r.pairs,
+                     percentile=f"{r.mean_percentile:.2f} [{r.low:.2f}, {r.high:.2f}]", p=f"{r.p:.3g}")
+                for r in table.itertuples()]
+        return html_table(rows, TRANSFER_HEADERS)
 
     def matched_pairs(self, layer="hidden"):
         """The best and typical matched feature pairs of the atlas (``05_atlas``), CNN beside MLP."""

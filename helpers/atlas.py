@@ -97,6 +97,45 @@ class Atlas:
                                    progress=False).images
         return out
 
+    @torch.no_grad()
+    def codes(self, family, images):
+        """The primary SAE's features of ``family`` (model seed 0) on float images in [0, 1], read at the study
+        layer as 02 harvests it."""
+        from helpers.activations import pooled
+        from helpers.models import record
+        from helpers.train import load_trained
+        net = load_trained(family, self.profile, 0)
+        sae = saes.load_sae(self.profile, self.layer, saes.primary_spec(family))
+        module = self.modules[family]
+        with record(net, [module]) as acts:
+            net(images.to(next(net.parameters()).device))
+            x = pooled(acts[module]).flatten(1).float().cpu()
+        return sae.encode(x)
+
+    def transfer(self, picked, am):
+        """Do one network's AM images of a feature drive its best-matched partner in the other network more than
+        the other network's other features? For each chosen feature with a partner: the partner's rank among the
+        other network's alive features on that AM image, each feature's activation taken relative to its largest
+        on the test images (mid-ranks for ties; 0.5 when the image tells the partner from no other feature).
+        Returns a list of rows (direction, feature, partner, why, r, percentile)."""
+        rows = []
+        for f in self.families:
+            other = self.other(f)
+            items = [(row, i, why) for row, (i, why) in enumerate(picked[f]) if i in self.matches[f]]
+            if not items:
+                continue
+            codes = self.codes(other, am[f][[row for row, _, _ in items]])
+            alive = self.frequency[other] > 0
+            relative = codes[:, alive] / self.features[other][:, alive].max(0).values.clamp_min(1e-12)
+            index = torch.cumsum(alive.long(), 0) - 1  # a feature's column among the alive ones
+            for n, (_, i, why) in enumerate(items):
+                partner = self.matches[f][i]["partner"]
+                value = relative[n, index[partner]]
+                percentile = ((relative[n] < value).float().mean() + 0.5 * (relative[n] == value).float().mean())
+                rows.append(dict(direction=direction_name(f, other), feature=i, partner=partner, why=why,
+                                 r=round(self.matches[f][i]["r"], 4), percentile=round(percentile.item(), 4)))
+        return rows
+
     def data(self, am_steps):
         """Everything the page shows: per family its features (id, why, frequency, partner, r, mutual,
         reproducibility, the labels of the top images) and its image sheet as a JPEG data URL."""
@@ -104,7 +143,7 @@ class Atlas:
         picked = self.chosen()
         am = self.render_am(picked, am_steps)
         out = dict(profile=self.profile, layer=self.layer, modules=self.modules, tile=TILE, top=TOP_IMAGES,
-                   names={f: SIDE_NAMES[f] for f in self.families}, families={})
+                   names={f: SIDE_NAMES[f] for f in self.families}, families={}, transfer=self.transfer(picked, am))
         for f in self.families:
             acts, frequency = self.features[f], self.frequency[f]
             records, tiles = [], []
@@ -238,6 +277,31 @@ def describe(data):
             f"other family's choice. For each: its AM image (framed), its {TOP_IMAGES} most activating test images "
             f"with their classes, its firing frequency, and its best partner by held-out correlation (the match "
             f"that 03 reports), with the partner's images.")
+
+
+def transfer_summary(data, replicates=2000, seed=0):
+    """The transfer rows of ``data`` per direction and kind of feature (best matched, typical, partners): pairs,
+    the mean percentile of the partner with a bootstrap 95% interval over pairs, the share above 0.5, and the
+    one-sided Wilcoxon p of percentile > 0.5 (what no transfer gives). A pandas table."""
+    import pandas as pd
+    from scipy.stats import wilcoxon
+    rows = pd.DataFrame(data["transfer"])
+    if rows.empty:
+        return rows
+    rows["kind"] = rows.why.where(rows.why.isin(["best matched", "typical (random alive)"]), "partner")
+    out = []
+    g = torch.Generator().manual_seed(seed)
+    for (direction, kind), part in rows.groupby(["direction", "kind"], sort=False):
+        v = torch.tensor(part.percentile.values, dtype=torch.float64)
+        reps = v[torch.randint(len(v), (replicates, len(v)), generator=g)].mean(1)
+        low, high = torch.quantile(reps, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+        centred = v.numpy() - 0.5
+        p = float(wilcoxon(centred, alternative="greater").pvalue) if (centred != 0).any() else 1.0
+        out.append(dict(direction=direction.replace("->", " → ").replace("cnn", "VGG").replace("mlp", "MLP"),
+                        features=kind, pairs=len(v), mean_percentile=round(v.mean().item(), 3),
+                        low=round(low, 3), high=round(high, 3), above_half=round((v > 0.5).double().mean().item(), 3),
+                        p=float(f"{p:.3g}")))
+    return pd.DataFrame(out)
 
 
 def matched_pairs_figure(data, kinds=("best matched", "typical (random alive)"), per_kind=3, family="cnn"):

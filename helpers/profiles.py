@@ -229,7 +229,8 @@ def _models(p):
 
 def table_markdown():
     """The profiles as a Markdown table (00_train; the README's table is checked against it by a test)."""
-    rows = ["| profile | models | training (CNN + MLP) | seeds | SAE steps | AM: neurons × AM seeds per model × steps |",
+    rows = ["| profile | models | training (CNN + MLP) | seeds | SAE steps "
+            "| AM: neurons × AM seeds per model × steps |",
             "| --- | --- | --- | --- | --- | --- |"]
     for p in PROFILES.values():
         models, training = _models(p)

@@ -259,6 +259,14 @@ def test_the_atlas_shows_each_chosen_feature_with_its_partner_as_03_matched_it(s
             if r["partner"] is not None:
                 assert rows.loc[r["feature"], "partner"] == r["partner"]
                 assert r["r"] == pytest.approx(rows.loc[r["feature"], "heldout_r"], abs=1e-4)
+    # transfer: one row per chosen feature with a partner, its partner's percentile in the other network
+    transfer = pd.DataFrame(data["transfer"])
+    assert set(transfer.direction) == {"cnn->mlp", "mlp->cnn"} and transfer.percentile.between(0, 1).all()
+    partners = {(family, r["feature"]): r["partner"] for family in ("cnn", "mlp")
+                for r in data["families"][family]["features"] if r["partner"] is not None}
+    assert all(partners[(t.direction[:3], t.feature)] == t.partner for t in transfer.itertuples())
+    assert len(transfer) == len(partners) and "Transfer between the two networks" in outputs(nb)
+    assert set(atlas.transfer_summary(data).direction) == {"VGG → MLP", "MLP → VGG"}
 
 
 def test_compare_notebook_names_the_missing_step(tmp_path):
