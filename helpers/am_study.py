@@ -554,7 +554,8 @@ class AMPage:
             profile=self.profile, units=s.units, model_seeds=len(self.model_seeds), am_seeds=s.am_seeds,
             steps=s.steps, prediction1=self.verdict, reason=self.reason, per_kind=per_kind,
             controls=dict(passed=bool(self.control_result[0]), reason=self.control_result[1]),
-            channel_control={k: (float(v) if isinstance(v, (int, float)) else v) for k, v in ch.items()},
+            channel_control={k: (v if isinstance(v, bool) else float(v)) for k, v in ch.items()
+                             if isinstance(v, (bool, int, float))},
             primary=comparisons[comparisons.primary].iloc[0].to_dict(), reading=reading,
             comparisons=comparisons.to_dict("records"), settings=dict(s.as_dict(), overrides=self.overrides),
             summary=self.medians.reset_index().to_dict("records")))
