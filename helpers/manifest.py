@@ -35,7 +35,8 @@ def steps(profile, seed=0):
            for m in p.families for s in range(p.model_seeds)] if not p.official else []
     out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
                     "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
-                    tuple((a, {}) for a in ("am_scores", "am_gates", "am_effects", "am_comparisons", "am_summary"))))
+                    tuple((a, {}) for a in ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons",
+                                            "am_summary"))))
     # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
     for layer, tag in (("hidden", ""), ("mid", "_mid")):
         for m in p.families:
