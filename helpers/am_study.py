@@ -172,11 +172,12 @@ def baseline_scores(images):
     return pd.DataFrame({name: fn(images).tolist() for name, fn in MEASURES.items()})
 
 
-def control_table(natural, start, seed=0):
-    """The primary measure on ``repetition.measure_controls``: one row per image (control, expected, score)."""
+def control_table(controls):
+    """The primary measure on ``repetition.measure_controls``'s images: one row per image (control, expected,
+    score)."""
     import pandas as pd
     return pd.concat([pd.DataFrame(dict(control=name, expected=expected, score=MEASURES[PRIMARY_MEASURE](x).tolist()))
-                      for name, (x, expected) in measure_controls(natural, start, seed=seed).items()])
+                      for name, (x, expected) in controls.items()])
 
 
 def controls_verdict(controls):
@@ -212,12 +213,12 @@ def prediction1_tables(table, replicates=1000, seed=0):
                   for g in rows]
         passed[(setting, family, group)] = verdict.gates_passed(rows)
     for setting, objective in table[["setting", "objective"]].drop_duplicates().itertuples(index=False):
+        kind = (table.setting == setting) & (table.objective == objective)
+        present = set(table[kind].family)  # the MLP has no channel objective, the CNN no residual stream
+        mine = kind & table.success
         for measure in MEASURES:
-            mine = (table.setting == setting) & (table.objective == objective) & table.success
-            for family in profiles.FAMILIES:
+            for family in (f for f in profiles.FAMILIES if f in present):
                 here = mine & (table.family == family)
-                if not (table[(table.setting == setting) & (table.objective == objective)].family == family).any():
-                    continue  # the MLP has no channel objective, the CNN no residual stream
                 effect, reps = _effect(table[here & (table.network == "trained")][measure],
                                        table[here & (table.network == "random-init")][measure], replicates, seed)
                 replicate_sets[(setting, measure, family, objective)] = reps
@@ -228,8 +229,7 @@ def prediction1_tables(table, replicates=1000, seed=0):
                                     gates_ok=verdict.all_passed(passed, [(setting, family, group),
                                                                          (setting, family, group.null)]), **effect))
             trained = mine & (table.network == "trained")
-            present = table[(table.setting == setting) & (table.objective == objective)].family
-            if set(present) >= set(profiles.FAMILIES):
+            if present >= set(profiles.FAMILIES):
                 direct, _ = _effect(table[trained & (table.family == "mlp")][measure],
                                     table[trained & (table.family == "cnn")][measure], replicates, seed)
                 effects.append(dict(setting=setting, measure=measure, family="mlp-vs-cnn", objective=objective,
@@ -412,7 +412,8 @@ class AMPage:
 
     def controls(self):
         """The primary measure on its known answers (written to ``am_controls.csv``), and whether it passed."""
-        self.control_rows = control_table(self.natural, self.starts(), seed=self.seed)
+        self.control_images = measure_controls(self.natural, self.starts(), seed=self.seed)
+        self.control_rows = control_table(self.control_images)
         self.control_rows.to_csv(store.path("am_controls", profile=self.profile), index=False)
         self.control_result = controls_verdict(self.control_rows)
         return self.control_result
@@ -422,7 +423,7 @@ class AMPage:
         (runs ``controls``)."""
         import matplotlib.pyplot as plt
         self.controls()
-        controls = measure_controls(self.natural, self.starts(), seed=self.seed)
+        controls = self.control_images
         rule = verdict.MEASURE_CONTROLS
         fig = plt.figure(figsize=(12, 5.5))
         for i, (name, (x, expected)) in enumerate(controls.items()):

@@ -38,6 +38,7 @@ class Atlas:
         import pandas as pd
 
         from helpers.data import load_cifar10
+        from helpers.train import load_trained
         profiles.get(self.profile)
         profiles.check_layer(self.layer)
         profiles.check_seed(self.seed)
@@ -57,6 +58,9 @@ class Atlas:
                                for r in rows.itertuples()}
         self.test_images, self.test_labels, _ = load_cifar10("test", verbose=False)
         self.modules = {f: saes.study_layer(f, self.profile, self.layer) for f in self.families}
+        # model seed 0 and its primary SAE, read once: AM renders along the encoder, transfer reads the codes
+        self.nets = {f: load_trained(f, self.profile, 0) for f in self.families}
+        self.saes = {f: saes.load_sae(self.profile, self.layer, saes.primary_spec(f)) for f in self.families}
 
     def other(self, family):
         return next(f for f in self.families if f != family)
@@ -87,12 +91,11 @@ class Atlas:
     def render_am(self, picked, steps):
         """AM images along the chosen features' encoder directions, one batch per family."""
         from helpers import actmax
-        from helpers.train import load_trained
         out, color = {}, actmax.cifar_color_matrix()  # (it reads the training images: once)
         for f in self.families:
-            rows = saes.load_sae(self.profile, self.layer, saes.primary_spec(f)).W_enc.detach()
+            rows = self.saes[f].W_enc.detach()
             ids = [i for i, _ in picked[f]]
-            out[f] = actmax.render(load_trained(f, self.profile, 0), actmax.direction(self.modules[f], rows[ids]),
+            out[f] = actmax.render(self.nets[f], actmax.direction(self.modules[f], rows[ids]),
                                    steps=steps, seed=self.seed, color_matrix=color,
                                    progress=False).images
         return out
@@ -103,14 +106,11 @@ class Atlas:
         layer as 02 harvests it."""
         from helpers.activations import pooled
         from helpers.models import record
-        from helpers.train import load_trained
-        net = load_trained(family, self.profile, 0)
-        sae = saes.load_sae(self.profile, self.layer, saes.primary_spec(family))
-        module = self.modules[family]
+        net, module = self.nets[family], self.modules[family]
         with record(net, [module]) as acts:
             net(images.to(next(net.parameters()).device))
             x = pooled(acts[module]).flatten(1).float().cpu()
-        return sae.encode(x)
+        return self.saes[family].encode(x)
 
     def transfer(self, picked, am):
         """Do one network's AM images of a feature drive its best-matched partner in the other network more than
