@@ -31,6 +31,15 @@ def html_table(rows, headers):
     return pd.DataFrame(rows)[list(headers)].rename(columns=headers).to_html(index=False, border=0, escape=True)
 
 
+# Which pair the front page leads with, fixed before the competence-matched run: the fully trained models, the pair
+# the proposal names and every earlier verdict judged. The pair with the CNNs at the MLP's accuracy follows at once,
+# with both of its verdicts, as the test of whether a verdict is about architecture or about competence.
+LEADING_PAIR = "full"
+COMPETENCE_HEADERS = {"pair": "Pair", "cnn": "CNN test accuracy (per model seed)", "mlp": "MLP test accuracy",
+                      "p1": "Prediction 1", "p1_primary": "CNN δ / MLP δ over random init (primary test)",
+                      "p2": "Prediction 2, last hidden layers", "p2_position": "Position VGG → MLP, MLP → VGG (L1)"}
+
+
 @dataclass
 class AnswersPage:
     profile: str
@@ -41,6 +50,53 @@ class AnswersPage:
         store.require("conclusions", profile=self.profile, layer="hidden")
         self.conclusions = {layer: json.loads(path.read_text()) for layer in profiles.STUDY_LAYERS
                             if (path := store.path("conclusions", profile=self.profile, layer=layer)).exists()}
+        self.matched = [AnswersPage(m) for m in profiles.matched_profiles(self.profile)
+                        if store.ARTIFACTS["conclusions"].path(profile=m, layer="hidden").exists()]
+
+    # ------------------------------------------------------------------ competence
+
+    def _accuracies(self, family):
+        from helpers.train import matching_table, training_record
+        p = profiles.get(self.profile)
+        if p.matching and family in p.matching.families:
+            t = matching_table(self.profile)
+            return list(t[t.model == profiles.FAMILY_NAMES[family]].accuracy)
+        base = p.matching.base if p.matching else self.profile
+        return [training_record(family, base, s)["test_accuracy"] for s in range(p.model_seeds)]
+
+    def _competence_row(self, pair):
+        p, c = self.am["primary"], self.conclusions["hidden"]
+        positions = {d["direction"]: d for d in c["directions"] if d["arm"] == "l1" and d["comparison"] == "question"}
+        shown = ", ".join(f"{d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]"
+                          for d in (positions.get("cnn->mlp"), positions.get("mlp->cnn")) if d)
+        return dict(pair=pair, cnn=", ".join(f"{a:.1%}" for a in self._accuracies("cnn")),
+                    mlp=", ".join(f"{a:.1%}" for a in self._accuracies("mlp")), p1=self.am["prediction1"],
+                    p1_primary=f"{p['cnn_delta']:.2f} / {p['mlp_delta']:.2f}", p2=c["prediction2"], p2_position=shown)
+
+    def competence_sentence(self):
+        """Both verdicts again with the CNNs at the epoch whose accuracy matches the MLP's."""
+        if not self.matched:
+            return ""
+        m = self.matched[0]
+        from helpers.train import matching_table
+        t = matching_table(m.profile)
+        epochs = "; ".join(f"{r.model} seed {r.model_seed}: epoch {r.epoch} of {r.epochs}, {r.accuracy:.1%} (MLP "
+                           f"{r.target:.1%})" for r in t.itertuples())
+        return (f"**With competence-matched CNNs** (each CNN at the epoch whose test accuracy is nearest the MLP's of "
+                f"the same seed: {epochs}): Prediction 1 is **{m.am['prediction1']}** ({m.am['reason']}); Prediction "
+                f"2 at the last hidden layers (L1 arm) is **{m.conclusions['hidden']['prediction2']}**.")
+
+    def competence_table(self):
+        """The full pair beside the competence-matched one: accuracies and both verdicts."""
+        rows = [self._competence_row("fully trained CNNs")]
+        rows += [m._competence_row("CNNs at the MLP's accuracy") for m in self.matched]
+        return html_table(rows, COMPETENCE_HEADERS)
+
+    def trajectory_image(self, width=900):
+        """The curve of alignment along training and scale (``06_training``), where the profile has it."""
+        from helpers.display import Image
+        path = store.ARTIFACTS["trajectory_figure"].path(profile=self.profile)
+        return Image(filename=str(path), width=width) if path.exists() else None
 
     # ------------------------------------------------------------------ Prediction 1
 
@@ -143,7 +199,11 @@ def landing_text(profile):
     p2 = "; ".join(f"at {WHERE_SHORT[layer]}, **{c['prediction2']}**" for layer, c in page.conclusions.items())
     return (f"**The answers** (profile `{profile}`: {profiles.get(profile).models}).\n\n"
             f"- **Prediction 1** (recurring patterns in activation maximization): **{p1}**.\n"
-            f"- **Prediction 2** (similar dictionaries): {p2}.\n\n"
+            f"- **Prediction 2** (similar dictionaries): {p2}.\n"
+            + "".join(f"- **With the CNNs at the MLP's accuracy** (an earlier epoch of the same training): "
+                      f"Prediction 1 **{m.am['prediction1']}**; Prediction 2 at the last hidden layers "
+                      f"**{m.conclusions['hidden']['prediction2']}**.\n" for m in page.matched)
+            + "\n"
             f"Each verdict, the numbers it rests on and the images it is about: "
             f"[the answers]({profile}/answers.ipynb). "
             f"Browse the features behind Prediction 2, each beside its best partner in the other network: "

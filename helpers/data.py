@@ -233,12 +233,13 @@ def to_float(images):
     return images.float().div_(255)
 
 
-def augment(images, generator=None):
-    """Standard CIFAR augmentation on a uint8 batch: 4-pixel zero-padded random crop and a horizontal flip."""
+def augment(images, generator=None, pad=4):
+    """Standard CIFAR augmentation on a uint8 batch: a ``pad``-pixel zero-padded random crop (0: none) and a
+    horizontal flip."""
     n, _, h, w = images.shape
-    padded = F.pad(images, (4, 4, 4, 4))
-    dy = torch.randint(0, 9, (n,), generator=generator, device=images.device)
-    dx = torch.randint(0, 9, (n,), generator=generator, device=images.device)
+    padded = F.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=images.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=images.device)
     flip = torch.rand(n, generator=generator, device=images.device) < 0.5
     rows = dy[:, None] + torch.arange(h, device=images.device)            # (n, h)
     cols = dx[:, None] + torch.arange(w, device=images.device)            # (n, w)
@@ -252,8 +253,9 @@ def gather_crops(padded, rows, cols):
     return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def batches(images, labels, batch_size, shuffle=True, augmented=True, seed=0, drop_last=True):
-    """One epoch of (float images in [0, 1], labels), with data kept as one tensor on its device."""
+def batches(images, labels, batch_size, shuffle=True, augmented=True, seed=0, drop_last=True, pad=4):
+    """One epoch of (float images in [0, 1], labels), with data kept as one tensor on its device; ``augmented``:
+    random crops of ``pad`` pixels and flips (``augment``)."""
     generator = torch.Generator(device=images.device).manual_seed(seed)
     n = len(images)
     order = (torch.randperm(n, generator=generator, device=images.device) if shuffle
@@ -263,7 +265,7 @@ def batches(images, labels, batch_size, shuffle=True, augmented=True, seed=0, dr
         idx = order[start:start + batch_size]
         x = images[idx]
         if augmented:
-            x = augment(x, generator)
+            x = augment(x, generator, pad)
         yield to_float(x), labels[idx]
 
 

@@ -16,13 +16,19 @@ class Step:
     def target(self, book, profile):
         return book / profile / f"{self.page}.ipynb"
 
+    def profile(self, profile):
+        """The profile the step runs: the study's, or the competence-matched one built on it."""
+        return self.parameters.get("profile", profile)
+
     def download_paths(self, profile):
         """The results files of the page that exist (paths under the data folder)."""
-        paths = [store.ARTIFACTS[name].path(profile=profile, **fields) for name, fields in self.downloads]
+        paths = [store.ARTIFACTS[name].path(profile=self.profile(profile), **fields) for name, fields in self.downloads]
         return [p for p in paths if p.exists()]
 
 
-NAMES = {"cnn": "CNN", "mlp": "MLP", "resnet": "reference ResNet"}
+NAMES = {"cnn": "CNN", "mlp": "MLP", "resnet": "reference ResNet", "mlp-small": "smaller MLP"}
+AM_DOWNLOADS = ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons", "am_summary")
+COMPARE_DOWNLOADS = ("compare_gates", "compare_statistics", "compare_directions", "compare_features", "compare_cka")
 SEED_WORDS = {0: "", 1: ", second seed", 2: ", third seed"}
 
 
@@ -32,11 +38,10 @@ def steps(profile, seed=0):
     out = [Step("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""),
                 f"Training the {NAMES[m]}" + SEED_WORDS.get(s, f", seed {s}"), dict(model=m, seed=seed + s),
                 (("training_record", dict(family=m, seed=seed + s)),))
-           for m in p.families for s in range(p.model_seeds)] if not p.official else []
+           for m in p.trained_models for s in range(p.model_seeds)] if not p.official else []
     out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
                     "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
-                    tuple((a, {}) for a in ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons",
-                                            "am_summary"))))
+                    tuple((a, {}) for a in AM_DOWNLOADS)))
     # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
     for layer, tag in (("hidden", ""), ("mid", "_mid")):
         for m in p.families:
@@ -47,16 +52,34 @@ def steps(profile, seed=0):
                                   for a in ("sae_metrics", "sae_gates", "sae_summary"))))
         out.append(Step("03_compare.ipynb", f"03_compare{tag}", "Comparison and conclusions (Prediction 2)"
                         if layer == "hidden" else "Comparison at the mid-depth layers", dict(layer=layer, seed=seed),
-                        tuple((a, dict(layer=layer)) for a in ("compare_gates", "compare_statistics",
-                                                               "compare_directions", "compare_features",
-                                                               "compare_cka"))
+                        tuple((a, dict(layer=layer)) for a in COMPARE_DOWNLOADS)
                         + (("layer_map_table", {}), ("conclusions", dict(layer=layer)))))
+    # Both predictions again, through the same pages, with the CNNs at the epoch whose accuracy matches the MLP's.
+    for matched in profiles.matched_profiles(profile):
+        m = profiles.get(matched)
+        out.append(Step("01_activation_maximization.ipynb", "matched_01_activation_maximization",
+                        "Activation maximization, competence-matched CNNs",
+                        dict(profile=matched, model="both", seed=seed, explorer=False),
+                        tuple((a, {}) for a in AM_DOWNLOADS)))
+        for f in m.matching.families:
+            out.append(Step("02_sae.ipynb", f"matched_02_sae_{f}", f"Sparse autoencoder on the competence-matched "
+                            f"{NAMES[f]}", dict(profile=matched, model=f, layer="hidden", seed=seed, explorer=False),
+                            tuple((a, dict(family=f, layer="hidden"))
+                                  for a in ("sae_metrics", "sae_gates", "sae_summary"))))
+        out.append(Step("03_compare.ipynb", "matched_03_compare", "Comparison with competence-matched CNNs "
+                        "(Prediction 2)", dict(profile=matched, layer="hidden", seed=seed),
+                        tuple((a, dict(layer="hidden")) for a in COMPARE_DOWNLOADS)
+                        + (("conclusions", dict(layer="hidden")),)))
+    if p.scale_models:
+        out.append(Step("06_training.ipynb", "06_training", "Alignment along training and scale",
+                        dict(seed=seed), (("trajectory", {}),)))
     for layer, tag in (("hidden", ""), ("mid", "_mid")):
         out.append(Step("05_atlas.ipynb", f"05_atlas{tag}", "Feature atlas" + ("" if layer == "hidden" else
                                                                                 ", mid-depth layers"),
                         dict(layer=layer, seed=seed), (("atlas", dict(layer=layer)),)))
     out.append(Step("04_answers.ipynb", "answers", "The answers", {},
-                    (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))))
+                    (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))
+                    + (("trajectory", {}),) * bool(p.scale_models)))
     return out
 
 

@@ -52,10 +52,12 @@ def plot_history(records):
     """Training loss and test accuracy per epoch for one or more training records (name -> record)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
     for name, record in records.items():
-        epochs = [h["epoch"] for h in record["history"]]
-        ax_loss.plot(epochs, [h["train_loss"] for h in record["history"]], marker="o", label=name)
-        ax_acc.plot(epochs, [h["test_acc"] for h in record["history"]], marker="o", label=f"{name} test")
-        ax_acc.plot(epochs, [h["train_acc"] for h in record["history"]], ls="--", label=f"{name} train (augmented)")
+        history = record["history"]
+        trained = [h for h in history if h["train_loss"] is not None]  # epoch 0, the initialization, has no loss
+        ax_loss.plot([h["epoch"] for h in trained], [h["train_loss"] for h in trained], marker="o", label=name)
+        ax_acc.plot([h["epoch"] for h in history], [h["test_acc"] for h in history], marker="o", label=f"{name} test")
+        ax_acc.plot([h["epoch"] for h in trained], [h["train_acc"] for h in trained], ls="--",
+                    label=f"{name} train (augmented)")
     ax_loss.set(xlabel="epoch", ylabel="training loss (label-smoothed)", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     ax_acc.axhline(0.1, color="grey", lw=0.8, ls=":", label="chance")

@@ -22,7 +22,10 @@ FAMILIES = ("cnn", "mlp")  # the two families the study compares
 # shows what "similar dictionaries" looks like between two architectures that share the convolutional bias.
 REFERENCE = "resnet"
 ALL_FAMILIES = (*FAMILIES, REFERENCE)
-FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP", "resnet": "ResNet"}
+# More sizes of a family, trained only for the curve of alignment along training and scale (``helpers.trajectory``):
+# model name -> its family. A profile's ``training`` may hold them beside its families.
+SCALE_MODELS = {"mlp-small": "mlp"}
+FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP", "resnet": "ResNet", "mlp-small": "BottleneckMLP (small)"}
 STUDY_LAYERS = ("hidden", "mid")  # the proposal's last hidden layers, and the best-aligned mid-depth pair
 
 
@@ -68,6 +71,7 @@ class Training(Settings):
     lr: float = _setting(0.1, low=0.0)
     weight_decay: float = _setting(5e-4, low=0.0)
     label_smoothing: float = _setting(0.1, low=0.0)
+    crop: int = _setting(4, low=0)  # random crops from images zero-padded by this many pixels (0: flips only)
     train_subset: object = None
     test_subset: object = None
 
@@ -113,6 +117,16 @@ class Compare(Settings):
     pairs: int = _setting(6, low=0)         # best-matched feature pairs shown
     am_steps: int = _setting(128, low=1)    # AM steps for the pairs' images
     layer_map_images: int = _setting(2000, low=10)  # training images of the every-layer CKA map
+    trajectory_images: int = _setting(1000, low=10)  # test images of the CKA between every pair of epoch checkpoints
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A competence-matched profile: ``base``'s models, with each of ``families`` taken at the epoch checkpoint whose
+    test accuracy is nearest ``target``'s (same model seed, ``train.competence_match``)."""
+    base: str
+    families: tuple = ("cnn", "resnet")
+    target: str = "mlp"
 
 
 @dataclass(frozen=True)
@@ -131,11 +145,21 @@ class Profile:
     layer_arms: dict = field(default_factory=lambda: {"hidden": ("l1", "topk"), "mid": ("l1",)})
     small: bool = True          # small models, far from the proposal's: the pages say so among the limits
     caption: str = ""           # the book's part heading for the profile's pages
+    matching: Matching = None   # set for a competence-matched profile: which models it reuses and which it matches
 
     @property
     def families(self):
         """The families the profile has models of: the compared two, and the reference CNN where it is trained."""
         return tuple(f for f in ALL_FAMILIES if f in self.training) if self.training else FAMILIES
+
+    @property
+    def trained_models(self):
+        """Every model the profile trains: its families, then its further sizes (``SCALE_MODELS``)."""
+        return self.families + self.scale_models if self.training else ()
+
+    @property
+    def scale_models(self):
+        return tuple(m for m in self.training if m in SCALE_MODELS)
 
     @property
     def official(self):
@@ -153,19 +177,45 @@ _CNN = dict(epochs=7, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=5e-4
 # full-resolution stage, as in ResNet-18, would cost 0.18 s).
 _RESNET_CPU = dict(width=1 / 8, stages=(0, 1, 1, 1), head=512)
 _MLP = dict(epochs=7, batch_size=256, optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1)
+_CPU_TRAINING = {
+    "cnn": Training(arch=dict(width=1 / 8), **_CNN),
+    "resnet": Training(arch=_RESNET_CPU, **_CNN),
+    "mlp": Training(arch=dict(depth=4, width=512, expansion=4, resolution=32), **_MLP),
+    # the second MLP size of the curve along training and scale: half the depth and width (1/10 of the parameters)
+    "mlp-small": Training(arch=dict(depth=2, width=256, expansion=4, resolution=32), **_MLP)}
+_SMOKE_TRAINING = {
+    # at 1/16 width (hidden layers of 256) the comparison's 48 SAEs stay cheap enough for the tests
+    "cnn": Training(arch=dict(width=1 / 16), **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
+                    test_subset=2000),
+    "resnet": Training(arch=dict(_RESNET_CPU, width=1 / 16, head=256), **dict(_CNN, epochs=3, batch_size=128),
+                       train_subset=5000, test_subset=2000),
+    "mlp": Training(arch=dict(depth=2, width=64, expansion=4, resolution=32),
+                    **dict(_MLP, epochs=2, batch_size=128, lr=2e-3), train_subset=5000, test_subset=2000),
+    "mlp-small": Training(arch=dict(depth=1, width=32, expansion=4, resolution=32),
+                          **dict(_MLP, epochs=2, batch_size=128, lr=2e-3), train_subset=5000, test_subset=2000)}
+# Sized for one H100/H200 in 10 minutes (``benchmarks/paper_estimate.py``): the CNNs' training is most of it.
+_PAPER_TRAINING = {
+    "cnn": Training(arch=dict(width=1.0), **dict(_CNN, epochs=30)),
+    "resnet": Training(arch=dict(width=1.0, stages=(1, 1, 1, 1), head=4096), **dict(_CNN, epochs=30)),
+    "mlp": Training(arch=dict(depth=12, width=1024, expansion=4, resolution=32),
+                    **dict(_MLP, epochs=100, batch_size=1024)),
+    "mlp-small": Training(arch=dict(depth=6, width=512, expansion=4, resolution=32),
+                          **dict(_MLP, epochs=100, batch_size=1024))}
+# A competence-matched profile compares, through the same pages, the MLP with the CNNs at the epoch whose accuracy
+# matches the MLP's. Only the proposal's layer and the L1 arm (the proposal's SAE): both arms at both layers would
+# not fit the cpu study's budget, and the reused MLP results are its base profile's.
+_MATCHED = dict(layer_arms={"hidden": ("l1",)})
+
+_SMOKE_AM = AM(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50)
+_SMOKE_SAE = SAE(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2)
+_SMOKE_COMPARE = Compare(shuffles=2, permutations=199, replicates=20, pairs=2, am_steps=8)
 
 PROFILES = {p.name: p for p in (
-    Profile("smoke", "tiny test models trained for seconds", model_seeds=2, caption="tiny test models", training={
-        # at 1/16 width (hidden layers of 256) the comparison's 48 SAEs stay cheap enough for the tests
-        "cnn": Training(arch=dict(width=1 / 16), **dict(_CNN, epochs=3, batch_size=128), train_subset=5000,
-                        test_subset=2000),
-        "resnet": Training(arch=dict(_RESNET_CPU, width=1 / 16, head=256), **dict(_CNN, epochs=3, batch_size=128),
-                           train_subset=5000, test_subset=2000),
-        "mlp": Training(arch=dict(depth=2, width=64, expansion=4, resolution=32),
-                        **dict(_MLP, epochs=2, batch_size=128, lr=2e-3), train_subset=5000, test_subset=2000)},
-        am=AM(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50),
-        sae=SAE(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2),
-        compare=Compare(shuffles=2, permutations=199, replicates=20, pairs=2, am_steps=8)),
+    Profile("smoke", "tiny test models trained for seconds", model_seeds=2, caption="tiny test models",
+            training=_SMOKE_TRAINING, am=_SMOKE_AM, sae=_SMOKE_SAE, compare=_SMOKE_COMPARE),
+    Profile("smoke-matched", "tiny test models, the CNNs at the epoch whose accuracy matches the MLP's", model_seeds=2,
+            caption="tiny test models, competence-matched", training=_SMOKE_TRAINING, am=_SMOKE_AM, sae=_SMOKE_SAE,
+            compare=_SMOKE_COMPARE, matching=Matching("smoke"), **_MATCHED),
     # Both hidden layers are 512 wide (SAEs of 1,536 features each). Sized so that two seeds of each family train in
     # about 16 minutes on 2 cores: VGG13_bn at 1/8 width (channels-last: 0.12 s per step here, 1/4 width 0.37 s) and
     # 4 blocks (0.13 s per step; 6 blocks 0.18 s); about 33 s per epoch for either. 7 epochs, not 12, to fit the
@@ -173,16 +223,16 @@ PROFILES = {p.name: p for p in (
     # 57.2-57.5% (and 8 took 291 s per CNN on a 2-core AMD EPYC, 9% more than on the machine of the 72% run).
     Profile("cpu", "small models trained on 2 CPU cores: VGG13_bn at 1/8 width and a 4-block, width-512 bottleneck "
                    "MLP, two training seeds each", model_seeds=2, caption="small models trained on 2 CPU cores",
-            training={
-        "cnn": Training(arch=dict(width=1 / 8), **_CNN),
-        "resnet": Training(arch=_RESNET_CPU, **_CNN),
-        "mlp": Training(arch=dict(depth=4, width=512, expansion=4, resolution=32), **_MLP)}),
+            training=_CPU_TRAINING),
+    Profile("cpu-matched", "small models trained on 2 CPU cores, the CNNs at the epoch whose test accuracy matches "
+                           "the MLP's", model_seeds=2, caption="small models, competence-matched",
+            training=_CPU_TRAINING, matching=Matching("cpu"), **_MATCHED),
     Profile("paper", "VGG13_bn and B-12/Wi-1024 (resolution 32) trained here at full size", model_seeds=2,
-            small=False, caption="the full-size models trained here", training={
-        "cnn": Training(arch=dict(width=1.0), **dict(_CNN, epochs=40)),
-        "resnet": Training(arch=dict(width=1.0, stages=(2, 2, 2, 2), head=4096), **dict(_CNN, epochs=40)),
-        "mlp": Training(arch=dict(depth=12, width=1024, expansion=4, resolution=32),
-                        **dict(_MLP, epochs=100, batch_size=1024))}),
+            small=False, caption="the full-size models trained here", training=_PAPER_TRAINING),
+    Profile("paper-matched", "VGG13_bn and B-12/Wi-1024 trained here, the CNNs at the epoch whose test accuracy "
+                             "matches the MLP's", model_seeds=2, small=False,
+            caption="the full-size models trained here, competence-matched", training=_PAPER_TRAINING,
+            matching=Matching("paper"), **_MATCHED),
     Profile("official", "the published VGG13_bn and B-12/Wi-1024 (ImageNet-21k pre-trained) checkpoints",
             model_seeds=1, training={}, small=False, caption="the published checkpoints", am=AM(am_seeds=2)),
     # Full-size networks and SAEs (4096 -> 12,288 and 1024 -> 3,072), few steps: benchmarks/full_size.py runs it on a
@@ -196,6 +246,18 @@ PROFILES = {p.name: p for p in (
 STUDY_PROFILES = ("smoke", "cpu", "paper", "official")  # what `python -m helpers.study --profile` offers
 
 
+def results_profile(profile, family):
+    """The profile whose files hold ``family``'s checkpoints and results when ``profile`` runs: a competence-matched
+    profile reuses its base profile's for the families it does not match (the same models, so the same results)."""
+    m = get(profile).matching
+    return m.base if m and family not in m.families else profile
+
+
+def matched_profiles(profile):
+    """The competence-matched profiles built on ``profile``."""
+    return [p.name for p in PROFILES.values() if p.matching and p.matching.base == profile]
+
+
 def get(name):
     """The profile called ``name``, or a ValueError naming the choices."""
     if name not in PROFILES:
@@ -206,6 +268,7 @@ def get(name):
 
 
 def check_family(model, allowed=ALL_FAMILIES):
+    """``model`` if it is one of ``allowed`` (families, or with a profile's ``trained_models`` its further sizes)."""
     return check("model", model, str, list(allowed))
 
 
@@ -233,6 +296,8 @@ def table_markdown():
             "| AM: neurons × AM seeds per model × steps |",
             "| --- | --- | --- | --- | --- | --- |"]
     for p in PROFILES.values():
+        if p.matching:  # the same models as its base profile
+            continue
         models, training = _models(p)
         rows.append(f"| `{p.name}` | {models} | {training} | {p.model_seeds} | {p.sae.steps} | "
                     f"{p.am.units} × {p.am.am_seeds} × {p.am.steps} |")

@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from helpers import profiles
 from helpers.paths import cached, data_dir, load_cached, save_cached
 
 
@@ -20,6 +21,8 @@ class Artifact:
     notebook: str   # the notebook that writes it
 
     def path(self, **fields):
+        if "profile" in fields and "family" in fields:  # a competence-matched profile reuses its base's files
+            fields = dict(fields, profile=profiles.results_profile(fields["profile"], fields["family"]))
         try:
             return data_dir() / self.template.format(**fields)
         except KeyError as e:
@@ -31,6 +34,8 @@ _SAE = _R + "sae/{layer}/"
 ARTIFACTS = {a.name: a for a in (
     Artifact("checkpoint", "checkpoints/{family}_{profile}_seed{seed}.pt", "00_train.ipynb"),
     Artifact("training_record", "checkpoints/{family}_{profile}_seed{seed}.json", "00_train.ipynb"),
+    Artifact("epoch_checkpoint", "checkpoints/{family}_{profile}_seed{seed}/epoch{epoch}.pt", "00_train.ipynb"),
+    Artifact("training_state", "checkpoints/{family}_{profile}_seed{seed}/resume.pt", "00_train.ipynb"),
     Artifact("activations", "activations/{model}-{layer}-{split}-aug{augment_copies}-seed{seed}.pt",
              "02_sae.ipynb"),
     Artifact("am_run", _R + "am/{family}{model_seed}_{setting}_seed{am_seed}.pt", "01_activation_maximization.ipynb"),
@@ -64,6 +69,9 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("compare_figure", _R + "compare_{layer}_statistics.png", "03_compare.ipynb"),
     Artifact("conclusions", _R + "conclusions_{layer}.json", "03_compare.ipynb"),
     Artifact("atlas", _R + "atlas_{layer}.json", "05_atlas.ipynb"),
+    Artifact("trajectory_cache", _R + "trajectory.pt", "06_training.ipynb"),
+    Artifact("trajectory", _R + "trajectory.csv", "06_training.ipynb"),
+    Artifact("trajectory_figure", _R + "trajectory.png", "06_training.ipynb"),
 )}
 
 
@@ -142,4 +150,7 @@ AM_SUITE = CachedStep("am", "am_run", inputs=("model", "random_model", "layers",
                       modules=("helpers.actmax", "helpers.am_study", "helpers.models", "helpers.data"))
 LAYER_MAP = CachedStep("layer_map", "layer_map", inputs=("models", "random_models", "n_images", "seed", "pool"),
                        modules=("helpers.activations", "helpers.compare", "helpers.models", "helpers.data"))
-CACHED_STEPS = (HARVEST, SAE_TRAINING, AM_SUITE, LAYER_MAP)
+TRAJECTORY = CachedStep("trajectory", "trajectory_cache", inputs=("records", "configs", "modules", "n_images", "seed"),
+                        modules=("helpers.trajectory", "helpers.activations", "helpers.compare", "helpers.models",
+                                 "helpers.train", "helpers.data"))
+CACHED_STEPS = (HARVEST, SAE_TRAINING, AM_SUITE, LAYER_MAP, TRAJECTORY)

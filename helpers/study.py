@@ -11,8 +11,6 @@ import argparse
 import json
 import logging
 import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,8 +22,17 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
 
 from helpers import manifest, profiles
+from helpers.book import (  # noqa: F401
+    WIDGET_VIEW,
+    build_book,
+    download_links,
+    machine_paths,
+    prepare_for_book,
+    write_intro,
+    write_toc,
+)
 from helpers.data import ARCHIVE_ENV
-from helpers.paths import ROOT, atomic_path, data_dir, write_json
+from helpers.paths import ROOT, data_dir, write_json
 
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
@@ -39,7 +46,7 @@ BOOK = ROOT / "book"
 
 def steps(profile, seed=0):
     """(source notebook, executed notebook, parameters) in the order the study runs them (``manifest.steps``)."""
-    return [(s.notebook, s.target(BOOK, profile), dict(profile=profile, **s.parameters))
+    return [(s.notebook, s.target(BOOK, profile), {"profile": profile, **s.parameters})
             for s in manifest.steps(profile, seed)]
 
 
@@ -153,68 +160,6 @@ def execute_notebook(source, output, parameters, progress=False):
                                       kernel_name="python3", engine_name="interpret-mlp")
 
 
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-def prepare_for_book(path, downloads=(), folder=None):
-    """Shape an executed notebook for the book, in place: parameter cells removed, every other code cell folded
-    behind "show code" (setup cells, tagged ``remove-input`` in the source, stay hidden), logs (stderr: caching,
-    loading, warnings) and progress bars (widget views) left out of the outputs, and a last cell linking
-    ``downloads`` (see ``download_links``)."""
-    nb = json.loads(Path(path).read_text())
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if {"parameters", "injected-parameters"} & set(tags):
-            tags.append("remove-cell")
-        elif not {"remove-cell", "remove-input", "hide-input"} & set(tags):
-            tags.append("hide-input")
-        cell["outputs"] = [
-            o
-            for o in cell.get("outputs", [])
-            if not (o["output_type"] == "stream" and o["name"] == "stderr") and WIDGET_VIEW not in o.get("data", {})
-        ]
-    nb.get("metadata", {}).pop("widgets", None)
-    links = download_links(downloads, folder) if downloads else []
-    if links:
-        nb["cells"].append(dict(id="results-files", cell_type="markdown", metadata={},
-                                source="**Results files of this page**: " + ", ".join(links) + "."))
-    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-
-
-def download_links(files, folder):
-    """Copy ``files`` (paths under the data folder) into ``folder``; return MyST download-role links to the copies
-    (the book ships them with the page). A results file is named by its path below its profile's results folder."""
-    import shutil
-    links = []
-    for source in files:
-        rel = source.relative_to(data_dir()).as_posix()
-        name = rel.split("/", 2)[-1].replace("/", "_") if rel.startswith("results/") else rel.split("/")[-1]
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, folder / name)
-        links.append(f"{{download}}`{name} <{folder.name}/{name}>`")
-    return links
-
-
-# An absolute file path: '/' then at least two path parts, not inside a word, a number ("1/8") or a URL.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.-]+/)+[\w.-]+")
-DATA_URL = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")  # an embedded image (the atlas's sheets), not a path
-
-
-def machine_paths(path):
-    """Absolute file paths that an executed notebook shows a reader (its outputs and its visible sources):
-    each one names the machine that ran it, which ``shown_path`` exists to avoid."""
-    found = []
-    for cell in json.loads(Path(path).read_text())["cells"]:
-        texts = [] if "remove-cell" in cell.get("metadata", {}).get("tags", []) else ["".join(cell["source"])]
-        for o in cell.get("outputs", []):
-            texts.append("".join(o.get("text", "")))
-            texts += ["".join(v) for k, v in o.get("data", {}).items() if k.startswith("text/")]
-        found += [m for text in texts for m in ABSOLUTE_PATH.findall(DATA_URL.sub("", text))]
-    return found
-
-
 def run_notebook(source, target, parameters, progress=False, downloads=()):
     """Execute ``source`` with papermill into ``target`` (atomically: a failed run leaves no target), shaped for the
     book, with the results files it shows (``downloads``, or a callable giving them once it ran) copied into
@@ -238,44 +183,6 @@ def run_notebook(source, target, parameters, progress=False, downloads=()):
                          f"(the partly executed notebook is {tmp})") from None
 
 
-def write_toc():
-    """``_toc.yml`` from the manifest, for every profile whose answers page is in ``book/`` (the committed book has
-    the cpu profile's)."""
-    import yaml
-    shown = [p for p in profiles.STUDY_PROFILES if (BOOK / p / "answers.ipynb").exists()]
-    text = yaml.safe_dump(manifest.toc(shown), sort_keys=False, allow_unicode=True)
-    with atomic_path(ROOT / "_toc.yml") as tmp:
-        tmp.write_text("# Table of contents of the book (linked from book/_toc.yml), written from helpers.manifest.toc "
-                       "by the study. Paths are relative to book/.\n" + text)
-
-
-LANDING_ORDER = ("official", "paper", "cpu", "smoke")  # the landing page states the answers of the first one shown
-
-
-def write_intro():
-    """The landing page's answers block (``answers.with_answers``) from the results of the largest profile whose
-    pages the book holds; left as it is when that profile's results are not in this data folder."""
-    from helpers.answers import with_answers
-    shown = [p for p in LANDING_ORDER if (BOOK / p / "answers.ipynb").exists()]
-    if not shown:
-        return
-    intro = BOOK / "intro.md"
-    try:
-        text = with_answers(intro.read_text(), shown[0])
-    except FileNotFoundError:
-        return
-    with atomic_path(intro) as tmp:
-        tmp.write_text(text)
-
-
-def build_book(path_output=None):
-    """`jupyter-book build book` with this interpreter's Jupyter Book (``path_output`` moves _build elsewhere)."""
-    command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(BOOK)]
-    if path_output:
-        command += ["--path-output", str(path_output)]
-    return subprocess.run(command, cwd=ROOT, check=True, capture_output=path_output is not None, text=True)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", choices=profiles.STUDY_PROFILES)
@@ -292,7 +199,7 @@ def main(argv=None):
     start = time.time()
     for step in manifest.steps(args.profile, args.seed):
         source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
-        parameters = dict(profile=args.profile, **step.parameters)
+        parameters = {"profile": args.profile, **step.parameters}
         name = step.notebook
         label = f"{name} {parameters}"
         if up_to_date(source, target, parameters):

@@ -7,12 +7,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from helpers import data as cifar
 from helpers import profiles, store
 from helpers.models import OFFICIAL, build_model, load_official, load_state_dict_checked, read_checkpoint
 from helpers.paths import atomic_path, shown_path, write_json
+from helpers.progress import tqdm
 
 OFFICIAL_NAMES = {"cnn": "vgg13_bn", "mlp": "B_12-Wi_1024"}
 
@@ -27,8 +27,10 @@ def config_for(family, profile):
     if p.official:
         raise ValueError(f"profile={profile!r} uses the published checkpoints and is not trained here; train with "
                          f"one of {[n for n, q in profiles.PROFILES.items() if not q.official]}.")
-    profiles.check_family(family, p.families)
-    return {"family": family, "profile": profile, **p.training[family].as_dict()}
+    if p.matching:  # its models are its base profile's
+        return config_for(family, p.matching.base)
+    profiles.check_family(family, p.trained_models)
+    return {"family": profiles.SCALE_MODELS.get(family, family), "profile": profile, **p.training[family].as_dict()}
 
 
 def checkpoint_paths(family, profile, seed):
@@ -69,8 +71,28 @@ def make_optimizer(model, config, total_steps):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def train_model(config, seed=0, device=None, verbose=True):
-    """Train a model from ``config`` (``config_for``); returns (model in eval mode, record dict)."""
+def epoch_paths(family, profile, seed):
+    """Where training (family, profile, seed) keeps the model after every epoch (0: its initialization) and the
+    state a rerun resumes from."""
+    fields = dict(family=family, profile=profile, seed=seed)
+    return (lambda epoch: store.path("epoch_checkpoint", epoch=epoch, **fields)), store.path("training_state", **fields)
+
+
+def _load_state(path, config, seed):
+    """The saved training state at ``path`` if it belongs to this configuration and seed, else None."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state if state["config"] == config and state["seed"] == seed else None
+
+
+def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
+    """Train a model from ``config`` (``config_for``); returns (model in eval mode, record dict).
+
+    ``epochs_at``: (epoch -> path, resume-state path) from ``epoch_paths``. The model is then saved after every
+    epoch (and before the first), each file written whole or not at all, and a rerun after an interruption resumes
+    from the last finished epoch: the batches of an epoch depend only on the seed and the epoch, so the result is
+    the uninterrupted run's."""
     device = device or default_device()
     torch.manual_seed(seed)
     train_x, train_y, _ = cifar.load_cifar10("train", verbose=verbose)
@@ -85,16 +107,32 @@ def train_model(config, seed=0, device=None, verbose=True):
 
     model = build_model(config["family"], **config["arch"]).to(device)  # a CNN comes channels-last
     memory_format = torch.channels_last if config["family"] == "cnn" else torch.contiguous_format
-    monitor = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed))[:max(1, len(test_x) // 5)]
     steps_per_epoch = len(train_x) // config["batch_size"]
     opt, schedule = make_optimizer(model, config, config["epochs"] * steps_per_epoch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(torch.device(device).type == "cuda"))
-    history, start = [], time.time()
-    for epoch in range(config["epochs"]):
+    epoch_path, state_path = epochs_at or (None, None)
+    saved = json.loads(json.dumps(config))  # as a record holds it: tuples become lists
+    state = _load_state(state_path, saved, seed) if epochs_at else None
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, first = state["history"], state["epoch"]
+        if verbose:
+            print(f"resuming after epoch {first} of {config['epochs']} ({shown_path(state_path)})")
+    else:
+        # epoch 0, the initialization: where the curves along training start (chance accuracy)
+        history, first = [dict(epoch=0, train_loss=None, train_acc=None, test_acc=evaluate(model, test_x, test_y),
+                               seconds=0.0)], 0
+        if epochs_at:
+            _save_epoch(epoch_path(0), model, saved, seed, history)
+    start = time.time() - history[-1]["seconds"]
+    for epoch in range(first, config["epochs"]):
         model.train()
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
-        bar = tqdm(cifar.batches(train_x, train_y, config["batch_size"], seed=seed * 1000 + epoch),
+        bar = tqdm(cifar.batches(train_x, train_y, config["batch_size"], seed=seed * 1000 + epoch,
+                                 pad=config["crop"]),
                    total=steps_per_epoch, desc=f"{config['family']} epoch {epoch + 1}/{config['epochs']}",
                    disable=not verbose, leave=False)
         for step, (x, y) in enumerate(bar):
@@ -112,25 +150,35 @@ def train_model(config, seed=0, device=None, verbose=True):
             schedule.step()
             total_loss += loss.detach()
             correct += (logits.argmax(1) == y).sum()
-        last = epoch + 1 == config["epochs"]
-        # Between epochs a fixed fifth of the test split tracks progress; the model's accuracy is the whole split's.
-        test_acc = evaluate(model, test_x, test_y) if last else evaluate(model, test_x[monitor], test_y[monitor])
+        # After every epoch the whole test split: the competence match picks among these checkpoints by it.
         history.append(dict(epoch=epoch + 1, train_loss=total_loss.item() / steps_per_epoch,
                             train_acc=correct.item() / (steps_per_epoch * config["batch_size"]),
-                            test_acc=test_acc, seconds=time.time() - start))
+                            test_acc=evaluate(model, test_x, test_y), seconds=time.time() - start))
+        if epochs_at:
+            _save_epoch(epoch_path(epoch + 1), model, saved, seed, history)
+            with atomic_path(state_path) as tmp:
+                torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(), schedule=schedule.state_dict(),
+                                epoch=epoch + 1, history=history, config=saved, seed=seed), tmp)
         if verbose:
-            print(f"epoch {epoch + 1}: loss {history[-1]['train_loss']:.3f}, test accuracy {test_acc:.4f}")
+            print(f"epoch {epoch + 1}: loss {history[-1]['train_loss']:.3f}, test accuracy "
+                  f"{history[-1]['test_acc']:.4f}")
     model.eval()
     record = dict(config=config, seed=seed, test_accuracy=history[-1]["test_acc"], history=history,
-                  train_seconds=time.time() - start, device=str(device),
+                  train_seconds=history[-1]["seconds"], device=str(device),
                   device_name=torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "cpu",
                   torch_threads=torch.get_num_threads(), data_source=cifar.last_source.get("train"),
                   parameters=sum(p.numel() for p in model.parameters()), torch_version=torch.__version__)
     return model, record
 
 
+def _save_epoch(path, model, config, seed, history):
+    with atomic_path(path) as tmp:
+        torch.save(dict(model=model.state_dict(), config=config, seed=seed, history=history), tmp)
+
+
 def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
-    """The checkpoint of (family, profile, seed) from ``Data/checkpoints/``, trained first if absent or stale."""
+    """The checkpoint of (family, profile, seed) from ``Data/checkpoints/``, trained first if absent or stale (from
+    its last epoch checkpoint, when an earlier run of the same configuration was interrupted)."""
     profiles.check_seed(seed)
     config = config_for(family, profile)
     ckpt, meta = checkpoint_paths(family, profile, seed)
@@ -142,32 +190,95 @@ def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
             return load_trained(family, profile, seed, device), record
         if verbose:
             print(f"{shown_path(ckpt)} was trained with another configuration: training again.")
-    model, record = train_model(config, seed=seed, device=device, verbose=verbose)
+    epochs_at = epoch_paths(family, profile, seed)
+    model, record = train_model(config, seed=seed, device=device, verbose=verbose, epochs_at=epochs_at)
     with atomic_path(ckpt) as tmp:
         torch.save(model.state_dict(), tmp)
     write_json(meta, record)
+    epochs_at[1].unlink(missing_ok=True)  # finished: nothing to resume, and the optimizer state is the bulk
     return model, record
 
 
+def competence_match(history, target):
+    """The epoch whose test accuracy in ``history`` (a training record's, from epoch 0, the initialization) is
+    nearest ``target``; of two equally near, the earlier."""
+    if not 0 <= target <= 1:
+        raise ValueError(f"target={target!r} is an accuracy: give a number between 0 and 1.")
+    if not history:
+        raise ValueError("history is empty: the training record has no epochs to match.")
+    accuracies = [(abs(h["test_acc"] - target), h["epoch"]) for h in history]
+    return min(accuracies)[1]
+
+
+def load_epoch(family, profile, seed, epoch, device=None):
+    """The model (family, profile, seed) as it was after ``epoch`` epochs of training (0: its initialization)."""
+    epoch_path, _ = epoch_paths(family, profile, seed)
+    path = epoch_path(epoch)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: train the model with this version of helpers.train first "
+                                f"({store.run_first('checkpoint', family=family, profile=profile, seed=seed)}).")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["config"] != json.loads(json.dumps(config_for(family, profile))) or saved["seed"] != seed:
+        raise ValueError(f"{path} was trained with another configuration than profile {profile!r} has now; train "
+                         f"again ({store.run_first('checkpoint', family=family, profile=profile, seed=seed)}).")
+    model = build_model(saved["config"]["family"], **saved["config"]["arch"])
+    return load_state_dict_checked(model, saved["model"], path).to(device or default_device()).eval()
+
+
+def training_record(family, profile, seed):
+    """The JSON record ``00_train`` wrote for (family, profile, seed)."""
+    return json.loads(store.require("training_record", family=family, profile=profile, seed=seed).read_text())
+
+
+def matched_epoch(family, profile, seed):
+    """The epoch of ``family`` (model seed ``seed``) that competence-matched ``profile`` takes: the one whose test
+    accuracy is nearest its target family's final accuracy, same seed (``competence_match``)."""
+    m = profiles.get(profile).matching
+    target = training_record(m.target, m.base, seed)["test_accuracy"]
+    return competence_match(training_record(family, m.base, seed)["history"], target)
+
+
+def matching_table(profile):
+    """Per matched family and model seed: the epoch taken, its test accuracy, the target's and the final one."""
+    import pandas as pd
+    m = profiles.get(profile).matching
+    rows = []
+    for family in m.families:
+        for seed in range(profiles.get(profile).model_seeds):
+            history = training_record(family, m.base, seed)["history"]
+            epoch = matched_epoch(family, profile, seed)
+            rows.append(dict(model=profiles.FAMILY_NAMES[family], model_seed=seed, epoch=epoch,
+                             epochs=history[-1]["epoch"], accuracy=history[epoch]["test_acc"],
+                             target=training_record(m.target, m.base, seed)["test_accuracy"],
+                             final_accuracy=history[-1]["test_acc"]))
+    return pd.DataFrame(rows)
+
+
 def load_trained(family, profile="cpu", seed=0, device=None):
-    """A model for the study: a checkpoint trained by ``00_train``, or a profile's published weights."""
+    """A model for the study: a checkpoint trained by ``00_train``, a profile's published weights, or in a
+    competence-matched profile the epoch checkpoint of ``matched_epoch``."""
     device = device or default_device()
-    profiles.check_family(family, profiles.get(profile).families)
-    if profiles.get(profile).official:
+    p = profiles.get(profile)
+    profiles.check_family(family, p.trained_models or profiles.FAMILIES)
+    if p.official:
         return load_official(OFFICIAL_NAMES[family]).to(device)
+    if p.matching:
+        if family in p.matching.families:
+            return load_epoch(family, p.matching.base, seed, matched_epoch(family, profile, seed), device)
+        profile = p.matching.base
     config = config_for(family, profile)
     ckpt = store.require("checkpoint", family=family, profile=profile, seed=seed)
-    model = build_model(family, **config["arch"])
+    model = build_model(config["family"], **config["arch"])
     return load_state_dict_checked(model, read_checkpoint(ckpt), ckpt).to(device).eval()
 
 
 def random_model(family, profile="cpu", seed=0, device=None):
     """A randomly initialized network with the architecture of (family, profile): a baseline for every method."""
-    profiles.check_family(family, profiles.get(profile).families)
-    official = profiles.get(profile).official
-    arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"] if official else config_for(family, profile)["arch"]
+    p = profiles.get(profile)
+    profiles.check_family(family, p.trained_models or profiles.FAMILIES)
+    arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"] if p.official else config_for(family, profile)["arch"]
     torch.manual_seed(10_000 + seed)
-    return build_model(family, **arch).to(device or default_device()).eval()
+    return build_model(profiles.SCALE_MODELS.get(family, family), **arch).to(device or default_device()).eval()
 
 
 # ----------------------------------------------------------------------------- the page: 00_train
@@ -180,7 +291,8 @@ def training_summary(family, profile, seed, record):
         f"architecture: {cfg['arch']}, {record['parameters']:,} parameters",
         f"training: {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}, "
         f"weight decay {cfg['weight_decay']}, label smoothing {cfg['label_smoothing']}, "
-        f"training images: {cfg['train_subset'] or 'all 50,000'}, crop+flip augmentation",
+        f"training images: {cfg['train_subset'] or 'all 50,000'}, augmentation: flips"
+        + (f" and random crops of {cfg['crop']} px" if cfg.get("crop") else ""),
         f"data: {record['data_source']}",
         f"test accuracy {record['test_accuracy']:.4f} on {cfg['test_subset'] or 'all 10,000'} test images, "
         f"after {record['train_seconds'] / 60:.1f} minutes on {record['device_name']} "

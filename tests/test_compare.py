@@ -249,3 +249,19 @@ def test_per_feature_reproducibility_on_planted_data():
     assert (rows.frequency > 0).all() and set(rows.mutual) <= {True, False}
     entry = next(d for d in directions if d["comparison"] == "question" and d["direction"] == "cnn->mlp")
     assert 0.4 <= entry["reproducible_share"] <= 0.6 and entry["reproducible_matched_share"] > 0.9
+
+
+def test_alignment_along_training_reads_each_partner_checkpoint_against_the_cnn_of_nearest_accuracy():
+    import pandas as pd
+
+    from helpers.trajectory import along_training, trend_table
+    cnn_acc = {0: 0.1, 1: 0.5, 2: 0.7}
+    partner_acc = {0: 0.1, 1: 0.45, 2: 0.6}
+    rows = [dict(model_seed=0, layer="hidden", partner="mlp", cnn_epoch=i, partner_epoch=j, cnn_accuracy=cnn_acc[i],
+                 partner_accuracy=partner_acc[j], cka=0.1 * i + 0.01 * j) for i in cnn_acc for j in partner_acc]
+    curve = along_training(pd.DataFrame(rows)).set_index("partner_epoch")
+    assert curve.cka_final_cnn.tolist() == pytest.approx([0.2, 0.21, 0.22])  # the CNN's last epoch
+    assert curve.matched_cnn_epoch.tolist() == [0, 1, 1]  # 0.6 is nearer 0.5 than 0.7
+    assert curve.cka_matched_cnn.tolist() == pytest.approx([0.0, 0.11, 0.12])
+    trend = trend_table(curve.reset_index()).iloc[0]
+    assert trend.cka_at_init == pytest.approx(0.2) and trend.cka_final == pytest.approx(0.22)

@@ -28,13 +28,20 @@ def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_pat
 
 def test_steps_cover_the_study_in_order():
     names = [(source, target.name) for source, target, _ in study.steps("cpu")]
-    assert [n for n, _ in names] == ["00_train.ipynb"] * 6 + ["01_activation_maximization.ipynb"] + [
+    assert [n for n, _ in names] == ["00_train.ipynb"] * 8 + ["01_activation_maximization.ipynb"] + [
         "02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + ["02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + [
-        "05_atlas.ipynb"] * 2 + ["04_answers.ipynb"]
+        "01_activation_maximization.ipynb", "02_sae.ipynb", "02_sae.ipynb", "03_compare.ipynb",
+        "06_training.ipynb"] + ["05_atlas.ipynb"] * 2 + ["04_answers.ipynb"]
     trained = [(p["model"], p["seed"]) for source, _, p in study.steps("cpu") if source == "00_train.ipynb"]
-    assert trained == [(f, s) for f in ("cnn", "mlp", "resnet") for s in (0, 1)]
+    assert trained == [(f, s) for f in ("cnn", "mlp", "resnet", "mlp-small") for s in (0, 1)]
     assert all(set(p) <= {"profile", "model", "seed", "layer", "explorer"} for _, _, p in study.steps("cpu"))
-    assert [p["layer"] for source, _, p in study.steps("cpu") if source == "03_compare.ipynb"] == ["hidden", "mid"]
+    assert [p["layer"] for source, _, p in study.steps("cpu") if source == "03_compare.ipynb"] == ["hidden", "mid",
+                                                                                                   "hidden"]
+    # the competence-matched pair runs both predictions' pages on its own profile, the CNNs' SAEs only
+    matched = [(source, p) for source, _, p in study.steps("cpu") if p["profile"] == "cpu-matched"]
+    assert [(s, p.get("model")) for s, p in matched] == [("01_activation_maximization.ipynb", "both"),
+                                                         ("02_sae.ipynb", "cnn"), ("02_sae.ipynb", "resnet"),
+                                                         ("03_compare.ipynb", None)]
     assert all(target.parent.name == "cpu" for _, target, _ in study.steps("cpu"))
 
 
@@ -47,7 +54,7 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
     monkeypatch.setattr(study, "BOOK", tmp_path / "book")
     study.main(["--profile", "smoke", "--no-book"])
     first = capsys.readouterr().out
-    assert first.count("[done]") == len(study.steps("smoke")) == 18 and "[skip]" not in first
+    assert first.count("[done]") == len(study.steps("smoke")) == 25 and "[skip]" not in first
     assert sorted(p.name for p in (tmp_path / "book" / "smoke").glob("*.ipynb")) == sorted(
         target.name for _, target, _ in study.steps("smoke"))
     assert {"am_summary.json", "conclusions_hidden.json", "sae_hidden_cnn-metrics.csv"} <= {

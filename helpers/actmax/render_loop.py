@@ -4,11 +4,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import trange
 
 from helpers.actmax.param import make_image
 from helpers.actmax.transforms import grid_shift, standard_transforms
 from helpers.models import fold_batchnorm, record
+from helpers.progress import trange
 
 
 def total_variation(x):

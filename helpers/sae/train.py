@@ -4,8 +4,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import trange
 
+from helpers.progress import trange
 from helpers.sae.losses import auxk_loss, l1_penalty, mse_loss
 from helpers.sae.model import SAEStack, SparseAutoencoder, geometric_median, silent
 
