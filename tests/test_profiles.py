@@ -12,10 +12,16 @@ from helpers.paths import ROOT
 
 def test_every_profile_is_complete_and_checked():
     for p in profiles.PROFILES.values():
-        assert p.model_seeds >= 1 and set(p.layer_arms) == set(profiles.STUDY_LAYERS)
+        # a competence-matched profile runs the proposal's layer only; every other profile both study layers
+        assert p.model_seeds >= 1 and set(p.layer_arms) == ({"hidden"} if p.matching else set(profiles.STUDY_LAYERS))
         assert p.official == (not p.training)
+        if p.matching:
+            base = profiles.get(p.matching.base)
+            assert p.training == base.training and p.model_seeds == base.model_seeds and not base.matching
+            assert p.layer_arms["hidden"][0] == "l1"  # the proposal's SAE
         if not p.official:
-            assert set(p.training) == set(profiles.ALL_FAMILIES) == set(p.families)
+            assert set(p.families) == set(profiles.ALL_FAMILIES)
+            assert set(p.training) == set(profiles.ALL_FAMILIES) | set(p.scale_models)
             # the reference CNN is trained with the CNN's recipe: only the architecture differs
             cnn, ref = (p.training[f].as_dict() for f in ("cnn", profiles.REFERENCE))
             assert {k: v for k, v in cnn.items() if k != "arch"} == {k: v for k, v in ref.items() if k != "arch"}
