@@ -45,12 +45,18 @@ def prepare_for_book(path, downloads=(), folder=None):
 
 def download_links(files, folder):
     """Copy ``files`` (paths under the data folder) into ``folder``; return MyST download-role links to the copies
-    (the book ships them with the page). A results file is named by its path below its profile's results folder."""
+    (the book ships them with the page). A results file is named by its path below its profile's results folder,
+    after that profile's name where it is not the book part's own (``folder`` is ``book/<profile>/results``): the
+    competence-matched pages' files sit beside the base profile's under the same names."""
     import shutil
     links = []
     for source in files:
         rel = source.relative_to(data_dir()).as_posix()
-        name = rel.split("/", 2)[-1].replace("/", "_") if rel.startswith("results/") else rel.split("/")[-1]
+        if rel.startswith("results/"):
+            _, profile, below = rel.split("/", 2)
+            name = ("" if profile == folder.parent.name else f"{profile}_") + below.replace("/", "_")
+        else:
+            name = rel.split("/")[-1]
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, folder / name)
         links.append(f"{{download}}`{name} <{folder.name}/{name}>`")
