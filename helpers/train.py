@@ -111,7 +111,7 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
     opt, schedule = make_optimizer(model, config, config["epochs"] * steps_per_epoch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(torch.device(device).type == "cuda"))
     epoch_path, state_path = epochs_at or (None, None)
-    saved = json.loads(json.dumps(config))  # as a record holds it: tuples become lists
+    saved = _as_saved(config)
     state = _load_state(state_path, saved, seed) if epochs_at else None
     if state:
         model.load_state_dict(state["model"])
@@ -171,6 +171,11 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
     return model, record
 
 
+def _as_saved(config):
+    """``config`` as a saved record or checkpoint holds it (tuples become lists), for comparing with one."""
+    return json.loads(json.dumps(config))
+
+
 def _save_epoch(path, model, config, seed, history):
     with atomic_path(path) as tmp:
         torch.save(dict(model=model.state_dict(), config=config, seed=seed, history=history), tmp)
@@ -184,7 +189,7 @@ def train_or_load(family, profile="cpu", seed=0, device=None, verbose=True):
     ckpt, meta = checkpoint_paths(family, profile, seed)
     if ckpt.exists() and meta.exists():
         record = json.loads(meta.read_text())
-        if record.get("config") == json.loads(json.dumps(config)):  # as saved: tuples become lists
+        if record.get("config") == _as_saved(config):
             if verbose:
                 print(f"reusing {shown_path(ckpt)} (test accuracy {record['test_accuracy']:.4f})")
             return load_trained(family, profile, seed, device), record
@@ -218,7 +223,7 @@ def load_epoch(family, profile, seed, epoch, device=None):
         raise FileNotFoundError(f"{path} is missing: train the model with this version of helpers.train first "
                                 f"({store.run_first('checkpoint', family=family, profile=profile, seed=seed)}).")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved["config"] != json.loads(json.dumps(config_for(family, profile))) or saved["seed"] != seed:
+    if saved["config"] != _as_saved(config_for(family, profile)) or saved["seed"] != seed:
         raise ValueError(f"{path} was trained with another configuration than profile {profile!r} has now; train "
                          f"again ({store.run_first('checkpoint', family=family, profile=profile, seed=seed)}).")
     model = build_model(saved["config"]["family"], **saved["config"]["arch"])
@@ -246,10 +251,10 @@ def matching_table(profile):
     for family in m.families:
         for seed in range(profiles.get(profile).model_seeds):
             history = training_record(family, m.base, seed)["history"]
-            epoch = matched_epoch(family, profile, seed)
+            target = training_record(m.target, m.base, seed)["test_accuracy"]
+            epoch = competence_match(history, target)  # matched_epoch, from the records read here
             rows.append(dict(model=profiles.FAMILY_NAMES[family], model_seed=seed, epoch=epoch,
-                             epochs=history[-1]["epoch"], accuracy=history[epoch]["test_acc"],
-                             target=training_record(m.target, m.base, seed)["test_accuracy"],
+                             epochs=history[-1]["epoch"], accuracy=history[epoch]["test_acc"], target=target,
                              final_accuracy=history[-1]["test_acc"]))
     return pd.DataFrame(rows)
 
