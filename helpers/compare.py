@@ -118,35 +118,79 @@ def split_halves(n, seed=0):
     return order[:n // 2], order[n // 2:]
 
 
-def choose_partners(a_select, b_rows):
+def standardize_wide(acts):
+    """``standardize`` keeping every column: a constant one is all zeros, and a mask says which are kept. Dropping
+    columns is a gather across the whole matrix; a partner search masks its scores instead (``choose_partners``)."""
+    a = torch.as_tensor(acts).float()
+    mean = a.mean(0)
+    a = a - mean
+    std = a.pow(2).mean(0).sqrt()
+    kept = std > 1e-5 * mean.abs().clamp_min(1e-20)
+    return a.div_(torch.where(kept, std, torch.ones_like(std))).mul_(kept), kept
+
+
+def choose_partners(a_select, b_rows=None, b_wide=None):
     """Each feature of ``a`` that varies on the select images, and the feature of ``b`` that correlates best with it
-    there, from ``a``'s select-half z-scores (``standardize(a[select])``) and ``b``'s select rows.
-    Returns (a indices, b indices)."""
+    there, from ``a``'s select-half z-scores (``standardize(a[select])``) and ``b``'s select rows (or their
+    ``standardize_wide``, ``b_wide``, when it is at hand). Returns (a indices, b indices)."""
     za, keep_a = a_select
-    zb, keep_b = standardize(b_rows)
-    if len(keep_a) == 0 or len(keep_b) == 0:
-        return keep_a, keep_b[:0]
-    return keep_a, keep_b[(za.T @ zb).argmax(1)]
+    zb, kept_b = standardize_wide(b_rows) if b_wide is None else b_wide
+    if len(keep_a) == 0 or not kept_b.any():
+        return keep_a, keep_a[:0]
+    scores = za.T @ zb
+    scores[:, ~kept_b] = -math.inf  # a constant feature is nobody's partner
+    return keep_a, scores.argmax(1)
+
+
+class PairedColumns:
+    """The first side of ``paired_correlations``, prepared once for many second sides (one feature set matched
+    against many partners): its columns centred and scaled, their moments, and with bootstrap ``weights`` (B, n) their
+    weighted moments."""
+
+    def __init__(self, x, weights=None):
+        self.x = _centred_scaled(x)
+        self.weights = None if weights is None else torch.as_tensor(weights).float()
+        self.mean, self.var = _moments(self.x)
+        if self.weights is not None:
+            self.total = self.weights.sum(1, keepdim=True)
+            self.w_mean, self.w_var = _moments(self.x, self.weights, self.total)
+
+    def correlations(self, y, replicates=False):
+        """Pearson correlation of each column of the prepared side with the same column of ``y``: (k,); with
+        ``replicates``, one row per bootstrap weighting, (B, k)."""
+        y = _centred_scaled(y)
+        if not replicates:
+            my, vy = _moments(y)
+            return _pearson((self.x * y).mean(0) - self.mean * my, self.var, vy)
+        w, total = self.weights, self.total
+        my, vy = _moments(y, w, total)
+        return _pearson(w @ (self.x * y) / total - self.w_mean * my, self.w_var, vy)
+
+
+def _centred_scaled(x):
+    # Centred and scaled first, so that the (weighted) moments lose nothing in float32.
+    x = torch.as_tensor(x).float()
+    x = x - x.mean(0)
+    return x.div_(x.abs().amax(0).clamp_min(1e-30))
+
+
+def _moments(x, weights=None, total=None):
+    if weights is None:
+        mean = x.mean(0)
+        return mean, (x.pow(2).mean(0) - mean * mean).clamp_min(0)
+    mean = weights @ x / total
+    return mean, (weights @ x.pow(2) / total - mean * mean).clamp_min(0)
+
+
+def _pearson(covariance, var_x, var_y):
+    denom = (var_x * var_y).sqrt()  # a column that does not vary gives 0
+    return torch.where(denom > 1e-10, covariance / denom.clamp_min(1e-30), torch.zeros_like(covariance)).clamp(-1, 1)
 
 
 def paired_correlations(x, y, weights=None):
     """Pearson correlation of column i of ``x`` with column i of ``y`` (rows are images); a column that does not vary
     gives 0. With ``weights`` (B, n), one row of correlations per weighting (a bootstrap replicate): (B, k)."""
-    x, y = torch.as_tensor(x).float(), torch.as_tensor(y).float()
-    # Centred and scaled first, so that the weighted moments below lose nothing in float32.
-    x = x - x.mean(0)
-    y = y - y.mean(0)
-    x = x / x.abs().amax(0).clamp_min(1e-30)
-    y = y / y.abs().amax(0).clamp_min(1e-30)
-    w = torch.ones(1, len(x)) if weights is None else torch.as_tensor(weights).float()
-    total = w.sum(1, keepdim=True)
-    mx, my = w @ x / total, w @ y / total
-    sxy = w @ (x * y) / total - mx * my
-    sxx = (w @ (x * x) / total - mx * mx).clamp_min(0)
-    syy = (w @ (y * y) / total - my * my).clamp_min(0)
-    denom = (sxx * syy).sqrt()
-    r = torch.where(denom > 1e-10, sxy / denom.clamp_min(1e-30), torch.zeros_like(sxy)).clamp(-1, 1)
-    return r if weights is not None else r[0]
+    return PairedColumns(x, weights).correlations(y, replicates=weights is not None)
 
 
 def heldout_match(a, b, select, evaluate, weights=None, b_order=None, a_select=None):
@@ -159,7 +203,7 @@ def heldout_match(a, b, select, evaluate, weights=None, b_order=None, a_select=N
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     b_select, b_evaluate = (select, evaluate) if b_order is None else (b_order[select], b_order[evaluate])
     ia, ib = choose_partners(standardize(a[select]) if a_select is None else a_select, b[b_select])
-    if len(ia) == 0 or len(ib) == 0:
+    if len(ib) == 0:
         return torch.tensor(0.0), torch.zeros(0), None if weights is None else torch.zeros(len(weights))
     x, y = a[evaluate][:, ia], b[b_evaluate][:, ib]  # rows first: a column gather is the slow one
     per_feature = paired_correlations(x, y)
@@ -220,10 +264,10 @@ def exact_permutation_p(x, y, permutations):
     zx, _ = _zscore(x)
     zy, _ = _zscore(y)
     gram = zx @ zy.T
-    rows = torch.arange(len(zx))[None, :]
     observed = gram.diagonal().sum()
-    return [(1 + int((gram[rows, perms].sum(1) >= observed - 1e-6 * observed.abs()).sum())) / (len(perms) + 1)
-            for perms in permutations]
+    # each image's row read once for every permutation (a gather along rows keeps the reads in cache)
+    return [(1 + int((gram.gather(1, perms.T.contiguous()).sum(0) >= observed - 1e-6 * observed.abs()).sum()))
+            / (len(perms) + 1) for perms in permutations]
 
 
 def _zscore(x):
@@ -251,25 +295,31 @@ def prediction2_arm(features, specs, alive_share, gates_ok, arm, predictions, la
     n = len(labels)
     select, evaluate = split_halves(n, seed)
     weights = stats.bootstrap_weights(len(evaluate), replicates, seed)
-    z_cache, halves = {}, {}
+    halves, z_select, wide_select, prepared = {}, {}, {}, {}
+
+    def half(i):
+        if i not in halves:  # each SAE's two halves of the images, gathered once
+            halves[i] = features[i][select], features[i][evaluate]
+        return halves[i]
 
     def held(a_id, b_id, b_order=None, with_replicates=True):
         """(value, replicates, per-feature r, partners of a's alive features) of a's features matched in b."""
-        for i in (a_id, b_id):
-            if i not in halves:  # each SAE's two halves of the images, gathered once
-                halves[i] = features[i][select], features[i][evaluate]
-        if a_id not in z_cache:
-            z_cache[a_id] = standardize(halves[a_id][0])
+        if a_id not in z_select:  # what matching a against any b needs of a, made once
+            z_select[a_id] = standardize(half(a_id)[0])
+            prepared[a_id] = PairedColumns(half(a_id)[1][:, z_select[a_id][1]], weights)
         if b_order is None:
-            b_select, b_evaluate = halves[b_id]
+            b_select, b_evaluate = half(b_id)
+            if b_id not in wide_select:
+                wide_select[b_id] = standardize_wide(b_select)
+            ia, ib = choose_partners(z_select[a_id], b_wide=wide_select[b_id])
         else:
             b_select, b_evaluate = features[b_id][b_order[select]], features[b_id][b_order[evaluate]]
-        ia, ib = choose_partners(z_cache[a_id], b_select)
-        if len(ia) == 0 or len(ib) == 0:
+            ia, ib = choose_partners(z_select[a_id], b_select)
+        if len(ib) == 0:
             return 0.0, torch.zeros(replicates), torch.zeros(0), (ia[:0], ib[:0])
-        x, y = halves[a_id][1][:, ia], b_evaluate[:, ib]
-        per_feature = paired_correlations(x, y)
-        reps = paired_correlations(x, y, weights).mean(1) if with_replicates else None
+        y = b_evaluate[:, ib]
+        per_feature = prepared[a_id].correlations(y)
+        reps = prepared[a_id].correlations(y, replicates=True).mean(1) if with_replicates else None
         return per_feature.mean().item(), reps, per_feature, (ia, ib)
 
     permutation_cache = {}
@@ -356,7 +406,7 @@ def prediction2_arm(features, specs, alive_share, gates_ok, arm, predictions, la
             by_group = {"null-conditional-shuffle": True, "null-full-shuffle": False}
             full = torch.zeros(len(evaluate), dtype=torch.long)
             p = {u: exact_permutation_p(
-                halves[ua[u]][1][:, obs[u][3][0]], halves[ub[u]][1][:, obs[u][3][1]],
+                half(ua[u])[1][:, obs[u][3][0]], half(ub[u])[1][:, obs[u][3][1]],
                 [permutations_of(groups_of(*key[u])[evaluate]), permutations_of(full)]) for u in shared}
             for i, (null, grouped) in enumerate(by_group.items()):
                 shuffled = [{u: held(ua[u], ub[u], b_order=shuffle_order(

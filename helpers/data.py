@@ -160,14 +160,16 @@ def read_archive(path, split):
 def find_sources(split, data_dir=None):
     """Every place looked at, in order, as (kind, path, exists, note)."""
     data_dir = Path(data_dir or default_data_dir())
-    try:
-        with torch_threads_kept():
-            import ffcv  # noqa: F401
-        have_ffcv, ffcv_note = True, ""
-    except ImportError:
-        have_ffcv, ffcv_note = False, " (ffcv is not installed: `pip install -e .[ffcv]`)"
     beton = data_dir / f"{split}_32.beton"
-    places = [("beton", beton, beton.is_file() and have_ffcv, ffcv_note if beton.is_file() else ""),
+    have_ffcv, ffcv_note = False, ""
+    if beton.is_file():  # only then: importing ffcv compiles its numba code, seconds in every process
+        try:
+            with torch_threads_kept():
+                import ffcv  # noqa: F401
+            have_ffcv = True
+        except ImportError:
+            ffcv_note = " (ffcv is not installed: `pip install -e .[ffcv]`)"
+    places = [("beton", beton, have_ffcv, ffcv_note),
               ("pickled", data_dir / "cifar-10-batches-py", (data_dir / "cifar-10-batches-py").is_dir(), "")]
     jpg = [Path(os.environ[ARCHIVE_ENV])] if os.environ.get(ARCHIVE_ENV) else []
     jpg += [data_dir / "cifar10-jpg.tar.gz", data_dir / "cifar10-jpg"]

@@ -19,7 +19,7 @@ from helpers.sae import (
     feature_activations,
     learning_rate,
     reconstruction_metrics,
-    spliced_accuracy,
+    spliced_accuracies,
     train_saes,
     write_saelens,
 )
@@ -105,31 +105,35 @@ def load_summaries(profile, layer):
 # ----------------------------------------------------------------------------- held-out evaluation
 
 @torch.no_grad()
-def evaluate_sae(sae, model, layer, test_acts, test_images, test_labels, baseline, linear_map=None):
-    """Held-out metrics of one SAE (``reconstruction_metrics``) plus the classifier's accuracy and loss with the
-    layer replaced by the SAE's reconstruction. ``baseline``: ``spliced_accuracy`` of the untouched and of the
-    mean-ablated layer (``baseline_accuracy``), computed once per model. ``linear_map``: (M, M_inv) when the SAE
-    reads the layer mapped (``test_acts`` are then mapped too); its reconstruction is mapped back to splice it."""
-    metrics, frequency = reconstruction_metrics(sae, test_acts)
+def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean):
+    """Held-out metrics of SAEs on one network's ``layer``: each one's ``reconstruction_metrics`` on its test vectors,
+    plus the classifier's accuracy and loss with the layer replaced by its reconstruction, beside the untouched and
+    the mean-ablated layer (``acts_mean``): all in one pass over the test images (``spliced_accuracies``).
+
+    ``saes``: (sae, test vectors, linear map) triples. The map is (M, M_inv) when the SAE reads the layer mapped (its
+    test vectors are then mapped too), else None; its reconstruction is mapped back to splice it. Returns one
+    (metrics, frequency) per SAE."""
     device = next(model.parameters()).device
-    sae = sae.to(device)
-    if linear_map is None:
-        replace = lambda a: sae(a)[0]  # noqa: E731
-    else:
+
+    def replacement(sae, linear_map):
+        sae = sae.to(device)
+        if linear_map is None:
+            return lambda a: sae(a)[0]
         m, m_inv = (t.to(device) for t in linear_map)
-        replace = lambda a: sae(a @ m)[0] @ m_inv  # noqa: E731
-    spliced = spliced_accuracy(model, layer, test_images, test_labels, replace)
-    gap = baseline["mean_ablated"]["loss"] - baseline["original"]["loss"]
-    metrics.update(accuracy_original=baseline["original"]["accuracy"], accuracy_spliced=spliced["accuracy"],
-                   accuracy_mean_ablated=baseline["mean_ablated"]["accuracy"],
-                   loss_recovered=(baseline["mean_ablated"]["loss"] - spliced["loss"]) / gap if gap else math.nan)
-    return metrics, frequency
-
-
-def baseline_accuracy(model, layer, test_images, test_labels, acts_mean):
-    return {"original": spliced_accuracy(model, layer, test_images, test_labels, lambda a: a),
-            "mean_ablated": spliced_accuracy(model, layer, test_images, test_labels,
-                                             lambda a: acts_mean.to(a.device).expand_as(a))}
+        return lambda a: sae(a @ m)[0] @ m_inv
+    spliced = spliced_accuracies(model, layer, test_images, test_labels,
+                                 [lambda a: a, lambda a: acts_mean.to(a.device).expand_as(a)]
+                                 + [replacement(sae, linear_map) for sae, _, linear_map in saes])
+    original, mean_ablated = spliced[:2]
+    gap = mean_ablated["loss"] - original["loss"]
+    out = []
+    for (sae, test_acts, _), result in zip(saes, spliced[2:]):
+        metrics, frequency = reconstruction_metrics(sae, test_acts)
+        metrics.update(accuracy_original=original["accuracy"], accuracy_spliced=result["accuracy"],
+                       accuracy_mean_ablated=mean_ablated["accuracy"],
+                       loss_recovered=(mean_ablated["loss"] - result["loss"]) / gap if gap else math.nan)
+        out.append((metrics, frequency))
+    return out
 
 
 # ----------------------------------------------------------------------------- the layer map
@@ -247,17 +251,22 @@ class SAEPage:
         metrics and gates written for ``03_compare``. Returns the metrics table."""
         import pandas as pd
         rows, self.logs, gate_rows, summary = [], {}, [], {}
-        baselines = {k: baseline_accuracy(net, self.module, self.test_images, self.test_labels,
-                                          self.train_acts[k].mean(0)) for k, net in self.nets.items()}
         net_of = {spec: ("trained", 0) if spec.net == "linear-map" else spec.network for spec in self.specs}
         trained = train_variants(self.profile, self.layer, self.specs, {s: self.nets[net_of[s]] for s in self.specs},
                                  self.module, {s: self.train_acts[s.network] for s in self.specs}, self.settings)
+        evaluated = {}
+        for net_key, net in self.nets.items():  # every SAE on one network in one pass over the test images
+            specs = [spec for spec in self.specs if net_of[spec] == net_key]
+            results = evaluate_saes(net, self.module, [
+                (trained[spec][0], self.test_acts[spec.network],
+                 self.linear_map if spec.net == "linear-map" else None) for spec in specs],
+                self.test_images, self.test_labels, self.train_acts[net_key].mean(0))
+            evaluated.update(zip(specs, results))
         for spec in self.specs:
             k, net_key = spec.network, net_of[spec]  # the mapped layer is seed 0's
             mapped = self.linear_map if spec.net == "linear-map" else None
             sae, self.logs[spec] = trained[spec]
-            metrics, frequency = evaluate_sae(sae, self.nets[net_key], self.module, self.test_acts[k],
-                                              self.test_images, self.test_labels, baselines[net_key], mapped)
+            metrics, frequency = evaluated[spec]
             gates = verdict.sae_gates(metrics, self.settings.target_l0, self.logs[spec])
             save_features(self.profile, self.layer, spec, feature_activations(sae, self.test_acts[k]), frequency)
             write_saelens(sae, store.path("sae_saelens", **_fields(self.profile, self.layer, spec)), self.module,

@@ -106,13 +106,17 @@ def require_ffcv():
         pytest.skip("ffcv is not installed (pip install -e .[ffcv]); CI installs it and runs this test")
 
 
-def test_looking_for_ffcv_keeps_torch_threads():
-    """Importing ffcv sets torch to one thread process-wide; finding sources (which imports it) must not."""
+def test_looking_for_ffcv_keeps_torch_threads(tmp_path):
+    """Importing ffcv sets torch to one thread process-wide; finding sources (which imports it when a .beton file is
+    there) must not. Without a .beton file ffcv is not imported at all: that takes seconds in every process."""
     require_ffcv()
-    script = ("import torch; torch.set_num_threads(2); from helpers.data import find_sources\n"
-              "find_sources('test'); print(torch.get_num_threads())")
-    out = subprocess.run([sys.executable, "-c", script], check=True, timeout=120, capture_output=True, text=True)
-    assert out.stdout.split()[-1] == "2"
+    (tmp_path / "test_32.beton").write_bytes(b"")
+    script = ("import sys, torch; torch.set_num_threads(2); from helpers.data import find_sources\n"
+              "find_sources('test', sys.argv[1]); print('ffcv' in sys.modules, torch.get_num_threads())")
+    for folder, imported in ((tmp_path, "True"), (tmp_path / "empty", "False")):
+        out = subprocess.run([sys.executable, "-c", script, str(folder)], check=True, timeout=120,
+                             capture_output=True, text=True)
+        assert out.stdout.split()[-2:] == [imported, "2"]
 
 
 def test_no_source_names_every_place(tmp_path, monkeypatch):

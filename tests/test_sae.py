@@ -185,18 +185,19 @@ def test_harvest_is_cached(data_env, cifar_test):
 
 
 def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
+    """Both SAEs evaluated in one pass (``evaluate_saes`` stacks their spliced batches): each gets its own result."""
     model = build_model("mlp", depth=1, width=8, resolution=32).eval()
     images, labels = cifar_test[0][::20], cifar_test[1][::20]
     acts, _ = activations.harvest_activations(model, "hidden", "test", cache=False)
-    baseline = sae_study.baseline_accuracy(model, "hidden", images, labels, acts.mean(0))
-    metrics, _ = sae_study.evaluate_sae(exact_sae(8), model, "hidden", acts[::20], images, labels, baseline)
-    assert metrics["accuracy_spliced"] == pytest.approx(metrics["accuracy_original"])
-    assert metrics["loss_recovered"] == pytest.approx(1.0)
     useless = exact_sae(8)
     with torch.no_grad():
         useless.W_dec.zero_()  # reconstructs every input as b_dec = 0: the zero-ablated layer
-    metrics, _ = sae_study.evaluate_sae(useless, model, "hidden", acts[::20], images, labels, baseline)
-    assert metrics["explained_variance"] < 0.01 and metrics["loss_recovered"] < 0.9
+    (perfect, _), (broken, _) = sae_study.evaluate_saes(model, "hidden", [(exact_sae(8), acts[::20], None),
+                                                                        (useless, acts[::20], None)],
+                                                        images, labels, acts.mean(0))
+    assert perfect["accuracy_spliced"] == pytest.approx(perfect["accuracy_original"])
+    assert perfect["loss_recovered"] == pytest.approx(1.0)
+    assert broken["explained_variance"] < 0.01 and broken["loss_recovered"] < 0.9
 
 
 def test_conv_layers_are_read_pooled_and_spliced_back(cifar_test):
@@ -210,6 +211,14 @@ def test_conv_layers_are_read_pooled_and_spliced_back(cifar_test):
     assert same["loss"] == pytest.approx(plain["loss"], rel=1e-5)
     broken = saelib.spliced_accuracy(model, "features.9", images, labels, lambda a: torch.zeros_like(a) + 5)
     assert broken["loss"] != pytest.approx(plain["loss"], rel=1e-3)
+    # several replacements in one pass (the layers after the splice run on their stacked batch): each as alone
+    together = saelib.spliced_accuracies(model, "features.9", images, labels,
+                                         [lambda a: torch.zeros_like(a) + 5, lambda a: a, lambda a: a * 0.5],
+                                         batch_size=64)
+    alone = saelib.spliced_accuracy(model, "features.9", images, labels, lambda a: a * 0.5, batch_size=64)
+    assert together[0]["loss"] == pytest.approx(broken["loss"], rel=1e-5)
+    assert together[1]["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    assert together[2] == pytest.approx(alone, rel=1e-5)
 
 
 @pytest.mark.parametrize("arm", saelib.ARMS)

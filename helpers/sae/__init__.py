@@ -28,6 +28,7 @@ from helpers.sae.evaluate import (
                                   atom_recovery,
                                   feature_activations,
                                   reconstruction_metrics,
+                                  spliced_accuracies,
                                   spliced_accuracy,
                                   synthetic_dictionary_data,
 )
@@ -53,7 +54,8 @@ from helpers.sae.train import (
 )
 
 __all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activations", "reconstruction_metrics",
-           "spliced_accuracy", "synthetic_dictionary_data", "auxk_loss", "l1_penalty", "mse_loss", "DENSE_FREQUENCY",
+           "spliced_accuracies", "spliced_accuracy", "synthetic_dictionary_data", "auxk_loss", "l1_penalty",
+           "mse_loss", "DENSE_FREQUENCY",
            "SAEStack",
            "SparseAutoencoder", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",

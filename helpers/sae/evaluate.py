@@ -36,12 +36,14 @@ def reconstruction_metrics(sae, acts, batch_size=4096):
 
 
 @torch.no_grad()
-def spliced_accuracy(model, layer, images, labels, replace, batch_size=500):
-    """Accuracy and loss of ``model`` when ``layer``'s output is replaced by ``replace(output)``."""
+def spliced_accuracies(model, layer, images, labels, replacements, batch_size=500):
+    """Accuracy and loss of ``model`` with ``layer``'s output replaced by each of ``replacements`` (functions of the
+    output), in one pass over ``images``: the layers before ``layer`` run once per batch and the rest once per
+    replacement, on a batch stacked from every replacement's output. Returns one dict per replacement."""
     _, module = resolve_layer(model, layer)
     device = next(model.parameters()).device
 
-    def splice(_module, _inputs, out):
+    def spliced(out, replace):
         if out.dim() == 2:
             return replace(out)
         # a conv map is read pooled: its pooled part is swapped for the replacement, finer detail is kept
@@ -49,17 +51,24 @@ def spliced_accuracy(model, layer, images, labels, replace, batch_size=500):
         new = replace(coarse.flatten(1)).reshape(coarse.shape)
         up = lambda t: F.interpolate(t, size=out.shape[-2:], mode="nearest")  # noqa: E731
         return out - up(coarse) + up(new)
-    handle = module.register_forward_hook(splice)
-    correct, loss = 0, 0.0
+    handle = module.register_forward_hook(lambda _m, _i, out: torch.cat([spliced(out, r) for r in replacements]))
+    n = len(replacements)
+    correct, loss = torch.zeros(n), torch.zeros(n, dtype=torch.float64)
     try:
         for i in range(0, len(images), batch_size):
             logits = model(cifar.to_float(images[i:i + batch_size].to(device)))
             y = labels[i:i + batch_size].to(device)
-            correct += (logits.argmax(1) == y).sum().item()
-            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            logits = logits.reshape(n, len(y), -1)
+            correct += (logits.argmax(-1) == y).sum(1).cpu()
+            loss += F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").reshape(n, -1).sum(1).cpu()
     finally:
         handle.remove()
-    return dict(accuracy=correct / len(images), loss=loss / len(images))
+    return [dict(accuracy=c / len(images), loss=v / len(images)) for c, v in zip(correct.tolist(), loss.tolist())]
+
+
+def spliced_accuracy(model, layer, images, labels, replace, batch_size=500):
+    """Accuracy and loss of ``model`` when ``layer``'s output is replaced by ``replace(output)``."""
+    return spliced_accuracies(model, layer, images, labels, [replace], batch_size)[0]
 
 
 # ----------------------------------------------------------------------------- ground truth

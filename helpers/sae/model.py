@@ -116,8 +116,11 @@ class SAEStack(nn.Module):
         return self.scale[:, None, None]
 
     def pre_activations(self, x):
-        return torch.baddbmm(self.b_enc.unsqueeze(1), x / self._scale() - self.b_dec.unsqueeze(1),
-                             self.W_enc.transpose(1, 2))
+        # (x / scale - b_dec) W_enc^T + b_enc, with b_dec moved into the bias: backward then needs no gradient for
+        # the (S, B, D) input of the large product (only b_dec's, through one row per SAE), one product of the five
+        # or three in a training step
+        bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc.transpose(1, 2)).squeeze(1)
+        return torch.baddbmm(bias.unsqueeze(1), x / self._scale(), self.W_enc.transpose(1, 2))
 
     def decode(self, f):
         return torch.baddbmm(self.b_dec.unsqueeze(1), f, self.W_dec) * self._scale()
