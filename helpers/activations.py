@@ -26,34 +26,47 @@ def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, s
     images). Cached in ``Data/activations/`` keyed by the model's weights, layer, split and augmentation (and the
     code: ``store.HARVEST``), so a rerun loads in seconds. Returns (activations float32 (N, D), labels (N,)).
     """
-    name, _ = resolve_layer(model, layer)
-    inputs = dict(model=fingerprint(model), layer=name, split=split, augment_copies=augment_copies, seed=seed,
-                  pool=POOL)
-    harvest = lambda: _harvest(model, layer, split, augment_copies, batch_size, seed)  # noqa: E731
     if not cache:
-        return harvest()
-    where = {k: v for k, v in inputs.items() if k != "pool"}
-    return store.HARVEST(harvest, where, **inputs)
+        return _harvest(model, [layer], split, augment_copies, batch_size, seed)[layer]
+    return harvest_layers(model, [layer], split, augment_copies, batch_size, seed)[layer]
+
+
+def harvest_layers(model, layers, split, augment_copies=0, batch_size=500, seed=0):
+    """``harvest_activations`` of several layers: those not cached yet are read in one pass over the split, and each
+    is cached as its own harvest. Returns {layer: (activations, labels)}."""
+    fields = {}
+    for layer in dict.fromkeys(layers):
+        inputs = dict(model=fingerprint(model), layer=resolve_layer(model, layer)[0], split=split,
+                      augment_copies=augment_copies, seed=seed, pool=POOL)
+        fields[layer] = ({k: v for k, v in inputs.items() if k != "pool"}, inputs)
+    out = {layer: store.HARVEST.load(where, **inputs) for layer, (where, inputs) in fields.items()}
+    todo = [layer for layer, value in out.items() if value is None]
+    if todo:
+        for layer, value in _harvest(model, todo, split, augment_copies, batch_size, seed).items():
+            where, inputs = fields[layer]
+            out[layer] = store.HARVEST.save(where, value, **inputs)
+    return out
 
 
 @torch.no_grad()
-def _harvest(model, layer, split, augment_copies, batch_size, seed):
+def _harvest(model, layers, split, augment_copies, batch_size, seed):
     images, labels, _ = cifar.load_cifar10(split, verbose=False)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    out = []
-    with record(model, [layer]) as acts:
+    out = {layer: [] for layer in layers}
+    with record(model, layers) as acts:
         for augmented in [False] + [True] * augment_copies:
             for start in range(0, len(images), batch_size):
                 x = images[start:start + batch_size]
                 if augmented:
                     x = cifar.augment(x, generator)
                 model(cifar.to_float(x.to(device)))
-                out.append(pooled(acts[layer]).flatten(1).float().cpu())
+                for layer in layers:
+                    out[layer].append(pooled(acts[layer]).flatten(1).float().cpu())
     model.train(was_training)
-    return torch.cat(out), labels.repeat(1 + augment_copies)
+    return {layer: (torch.cat(v), labels.repeat(1 + augment_copies)) for layer, v in out.items()}
 
 
 @torch.no_grad()

@@ -258,6 +258,13 @@ def results_profile(profile, family):
     return m.base if m and family not in m.families else profile
 
 
+def base_profile(profile):
+    """The profile whose models ``profile`` uses: a competence-matched profile's base, else ``profile`` itself. Its
+    randomly initialized networks are the base's too (the same architectures and seeds), and so are their results."""
+    m = get(profile).matching
+    return m.base if m else profile
+
+
 def matched_profiles(profile):
     """The competence-matched profiles built on ``profile``."""
     return [p.name for p in PROFILES.values() if p.matching and p.matching.base == profile]

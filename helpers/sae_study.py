@@ -8,7 +8,7 @@ import torch
 
 from helpers import data as cifar
 from helpers import profiles, store, verdict
-from helpers.activations import POOL, harvest_activations, layer_representations, linear_map
+from helpers.activations import POOL, harvest_layers, layer_representations, linear_map
 from helpers.models import fingerprint
 from helpers.paths import atomic_path, write_json
 from helpers.sae import (
@@ -72,6 +72,8 @@ def train_variants(profile, layer, specs, nets, module, acts, settings):
 
 
 def _fields(profile, layer, spec):
+    if spec.net == "random-init":  # the same network in a competence-matched profile as in its base: the base's SAE
+        profile = profiles.base_profile(profile)
     return dict(profile=profile, layer=layer, sae=spec.id, family=spec.family)
 
 
@@ -222,10 +224,12 @@ class SAEPage:
     def harvest(self):
         """Every network's layer over the training images (with the augmented copies) and the test images; and the
         sanity control's mapped copy of model seed 0's, where the family has one."""
-        self.train_acts = {k: harvest_activations(net, self.module, "train",
-                                                  augment_copies=self.settings.augment_copies)[0]
+        # every study layer of the family in one pass over the images (the other layer's page then loads it)
+        layers = [self.module] + [study_layer(self.model, self.profile, layer)
+                                  for layer in profiles.get(self.profile).layer_arms if layer != self.layer]
+        self.train_acts = {k: harvest_layers(net, layers, "train", self.settings.augment_copies)[self.module][0]
                            for k, net in self.nets.items()}
-        self.test_acts = {k: harvest_activations(net, self.module, "test")[0] for k, net in self.nets.items()}
+        self.test_acts = {k: harvest_layers(net, layers, "test")[self.module][0] for k, net in self.nets.items()}
         self.linear_map = None
         if any(spec.net == "linear-map" for spec in self.specs):
             self.linear_map = linear_map(self.test_acts[("trained", 0)].shape[1])
@@ -269,9 +273,10 @@ class SAEPage:
             metrics, frequency = evaluated[spec]
             gates = verdict.sae_gates(metrics, self.settings.target_l0, self.logs[spec])
             save_features(self.profile, self.layer, spec, feature_activations(sae, self.test_acts[k]), frequency)
-            write_saelens(sae, store.path("sae_saelens", **_fields(self.profile, self.layer, spec)), self.module,
-                          f"{self.name} ({self.model}, {self.profile} profile, {spec.net}, model seed "
-                          f"{spec.model_seed})", dict(spec.as_dict(), profile=self.profile, layer=self.layer,
+            owner = _fields(self.profile, self.layer, spec)
+            write_saelens(sae, store.path("sae_saelens", **owner), self.module,
+                          f"{self.name} ({self.model}, {owner['profile']} profile, {spec.net}, model seed "
+                          f"{spec.model_seed})", dict(spec.as_dict(), profile=owner["profile"], layer=self.layer,
                                                      model_fingerprint=fingerprint(self.nets[net_key]),
                                                      training=self.settings.training(),
                                                      augment_copies=self.settings.augment_copies,

@@ -184,6 +184,16 @@ def test_harvest_is_cached(data_env, cifar_test):
     assert [p.name.split("-")[0] for p in new] == [fingerprint(model)]
 
 
+def test_layers_harvested_together_are_each_as_alone_and_cached(data_env, cifar_test):
+    model = build_model("mlp", depth=2, width=16, resolution=32).eval()
+    alone = activations.harvest_activations(model, "blocks.0", "test", cache=False)
+    both = activations.harvest_layers(model, ["blocks.0", "hidden"], "test")
+    assert torch.equal(both["blocks.0"][0], alone[0]) and both["hidden"][0].shape == (10000, 16)
+    cached = sorted(p.name.split("-")[1] for p in (data_env / "activations").glob(f"{fingerprint(model)}-*"))
+    assert cached == ["blocks.0", "residual.1"]  # 'hidden' is cached under the module it names
+    assert torch.equal(activations.harvest_activations(model, "hidden", "test")[0], both["hidden"][0])
+
+
 def test_downstream_metrics_on_a_perfect_and_a_useless_sae(cifar_test):
     """Both SAEs evaluated in one pass (``evaluate_saes`` stacks their spliced batches): each gets its own result."""
     model = build_model("mlp", depth=1, width=8, resolution=32).eval()

@@ -136,3 +136,14 @@ def test_matched_profile_loads_the_matched_epoch_and_reuses_the_rest():
     assert store.path("sae_summary", profile="smoke-matched", layer="hidden", family="mlp") == \
         store.path("sae_summary", profile="smoke", layer="hidden", family="mlp")
     assert "smoke-matched" in str(store.path("sae_summary", profile="smoke-matched", layer="hidden", family="cnn"))
+    # the matched CNN's randomly initialized network is the base's, and so is the SAE on it
+    from helpers.sae_study import _fields
+    from helpers.train import random_model
+    from helpers.units import SAESpec
+    with torch.no_grad():
+        assert torch.equal(random_model("cnn", "smoke-matched")(x), random_model("cnn", "smoke")(x))
+    random_sae, trained_sae = SAESpec("cnn", "random-init", 0, "l1"), SAESpec("cnn", "trained", 0, "l1")
+    assert store.path("sae", **_fields("smoke-matched", "hidden", random_sae)) == \
+        store.path("sae", **_fields("smoke", "hidden", random_sae))
+    assert store.path("sae", **_fields("smoke-matched", "hidden", trained_sae)) != \
+        store.path("sae", **_fields("smoke", "hidden", trained_sae))
