@@ -171,16 +171,16 @@ class Profile:
         return self.layer_arms[layer]
 
 
-# The recipes, measured on one seed at equal epochs (so equal time: benchmarks/recipes.py, benchmarks/recipes.json).
+# The recipes, measured on one seed at 7 epochs each (so equal time: benchmarks/recipes.py, benchmarks/recipes.json).
 # Both families end 7 epochs underfit, so milder augmentation and larger steps pay: the VGG reached 73.5% with 2-pixel
 # crops, 73.1% at lr 0.2 and 74.9% with both (71.0% with 4-pixel crops at 0.1); the MLP 60.6% with flips only at lr
 # 2e-3 and 59.9% with 2-pixel crops (57.0% with 4-pixel crops at 1e-3). The ResNet shares the VGG's recipe.
-_CNN = dict(epochs=7, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4, label_smoothing=0.1, crop=2)
+_CNN = dict(epochs=6, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4, label_smoothing=0.1, crop=2)
 # The reference ResNet at the VGG's width: a stem, three residual stages at half, quarter and eighth resolution, and a
 # 1x1 head as wide as the VGG's hidden layer (at 1/8 width 0.10 s per step on 2 cores, the VGG's 0.12 s; a first
 # full-resolution stage, as in ResNet-18, would cost 0.18 s).
 _RESNET_CPU = dict(width=1 / 8, stages=(0, 1, 1, 1), head=512)
-_MLP = dict(epochs=7, batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1, crop=0)
+_MLP = dict(epochs=6, batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1, crop=0)
 _CPU_TRAINING = {
     "cnn": Training(arch=dict(width=1 / 8), **_CNN),
     "resnet": Training(arch=_RESNET_CPU, **_CNN),
@@ -221,11 +221,11 @@ PROFILES = {p.name: p for p in (
     Profile("smoke-matched", "tiny test models, the CNNs at the epoch whose accuracy matches the MLP's", model_seeds=2,
             caption="tiny test models, competence-matched", training=_SMOKE_TRAINING, am=_SMOKE_AM, sae=_SMOKE_SAE,
             compare=_SMOKE_COMPARE, matching=Matching("smoke"), **_MATCHED),
-    # Both hidden layers are 512 wide (SAEs of 1,536 features each). Sized so that two seeds of each family train in
-    # about 16 minutes on 2 cores: VGG13_bn at 1/8 width (channels-last: 0.12 s per step here, 1/4 width 0.37 s) and
-    # 4 blocks (0.13 s per step; 6 blocks 0.18 s); about 33 s per epoch for either. 7 epochs, not 12, to fit the
-    # whole study in 45 minutes: at 12 the two seeds reached 76.2% (CNN) and 59.7-59.8% (MLP), at 8 72.3-73.3% and
-    # 57.2-57.5% (and 8 took 291 s per CNN on a 2-core AMD EPYC, 9% more than on the machine of the 72% run).
+    # Both hidden layers are 512 wide (SAEs of 1,536 features each): VGG13_bn at 1/8 width (channels-last: 0.12 s per
+    # step on 2 cores, 1/4 width 0.37 s) and 4 blocks (0.10-0.13 s per step; 6 blocks 0.18 s). 6 epochs, not 12, to
+    # fit the whole study, with the competence-matched pair and the curve along training, in 45 minutes on 2 cores:
+    # at 7 epochs it took 58 minutes on a 2-core Intel Xeon (2026-12-01; VGG 74.6/75.6%, MLP 60.6/60.6%); at 12
+    # epochs, with the earlier recipes, the two seeds reached 76.2% (CNN) and 59.7-59.8% (MLP).
     Profile("cpu", "small models trained on 2 CPU cores: VGG13_bn at 1/8 width and a 4-block, width-512 bottleneck "
                    "MLP, two training seeds each", model_seeds=2, caption="small models trained on 2 CPU cores",
             training=_CPU_TRAINING),
