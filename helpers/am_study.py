@@ -110,10 +110,11 @@ def natural_contrast(images):
 
 
 def am_suite(net, random_net, n_units, sample_images, natural_images, seed=0, kinds=None, contrast=0.0,
-             progress=True, **settings):
+             progress=True, networks=NETWORKS[:2], **settings):
     """Every objective of ``objective_plan`` (``kinds`` only, if given) on the trained network and, as its null, on a
-    randomly initialized one of the same architecture; each network's shift-pooled and plain objectives are
-    rendered as two batches (``Stacked``). {AMGroup: dict} with, for each image, its objective value without the
+    randomly initialized one of the same architecture (``networks``: which of the two, each rendered on its own, so
+    either part can be cached apart); each network's shift-pooled and plain objectives are rendered as two batches
+    (``Stacked``). {AMGroup: dict} with, for each image, its objective value without the
     optimizer's transforms (``final``), the same on its start image (``start_value``), and its target's values on
     ``natural_images`` (``natural``, floats in [0, 1]), from which ``verdict.am_success`` judges it when the tables
     are built. ``contrast``: the contrast penalty's weight on each target's natural-image scale (0: none).
@@ -121,6 +122,8 @@ def am_suite(net, random_net, n_units, sample_images, natural_images, seed=0, ki
     out = {}
     unit_penalty = contrast / (natural_contrast(natural_images) * natural_images[0].numel())
     for network, model in zip(NETWORKS, (net, random_net)):
+        if network not in networks:
+            continue
         plan = objective_plan(model, n_units, sample_images, seed, kinds)
         natural = {kind: objective_values(model, o, natural_images) for kind, o in plan.items()}
         for pooled in (True, False):
@@ -140,6 +143,15 @@ def am_suite(net, random_net, n_units, sample_images, natural_images, seed=0, ki
                     final=objective_values(model, objective, images).diagonal(),
                     start_value=objective_values(model, objective, start).diagonal(), natural=natural[kind])
     return out
+
+
+def am_where(profile, family, network, setting, model_seed, am_seed):
+    """The fields of one cached AM run (``store.AM_SUITE``). A competence-matched profile's randomly initialized
+    networks are its base's (the same architectures and seeds), so their runs are the base's files."""
+    if network == "random-init":
+        profile = profiles.base_profile(profile)
+    return dict(profile=profile, family=family, network=network, setting=setting, model_seed=model_seed,
+                am_seed=am_seed)
 
 
 def score_table(runs):
@@ -339,19 +351,22 @@ class AMPage:
                         render_settings = dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr,
                                                **penalty)
 
-                        def compute(net=net, null=null, kinds=kinds, render_settings=render_settings,
+                        def compute(network, net=net, null=null, kinds=kinds, render_settings=render_settings,
                                     am_seed=am_seed):
                             suite = am_suite(net, null, s.units, self.sample, self.natural, seed=am_seed,
-                                             kinds=kinds, color_matrix=self.color_matrix,
+                                             kinds=kinds, color_matrix=self.color_matrix, networks=(network,),
                                              transforms=standard_transforms(jitter_pixels=s.jitter), **render_settings)
                             return {(g.objective, g.network): r for g, r in suite.items()}  # plain keys: a safe load
-                        where = dict(profile=self.profile, family=f, setting=setting, model_seed=m, am_seed=am_seed)
-                        saved = store.AM_SUITE(
-                            compute, where, model=weights[0], random_model=weights[1], layers=neuron_layers(net),
-                            kinds=kinds, units=s.units, am_seed=am_seed, image_seed=self.seed,
-                            natural_images=s.natural_images, render=dict(render_settings, jitter=s.jitter,
-                                                                         pool_stride=POOL_STRIDE))
-                        self.runs[(f, setting, m, am_seed)] = {AMGroup(*k): r for k, r in saved.items()}
+                        suite = {}
+                        for network, weight in zip(NETWORKS, weights):
+                            saved = store.AM_SUITE(
+                                lambda network=network: compute(network),
+                                am_where(self.profile, f, network, setting, m, am_seed), model=weight,
+                                network=network, layers=neuron_layers(net), kinds=kinds, units=s.units,
+                                am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
+                                render=dict(render_settings, jitter=s.jitter, pool_stride=POOL_STRIDE))
+                            suite.update({AMGroup(*k): r for k, r in saved.items()})
+                        self.runs[(f, setting, m, am_seed)] = suite
         return self.runs
 
     def first(self, family, setting="plain"):

@@ -38,7 +38,8 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("training_state", "checkpoints/{family}_{profile}_seed{seed}/resume.pt", "00_train.ipynb"),
     Artifact("activations", "activations/{model}-{layer}-{split}-aug{augment_copies}-seed{seed}.pt",
              "02_sae.ipynb"),
-    Artifact("am_run", _R + "am/{family}{model_seed}_{setting}_seed{am_seed}.pt", "01_activation_maximization.ipynb"),
+    Artifact("am_run", _R + "am/{family}{model_seed}_{network}_{setting}_seed{am_seed}.pt",
+             "01_activation_maximization.ipynb"),
     Artifact("am_controls", _R + "am_controls.csv", "01_activation_maximization.ipynb"),
     Artifact("am_controls_figure", _R + "am_controls.png", "01_activation_maximization.ipynb"),
     Artifact("am_scores", _R + "am_scores.csv", "01_activation_maximization.ipynb"),
@@ -145,7 +146,7 @@ HARVEST = CachedStep("activations", "activations", inputs=("model", "layer", "sp
                      modules=("helpers.activations", "helpers.models", "helpers.data"))
 SAE_TRAINING = CachedStep("sae", "sae", inputs=("sae", "model", "layer", "augment_copies", "training"),
                           modules=("helpers.sae", "helpers.activations", "helpers.models", "helpers.data"))
-AM_SUITE = CachedStep("am", "am_run", inputs=("model", "random_model", "layers", "kinds", "units", "am_seed",
+AM_SUITE = CachedStep("am", "am_run", inputs=("model", "network", "layers", "kinds", "units", "am_seed",
                                               "image_seed", "natural_images", "render"),
                       modules=("helpers.actmax", "helpers.am_study", "helpers.models", "helpers.data"))
 LAYER_MAP = CachedStep("layer_map", "layer_map", inputs=("models", "random_models", "n_images", "seed", "pool"),

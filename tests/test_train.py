@@ -147,3 +147,9 @@ def test_matched_profile_loads_the_matched_epoch_and_reuses_the_rest():
         store.path("sae", **_fields("smoke", "hidden", random_sae))
     assert store.path("sae", **_fields("smoke-matched", "hidden", trained_sae)) != \
         store.path("sae", **_fields("smoke", "hidden", trained_sae))
+    from helpers.am_study import am_where
+    run = dict(family="cnn", setting="plain", model_seed=0, am_seed=0)
+    assert store.path("am_run", **am_where("smoke-matched", network="random-init", **run)) == \
+        store.path("am_run", **am_where("smoke", network="random-init", **run))
+    assert store.path("am_run", **am_where("smoke-matched", network="trained", **run)) != \
+        store.path("am_run", **am_where("smoke", network="trained", **run))
