@@ -72,7 +72,8 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
     # convergence, scores
     assert images(nb) >= 25
     folder = data_env / "results" / "smoke"
-    for name in ("am/cnn0_plain_seed0.pt", "am/mlp1_contrast_seed0.pt", "am_scores.csv", "am_gates.csv",
+    for name in ("am/cnn0_trained_plain_seed0.pt", "am/cnn0_random-init_plain_seed0.pt",
+                 "am/mlp1_trained_contrast_seed0.pt", "am_scores.csv", "am_gates.csv",
                  "am_effects.csv", "am_comparisons.csv", "am_summary.json", "am_controls.csv", "am_controls.png",
                  "am_repetition_scores.png", "am_cnn_classes.png", "am_mlp_plain_pooled.png",
                  "am_mlp_plain_random-init_residual.png", "am_cnn_plain_channels.png",
