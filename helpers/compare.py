@@ -206,8 +206,9 @@ def heldout_match(a, b, select, evaluate, weights=None, b_order=None, a_select=N
     if len(ib) == 0:
         return torch.tensor(0.0), torch.zeros(0), None if weights is None else torch.zeros(len(weights))
     x, y = a[evaluate][:, ia], b[b_evaluate][:, ib]  # rows first: a column gather is the slow one
-    per_feature = paired_correlations(x, y)
-    replicates = None if weights is None else paired_correlations(x, y, weights).mean(1)
+    prepared = PairedColumns(x, weights)
+    per_feature = prepared.correlations(y)
+    replicates = None if weights is None else prepared.correlations(y, replicates=True).mean(1)
     return per_feature.mean(), per_feature, replicates
 
 

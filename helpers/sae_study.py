@@ -256,19 +256,18 @@ class SAEPage:
         import pandas as pd
         rows, self.logs, gate_rows, summary = [], {}, [], {}
         net_of = {spec: ("trained", 0) if spec.net == "linear-map" else spec.network for spec in self.specs}
+        mapped = {spec: self.linear_map if spec.net == "linear-map" else None for spec in self.specs}
         trained = train_variants(self.profile, self.layer, self.specs, {s: self.nets[net_of[s]] for s in self.specs},
                                  self.module, {s: self.train_acts[s.network] for s in self.specs}, self.settings)
         evaluated = {}
         for net_key, net in self.nets.items():  # every SAE on one network in one pass over the test images
             specs = [spec for spec in self.specs if net_of[spec] == net_key]
-            results = evaluate_saes(net, self.module, [
-                (trained[spec][0], self.test_acts[spec.network],
-                 self.linear_map if spec.net == "linear-map" else None) for spec in specs],
-                self.test_images, self.test_labels, self.train_acts[net_key].mean(0))
+            results = evaluate_saes(net, self.module, [(trained[spec][0], self.test_acts[spec.network], mapped[spec])
+                                                       for spec in specs],
+                                    self.test_images, self.test_labels, self.train_acts[net_key].mean(0))
             evaluated.update(zip(specs, results))
         for spec in self.specs:
             k, net_key = spec.network, net_of[spec]  # the mapped layer is seed 0's
-            mapped = self.linear_map if spec.net == "linear-map" else None
             sae, self.logs[spec] = trained[spec]
             metrics, frequency = evaluated[spec]
             gates = verdict.sae_gates(metrics, self.settings.target_l0, self.logs[spec])
@@ -280,7 +279,7 @@ class SAEPage:
                                                      model_fingerprint=fingerprint(self.nets[net_key]),
                                                      training=self.settings.training(),
                                                      augment_copies=self.settings.augment_copies,
-                                                     linear_map=mapped is not None))
+                                                     linear_map=mapped[spec] is not None))
             passed = verdict.gates_passed(gates)
             summary[spec.id] = dict(spec.as_dict(), metrics=metrics, gates=gates, gates_passed=passed,
                                     alive_share=1 - metrics["dead"] / metrics["n_features"],
