@@ -37,7 +37,7 @@ def training_step(family):
     config = config_for(family, "cpu")
     model = build_model(config["family"], **config["arch"])
     opt, _ = make_optimizer(model, config, 1000)
-    layout = torch.channels_last if config["family"] == "cnn" else torch.contiguous_format
+    layout = torch.contiguous_format if config["family"] == "mlp" else torch.channels_last
     x = torch.rand(config["batch_size"], 3, 32, 32).contiguous(memory_format=layout)
     y = torch.randint(0, 10, (config["batch_size"],))
 

@@ -23,6 +23,20 @@ VGG_MEAN, VGG_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
 MLP_MEAN, MLP_STD = (0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (the same parameters, buffers and state-dict names) that normalizes a channels-last input of
+    fewer than 16 channels on an NCHW copy. Torch's CPU kernel for channels-last vectorizes across channels, which at
+    8 channels leaves most of each vector empty: at the cpu CNNs' first layers, (256, 8, 32, 32), a training step of
+    the layer (forward and backward) took 23 ms channels-last and 5 ms on the copy; the cpu VGG's training step went
+    from 97 to 76 ms. The arithmetic is the same."""
+
+    def forward(self, x):
+        if (self.num_features < 16 and x.device.type == "cpu" and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 class Normalize(nn.Module):
     """(x * scale - mean) / std per channel; buffers are not saved, so state_dict keys stay official."""
 
@@ -55,7 +69,7 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
                 out = max(1, round(v * width))
-                layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+                layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), BatchNorm2d(out), nn.ReLU()]
                 channels = out
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -124,10 +138,10 @@ class BasicBlock(nn.Module):
     def __init__(self, c_in, c_out, stride):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), BatchNorm2d(c_out))
         self.shortcut = (nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)))
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), BatchNorm2d(c_out)))
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -147,7 +161,7 @@ class ResNet(nn.Module):
         super().__init__()
         self.normalize = Normalize(VGG_MEAN, VGG_STD)
         channels = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, padding=1, bias=False), nn.BatchNorm2d(channels[0]),
+        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, padding=1, bias=False), BatchNorm2d(channels[0]),
                                   nn.ReLU())
         blocks, c_in = [], channels[0]
         for i, (n, c) in enumerate(zip(stages, channels)):
@@ -155,7 +169,7 @@ class ResNet(nn.Module):
                 blocks.append(BasicBlock(c_in, c, 2 if i > 0 and j == 0 else 1))
                 c_in = c
         self.blocks = nn.Sequential(*blocks)
-        self.head = (nn.Sequential(nn.Conv2d(c_in, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU())
+        self.head = (nn.Sequential(nn.Conv2d(c_in, head, 1, bias=False), BatchNorm2d(head), nn.ReLU())
                      if head else nn.Identity())
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(head or c_in, num_classes)

@@ -221,3 +221,25 @@ def test_folding_batchnorm_keeps_the_function_and_the_layer_names(vgg_with_learn
     assert not any(p.requires_grad for p in folded.parameters())
     mlp = BottleneckMLP(depth=1, width=16, resolution=32)
     assert models.fold_batchnorm(mlp) is mlp  # nothing to fold: no copy
+
+
+@pytest.mark.parametrize("channels", [8, 16])
+def test_batchnorm_on_an_nchw_copy_equals_torchs(channels):
+    # models.BatchNorm2d normalizes a channels-last input of few channels on an NCHW copy (a CPU speed-up): outputs,
+    # gradients and running statistics must equal nn.BatchNorm2d's, the output must stay channels-last, and the
+    # state dict must keep nn.BatchNorm2d's names so the official checkpoints load
+    torch.manual_seed(0)
+    ours, torchs = models.BatchNorm2d(channels), torch.nn.BatchNorm2d(channels)
+    torch.nn.init.normal_(ours.weight)
+    torchs.load_state_dict(ours.state_dict())
+    x = (3 * torch.randn(32, channels, 8, 8) + 1).contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = ours(a), torchs(b)
+    grad = torch.randn_like(ya)
+    ya.backward(grad)
+    yb.backward(grad)
+    assert ya.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(ya, yb, atol=1e-5) and torch.allclose(a.grad, b.grad, atol=1e-5)
+    assert torch.allclose(ours.running_var, torchs.running_var) and torch.allclose(ours.weight.grad, torchs.weight.grad,
+                                                                                   atol=1e-4)
+    assert list(ours.state_dict()) == list(torchs.state_dict())
