@@ -1,6 +1,6 @@
 """The study's manifest: its steps in the order they run, the page each writes in the book, the parameters each
 takes beyond the profile, the results files each page links for download, and the book's table of contents."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from helpers import profiles, store
 
@@ -12,6 +12,7 @@ class Step:
     title: str                 # its chapter title in the book
     parameters: dict           # what the study passes beyond the profile
     downloads: tuple = field(default=())   # (artifact, fields) pairs the page links for download
+    after: tuple = field(default=())       # the pages whose results this one reads (``needs``): it runs after them
 
     def target(self, book, profile):
         return book / profile / f"{self.page}.ipynb"
@@ -80,7 +81,41 @@ def steps(profile, seed=0):
     out.append(Step("04_answers.ipynb", "answers", "The answers", {},
                     (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))
                     + (("trajectory", {}),) * bool(p.scale_models)))
-    return out
+    return [replace(step, after=needs(step, out, p)) for step in out]
+
+
+def needs(step, steps, p):
+    """The pages of ``steps`` that ``step`` reads results of, so the study may run any pages whose needs are met at
+    the same time: AM and the SAEs read the trained models (the SAE pages every family's, for the layer map that
+    picks the mid-depth layers); a mid-depth SAE page the hidden page's harvest; a comparison every SAE page of its
+    layer and the AM summary; a competence-matched page the base profile's page whose random-init results it
+    reuses; the atlas its layer's comparison; the curve every training; the answers every other page."""
+    kind, prm = step.notebook[:2], step.parameters
+    matched = "profile" in prm
+    pages = {}
+    for s in steps:
+        pages.setdefault((s.notebook[:2], "profile" in s.parameters, s.parameters.get("layer"),
+                          s.parameters.get("model")), []).append(s.page)
+
+    def of(kind, matched=False, layer=None, model=None):
+        return [page for (k, m, lay, mod), names in pages.items() for page in names
+                if k == kind and m == matched and layer in (None, lay) and model in (None, mod)]
+    training = [page for m in p.families for page in of("00", model=m)]
+    if kind == "00":
+        return ()
+    if kind == "01":
+        return tuple(of("01") if matched else training)
+    if kind == "02":
+        if matched:
+            return tuple(of("02", layer="hidden", model=prm["model"]))
+        return tuple(training if prm["layer"] == "hidden" else of("02", layer="hidden", model=prm["model"]))
+    if kind == "03":
+        return tuple(of("02", matched, prm["layer"]) + of("01", matched))
+    if kind == "05":
+        return tuple(of("03", layer=prm["layer"]))
+    if kind == "06":
+        return tuple(of("00"))
+    return tuple(s.page for s in steps if s.page != step.page)
 
 
 def toc(book_profiles):

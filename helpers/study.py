@@ -4,13 +4,21 @@
 
 Executed notebooks are written to ``book/<profile>/``. A step is skipped when this machine ran it before (a stamp
 in ``Data/results/<profile>/study/``, so a fresh clone with committed notebooks but no data runs everything) with
-the same parameters, after the last change to the notebook and the ``helpers`` code; the first failing notebook
-stops the run with its error.
+the same parameters, after the last change to the notebook and the ``helpers`` code; a failing notebook stops the
+run with its error.
+
+Pages whose inputs are ready run at the same time (``--workers``, each page a process with its share of the cores
+as torch threads; ``manifest.needs`` says which page reads which): on 2 cores two pages of one thread each do about
+1.35x the work of one page of two threads, as torch's second thread adds only some 40%. The numbers then are those
+of ``--workers`` and the threads it gives each page, whatever the order the pages happen to run in.
 """
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -183,36 +191,135 @@ def run_notebook(source, target, parameters, progress=False, downloads=()):
                          f"(the partly executed notebook is {tmp})") from None
 
 
+def default_workers():
+    """Pages run at once: one where a GPU is at hand (pages would share it) or on one core, else two."""
+    import torch
+    return 1 if torch.cuda.is_available() or len(os.sched_getaffinity(0)) < 2 else 2
+
+
+def run_step(step, args, progress):
+    source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
+    parameters = {"profile": args.profile, **step.parameters}
+    t = time.time()
+    run_notebook(source, target, parameters, progress=progress,
+                 downloads=lambda: step.download_paths(args.profile))
+    write_stamp(target, parameters, time.time() - t)
+
+
+def _label(step, profile):
+    return f"{step.notebook} {({'profile': profile, **step.parameters})}"
+
+
+def _announce(step, profile):
+    parameters = {"profile": profile, **step.parameters}
+    last = read_stamp(step.target(BOOK, profile), parameters)
+    estimate = f" (last run here: {last['seconds']} s)" if last and last.get("seconds") else ""
+    print(f"[run ] {_label(step, profile)}{estimate}", flush=True)
+
+
+def run_pages(todo, done, args, workers):
+    """Run the steps of ``todo`` (in manifest order), ``workers`` at a time, each as soon as the pages it reads
+    (``Step.after``) are in ``done``; each page is a child process (``--step``) logging to a file beside its stamp.
+    A failure lets the running pages finish, starts no other, and stops the study with the failed page's log."""
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    pending, running, failed = list(todo), {}, []
+    print(f"running up to {workers} pages at a time, {threads} torch thread(s) each", flush=True)
+    try:
+        _schedule(pending, running, failed, done, args, workers, env)
+    finally:  # an interrupted study leaves no page running
+        for proc, *_ in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # the page and its kernel
+    if failed:
+        raise SystemExit(f"the study stopped: {', '.join(failed)} failed (see above); "
+                         f"{len(pending)} page(s) did not run")
+
+
+def _schedule(pending, running, failed, done, args, workers, env):
+    while pending or running:
+        for step in [s for s in pending if not failed and all(a in done for a in s.after)][:workers - len(running)]:
+            pending.remove(step)
+            parameters = {"profile": args.profile, **step.parameters}
+            log = stamp_path(step.target(BOOK, args.profile), parameters).with_suffix(".log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            _announce(step, args.profile)
+            with open(log, "w") as out:
+                command = [sys.executable, "-m", "helpers.study", "--profile", args.profile, "--seed", str(args.seed),
+                           "--book", str(BOOK), "--step", step.page]
+                running[step.page] = (subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+                                                       stderr=subprocess.STDOUT, start_new_session=True),
+                                        step, log, time.time())
+        if not running:
+            if pending and not failed:
+                raise SystemExit(f"no page can run: {[s.page for s in pending]} wait for pages that never ran")
+            break
+        time.sleep(0.5)
+        for page, (proc, step, log, t) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[page]
+            if proc.returncode == 0:
+                done.add(page)
+                print(f"[done] {_label(step, args.profile)} in {time.time() - t:.0f} s -> "
+                      f"{os.path.relpath(step.target(BOOK, args.profile), ROOT)}", flush=True)
+            else:
+                failed.append(page)
+                tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+                print(f"[fail] {_label(step, args.profile)} (its log: {log}):\n{tail}", flush=True)
+
+
 def main(argv=None):
+    global BOOK
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", choices=profiles.STUDY_PROFILES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-book", action="store_true", help="run the notebooks only")
     parser.add_argument("--quiet", action="store_true", help="one line per notebook, without its cells and output")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="pages run at once (default: 1 with a GPU or one core, else 2); 1 runs them in order "
+                             "in this process, with torch's default threads")
+    parser.add_argument("--step", help=argparse.SUPPRESS)  # one page, run by the parallel runner
+    parser.add_argument("--book", type=Path, help=argparse.SUPPRESS)  # where the parallel runner writes the pages
     args = parser.parse_args(argv)
-    if not args.quiet:  # papermill reports each cell's output through its logger
+    if args.book:
+        BOOK = args.book
+    steps_ = manifest.steps(args.profile, args.seed)
+    if args.step:
+        chosen = [s for s in steps_ if s.page == args.step]
+        if not chosen:
+            raise SystemExit(f"--step {args.step!r} is no page of the {args.profile} study; its pages are "
+                             f"{', '.join(s.page for s in steps_)}")
+        run_step(chosen[0], args, progress=False)
+        return
+    workers = args.workers or default_workers()
+    if workers < 1:
+        raise SystemExit(f"--workers {workers}: give at least 1 (1 runs the pages one after another)")
+    if not args.quiet and workers == 1:  # papermill reports each cell's output through its logger
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The notebooks run in notebooks/, so paths given relative to where this command was typed are made absolute.
     for name in (ARCHIVE_ENV, "INTERPRET_MLP_DATA"):
         if os.environ.get(name):
             os.environ[name] = str(Path(os.environ[name]).resolve())
     start = time.time()
-    for step in manifest.steps(args.profile, args.seed):
+    todo, done = [], set()
+    for step in steps_:
         source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
         parameters = {"profile": args.profile, **step.parameters}
-        name = step.notebook
-        label = f"{name} {parameters}"
         if up_to_date(source, target, parameters):
-            print(f"[skip] {label}: {os.path.relpath(target, ROOT)} is up to date", flush=True)
-            continue
-        t = time.time()
-        last = read_stamp(target, parameters)
-        estimate = f" (last run here: {last['seconds']} s)" if last and last.get("seconds") else ""
-        print(f"[run ] {label}{estimate}", flush=True)
-        run_notebook(source, target, parameters, progress=not args.quiet,
-                     downloads=lambda step=step: step.download_paths(args.profile))
-        write_stamp(target, parameters, time.time() - t)
-        print(f"[done] {label} in {time.time() - t:.0f} s -> {os.path.relpath(target, ROOT)}", flush=True)
+            print(f"[skip] {_label(step, args.profile)}: {os.path.relpath(target, ROOT)} is up to date", flush=True)
+            done.add(step.page)
+        else:
+            todo.append(step)
+    if workers > 1:
+        run_pages(todo, done, args, workers)
+    else:
+        for step in todo:
+            t = time.time()
+            _announce(step, args.profile)
+            run_step(step, args, progress=not args.quiet)
+            print(f"[done] {_label(step, args.profile)} in {time.time() - t:.0f} s -> "
+                  f"{os.path.relpath(step.target(BOOK, args.profile), ROOT)}", flush=True)
     if not args.no_book:
         if BOOK == ROOT / "book":
             write_toc()

@@ -1,11 +1,12 @@
-"""The whole-study runner: which steps it skips."""
+"""The whole-study runner: which steps it skips, and which pages it may run at once."""
+import argparse
 import json
 import os
 import time
 
 import pytest
 
-from helpers import study
+from helpers import manifest, study
 
 
 def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_path, data_env):
@@ -147,3 +148,28 @@ def test_the_landing_page_answers_block_is_rewritten_in_place(monkeypatch):
     assert answers.with_answers(once, "paper") == once.replace("of cpu", "of paper")
     with pytest.raises(ValueError, match="no '<!-- answers -->'"):
         answers.with_answers("# Title\n", "cpu")
+
+
+def test_every_page_runs_after_the_pages_it_reads():
+    for profile in ("cpu", "smoke", "official"):
+        order = [s.page for s in manifest.steps(profile)]
+        for i, step in enumerate(manifest.steps(profile)):
+            assert set(step.after) <= set(order[:i]), (profile, step.page)  # the serial order meets every need
+    steps = {s.page: s for s in manifest.steps("cpu")}
+    assert set(steps["03_compare"].after) == {"02_sae_cnn", "02_sae_mlp", "02_sae_resnet",
+                                              "01_activation_maximization"}
+    assert steps["02_sae_mlp_mid"].after == ("02_sae_mlp",)  # the hidden page harvests both layers
+    assert {"00_train_cnn", "00_train_resnet_seed1"} <= set(steps["02_sae_mlp"].after)  # the layer map reads all
+    assert steps["matched_02_sae_cnn"].after == ("02_sae_cnn",)  # it reuses the base's random-init SAEs
+    assert steps["00_train_mlp-small"].after == () and "00_train_mlp-small" in steps["06_training"].after
+    assert set(steps["answers"].after) == set(steps) - {"answers"}
+
+
+def test_a_failing_page_stops_the_parallel_study_with_its_log(tmp_path, data_env, monkeypatch, capsys):
+    monkeypatch.setattr(study, "BOOK", tmp_path / "book")
+    broken = manifest.Step("00_train.ipynb", "no_such_page", "a page the child cannot find", {})
+    waiting = manifest.Step("00_train.ipynb", "waits_for_it", "never starts", {}, after=("no_such_page",))
+    with pytest.raises(SystemExit, match="no_such_page failed.*1 page"):
+        study.run_pages([broken, waiting], set(), argparse.Namespace(profile="smoke", seed=0), workers=2)
+    out = capsys.readouterr().out
+    assert "[fail]" in out and "is no page of the smoke study" in out and "waits_for_it" not in out
