@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import profiles  # noqa: E402
-from helpers.models import build_model  # noqa: E402
+from helpers.models import build_model, memory_format  # noqa: E402
 from helpers.sae.model import SAEStack  # noqa: E402
 from helpers.sae.train import new_optimizer, new_sae, train_step  # noqa: E402
 from helpers.train import config_for, make_optimizer  # noqa: E402
@@ -37,8 +37,7 @@ def training_step(family):
     config = config_for(family, "cpu")
     model = build_model(config["family"], **config["arch"])
     opt, _ = make_optimizer(model, config, 1000)
-    layout = torch.contiguous_format if config["family"] == "mlp" else torch.channels_last
-    x = torch.rand(config["batch_size"], 3, 32, 32).contiguous(memory_format=layout)
+    x = torch.rand(config["batch_size"], 3, 32, 32).contiguous(memory_format=memory_format(config["family"]))
     y = torch.randint(0, 10, (config["batch_size"],))
 
     def step():

@@ -189,15 +189,19 @@ class ResNet(nn.Module):
 FAMILIES = {"cnn": VGG, "mlp": BottleneckMLP, "resnet": ResNet}
 
 
+def memory_format(family):
+    """The layout a family's weights and training batches use. Convolutions run about 1.5x faster on CPUs
+    channels-last (the activations follow), in the same fp32 arithmetic: the cpu CNN harvests 10,000 images in
+    1.4-1.9 s instead of 2.5-3.1 s. The MLP has no convolution."""
+    return torch.contiguous_format if family == "mlp" else torch.channels_last
+
+
 def build_model(family, **arch):
-    """A fresh model of ``family`` ('cnn' or 'mlp') with architecture keywords ``arch``."""
+    """A fresh model of ``family`` ('cnn' or 'mlp') with architecture keywords ``arch``, in its ``memory_format``."""
     if family not in FAMILIES:
         raise ValueError(f"model={family!r} is not one of {tuple(FAMILIES)}; use 'cnn' (VGG), 'mlp' (BottleneckMLP) "
                          "or 'resnet' (ResNet, the reference CNN).")
-    model = FAMILIES[family](**arch)
-    # Convolutions run about 1.5x faster on CPUs with channels-last weights (the activations follow), in the same fp32
-    # arithmetic: the cpu CNN harvests 10,000 images in 1.4-1.9 s instead of 2.5-3.1 s.
-    return model.to(memory_format=torch.channels_last) if family != "mlp" else model
+    return FAMILIES[family](**arch).to(memory_format=memory_format(family))
 
 
 OFFICIAL = {

@@ -54,7 +54,7 @@ BOOK = ROOT / "book"
 
 def steps(profile, seed=0):
     """(source notebook, executed notebook, parameters) in the order the study runs them (``manifest.steps``)."""
-    return [(s.notebook, s.target(BOOK, profile), {"profile": profile, **s.parameters})
+    return [(s.notebook, s.target(BOOK, profile), _parameters(s, profile))
             for s in manifest.steps(profile, seed)]
 
 
@@ -197,9 +197,14 @@ def default_workers():
     return 1 if torch.cuda.is_available() or len(os.sched_getaffinity(0)) < 2 else 2
 
 
+def _parameters(step, profile):
+    """What papermill passes the step's notebook: the study's profile (a matched page names its own) and the rest."""
+    return {"profile": profile, **step.parameters}
+
+
 def run_step(step, args, progress):
     source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
-    parameters = {"profile": args.profile, **step.parameters}
+    parameters = _parameters(step, args.profile)
     t = time.time()
     run_notebook(source, target, parameters, progress=progress,
                  downloads=lambda: step.download_paths(args.profile))
@@ -207,14 +212,18 @@ def run_step(step, args, progress):
 
 
 def _label(step, profile):
-    return f"{step.notebook} {({'profile': profile, **step.parameters})}"
+    return f"{step.notebook} {_parameters(step, profile)}"
 
 
 def _announce(step, profile):
-    parameters = {"profile": profile, **step.parameters}
-    last = read_stamp(step.target(BOOK, profile), parameters)
+    last = read_stamp(step.target(BOOK, profile), _parameters(step, profile))
     estimate = f" (last run here: {last['seconds']} s)" if last and last.get("seconds") else ""
     print(f"[run ] {_label(step, profile)}{estimate}", flush=True)
+
+
+def _finished(step, profile, started):
+    print(f"[done] {_label(step, profile)} in {time.time() - started:.0f} s -> "
+          f"{os.path.relpath(step.target(BOOK, profile), ROOT)}", flush=True)
 
 
 def run_pages(todo, done, args, workers):
@@ -240,8 +249,7 @@ def _schedule(pending, running, failed, done, args, workers, env):
     while pending or running:
         for step in [s for s in pending if not failed and all(a in done for a in s.after)][:workers - len(running)]:
             pending.remove(step)
-            parameters = {"profile": args.profile, **step.parameters}
-            log = stamp_path(step.target(BOOK, args.profile), parameters).with_suffix(".log")
+            log = stamp_path(step.target(BOOK, args.profile), _parameters(step, args.profile)).with_suffix(".log")
             log.parent.mkdir(parents=True, exist_ok=True)
             _announce(step, args.profile)
             with open(log, "w") as out:
@@ -261,8 +269,7 @@ def _schedule(pending, running, failed, done, args, workers, env):
             del running[page]
             if proc.returncode == 0:
                 done.add(page)
-                print(f"[done] {_label(step, args.profile)} in {time.time() - t:.0f} s -> "
-                      f"{os.path.relpath(step.target(BOOK, args.profile), ROOT)}", flush=True)
+                _finished(step, args.profile, t)
             else:
                 failed.append(page)
                 tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
@@ -305,8 +312,7 @@ def main(argv=None):
     todo, done = [], set()
     for step in steps_:
         source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
-        parameters = {"profile": args.profile, **step.parameters}
-        if up_to_date(source, target, parameters):
+        if up_to_date(source, target, _parameters(step, args.profile)):
             print(f"[skip] {_label(step, args.profile)}: {os.path.relpath(target, ROOT)} is up to date", flush=True)
             done.add(step.page)
         else:
@@ -318,8 +324,7 @@ def main(argv=None):
             t = time.time()
             _announce(step, args.profile)
             run_step(step, args, progress=not args.quiet)
-            print(f"[done] {_label(step, args.profile)} in {time.time() - t:.0f} s -> "
-                  f"{os.path.relpath(step.target(BOOK, args.profile), ROOT)}", flush=True)
+            _finished(step, args.profile, t)
     if not args.no_book:
         if BOOK == ROOT / "book":
             write_toc()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from helpers import data as cifar
 from helpers import profiles, store
-from helpers.models import OFFICIAL, build_model, load_official, load_state_dict_checked, read_checkpoint
+from helpers.models import OFFICIAL, build_model, load_official, load_state_dict_checked, memory_format, read_checkpoint
 from helpers.paths import atomic_path, shown_path, write_json
 from helpers.progress import tqdm
 
@@ -107,7 +107,7 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
     train_x, train_y = train_x.to(device), train_y.to(device)  # the whole split lives on the device
 
     model = build_model(config["family"], **config["arch"]).to(device)  # a CNN comes channels-last
-    memory_format = torch.contiguous_format if config["family"] == "mlp" else torch.channels_last
+    layout = memory_format(config["family"])
     steps_per_epoch = len(train_x) // config["batch_size"]
     opt, schedule = make_optimizer(model, config, config["epochs"] * steps_per_epoch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(torch.device(device).type == "cuda"))
@@ -137,7 +137,7 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
                    total=steps_per_epoch, desc=f"{config['family']} epoch {epoch + 1}/{config['epochs']}",
                    disable=not verbose, leave=False)
         for step, (x, y) in enumerate(bar):
-            x = x.contiguous(memory_format=memory_format)
+            x = x.contiguous(memory_format=layout)
             with autocast:
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config["label_smoothing"])
