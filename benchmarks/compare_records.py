@@ -18,9 +18,13 @@ RENAMES = {"accuracy sae": "accuracy_spliced", "accuracy original": "accuracy_or
            "accuracy mean-ablated": "accuracy_mean_ablated", "loss recovered vs mean-ablated": "loss_recovered"}
 
 
+SEED_LISTS = ("am_seeds", "model_seeds", "sae_seeds")
+
+
 def renamed(x):
     if isinstance(x, dict):
-        return {RENAMES.get(k, k): renamed(v) for k, v in x.items()}
+        return {RENAMES.get(k, k): list(range(v)) if k in SEED_LISTS and isinstance(v, int) and isinstance(
+            x.get("overrides"), dict) else renamed(v) for k, v in x.items()}
     if isinstance(x, list):
         return [renamed(v) for v in x]
     return x

@@ -46,11 +46,11 @@ def estimate(profile):
         t = p.training[model]
         forward[model], parameters = forward_flops(model, t.arch)
         per_epoch = 3 * forward[model] * TRAIN_IMAGES + forward[model] * TEST_IMAGES  # train, then the test split
-        rows.append(dict(stage=f"training {model} ({parameters / 1e6:.0f}M parameters), {p.model_seeds} seeds",
+        rows.append(dict(stage=f"training {model} ({parameters / 1e6:.0f}M parameters), {len(p.model_seeds)} seeds",
                          kind="matmul" if profiles.SCALE_MODELS.get(model, model) == "mlp" else "conv",
-                         flops=p.model_seeds * t.epochs * per_epoch))
+                         flops=len(p.model_seeds) * t.epochs * per_epoch))
     # Harvests: trained seeds and the random-init network, both study layers, training and test splits; the layer map
-    harvest = sum((p.model_seeds + 1) * 2 * forward[f] * (TRAIN_IMAGES + TEST_IMAGES) for f in p.families)
+    harvest = sum((len(p.model_seeds) + 1) * 2 * forward[f] * (TRAIN_IMAGES + TEST_IMAGES) for f in p.families)
     rows.append(dict(stage="harvests and the layer map", kind="conv", flops=harvest * 1.2))
     # SAEs: per family and layer, every variant; width d of the layer, expansion x features
     sae = 0
@@ -58,7 +58,7 @@ def estimate(profile):
               "mlp": p.training["mlp"].arch["width"], "resnet": p.training["resnet"].arch.get("head", 512)}
     for family in p.families:
         for layer in profiles.STUDY_LAYERS:
-            variants = (p.model_seeds * p.sae_seeds + 1 + (family == "cnn")) * len(p.arms(layer))
+            variants = (len(p.model_seeds) * len(p.sae_seeds) + 1 + (family == "cnn")) * len(p.arms(layer))
             d = widths[family]
             m = p.sae.expansion * d
             sae += variants * p.sae.steps * 3 * 2 * 2 * p.sae.batch_size * d * m
@@ -66,19 +66,19 @@ def estimate(profile):
         q = profiles.get(matched)
         for family in q.matching.families:
             d = widths[family]
-            variants = (q.model_seeds * q.sae_seeds + 1 + (family == "cnn")) * len(q.arms("hidden"))
+            variants = (len(q.model_seeds) * len(q.sae_seeds) + 1 + (family == "cnn")) * len(q.arms("hidden"))
             sae += variants * q.sae.steps * 3 * 2 * 2 * q.sae.batch_size * d * p.sae.expansion * d
     rows.append(dict(stage="SAEs (both arms, every variant, matched CNNs too)", kind="matmul", flops=sae))
     # AM: per network (trained seeds and random-init) the objective groups, each image steps x (forward + backward)
     images = p.am.units * (1 + 0.5 * 3) + 10  # pooled, earlier, channels/residual, classes
     am = 0
     for family in profiles.FAMILIES:
-        per_net = images * p.am.am_seeds * p.am.steps * 2.5 * forward[family] + p.am.units * 16 * forward[family]
-        am += 2 * p.model_seeds * per_net * 1.3  # trained and random-init; the contrast setting's pooled group
+        per_net = images * len(p.am.am_seeds) * p.am.steps * 2.5 * forward[family] + p.am.units * 16 * forward[family]
+        am += 2 * len(p.model_seeds) * per_net * 1.3  # trained and random-init; the contrast setting's pooled group
     am *= 1 + len(profiles.matched_profiles(profile)) * 0.5  # the matched pair renders its CNNs again
     rows.append(dict(stage="activation maximization", kind="conv", flops=am))
     # The curve along training: every epoch checkpoint read on the trajectory's test images
-    curve = sum(p.model_seeds * (p.training[m].epochs + 1) * forward[m] * p.compare.trajectory_images
+    curve = sum(len(p.model_seeds) * (p.training[m].epochs + 1) * forward[m] * p.compare.trajectory_images
                 for m in p.trained_models)
     rows.append(dict(stage="checkpoints along training", kind="conv", flops=curve))
     return rows

@@ -146,10 +146,7 @@ def am_suite(net, random_net, n_units, sample_images, natural_images, seed=0, ki
 
 
 def am_where(profile, family, network, setting, model_seed, am_seed):
-    """The fields of one cached AM run (``store.AM_SUITE``). A competence-matched profile's randomly initialized
-    networks are its base's (the same architectures and seeds), so their runs are the base's files."""
-    if network == "random-init":
-        profile = profiles.base_profile(profile)
+    """The fields of one cached AM run (``store.AM_SUITE``; ``store.owner`` says whose folder holds it)."""
     return dict(profile=profile, family=family, network=network, setting=setting, model_seed=model_seed,
                 am_seed=am_seed)
 
@@ -291,11 +288,34 @@ OBJECTIVE_WORDS = {"pooled": "last-hidden-layer neurons, shift-pooled", "classes
 
 
 @dataclass
+class Controls:
+    """The primary measure on its known answers: the images, one score per image, and whether it passed."""
+    images: dict    # {control: (images, "high" or "low")}
+    rows: object    # ``control_table``
+    passed: bool
+    reason: str
+
+
+@dataclass
+class Judged:
+    """What Prediction 1 rests on: the score table and, with both families, its gates, effects and comparisons, the
+    channel control, the verdict; and the scores beside natural and start images (``scored``) with their medians."""
+    table: object
+    scored: object
+    medians: object
+    tables: dict = None       # {"am_gates", "am_effects", "am_comparisons": DataFrame}
+    channel: dict = None
+    verdict: str = None
+    reason: str = None
+
+
+@dataclass
 class AMPage:
-    """Prediction 1 on one profile's models, as ``01_activation_maximization`` shows it."""
+    """Prediction 1 on one profile's models, as ``01_activation_maximization`` shows it. Its compute methods return
+    values (the runs, the controls, the judged tables), which its tables, figures and text take."""
     profile: str
     model: str = "both"          # "cnn", "mlp" or "both" (the verdict needs both)
-    seed: int = 0                # the image picks and the first AM seed
+    seed: int = 0                # the image picks (the AM seeds are the profile's)
     overrides: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -307,15 +327,16 @@ class AMPage:
         profile = profiles.get(self.profile)
         self.settings = profile.am.with_overrides(self.overrides)
         self.families = list(profiles.FAMILIES) if self.model == "both" else [self.model]
-        self.model_seeds = list(range(profile.model_seeds))
+        self.model_seeds = list(profile.model_seeds)
         self.nets = {(f, m): load_trained(f, self.profile, m) for f in self.families for m in self.model_seeds}
         self.random_nets = {(f, m): random_model(f, self.profile, m) for f in self.families for m in self.model_seeds}
+        self.weights = {(k, network): fingerprint(net) for network, nets in zip(NETWORKS, (self.nets, self.random_nets))
+                        for k, net in nets.items()}  # each network's identity in the cache keys, hashed once
         test_x, _, self.classes = load_cifar10("test")
         order = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(self.seed))
         self.sample = to_float(test_x[order[:512]])                                      # to pick responsive units
         self.natural = to_float(test_x[order[512:512 + self.settings.natural_images]])   # thresholds, a baseline
         self.color_matrix = cifar_color_matrix()
-        self.runs, self.tables = {}, None
 
     @property
     def both(self):
@@ -325,227 +346,219 @@ class AMPage:
         s = self.settings
         lines = []
         for f in self.families:
-            net = self.nets[(f, 0)]
+            net = self.nets[(f, self.model_seeds[0])]
             layers = neuron_layers(net)
-            lines.append(f"{profiles.FAMILY_NAMES[f]} ({f}), profile {self.profile!r}, model seeds "
+            lines.append(f"{profiles.FAMILY[f].architecture} ({f}), profile {self.profile!r}, model seeds "
                          f"{self.model_seeds}: {sum(p.numel() for p in net.parameters()):,} parameters; neurons of "
                          + ", ".join(f"{k} {v!r}" for k, v in layers.items()))
         lines.append(f"{s.units} last-hidden-layer neurons (shift-pooled over {len(shift_grid(32, POOL_STRIDE))} "
                      f"circular shifts) and {max(1, s.units // 2)} neurons of each other kind per model seed and AM "
-                     f"seed; {len(self.model_seeds)} model seeds × {s.am_seeds} AM seeds, {s.steps} steps of Adam "
-                     f"(lr {s.lr}), {s.parameterization} image, jitter {s.jitter} px, scale ±8%, rotation ±8°; "
+                     f"seed; {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM seeds, {s.steps} steps of "
+                     f"Adam (lr {s.lr}), {s.parameterization} image, jitter {s.jitter} px, scale ±8%, rotation ±8°; "
                      f"settings: {AM_SETTINGS} (the contrast setting on the shift-pooled neurons only)")
         return "\n".join(lines)
 
+    # ------------------------------------------------------------------ computing
+
     def render_all(self):
-        """Every (family, regularization setting, model seed, AM seed) suite, each cached (``store.AM_SUITE``)."""
-        from helpers.actmax import standard_transforms
+        """Every suite: {(family, setting, model seed, AM seed): {AMGroup: run}} (``suite``)."""
+        return {(f, setting, m, am_seed): self.suite(f, setting, m, am_seed) for f in self.families
+                for m in self.model_seeds for setting in AM_SETTINGS for am_seed in self.settings.am_seeds}
+
+    def suite(self, family, setting, model_seed, am_seed):
+        """One suite of ``am_suite``: the trained network's part and its random-init null's, each cached apart
+        (``store.AM_SUITE``, keyed by ``suite_inputs``)."""
+        out = {}
+        for network in NETWORKS[:2]:
+            saved = store.AM_SUITE(lambda n=network: self.render(family, setting, model_seed, am_seed, n),
+                                   am_where(self.profile, family, network, setting, model_seed, am_seed),
+                                   **self.suite_inputs(family, setting, model_seed, am_seed, network))
+            out.update({AMGroup(*k): r for k, r in saved.items()})
+        return out
+
+    def render_settings(self, setting):
         s = self.settings
-        for f in self.families:
-            for m in self.model_seeds:
-                net, null = self.nets[(f, m)], self.random_nets[(f, m)]
-                weights = fingerprint(net), fingerprint(null)
-                for setting, penalty in AM_SETTINGS.items():
-                    kinds = SETTING_KINDS[setting]
-                    for am_seed in range(self.seed, self.seed + s.am_seeds):
-                        render_settings = dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr,
-                                               **penalty)
+        return dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr, **AM_SETTINGS[setting])
 
-                        def compute(network, net=net, null=null, kinds=kinds, render_settings=render_settings,
-                                    am_seed=am_seed):
-                            suite = am_suite(net, null, s.units, self.sample, self.natural, seed=am_seed,
-                                             kinds=kinds, color_matrix=self.color_matrix, networks=(network,),
-                                             transforms=standard_transforms(jitter_pixels=s.jitter), **render_settings)
-                            return {(g.objective, g.network): r for g, r in suite.items()}  # plain keys: a safe load
-                        suite = {}
-                        for network, weight in zip(NETWORKS, weights):
-                            saved = store.AM_SUITE(
-                                lambda network=network: compute(network),
-                                am_where(self.profile, f, network, setting, m, am_seed), model=weight,
-                                network=network, layers=neuron_layers(net), kinds=kinds, units=s.units,
-                                am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
-                                render=dict(render_settings, jitter=s.jitter, pool_stride=POOL_STRIDE))
-                            suite.update({AMGroup(*k): r for k, r in saved.items()})
-                        self.runs[(f, setting, m, am_seed)] = suite
-        return self.runs
+    def suite_inputs(self, family, setting, model_seed, am_seed, network):
+        """Everything one cached part depends on besides code."""
+        s = self.settings
+        return dict(model=self.weights[((family, model_seed), network)], network=network,
+                    layers=neuron_layers(self.nets[(family, model_seed)]), kinds=SETTING_KINDS[setting],
+                    units=s.units, am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
+                    render=dict(self.render_settings(setting), jitter=s.jitter, pool_stride=POOL_STRIDE))
 
-    def first(self, family, setting="plain"):
-        return self.runs[(family, setting, self.model_seeds[0], self.seed)]
+    def render(self, family, setting, model_seed, am_seed, network):
+        """One network's part of a suite, keyed by plain (objective, network) pairs (a safe load)."""
+        from helpers.actmax import standard_transforms
+        s, key = self.settings, (family, model_seed)
+        suite = am_suite(self.nets[key], self.random_nets[key], s.units, self.sample, self.natural, seed=am_seed,
+                         kinds=SETTING_KINDS[setting], color_matrix=self.color_matrix, networks=(network,),
+                         transforms=standard_transforms(jitter_pixels=s.jitter), **self.render_settings(setting))
+        return {(g.objective, g.network): r for g, r in suite.items()}
 
-    def group(self, family, group, setting="plain"):
-        """A group's images over every model seed and AM seed, in the score table's order: (images, rows)."""
-        runs = [r[group] for (f, st, _, _), r in self.runs.items() if f == family and st == setting and group in r]
-        rows = self.table[(self.table.family == family) & (self.table.setting == setting)
-                          & (self.table.objective == group.objective) & (self.table.network == group.network)]
-        return torch.cat([r["images"] for r in runs]), rows
+    def first(self, runs, family, setting="plain"):
+        """The suite of the first model seed and AM seed."""
+        return runs[(family, setting, self.model_seeds[0], self.settings.am_seeds[0])]
 
-    def class_figures(self):
+    def starts(self, runs):
+        """The optimizer's start images (of the first suite)."""
+        return torch.cat([r["start"] for r in self.first(runs, self.families[0]).values()])
+
+    def controls(self, runs):
+        """The primary measure on its known answers (written to ``am_controls.csv``)."""
+        images = measure_controls(self.natural, self.starts(runs), seed=self.seed)
+        rows = control_table(images)
+        rows.to_csv(store.path("am_controls", profile=self.profile), index=False)
+        return Controls(images, rows, *controls_verdict(rows))
+
+    def judge(self, runs, controls):
+        """The score table and, with both families, the gates, effects and comparisons (each written), the channel
+        control and the verdict (``verdict.prediction1``)."""
+        import pandas as pd
+        table = score_table(runs)
+        table.to_csv(store.path("am_scores", profile=self.profile), index=False)
+        baselines = pd.concat([baseline_scores(self.natural).assign(group="natural CIFAR-10", family="data"),
+                               baseline_scores(self.starts(runs)).assign(group="start images", family="data")])
+        scored = pd.concat([table[table.success & (table.setting == "plain")], baselines])
+        medians = scored.groupby(["family", "group"], sort=False)[list(MEASURES)].median().round(3)
+        if not self.both:
+            return Judged(table, scored, medians)
+        s = self.settings
+        gates, effects, comparisons = prediction1_tables(table, replicates=s.replicates, seed=self.seed)
+        tables = {name: pd.DataFrame(rows) for name, rows in
+                  (("am_gates", gates), ("am_effects", effects), ("am_comparisons", comparisons))}
+        for name, frame in tables.items():
+            frame.to_csv(store.path(name, profile=self.profile), index=False)
+        primary = next(c for c in comparisons if c["primary"])
+        channel = channel_control(effects)
+        result, reason = verdict.prediction1(primary, (controls.passed, controls.reason), channel)
+        return Judged(table, scored, medians, tables, channel, result, reason)
+
+    # ------------------------------------------------------------------ tables and figures
+
+    def gate_table(self, judged):
+        if judged.tables is None:
+            return judged.table.groupby(["setting", "family", "group"]).agg(
+                images=("success", "size"), successful=("success", "sum"), saturated=("saturated", "mean"))
+        gates = judged.tables["am_gates"]
+        return gates.assign(value=gates.value.round(3)).pivot(index=["setting", "family", "group"], columns="gate",
+                                                              values=["value", "passed"])
+
+    def success_table(self, judged):
+        """Per group: images, successes, and the medians of the two success criteria (gain over the start image,
+        the natural-image quantile reached)."""
+        return judged.table.groupby(["setting", "family", "group"], sort=False).agg(
+            images=("success", "size"), successful=("success", "sum"), median_gain=("gain", "median"),
+            median_natural_quantile=("natural_quantile", "median")).round(3)
+
+    def controls_figure(self, controls):
+        """One example of each control and the primary measure's scores on all of them, against the thresholds."""
+        from helpers.plots import controls_figure
+        fig = controls_figure(controls.images, controls.rows, verdict.MEASURE_CONTROLS, PRIMARY_MEASURE)
+        fig.savefig(store.path("am_controls_figure", profile=self.profile), dpi=120)
+        return fig
+
+    def class_figures(self, runs):
         import matplotlib.pyplot as plt
 
         from helpers.plots import show_images
         for f in self.families:
-            show_images(self.first(f)[AMGroup("classes")]["images"], self.classes,
-                        suptitle=f"{profiles.FAMILY_NAMES[f]} ({self.profile}): class logits, no penalty")
+            show_images(self.first(runs, f)[AMGroup("classes")]["images"], self.classes,
+                        suptitle=f"{profiles.FAMILY[f].architecture} ({self.profile}): class logits, no penalty")
             plt.savefig(store.path("am_classes_figure", profile=self.profile, family=f), dpi=120)
             plt.show()
 
-    def gallery(self, setting="plain"):
+    def group(self, runs, judged, family, group, setting="plain"):
+        """A group's images over every model seed and AM seed, in the score table's order: (images, rows)."""
+        table = judged.table
+        images = [r[group]["images"] for (f, st, _, _), r in runs.items() if f == family and st == setting
+                  and group in r]
+        rows = table[(table.family == family) & (table.setting == setting) & (table.objective == group.objective)
+                     & (table.network == group.network)]
+        return torch.cat(images), rows
+
+    def gallery(self, runs, judged, setting="plain"):
         """Every group's images at reading size: the trained network's beside its random-init null's, each titled
-        with its target, its motif score and ✓ when it succeeded (saved per group). After ``judge``."""
+        with its target, its motif score and ✓ when it succeeded (saved per group)."""
         import matplotlib.pyplot as plt
 
-        from helpers.plots import image_grid
+        from helpers.plots import am_gallery
         for f in self.families:
-            name = profiles.FAMILY_NAMES[f]
-            for group in [g for g in self.first(f, setting) if g.network == "trained"]:
+            for group in [g for g in self.first(runs, f, setting) if g.network == "trained"]:
                 for g in (group, group.null):
-                    images, rows = self.group(f, g, setting)
-                    titles = [f"{r.target} {getattr(r, PRIMARY_MEASURE):.2f}{' ✓' if r.success else ''}"
-                              for r in rows.itertuples()]
-                    image_grid(images, titles, ncols=8, size=1.5,
-                               suptitle=f"{name} ({self.profile}): {OBJECTIVE_WORDS[g.objective]}, {g.network}, "
-                                        f"{setting} setting\n(under each: target, {PRIMARY_MEASURE} score, ✓ success)")
+                    images, rows = self.group(runs, judged, f, g, setting)
+                    am_gallery(images, rows, PRIMARY_MEASURE,
+                               f"{profiles.FAMILY[f].architecture} ({self.profile}): {OBJECTIVE_WORDS[g.objective]}, "
+                               f"{g.network}, {setting} setting")
                     plt.savefig(store.path("am_group_figure", profile=self.profile, family=f,
                                            group=f"{setting}_{g.label.replace(' ', '_')}"), dpi=100)
                     plt.show()
 
-    def convergence_figure(self):
+    def convergence_figure(self, runs):
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, len(self.families), figsize=(6 * len(self.families), 3.5), squeeze=False)
         for ax, f in zip(axes[0], self.families):
-            for group, r in self.first(f).items():
+            for group, r in self.first(runs, f).items():
                 h = r["history"] / r["history"][-1].abs().clamp_min(1e-8)  # each target relative to its final value
                 ax.plot(h.median(1).values.numpy(), label=group.label)
-            ax.set(title=f"{profiles.FAMILY_NAMES[f]} ({self.profile}), no penalty", xlabel="step",
+            ax.set(title=f"{profiles.FAMILY[f].architecture} ({self.profile}), no penalty", xlabel="step",
                    ylabel="objective / final value (median)", ylim=(-0.5, 1.2))
             ax.legend(fontsize=7)
         fig.tight_layout()
         return fig
 
-    def starts(self):
-        return torch.cat([r["start"] for r in self.first(self.families[0]).values()])
-
-    def controls(self):
-        """The primary measure on its known answers (written to ``am_controls.csv``), and whether it passed."""
-        self.control_images = measure_controls(self.natural, self.starts(), seed=self.seed)
-        self.control_rows = control_table(self.control_images)
-        self.control_rows.to_csv(store.path("am_controls", profile=self.profile), index=False)
-        self.control_result = controls_verdict(self.control_rows)
-        return self.control_result
-
-    def controls_figure(self):
-        """One example of each control and the primary measure's scores on all of them, against the thresholds
-        (runs ``controls``)."""
-        import matplotlib.pyplot as plt
-        self.controls()
-        controls = self.control_images
-        rule = verdict.MEASURE_CONTROLS
-        fig = plt.figure(figsize=(12, 5.5))
-        for i, (name, (x, expected)) in enumerate(controls.items()):
-            ax = fig.add_subplot(2, len(controls), i + 1)
-            ax.imshow(x[0].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-            ax.set_title(f"{name}\n(expected {expected})", fontsize=8)
-            ax.axis("off")
-        ax = fig.add_subplot(2, 1, 2)
-        names = list(controls)
-        data = [self.control_rows[self.control_rows.control == n].score.values for n in names]
-        ax.boxplot(data, tick_labels=names)
-        ax.axhline(rule["min_high"], color="tab:green", ls="--", lw=1, label=f"high controls' median ≥ "
-                                                                          f"{rule['min_high']:g}")
-        ax.axhline(rule["max_low"], color="tab:red", ls="--", lw=1, label=f"low controls' median ≤ "
-                                                                        f"{rule['max_low']:g}")
-        ax.set(ylabel=f"{PRIMARY_MEASURE} score", title="The motif measure on images with a known answer")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        plt.savefig(store.path("am_controls_figure", profile=self.profile), dpi=120)
-        return fig
-
-    def judge(self):
-        """The score table, and with both families the gates, effects and comparisons (each written)."""
-        import pandas as pd
-        self.table = score_table(self.runs)
-        self.table.to_csv(store.path("am_scores", profile=self.profile), index=False)
-        if not self.both:
-            return None
-        s = self.settings
-        gates, effects, comparisons = prediction1_tables(self.table, replicates=s.replicates, seed=self.seed)
-        self.tables = {name: pd.DataFrame(rows) for name, rows in
-                       (("am_gates", gates), ("am_effects", effects), ("am_comparisons", comparisons))}
-        for name, frame in self.tables.items():
-            frame.to_csv(store.path(name, profile=self.profile), index=False)
-        primary = next(c for c in comparisons if c["primary"])
-        self.channel = channel_control(effects)
-        self.verdict, self.reason = verdict.prediction1(primary, self.control_result, self.channel)
-        return self.tables
-
-    def gate_table(self):
-        if self.tables is None and self.judge() is None:
-            return self.table.groupby(["setting", "family", "group"]).agg(
-                images=("success", "size"), successful=("success", "sum"), saturated=("saturated", "mean"))
-        gates = self.tables["am_gates"]
-        return gates.assign(value=gates.value.round(3)).pivot(index=["setting", "family", "group"], columns="gate",
-                                                              values=["value", "passed"])
-
-    def success_table(self):
-        """Per group: images, successes, and the medians of the two success criteria (gain over the start image,
-        the natural-image quantile reached)."""
-        return self.table.groupby(["setting", "family", "group"], sort=False).agg(
-            images=("success", "size"), successful=("success", "sum"), median_gain=("gain", "median"),
-            median_natural_quantile=("natural_quantile", "median")).round(3)
-
-    def scores_figure(self):
+    def scores_figure(self, judged):
         """The measures of the successful images per group and family, beside natural images and the optimizer's
-        start images (saved); keeps the medians for ``score_medians``."""
-        import matplotlib.pyplot as plt
-        import pandas as pd
-        import seaborn as sns
-        baselines = pd.concat([baseline_scores(self.natural).assign(group="natural CIFAR-10", family="data"),
-                               baseline_scores(self.starts()).assign(group="start images", family="data")])
-        plain = self.table[self.table.success & (self.table.setting == "plain")]
-        shown = pd.concat([plain, baselines])
-        fig, axes = plt.subplots(len(MEASURES), 1, figsize=(13, 3.6 * len(MEASURES)), squeeze=False)
-        for ax, measure in zip(axes[:, 0], MEASURES):
-            sns.boxplot(data=shown, x="group", y=measure, hue="family", ax=ax, fliersize=2)
-            primary = " (primary)" if measure == PRIMARY_MEASURE else ""
-            ax.set(xlabel="", ylabel=f"{measure} score",
-                   title=f"{measure}{primary} score of successful AM images, no penalty ({self.profile})")
-            ax.tick_params(axis="x", rotation=20)
-        fig.tight_layout()
-        plt.savefig(store.path("am_scores_figure", profile=self.profile), dpi=120)
-        self.medians = shown.groupby(["family", "group"], sort=False)[list(MEASURES)].median().round(3)
+        start images (saved)."""
+        from helpers.plots import scores_figure
+        fig = scores_figure(judged.scored, list(MEASURES), PRIMARY_MEASURE, self.profile)
+        fig.savefig(store.path("am_scores_figure", profile=self.profile), dpi=120)
         return fig
 
-    def score_medians(self):
-        return self.medians
-
-    def effects_table(self):
-        if not self.both:
+    def effects_table(self, judged):
+        if judged.tables is None:
             return None
-        return self.tables["am_effects"].set_index(["setting", "measure", "objective", "family"])[
+        return judged.tables["am_effects"].set_index(["setting", "measure", "objective", "family"])[
             ["n_trained", "n_null", "delta", "low", "high", "p", "gates_ok"]].round(4)
 
-    def comparisons_table(self):
-        if not self.both:
+    def comparisons_table(self, judged):
+        if judged.tables is None:
             return None
-        return self.tables["am_comparisons"][
+        return judged.tables["am_comparisons"][
             ["primary", "objective", "measure", "setting", "cnn_delta", "cnn_low", "cnn_p", "mlp_delta", "mlp_low",
              "mlp_p", "position", "position_low", "position_high", "direct_delta", "gates_ok", "verdict",
              "reason"]].round(3)
 
-    def reading(self):
+    # ------------------------------------------------------------------ the reading
+
+    def reading(self, judged, controls):
         """Prediction 1's verdict in words, with the numbers it rests on; written with the comparisons to
         ``am_summary.json`` for ``03_compare`` and the front page."""
         from helpers.paths import write_json
-        if not self.both:
+        if judged.tables is None:
             return "Prediction 1 needs both families: run with model='both'."
-        s, comparisons, gates = self.settings, self.tables["am_comparisons"], self.tables["am_gates"]
-        p = comparisons[comparisons.primary].iloc[0]
-        ch = self.channel
-        per_kind = {f"{r.objective}/{r.measure}/{r.setting}": r.verdict for r in comparisons.itertuples()}
+        s, comparisons = self.settings, judged.tables["am_comparisons"]
+        reading = "\n".join(self._reading_lines(judged, controls))
+        write_json(store.path("am_summary", profile=self.profile), dict(
+            profile=self.profile, units=s.units, model_seeds=len(self.model_seeds), am_seeds=len(s.am_seeds),
+            steps=s.steps, prediction1=judged.verdict, reason=judged.reason,
+            per_kind={f"{r.objective}/{r.measure}/{r.setting}": r.verdict for r in comparisons.itertuples()},
+            controls=dict(passed=bool(controls.passed), reason=controls.reason),
+            channel_control={k: (v if isinstance(v, bool) else float(v)) for k, v in judged.channel.items()
+                             if isinstance(v, (bool, int, float))},
+            primary=comparisons[comparisons.primary].iloc[0].to_dict(), reading=reading,
+            comparisons=comparisons.to_dict("records"), settings=dict(s.as_dict(), overrides=self.overrides),
+            summary=judged.medians.reset_index().to_dict("records")))
+        return reading
+
+    def _reading_lines(self, judged, controls):
+        s, comparisons, gates = self.settings, judged.tables["am_comparisons"], judged.tables["am_gates"]
+        p, ch = comparisons[comparisons.primary].iloc[0], judged.channel
         lines = [f"Profile {self.profile!r} ({profiles.get(self.profile).models}); {s.units} shift-pooled "
-                 f"last-hidden-layer neurons × {len(self.model_seeds)} model seeds × {s.am_seeds} AM seeds per "
+                 f"last-hidden-layer neurons × {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM seeds per "
                  f"network, {s.steps} steps.",
-                 f"- **The instrument.** {self.control_result[1][0].upper() + self.control_result[1][1:]}; on the "
+                 f"- **The instrument.** {controls.reason[0].upper() + controls.reason[1:]}; on the "
                  f"CNN's channel images (its positive control on real AM images) δ {ch['delta']:.2f} "
                  f"[{ch['low']:.2f}, {ch['high']:.2f}] over their null (p {ch['p']:.3g}).",
                  f"- **The primary test** (shift-pooled last-hidden-layer neurons, {PRIMARY_MEASURE}, no penalty): "
@@ -556,29 +569,19 @@ class AMPage:
                  "- **Robustness checks** (the same rule, other objectives, measures and settings): " + ", ".join(
                      f"{OBJECTIVE_WORDS[r.objective]}/{r.measure}/{r.setting}: {r.verdict}"
                      for r in comparisons[~comparisons.primary].itertuples()) + "."]
-        successes = self.table.groupby(["setting", "family", "group"], sort=False).success.agg(["sum", "size"])
+        successes = judged.table.groupby(["setting", "family", "group"], sort=False).success.agg(["sum", "size"])
         lines.append("- Successful images: " + "; ".join(
-            f"{st} {profiles.FAMILY_NAMES[f]} {g} {int(r['sum'])}/{int(r['size'])}"
+            f"{st} {profiles.FAMILY[f].architecture} {g} {int(r['sum'])}/{int(r['size'])}"
             for (st, f, g), r in successes.iterrows()) + ".")
         failed = gates[~gates.passed.astype(bool)]
         if len(failed):
             lines.append("- Failed gates: " + "; ".join(f"{r.setting} {r.family} {r.group}: {r.gate} {r.value:.3g}"
                                                        for r in failed.itertuples()) + ".")
-        lines.append(f"**Prediction 1 on this profile: {self.verdict}** ({self.reason}).")
-        reading = "\n".join(lines)
-        write_json(store.path("am_summary", profile=self.profile), dict(
-            profile=self.profile, units=s.units, model_seeds=len(self.model_seeds), am_seeds=s.am_seeds,
-            steps=s.steps, prediction1=self.verdict, reason=self.reason, per_kind=per_kind,
-            controls=dict(passed=bool(self.control_result[0]), reason=self.control_result[1]),
-            channel_control={k: (v if isinstance(v, bool) else float(v)) for k, v in ch.items()
-                             if isinstance(v, (bool, int, float))},
-            primary=comparisons[comparisons.primary].iloc[0].to_dict(), reading=reading,
-            comparisons=comparisons.to_dict("records"), settings=dict(s.as_dict(), overrides=self.overrides),
-            summary=self.medians.reset_index().to_dict("records")))
-        return reading
+        lines.append(f"**Prediction 1 on this profile: {judged.verdict}** ({judged.reason}).")
+        return lines
 
     def explorer(self):
         from helpers.explore import am_explorer
-        nets = {profiles.FAMILY_NAMES[f]: self.nets[(f, self.model_seeds[0])] for f in self.families}
+        nets = {profiles.FAMILY[f].architecture: self.nets[(f, self.model_seeds[0])] for f in self.families}
         return am_explorer(nets, {name: neuron_layers(net)["last"] for name, net in nets.items()},
                            steps=min(self.settings.steps, 128), lr=self.settings.lr, color_matrix=self.color_matrix)

@@ -2,10 +2,10 @@
 them, read from the results the other pages wrote, as a reader takes them in: one sentence per prediction, a small
 table with readable headers, then the images the verdict is about."""
 import json
-import re
 from dataclasses import dataclass
 
 from helpers import profiles, store
+from helpers.paths import atomic_path
 
 WHERE_SHORT = {"hidden": "the last hidden layers", "mid": "the mid-depth layers"}
 P1_HEADERS = {"test": "Test", "objective": "Objective", "measure": "Measure", "setting": "Penalty",
@@ -60,9 +60,8 @@ class AnswersPage:
         p = profiles.get(self.profile)
         if p.matching and family in p.matching.families:
             t = matching_table(self.profile)
-            return list(t[t.model == profiles.FAMILY_NAMES[family]].accuracy)
-        base = p.matching.base if p.matching else self.profile
-        return [training_record(family, base, s)["test_accuracy"] for s in range(p.model_seeds)]
+            return list(t[t.model == profiles.FAMILY[family].architecture].accuracy)
+        return [training_record(family, store.owner(self.profile, family), s)["test_accuracy"] for s in p.model_seeds]
 
     def _competence_row(self, pair):
         p, c = self.am["primary"], self.conclusions["hidden"]
@@ -142,11 +141,10 @@ class AnswersPage:
         import matplotlib.image as mpimg
         import matplotlib.pyplot as plt
 
-        from helpers.compare import SIDE_NAMES
         fig, axes = plt.subplots(*((1, 2) if side else (2, 1)), figsize=size)
         for ax, family, file in zip(axes, profiles.FAMILIES, files):
             ax.imshow(mpimg.imread(file))
-            ax.set_title(f"{SIDE_NAMES[family]}: {what}", fontsize=10)
+            ax.set_title(f"{profiles.side_name(family)}: {what}", fontsize=10)
             ax.axis("off")
         fig.tight_layout()
         return fig
@@ -164,12 +162,12 @@ class AnswersPage:
                                    f"family). Profile `{self.profile}`, {profiles.get(self.profile).models}.")
 
     def prediction2_table(self, layer="hidden"):
-        from helpers.compare import COMPARISON_LABELS, SIDE_NAMES
+        from helpers.compare import COMPARISON_LABELS
         c = self.conclusions[layer]
 
         def direction(d):
             a, b = d.split("->")
-            return f"{SIDE_NAMES.get(a, a)} → {SIDE_NAMES.get(b, b)}"
+            return f"{profiles.side_name(a)} → {profiles.side_name(b)}"
         rows = [dict(comparison=COMPARISON_LABELS.get(d["comparison"], d["comparison"]),
                      arm=ARM_WORDS.get(d["arm"], d["arm"]), direction=direction(d["direction"]),
                      observed=f"{d['observed']:.3f}",
@@ -191,31 +189,24 @@ class AnswersPage:
         from helpers import atlas
         return atlas.matched_pairs_figure(atlas.load(self.profile, layer))
 
+    # ------------------------------------------------------------------ the landing page
 
-def landing_text(profile):
-    """The answers as the book's landing page states them, with links to the pages behind them."""
-    page = AnswersPage(profile)
-    p1 = page.am["prediction1"]
-    p2 = "; ".join(f"at {WHERE_SHORT[layer]}, **{c['prediction2']}**" for layer, c in page.conclusions.items())
-    return (f"**The answers** (profile `{profile}`: {profiles.get(profile).models}).\n\n"
-            f"- **Prediction 1** (recurring patterns in activation maximization): **{p1}**.\n"
-            f"- **Prediction 2** (similar dictionaries): {p2}.\n"
-            + "".join(f"- **With the CNNs at the MLP's accuracy** (an earlier epoch of the same training): "
-                      f"Prediction 1 **{m.am['prediction1']}**; Prediction 2 at the last hidden layers "
-                      f"**{m.conclusions['hidden']['prediction2']}**.\n" for m in page.matched)
-            + "\n"
-            f"Each verdict, the numbers it rests on and the images it is about: "
-            f"[the answers]({profile}/answers.ipynb). "
-            f"Browse the features behind Prediction 2, each beside its best partner in the other network: "
-            f"[the feature atlas]({profile}/05_atlas.ipynb).")
+    def landing_text(self):
+        """The answers as the book's landing page states them, with links to the pages behind them."""
+        p2 = "; ".join(f"at {WHERE_SHORT[layer]}, **{c['prediction2']}**" for layer, c in self.conclusions.items())
+        return (f"**The answers** (profile `{self.profile}`: {profiles.get(self.profile).models}).\n\n"
+                f"- **Prediction 1** (recurring patterns in activation maximization): **{self.am['prediction1']}**.\n"
+                f"- **Prediction 2** (similar dictionaries): {p2}.\n"
+                + "".join(f"- **With the CNNs at the MLP's accuracy** (an earlier epoch of the same training): "
+                          f"Prediction 1 **{m.am['prediction1']}**; Prediction 2 at the last hidden layers "
+                          f"**{m.conclusions['hidden']['prediction2']}**.\n" for m in self.matched)
+                + "\n"
+                f"Each verdict, the numbers it rests on and the images it is about: "
+                f"[the answers]({self.profile}/answers.ipynb). "
+                f"Browse the features behind Prediction 2, each beside its best partner in the other network: "
+                f"[the feature atlas]({self.profile}/05_atlas.ipynb).")
 
-
-ANSWERS_BLOCK = re.compile(r"(<!-- answers -->\n).*?(<!-- /answers -->)", re.S)
-
-
-def with_answers(intro, profile):
-    """``intro`` (the landing page's Markdown) with its answers block rewritten from ``profile``'s results."""
-    if not ANSWERS_BLOCK.search(intro):
-        raise ValueError("the landing page has no '<!-- answers -->' ... '<!-- /answers -->' block to fill")
-    return ANSWERS_BLOCK.sub(lambda m: m.group(1) + landing_text(profile) + "\n" + m.group(2), intro)
-
+    def write_landing(self):
+        """``landing_text``, written for the book's landing page (``book.write_intro`` reads it)."""
+        with atomic_path(store.path("landing", profile=self.profile)) as tmp:
+            tmp.write_text(self.landing_text())

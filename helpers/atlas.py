@@ -16,7 +16,6 @@ import torch
 
 from helpers import profiles, store
 from helpers import sae_study as saes
-from helpers.compare import SIDE_NAMES
 from helpers.paths import write_json
 
 BEST, RANDOM = 24, 24      # features chosen per family (then their partners are added to the other family)
@@ -43,11 +42,13 @@ class Atlas:
         profiles.check_layer(self.layer)
         profiles.check_seed(self.seed)
         self.families = profiles.FAMILIES
-        self.features = {f: saes.load_features(self.profile, self.layer, saes.primary_spec(f)) for f in self.families}
+        self.primary = {f: saes.primary_spec(f, self.profile) for f in self.families}
+        self.features = {f: saes.load_features(self.profile, self.layer, self.primary[f]) for f in self.families}
         self.frequency = {f: (acts > 0).float().mean(0) for f, acts in self.features.items()}
         table = pd.read_csv(store.require("compare_features", profile=self.profile, layer=self.layer))
         observed = table[(table.comparison == "question") & (table.arm == "l1") & (table.statistic == "observed")
-                         & (table.model_seed == 0) & (table.sae_seed == 0)]
+                         & (table.model_seed == self.primary["cnn"].model_seed)
+                         & (table.sae_seed == self.primary["cnn"].sae_seed)]
         self.matches = {}
         for f in self.families:
             other = self.other(f)
@@ -59,8 +60,8 @@ class Atlas:
         self.test_images, self.test_labels, _ = load_cifar10("test", verbose=False)
         self.modules = {f: saes.study_layer(f, self.profile, self.layer) for f in self.families}
         # model seed 0 and its primary SAE, read once: AM renders along the encoder, transfer reads the codes
-        self.nets = {f: load_trained(f, self.profile, 0) for f in self.families}
-        self.saes = {f: saes.load_sae(self.profile, self.layer, saes.primary_spec(f)) for f in self.families}
+        self.nets = {f: load_trained(f, self.profile, self.primary[f].model_seed) for f in self.families}
+        self.saes = {f: saes.load_sae(self.profile, self.layer, self.primary[f]) for f in self.families}
 
     def other(self, family):
         return next(f for f in self.families if f != family)
@@ -84,7 +85,7 @@ class Atlas:
             for i, _ in list(picked[f]):
                 p = self.matches[f].get(i, {}).get("partner")
                 if p is not None and p not in have:
-                    picked[other].append((p, f"partner of {SIDE_NAMES[f]} feature {i}"))
+                    picked[other].append((p, f"partner of {profiles.side_name(f)} feature {i}"))
                     have.add(p)
         return picked
 
@@ -143,7 +144,8 @@ class Atlas:
         picked = self.chosen()
         am = self.render_am(picked, am_steps)
         out = dict(profile=self.profile, layer=self.layer, modules=self.modules, tile=TILE, top=TOP_IMAGES,
-                   names={f: SIDE_NAMES[f] for f in self.families}, families={}, transfer=self.transfer(picked, am))
+                   names={f: profiles.side_name(f) for f in self.families}, families={},
+                   transfer=self.transfer(picked, am))
         for f in self.families:
             acts, frequency = self.features[f], self.frequency[f]
             records, tiles = [], []

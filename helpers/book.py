@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import manifest, profiles
+from helpers import manifest, profiles, store
 from helpers.paths import ROOT, atomic_path, data_dir
 
 BOOK = ROOT / "book"
@@ -95,18 +95,25 @@ def write_toc():
 LANDING_ORDER = ("official", "paper", "cpu", "smoke")  # the landing page states the answers of the first one shown
 
 
+ANSWERS_BLOCK = re.compile(r"(<!-- answers -->\n).*?(<!-- /answers -->)", re.S)
+
+
+def with_answers(intro, answers):
+    """``intro`` (the landing page's Markdown) with its answers block replaced by ``answers``."""
+    if not ANSWERS_BLOCK.search(intro):
+        raise ValueError("the landing page has no '<!-- answers -->' ... '<!-- /answers -->' block to fill")
+    return ANSWERS_BLOCK.sub(lambda m: m.group(1) + answers + "\n" + m.group(2), intro)
+
+
 def write_intro():
-    """The landing page's answers block (``answers.with_answers``) from the results of the largest profile whose
-    pages the book holds; left as it is when that profile's results are not in this data folder."""
-    from helpers.answers import with_answers
+    """The landing page's answers block from the answers page of the largest profile whose pages the book holds (its
+    ``landing`` file); left as it is when that profile's results are not in this data folder."""
     shown = [p for p in LANDING_ORDER if (BOOK / p / "answers.ipynb").exists()]
-    if not shown:
+    landing = store.ARTIFACTS["landing"].path(profile=shown[0]) if shown else None
+    if landing is None or not landing.exists():
         return
     intro = BOOK / "intro.md"
-    try:
-        text = with_answers(intro.read_text(), shown[0])
-    except FileNotFoundError:
-        return
+    text = with_answers(intro.read_text(), landing.read_text())
     with atomic_path(intro) as tmp:
         tmp.write_text(text)
 

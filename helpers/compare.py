@@ -5,6 +5,9 @@ best Pearson correlation per feature in both directions, a one-to-one (Hungarian
 Null baselines permute the rows of one side (across all images, or only within each class).
 """
 import math
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -193,23 +196,74 @@ def paired_correlations(x, y, weights=None):
     return PairedColumns(x, weights).correlations(y, replicates=weights is not None)
 
 
-def heldout_match(a, b, select, evaluate, weights=None, b_order=None, a_select=None):
-    """Held-out best-match correlation of ``a``'s features in ``b`` (see above): (mean, per feature, replicates).
+class Match(NamedTuple):
+    """A held-out match (``Halves.match``): the mean held-out r, its mean per bootstrap replicate (B,) or None, the
+    held-out r per matched feature, and the partners (a indices, b indices)."""
+    value: float
+    replicates: torch.Tensor | None
+    per_feature: torch.Tensor
+    partners: tuple
+
+
+class Halves:
+    """One SAE's features on the two halves of the images (``split_halves``), with what a held-out match needs of
+    them made once, on first use: each half's rows, the select half's z-scores (``standardize``, for matching these
+    features) and its ``standardize_wide`` (for matching others in them), and the evaluate half's ``PairedColumns``
+    of the features that vary on the select half, with the bootstrap ``weights`` (B, len(evaluate)) or None."""
+
+    def __init__(self, acts, select, evaluate, weights=None):
+        self.acts, self.select, self.evaluate, self.weights = torch.as_tensor(acts), select, evaluate, weights
+
+    @cached_property
+    def select_rows(self):
+        return self.acts[self.select]
+
+    @cached_property
+    def evaluate_rows(self):
+        return self.acts[self.evaluate]
+
+    @cached_property
+    def z_select(self):
+        return standardize(self.select_rows)
+
+    @cached_property
+    def wide_select(self):
+        return standardize_wide(self.select_rows)
+
+    @cached_property
+    def prepared(self):
+        return PairedColumns(self.evaluate_rows[:, self.z_select[1]], self.weights)
+
+    def match(self, b, b_order=None, replicates=True):
+        """Held-out best match of these features in ``b`` (another SAE's ``Halves`` on the same split): each
+        varying feature's partner chosen on the select half, their correlation read on the evaluate half.
+        ``b_order``: a permutation of b's images (a shuffle null, ``shuffle_order``), applied by indexing rather than
+        by a shuffled copy; ``replicates``: also the mean per bootstrap replicate (with ``weights``). A ``Match``."""
+        if b_order is None:
+            ia, ib = choose_partners(self.z_select, b_wide=b.wide_select)
+            b_evaluate = b.evaluate_rows
+        else:
+            ia, ib = choose_partners(self.z_select, b.acts[b_order[self.select]])
+            b_evaluate = b.acts[b_order[self.evaluate]]
+        with_replicates = replicates and self.weights is not None
+        if len(ib) == 0:
+            return Match(0.0, torch.zeros(len(self.weights)) if with_replicates else None, torch.zeros(0),
+                         (ia[:0], ib[:0]))
+        y = b_evaluate[:, ib]  # rows first: a column gather is the slow one
+        per_feature = self.prepared.correlations(y)
+        means = self.prepared.correlations(y, replicates=True).mean(1) if with_replicates else None
+        return Match(per_feature.mean().item(), means, per_feature, (ia, ib))
+
+
+def heldout_match(a, b, select, evaluate, weights=None, b_order=None):
+    """Held-out best-match correlation of ``a``'s features in ``b`` (see above, ``Halves.match``): (mean, per
+    feature, replicates).
 
     With bootstrap ``weights`` (B, len(evaluate)) ``replicates`` holds the mean per replicate, shape (B,); without,
     it is None. Partners are chosen once for both. ``b_order``: a permutation of ``b``'s images (a shuffle null,
-    ``shuffle_order``), applied by indexing rather than by a shuffled copy; ``a_select``: ``standardize(a[select])``
-    when it is already at hand (many b's matched against one a)."""
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
-    b_select, b_evaluate = (select, evaluate) if b_order is None else (b_order[select], b_order[evaluate])
-    ia, ib = choose_partners(standardize(a[select]) if a_select is None else a_select, b[b_select])
-    if len(ib) == 0:
-        return torch.tensor(0.0), torch.zeros(0), None if weights is None else torch.zeros(len(weights))
-    x, y = a[evaluate][:, ia], b[b_evaluate][:, ib]  # rows first: a column gather is the slow one
-    prepared = PairedColumns(x, weights)
-    per_feature = prepared.correlations(y)
-    replicates = None if weights is None else prepared.correlations(y, replicates=True).mean(1)
-    return per_feature.mean(), per_feature, replicates
+    ``shuffle_order``)."""
+    found = Halves(a, select, evaluate, weights).match(Halves(b, select, evaluate), b_order)
+    return torch.tensor(found.value), found.per_feature, found.replicates
 
 
 def prediction_groups(labels, *predictions):
@@ -233,7 +287,6 @@ COMPARISONS = (("question", "cnn", "mlp"), ("reference", "cnn", "resnet"), ("bes
                ("sanity", "cnn", "cnn-mapped"))
 COMPARISON_LABELS = {"question": "VGG ↔ MLP", "reference": "VGG ↔ ResNet (the reference pair)",
                      "beside": "ResNet ↔ MLP", "sanity": "VGG ↔ VGG under a random linear map (the sanity control)"}
-SIDE_NAMES = {"cnn": "VGG", "mlp": "MLP", "resnet": "ResNet", "cnn-mapped": "mapped VGG"}
 
 LABELS = {"observed": "observed, same sparsity (mean over model and SAE seeds)",
           "null-conditional-shuffle": "null: images shuffled within (class, both models' predictions)",
@@ -278,232 +331,317 @@ def _zscore(x):
     return torch.where(std > 1e-12, x / std.clamp_min(1e-30), torch.zeros_like(x)), std
 
 
-def prediction2_arm(features, specs, alive_share, gates_ok, arm, predictions, labels, seed=0, shuffles=3,
-                    permutations=999, replicates=200, comparisons=COMPARISONS):
-    """All held-out statistics of one SAE arm: every comparison whose two sides have SAEs, both directions, each
-    direction's verdict (``helpers.verdict``: null validity, the strongest null, the position, Holm, the verdict),
-    and the per-feature values.
+# One function per measurement, each on the SAEs' ``Halves``; ``prediction2_arm`` gathers them into a
+# ``DirectionMeasurement`` per direction, and ``verdict.prediction2_arm`` makes every decision from those records.
+
+def seed_average(matches, seed=0):
+    """The mean of ``matches`` ({(model seed, SAE seed): ``Match``}) over the pairs, and its bootstrap replicates
+    resampling images, model seeds and SAE seeds (``stats.nested_average``; None if a match has no replicates)."""
+    value = sum(m.value for m in matches.values()) / len(matches)
+    replicates = {u: m.replicates for u, m in matches.items()}
+    if any(r is None for r in replicates.values()):
+        return value, None
+    return value, stats.nested_average(replicates, len(next(iter(replicates.values()))), seed)
+
+
+@dataclass
+class Resampling:
+    """How one arm's statistics resample the test images: the conditional shuffle's groups come from the test
+    ``labels`` and each model's ``predictions`` ({(family, model seed): predicted class per image}); a shuffle
+    null averages ``shuffles`` shuffles; an exact test reads ``permutations`` permutations; ``seed`` seeds the
+    bootstrap over seeds (``seed_average``), the sign-flip test and the exact tests."""
+    labels: torch.Tensor
+    predictions: dict
+    shuffles: int = 3
+    permutations: int = 999
+    seed: int = 0
+    made: dict = field(default_factory=dict, repr=False)  # the exact tests' permutations, by grouping
+
+    def groups(self, *models):
+        """The conditional shuffle's group of every image: (true class, each of ``models``' predicted class)."""
+        return prediction_groups(self.labels, *(self.predictions[m] for m in models))
+
+    def permutations_within(self, groups):
+        """The exact tests' permutations within ``groups``, made once per grouping (every test with the same groups
+        shares them)."""
+        key = groups.numpy().tobytes()
+        if key not in self.made:
+            self.made[key] = stats.within_group_permutations(groups, self.permutations, self.seed)
+        return self.made[key]
+
+
+@dataclass
+class Estimate:
+    """A statistic averaged over (model seed, SAE seed) pairs: its value and bootstrap replicates (B,); for a null
+    also its one-sided p-value (observed above it) and the held-out r per feature of its first pair."""
+    value: float
+    replicates: torch.Tensor | None
+    p: float = math.nan
+    per_feature: torch.Tensor | None = None
+
+
+def shuffle_null(halves, pairs, groups, shuffles=3, first_seed=1000, seed=0):
+    """A shuffle null: each pair's b images permuted (``shuffle_order`` within ``groups[pair]``, or across all images
+    where that is None) before a's features are matched in b, each feature's partner chosen again. ``halves``:
+    {SAE id: ``Halves``}; ``pairs``: {(model seed, SAE seed): (a's SAE id, b's SAE id)}. The value averages
+    ``shuffles`` shuffles (seeds ``first_seed``, ``first_seed`` + 1, ...); the replicates are the first shuffle's
+    (the spread between shuffles is small beside the images' bootstrap), and so is the per-feature r (first pair)."""
+    shuffled = [{u: halves[a].match(halves[b], shuffle_order(len(halves[b].acts), first_seed + r, groups[u]),
+                                    replicates=r == 0) for u, (a, b) in pairs.items()} for r in range(shuffles)]
+    levels = [seed_average(matches, seed) for matches in shuffled]
+    return Estimate(sum(v for v, _ in levels) / len(levels), levels[0][1],
+                    per_feature=next(iter(shuffled[0].values())).per_feature)
+
+
+def shuffle_p_values(halves, pairs, matches, groups, resampling):
+    """The shuffle nulls' exact permutation p-values (``exact_permutation_p``) of the observed ``matches``, within
+    ``groups[pair]`` and across all images: each pair's matched features on the evaluate images, each p the largest
+    over the pairs (each pair must beat its null). Returns (p within groups, p across all images)."""
+    p = []
+    for u, (a, b) in pairs.items():
+        (ia, ib), evaluate = matches[u].partners, halves[a].evaluate
+        anywhere = torch.zeros(len(evaluate), dtype=torch.long)
+        p.append(exact_permutation_p(halves[a].evaluate_rows[:, ia], halves[b].evaluate_rows[:, ib],
+                                     [resampling.permutations_within(groups[u][evaluate]),
+                                      resampling.permutations_within(anywhere)]))
+    return max(q[0] for q in p), max(q[1] for q in p)
+
+
+def shuffle_nulls(halves, pairs, matches, groups, resampling):
+    """A direction's two shuffle nulls as ``Estimate``s (``shuffle_null``), {"null-conditional-shuffle": images
+    shuffled within ``groups[pair]``, "null-full-shuffle": across all images}, with their p-values
+    (``shuffle_p_values`` of the observed ``matches``)."""
+    p = shuffle_p_values(halves, pairs, matches, groups, resampling)
+    nulls = {}
+    for i, (name, within) in enumerate((("null-conditional-shuffle", groups),
+                                        ("null-full-shuffle", dict.fromkeys(pairs)))):
+        null = shuffle_null(halves, pairs, within, resampling.shuffles, 1000, resampling.seed)
+        nulls[name] = replace(null, p=p[i])
+    return nulls
+
+
+def random_init_null(halves, pairs, random_id, matches, seed=0):
+    """The random-init null as an ``Estimate``: each pair's a features matched in the SAE ``random_id`` (of a
+    randomly initialized network) instead of b. Its p is the sign-flip p of the observed ``matches``' held-out r
+    minus the null's, feature by feature over every pair."""
+    null = {u: halves[a].match(halves[random_id]) for u, (a, _) in pairs.items()}
+    value, replicates = seed_average(null, seed)
+    p = stats.sign_flip_p(torch.cat([matches[u].per_feature - null[u].per_feature for u in pairs]), seed=seed)
+    return Estimate(value, replicates, p, per_feature=next(iter(null.values())).per_feature)
+
+
+def ceiling_pairs(units, family):
+    """Which SAEs a family's ceiling matches (``units``: {(model seed, SAE seed): SAE id}). With several model seeds,
+    every ordered pair of them at each SAE seed ("model seed"); with one model, every ordered pair of its SAE seeds
+    ("SAE seed"), keyed ((seed, seed), 0) so the outer bootstrap level is the pair. Returns (kind, {key: (SAE id, SAE
+    id)}, {key: the models whose predictions group its conditional shuffle}), or None with neither."""
+    seeds, sae_seeds = sorted({s for s, _ in units}), sorted({t for _, t in units})
+    if len(seeds) > 1:
+        pairs = {((i, j), t): (units[(i, t)], units[(j, t)]) for i in seeds for j in seeds if i != j
+                 for t in sae_seeds}
+        return "model seed", pairs, {k: ((family, k[0][0]), (family, k[0][1])) for k in pairs}
+    if len(sae_seeds) > 1:
+        pairs = {((t, u), 0): (units[(seeds[0], t)], units[(seeds[0], u)]) for t in sae_seeds for u in sae_seeds
+                 if u != t}
+        return "SAE seed", pairs, {k: ((family, seeds[0]),) for k in pairs}
+    return None
+
+
+def reproducibility(halves, units):
+    """Each feature's reproducibility: its held-out r with its partner in the SAE of the first other SAE seed on
+    the same model (0 where it does not vary). {(model seed, SAE seed): (F,) r}, for every unit of ``units`` ({(model
+    seed, SAE seed): SAE id}) with another SAE seed."""
+    sae_seeds = sorted({t for _, t in units})
+    out = {}
+    for (s, t), a in units.items():
+        other = [u for u in sae_seeds if u != t]
+        if other:
+            match = halves[a].match(halves[units[(s, other[0])]], replicates=False)
+            out[(s, t)] = torch.zeros(halves[a].acts.shape[1])
+            out[(s, t)][match.partners[0]] = match.per_feature
+    return out
+
+
+@dataclass
+class Ceiling:
+    """A family's ceiling (``ceiling``): its kind, the agreement (an ``Estimate`` whose per-feature r spans every
+    pair), the agreement under its own conditional shuffle, and each feature's reproducibility."""
+    kind: str
+    estimate: Estimate
+    null: Estimate
+    reproducibility: dict
+
+
+def ceiling(halves, units, family, resampling):
+    """The ceiling of a family (``units``: its SAEs, {(model seed, SAE seed): SAE id}): the held-out agreement of its
+    model seeds (another training seed), or with one model of its SAE seeds (``ceiling_pairs``); with the ceiling's
+    own conditional-shuffle null (seeds from 2000) and each feature's reproducibility. A ``Ceiling``, or None."""
+    found = ceiling_pairs(units, family)
+    if found is None:
+        return None
+    kind, pairs, models = found
+    matches = {k: halves[a].match(halves[b]) for k, (a, b) in pairs.items()}
+    agreement = Estimate(*seed_average(matches, resampling.seed),
+                         per_feature=torch.cat([m.per_feature for m in matches.values()]))
+    groups = {k: resampling.groups(*m) for k, m in models.items()}
+    null = shuffle_null(halves, pairs, groups, resampling.shuffles, 2000, resampling.seed)
+    return Ceiling(kind, agreement, null, reproducibility(halves, units))
+
+
+def feature_diagnostics(halves, pairs, forward, backward, reproducible=None):
+    """Each observed match of a direction, feature by feature: its partner, held-out r, firing frequency (share of
+    all images where it is above 0), reproducibility (from ``reproducible``, {pair: (F,) r} of ``reproducibility``;
+    NaN without) and whether it is mutual (its partner's partner in the ``backward`` matches is itself). ``forward``,
+    ``backward``: {pair: ``Match``} of a in b and of b in a. Returns (one row per pair, the summary: the median r,
+    the share of reproducible features (r above ``REPRODUCIBLE``), the share of those matched above 0.5, the share
+    of mutual matches)."""
+    rows, reproducible_count, matched, mutual, total = [], 0, 0, 0, 0
+    for u, (a, b) in pairs.items():
+        r, (ia, ib) = forward[u].per_feature, forward[u].partners
+        partner_back = torch.full((halves[b].acts.shape[1],), -1, dtype=torch.long)
+        ja, jb = backward[u].partners
+        partner_back[ja] = jb
+        is_mutual = partner_back[ib] == ia
+        repro = (reproducible or {}).get(u)
+        repro = repro[ia] if repro is not None else torch.full((len(ia),), math.nan)
+        keep = repro > REPRODUCIBLE
+        reproducible_count += int(keep.sum())
+        matched += int((keep & (r > 0.5)).sum())
+        mutual += int(is_mutual.sum())
+        total += len(ia)
+        rows.append(dict(model_seed=u[0], sae_seed=u[1], feature=ia, partner=ib, heldout_r=r,
+                         frequency=(halves[a].acts[:, ia] > 0).float().mean(0), reproducibility=repro,
+                         mutual=is_mutual))
+    all_r = torch.cat([m.per_feature for m in forward.values()])
+    return rows, dict(median=all_r.median().item() if len(all_r) else math.nan,
+                      reproducible_share=reproducible_count / total if total else math.nan,
+                      reproducible_matched_share=matched / reproducible_count if reproducible_count else math.nan,
+                      mutual_share=mutual / total if total else math.nan)
+
+
+@dataclass
+class DirectionMeasurement:
+    """What ``prediction2_arm`` measures of one comparison, arm and direction; ``verdict.prediction2_arm`` decides.
+
+    sae_ids: every SAE behind the observation (both sides); statistics: {statistic: row as measured} in the order of
+    ``LABELS`` (``direction_statistics``); replicates: {statistic: (B,) bootstrap replicates}; null_alive_share:
+    {null: share of its SAE's features alive, None for a shuffle null}; ceiling_kind: "model seed", "SAE seed" or
+    "none"; diagnostics: the per-feature summary (``feature_diagnostics``) and the two codes' linear CKA."""
+    comparison: str
+    arm: str
+    direction: str
+    sae_ids: list
+    statistics: dict
+    replicates: dict
+    null_alive_share: dict
+    ceiling_kind: str
+    diagnostics: dict = field(default_factory=dict)
+
+
+def direction_statistics(estimates, in_sample_best, ceiling_kind):
+    """A direction's statistics as measured, from its ``estimates`` ({statistic: ``Estimate``} in the order of
+    ``LABELS``): {statistic: row}, each row the value and its 95% interval; the observation's with its in-sample best
+    match beside it (biased upwards: for contrast), each null's with its p-value and the observation's difference
+    from it with the difference's interval, the ceiling's and its null's with the ceiling's kind."""
+    observed = estimates["observed"]
+    rows = {}
+    for name, estimate in estimates.items():
+        low, high = stats.interval(estimate.replicates)
+        rows[name] = row = dict(value=estimate.value, low=low, high=high)
+        if name == "observed":
+            row["in_sample_best"] = in_sample_best
+        elif name.startswith("ceiling"):
+            row["ceiling_kind"] = ceiling_kind
+        else:
+            diff_low, diff_high = stats.interval(observed.replicates - estimate.replicates)
+            row.update(p=estimate.p, diff=observed.value - estimate.value, diff_low=diff_low, diff_high=diff_high)
+    return rows
+
+
+def measure_direction(head, halves, pairs, groups, random_sae, ceiling, resampling):
+    """One direction (``head``: its comparison, arm and direction; ``pairs``: {(model seed, SAE seed): (a's SAE id,
+    b's SAE id)}): the observation, the shuffle nulls (``groups``: {pair: its conditional shuffle's groups}), the
+    random-init null where b's family has one (``random_sae``: (its SAE id, its alive share), or None), and a's
+    ``ceiling``. Returns (a ``DirectionMeasurement``, the observed matches, the per-feature rows of the nulls and
+    the ceiling)."""
+    matches = {u: halves[a].match(halves[b]) for u, (a, b) in pairs.items()}
+    estimates = dict(observed=Estimate(*seed_average(matches, resampling.seed)),
+                     **shuffle_nulls(halves, pairs, matches, groups, resampling))
+    alive_share = {name: None for name in estimates if name != "observed"}
+    if random_sae is not None:
+        estimates["null-random-init"] = random_init_null(halves, pairs, random_sae[0], matches, resampling.seed)
+        alive_share["null-random-init"] = random_sae[1]
+    per_feature = [dict(head, statistic=k, heldout_r=e.per_feature) for k, e in estimates.items() if k != "observed"]
+    if ceiling is not None:
+        estimates.update({"ceiling": ceiling.estimate, "ceiling-null": ceiling.null})
+        per_feature.append(dict(head, statistic="ceiling", heldout_r=ceiling.estimate.per_feature))
+    a, b = next(iter(pairs.values()))
+    in_sample = similarity(halves[a].acts, halves[b].acts, matching=False)[0]["mean_best_a_to_b"]
+    kind = ceiling.kind if ceiling is not None else "none"
+    measured = DirectionMeasurement(**head, sae_ids=[a for a, _ in pairs.values()] + [b for _, b in pairs.values()],
+                                    statistics=direction_statistics(estimates, in_sample, kind),
+                                    replicates={k: e.replicates for k, e in estimates.items()},
+                                    null_alive_share=alive_share, ceiling_kind=kind)
+    return measured, matches, per_feature
+
+
+def measure_comparison(name, sides, arm, specs, halves, alive_share, resampling, ceilings):
+    """Both directions of one comparison (``sides``: its two sides) in one arm, at every (model seed, SAE seed) the
+    two sides share (see ``prediction2_arm``). ``ceilings``: {family: ``Ceiling`` or None}, filled as families are
+    first needed. Returns (a ``DirectionMeasurement`` per direction, per-feature rows: each direction's nulls and
+    ceiling, then each direction's observed features), or ([], []) when the sides share no SAE pair."""
+    from helpers.units import SAESpec
+    units = {side: side_units(specs, side, arm) for side in sides}
+    shared = sorted(set(units[sides[0]]) & set(units[sides[1]]))
+    if not shared:
+        return [], []
+    directions = [(a, b, {u: (units[a][u], units[b][u]) for u in shared}) for a, b in (sides, sides[::-1])]
+    measured, found, per_feature = [], {}, []
+    for a, b, pairs in directions:
+        if family_of(a) not in ceilings:
+            ceilings[family_of(a)] = ceiling(halves, side_units(specs, family_of(a), arm), family_of(a), resampling)
+        groups = {u: resampling.groups((family_of(a), u[0]), (family_of(b), u[0])) for u in shared}
+        random_id = SAESpec(family_of(b), "random-init", 0, arm).id
+        m, found[a], rows = measure_direction(
+            dict(comparison=name, arm=arm, direction=f"{a}->{b}"), halves, pairs, groups,
+            (random_id, alive_share[random_id]) if random_id in halves else None, ceilings[family_of(a)], resampling)
+        measured.append(m)
+        per_feature += rows
+    # linear CKA of the two codes: high when the dictionaries span one subspace, whatever their bases
+    cka_codes = linear_cka(halves[units[sides[0]][shared[0]]].acts, halves[units[sides[1]][shared[0]]].acts,
+                           dtype=torch.float32)
+    for m, (a, b, pairs) in zip(measured, directions):
+        # reproducibility is a trained side's own (the mapped side's SAEs have no second seed)
+        own = ceilings[family_of(a)].reproducibility if ceilings[family_of(a)] and family_of(a) == a else None
+        rows, summary = feature_diagnostics(halves, pairs, found[a], found[b], own)
+        per_feature += [dict(comparison=name, arm=arm, direction=m.direction, statistic="observed", **r) for r in rows]
+        m.diagnostics = dict(summary, code_cka=cka_codes)
+    return measured, per_feature
+
+
+def prediction2_arm(features, specs, alive_share, arm, predictions, labels, seed=0, shuffles=3, permutations=999,
+                    replicates=200, comparisons=COMPARISONS):
+    """Every held-out measurement of one SAE arm, for every comparison whose two sides have SAEs, in both directions:
+    the observation, its nulls and the ceiling with their intervals, and the per-feature values. The decisions on
+    them (null validity, Holm, the strongest null, the position, the verdict) are ``verdict.prediction2_arm``'s.
 
     features: {SAE id: (N, F) feature activations on the test images}; specs: the ``units.SAESpec`` of every id;
-    alive_share, gates_ok: {SAE id: share of alive features / bool}; predictions: {(family, model seed): predicted
-    class per test image}; labels: the test labels. Shuffle nulls: their level averages ``shuffles`` shuffles (each
-    feature's partner chosen again); their p-value is ``exact_permutation_p`` over ``permutations``, the largest over
-    the comparison's (model seed, SAE seed) pairs. Intervals resample images, model seeds and SAE seeds.
-    Returns (statistics rows, direction rows, per-feature rows).
+    alive_share: {SAE id: share of alive features} (recorded for the random-init nulls); predictions: {(family, model
+    seed): predicted class per test image}; labels: the test labels. Shuffle nulls: their level averages ``shuffles``
+    shuffles (each feature's partner chosen again); their p-value is ``exact_permutation_p`` over ``permutations``,
+    the largest over the comparison's (model seed, SAE seed) pairs. Intervals resample images (``replicates``
+    bootstrap weightings), model seeds and SAE seeds.
+    Returns (a ``DirectionMeasurement`` per comparison and direction, per-feature rows for ``per_feature_table``).
     """
-    from helpers import verdict as V
-    from helpers.units import SAESpec
-    n = len(labels)
-    select, evaluate = split_halves(n, seed)
+    resampling = Resampling(labels, predictions, shuffles, permutations, seed)
+    select, evaluate = split_halves(len(labels), seed)
     weights = stats.bootstrap_weights(len(evaluate), replicates, seed)
-    halves, z_select, wide_select, prepared = {}, {}, {}, {}
-
-    def half(i):
-        if i not in halves:  # each SAE's two halves of the images, gathered once
-            halves[i] = features[i][select], features[i][evaluate]
-        return halves[i]
-
-    def held(a_id, b_id, b_order=None, with_replicates=True):
-        """(value, replicates, per-feature r, partners of a's alive features) of a's features matched in b."""
-        if a_id not in z_select:  # what matching a against any b needs of a, made once
-            z_select[a_id] = standardize(half(a_id)[0])
-            prepared[a_id] = PairedColumns(half(a_id)[1][:, z_select[a_id][1]], weights)
-        if b_order is None:
-            b_select, b_evaluate = half(b_id)
-            if b_id not in wide_select:
-                wide_select[b_id] = standardize_wide(b_select)
-            ia, ib = choose_partners(z_select[a_id], b_wide=wide_select[b_id])
-        else:
-            b_select, b_evaluate = features[b_id][b_order[select]], features[b_id][b_order[evaluate]]
-            ia, ib = choose_partners(z_select[a_id], b_select)
-        if len(ib) == 0:
-            return 0.0, torch.zeros(replicates), torch.zeros(0), (ia[:0], ib[:0])
-        y = b_evaluate[:, ib]
-        per_feature = prepared[a_id].correlations(y)
-        reps = prepared[a_id].correlations(y, replicates=True).mean(1) if with_replicates else None
-        return per_feature.mean().item(), reps, per_feature, (ia, ib)
-
-    permutation_cache = {}
-
-    def permutations_of(groups):
-        """The exact tests' permutations of the evaluate images within ``groups`` (shared by every test that
-        has the same groups)."""
-        key = hash(groups.numpy().tobytes())
-        if key not in permutation_cache:
-            permutation_cache[key] = stats.within_group_permutations(groups, permutations, seed)
-        return permutation_cache[key]
-
-    def groups_of(*keys):
-        return prediction_groups(labels, *(predictions[k] for k in keys))
-
-    def mean_of(results):
-        values = {u: r[0] for u, r in results.items()}
-        reps = {u: r[1] for u, r in results.items()}
-        return (sum(values.values()) / len(values),
-                stats.nested_average(reps, replicates, seed) if all(r is not None for r in reps.values()) else None)
-
-    ceilings = {}
-
-    def ceiling_of(side):
-        """The ceiling of a side's family: its model-seed agreement (another training seed), or with one model its
-        SAE-seed agreement; with the ceiling's own conditional-shuffle null and each feature's reproducibility."""
-        fam = family_of(side)
-        if fam in ceilings:
-            return ceilings[fam]
-        units = side_units(specs, fam, arm)
-        seeds = sorted({s for s, _ in units})
-        sae_seeds = sorted({t for _, t in units})
-        if len(seeds) > 1:
-            pairs = {((i, j), t): (units[(i, t)], units[(j, t)]) for i in seeds for j in seeds if i != j
-                     for t in sae_seeds}
-            kind, keys = "model seed", {((i, j), t): ((fam, i), (fam, j)) for (i, j), t in pairs}
-        elif len(sae_seeds) > 1:
-            pairs = {((t, u), 0): (units[(seeds[0], t)], units[(seeds[0], u)]) for t in sae_seeds
-                     for u in sae_seeds if u != t}  # the outer level: an ordered pair of SAE seeds
-            kind, keys = "SAE seed", {k: ((fam, seeds[0]),) for k in pairs}
-        else:
-            ceilings[fam] = None
-            return None
-        results = {k: held(*ids) for k, ids in pairs.items()}
-        value, reps = mean_of(results)
-        # the level averages every shuffle; its interval is the first shuffle's (the spread between shuffles is
-        # small beside the images' bootstrap)
-        shuffled = [{k: held(*ids, b_order=shuffle_order(n, seed=2000 + r, labels=groups_of(*keys[k])),
-                             with_replicates=r == 0) for k, ids in pairs.items()} for r in range(shuffles)]
-        null = [mean_of(sh) for sh in shuffled]
-        reproducibility = {}
-        for (s, t), a_id in units.items():
-            other = [u for u in sae_seeds if u != t]
-            if other:
-                r = held(a_id, units[(s, other[0])])
-                per = torch.zeros(features[a_id].shape[1])
-                per[r[3][0]] = r[2]
-                reproducibility[(s, t)] = per
-        ceilings[fam] = dict(kind=kind, value=value, reps=reps, null=sum(v for v, _ in null) / len(null),
-                             null_reps=null[0][1],
-                             per_feature=torch.cat([r[2] for r in results.values()]),
-                             reproducibility=reproducibility)
-        return ceilings[fam]
-
-    rows, directions, per_feature = [], [], []
-    for name, side_a, side_b in comparisons:
-        units_a, units_b = side_units(specs, side_a, arm), side_units(specs, side_b, arm)
-        shared = sorted(set(units_a) & set(units_b))
-        if not shared:
-            continue
-        found = {}
-        for a, b, ua, ub in ((side_a, side_b, units_a, units_b), (side_b, side_a, units_b, units_a)):
-            direction = f"{a}->{b}"
-            key = {u: ((family_of(a), u[0]), (family_of(b), u[0])) for u in shared}
-            obs = {u: held(ua[u], ub[u]) for u in shared}
-            found[direction] = obs
-            obs_value, obs_reps = mean_of(obs)
-            first = shared[0]
-            in_sample = similarity(features[ua[first]], features[ub[first]], matching=False)[0]["mean_best_a_to_b"]
-            low, high = stats.interval(obs_reps)
-            rows.append(dict(comparison=name, arm=arm, direction=direction, statistic="observed", value=obs_value,
-                             low=low, high=high, in_sample_best=in_sample, valid=True))
-            nulls = {}
-            by_group = {"null-conditional-shuffle": True, "null-full-shuffle": False}
-            full = torch.zeros(len(evaluate), dtype=torch.long)
-            p = {u: exact_permutation_p(
-                half(ua[u])[1][:, obs[u][3][0]], half(ub[u])[1][:, obs[u][3][1]],
-                [permutations_of(groups_of(*key[u])[evaluate]), permutations_of(full)]) for u in shared}
-            for i, (null, grouped) in enumerate(by_group.items()):
-                shuffled = [{u: held(ua[u], ub[u], b_order=shuffle_order(
-                    n, seed=1000 + r, labels=groups_of(*key[u]) if grouped else None), with_replicates=r == 0)
-                    for u in shared} for r in range(shuffles)]
-                levels = [mean_of(sh) for sh in shuffled]
-                # the largest p over the (model seed, SAE seed) pairs: each pair must beat its null
-                nulls[null] = dict(value=sum(v for v, _ in levels) / len(levels), reps=levels[0][1],
-                                   p=max(p[u][i] for u in shared), valid=True, per_feature=shuffled[0][first][2])
-            random_id = SAESpec(family_of(b), "random-init", 0, arm).id
-            if random_id in features:
-                rand = {u: held(ua[u], random_id) for u in shared}
-                value, reps = mean_of(rand)
-                nulls["null-random-init"] = dict(
-                    value=value, reps=reps, valid=V.null_valid(alive_share[random_id]),
-                    p=stats.sign_flip_p(torch.cat([obs[u][2] - rand[u][2] for u in shared]), seed=seed),
-                    per_feature=rand[first][2])
-            for null, nl in nulls.items():
-                (low, high), (diff_low, diff_high) = stats.interval(nl["reps"]), stats.interval(obs_reps - nl["reps"])
-                rows.append(dict(comparison=name, arm=arm, direction=direction, statistic=null, value=nl["value"],
-                                 low=low, high=high, p=nl["p"], diff=obs_value - nl["value"], diff_low=diff_low,
-                                 diff_high=diff_high, valid=bool(nl["valid"])))
-            ceiling = ceiling_of(a)
-            entry = dict(comparison=name, arm=arm, direction=direction, observed=obs_value,
-                         gates_ok=V.all_passed(gates_ok, [ua[u] for u in shared] + [ub[u] for u in shared]),
-                         strongest_null=V.strongest_null({k: v["value"] for k, v in nulls.items()},
-                                                         {k: v["valid"] for k, v in nulls.items()}),
-                         ceiling_kind=ceiling["kind"] if ceiling else "none")
-            if ceiling:
-                for statistic, value, reps in (("ceiling", ceiling["value"], ceiling["reps"]),
-                                               ("ceiling-null", ceiling["null"], ceiling["null_reps"])):
-                    low, high = stats.interval(reps)
-                    rows.append(dict(comparison=name, arm=arm, direction=direction, statistic=statistic,
-                                     value=value, low=low, high=high, valid=True, ceiling_kind=ceiling["kind"]))
-            if entry["strongest_null"] and ceiling:
-                strongest = nulls[entry["strongest_null"]]
-                position_reps = V.position(obs_reps - strongest["reps"], 0.0, ceiling["reps"] - ceiling["null_reps"])
-                low, high = stats.interval(position_reps)
-                entry.update(null_value=strongest["value"], ceiling=ceiling["value"], ceiling_null=ceiling["null"],
-                             span=ceiling["value"] - ceiling["null"], position_low=low, position_high=high,
-                             position=V.position(obs_value - strongest["value"], 0.0,
-                                                 ceiling["value"] - ceiling["null"]))
-                # the position against each null in turn (the front page's "relative to what")
-                entry.update({f"position_vs_{k.removeprefix('null-')}": V.position(obs_value - v["value"], 0.0,
-                                                                                  entry["span"])
-                              for k, v in nulls.items()})
-            else:
-                entry.update({k: math.nan for k in ("null_value", "ceiling", "ceiling_null", "span", "position",
-                                                    "position_low", "position_high")})
-            for statistic, values in [(k, v["per_feature"]) for k, v in nulls.items()] + (
-                    [("ceiling", ceiling["per_feature"])] if ceiling else []):
-                per_feature += [dict(comparison=name, arm=arm, direction=direction, statistic=statistic,
-                                     heldout_r=values)]
-            directions.append(entry)
-        # per feature: its partner, held-out r, firing frequency, reproducibility, and whether the match is mutual
-        # linear CKA of the two codes: high when the dictionaries span one subspace, whatever their bases
-        cka_codes = linear_cka(features[units_a[shared[0]]], features[units_b[shared[0]]], dtype=torch.float32)
-        for a, b, ua, ub in ((side_a, side_b, units_a, units_b), (side_b, side_a, units_b, units_a)):
-            direction, back = f"{a}->{b}", f"{b}->{a}"
-            ceiling = ceiling_of(a)
-            entry = next(d for d in directions if d["comparison"] == name and d["direction"] == direction)
-            reproducible, matched, mutual, total = 0, 0, 0, 0
-            for u in shared:
-                r, (ia, ib) = found[direction][u][2], found[direction][u][3]
-                partner_back = torch.full((features[ub[u]].shape[1],), -1, dtype=torch.long)
-                ja, jb = found[back][u][3]
-                partner_back[ja] = jb
-                is_mutual = partner_back[ib] == ia
-                frequency = (features[ua[u]][:, ia] > 0).float().mean(0)
-                repro = (ceiling["reproducibility"].get(u) if ceiling and family_of(a) == a else None)
-                repro = repro[ia] if repro is not None else torch.full((len(ia),), math.nan)
-                keep = repro > REPRODUCIBLE
-                reproducible += int(keep.sum())
-                matched += int((keep & (r > 0.5)).sum())
-                mutual += int(is_mutual.sum())
-                total += len(ia)
-                per_feature.append(dict(comparison=name, arm=arm, direction=direction, statistic="observed",
-                                        model_seed=u[0], sae_seed=u[1], feature=ia, partner=ib, heldout_r=r,
-                                        frequency=frequency, reproducibility=repro, mutual=is_mutual))
-            all_r = torch.cat([found[direction][u][2] for u in shared])
-            entry.update(median=all_r.median().item() if len(all_r) else math.nan,
-                         reproducible_share=reproducible / total if total else math.nan,
-                         reproducible_matched_share=matched / reproducible if reproducible else math.nan,
-                         mutual_share=mutual / total if total else math.nan,
-                         code_cka=cka_codes)
-
-    for name, *_ in comparisons:
-        V.adjust_prediction2([r for r in rows if r["comparison"] == name])
-    for entry in directions:
-        nulls = [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"]) for r in rows
-                 if r["comparison"] == entry["comparison"] and r["direction"] == entry["direction"]
-                 and r["statistic"] in V.NULLS]
-        entry["verdict"], entry["reason"] = V.prediction2_direction(
-            entry["gates_ok"], nulls, dict(value=entry["position"], low=entry["position_low"],
-                                           high=entry["position_high"]), entry["span"])
-    return rows, directions, per_feature
+    halves = {i: Halves(acts, select, evaluate, weights) for i, acts in features.items()}
+    ceilings, measured, per_feature = {}, [], []
+    for name, *sides in comparisons:
+        m, f = measure_comparison(name, sides, arm, specs, halves, alive_share, resampling, ceilings)
+        measured, per_feature = measured + m, per_feature + f
+    return measured, per_feature
 
 
 def per_feature_table(per_feature):

@@ -13,7 +13,9 @@ renders the part.
 ``--cifar``: a CIFAR-10 JPEG archive or tree (``$CIFAR10_JPG``), or torchvision's ``cifar-10-batches-py`` folder
 (or the folder holding it). Only torch, torchvision, numpy, scipy, pandas and matplotlib are needed: without IPython
 the pages' display objects are ``helpers.display``'s stand-ins, without tqdm the loops run without progress bars.
-Each step's time is printed and written to ``Data/results/<profile>/headless_times.json``.
+Each step's time is printed and written to ``Data/results/<profile>/headless_times.json``. A page this machine ran
+before with the same parameters, since the notebook or the code last changed, is skipped (the study runner's stamps,
+which this run writes too).
 """
 import argparse
 import ast
@@ -132,7 +134,9 @@ def use_cifar(path):
 
 
 def run(profile, seed=0, book=ROOT / "book"):
-    """Every step of ``profile``'s study, in order, its pages written under ``book``; returns {page: seconds}."""
+    """Every step of ``profile``'s study, in order, its pages written under ``book``, each stamped as the study runner
+    stamps it (``manifest.write_stamp``), so that either runner skips what the other ran; returns {page: seconds} of
+    the pages it ran."""
     import matplotlib
     matplotlib.use("Agg")
     import torch
@@ -142,20 +146,25 @@ def run(profile, seed=0, book=ROOT / "book"):
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (the SAEs, AM) on the tensor cores
         torch.backends.cudnn.allow_tf32 = True
-    times = {}
+    times, skipped = {}, []
     start = time.time()
     for step in manifest.steps(profile, seed):
-        parameters = {"profile": profile, **step.parameters}
-        target = step.target(Path(book), profile)
+        parameters = step.run_parameters(profile)
+        source, target = NOTEBOOKS / step.notebook, step.target(Path(book), profile)
+        if manifest.up_to_date(source, target, parameters):
+            print(f"[skip] {step.page} {parameters}: up to date", flush=True)
+            skipped.append(step.page)
+            continue
         print(f"[run ] {step.page} {parameters}", flush=True)
         t = time.time()
-        run_notebook(NOTEBOOKS / step.notebook, target, parameters)
+        run_notebook(source, target, parameters)
         pages.prepare_for_book(target, step.download_paths(profile), target.parent / "results")
         times[step.page] = round(time.time() - t, 1)
+        manifest.write_stamp(target, parameters, times[step.page])
         print(f"[done] {step.page} in {times[step.page]:.0f} s", flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     write_json(data_dir() / "results" / profile / "headless_times.json",
-               dict(profile=profile, device=device, torch=torch.__version__, seconds=times,
+               dict(profile=profile, device=device, torch=torch.__version__, seconds=times, skipped=skipped,
                     total_seconds=round(time.time() - start, 1)))
     print(f"study ({profile} profile) on {device}: {(time.time() - start) / 60:.1f} minutes", flush=True)
     return times

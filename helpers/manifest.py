@@ -1,8 +1,10 @@
 """The study's manifest: its steps in the order they run, the page each writes in the book, the parameters each
 takes beyond the profile, the results files each page links for download, and the book's table of contents."""
+import json
 from dataclasses import dataclass, field, replace
 
 from helpers import profiles, store
+from helpers.paths import ROOT, data_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -12,7 +14,8 @@ class Step:
     title: str                 # its chapter title in the book
     parameters: dict           # what the study passes beyond the profile
     downloads: tuple = field(default=())   # (artifact, fields) pairs the page links for download
-    after: tuple = field(default=())       # the pages whose results this one reads (``needs``): it runs after them
+    reads: tuple = field(default=())       # (artifact, fields) pairs of the other pages' results it reads
+    after: tuple = field(default=())       # the pages that write what it reads (``after``): it runs after them
 
     def target(self, book, profile):
         return book / profile / f"{self.page}.ipynb"
@@ -21,101 +24,204 @@ class Step:
         """The profile the step runs: the study's, or the competence-matched one built on it."""
         return self.parameters.get("profile", profile)
 
+    def run_parameters(self, profile):
+        """What the step's notebook is given: the study's profile (a matched page names its own) and the rest."""
+        return {"profile": profile, **self.parameters}
+
     def download_paths(self, profile):
         """The results files of the page that exist (paths under the data folder)."""
         paths = [store.ARTIFACTS[name].path(profile=self.profile(profile), **fields) for name, fields in self.downloads]
         return [p for p in paths if p.exists()]
 
 
-NAMES = {"cnn": "CNN", "mlp": "MLP", "resnet": "reference ResNet", "mlp-small": "smaller MLP"}
 AM_DOWNLOADS = ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons", "am_summary")
 COMPARE_DOWNLOADS = ("compare_gates", "compare_statistics", "compare_directions", "compare_features", "compare_cka")
 SEED_WORDS = {0: "", 1: ", second seed", 2: ", third seed"}
 
 
 def steps(profile, seed=0):
-    """Every step of the study on ``profile`` in the order it runs (the answers page last, as it reads the rest)."""
+    """Every step of the study on ``profile`` in the order it runs (the answers page last, as it reads the rest),
+    each with the pages it runs after (``after``)."""
     p = profiles.get(profile)
     out = [Step("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""),
-                f"Training the {NAMES[m]}" + SEED_WORDS.get(s, f", seed {s}"), dict(model=m, seed=seed + s),
-                (("training_record", dict(family=m, seed=seed + s)),))
-           for m in p.trained_models for s in range(p.model_seeds)] if not p.official else []
+                f"Training the {profiles.FAMILY[m].role}" + SEED_WORDS.get(s, f", seed {s}"),
+                dict(model=m, seed=seed + s), (("training_record", dict(family=m, seed=seed + s)),))
+           for m in p.trained_models for s in p.model_seeds] if not p.official else []
     out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
                     "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
-                    tuple((a, {}) for a in AM_DOWNLOADS)))
+                    tuple((a, {}) for a in AM_DOWNLOADS), reads=am_reads(profile)))
     # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
     for layer, tag in (("hidden", ""), ("mid", "_mid")):
         for m in p.families:
-            where = "the " + NAMES[m] if layer == "hidden" else f"a mid-depth {NAMES[m]} layer"
-            out.append(Step("02_sae.ipynb", f"02_sae_{m}{tag}", f"Sparse autoencoder on {where}",
-                            dict(model=m, layer=layer, seed=seed, explorer=False),
-                            tuple((a, dict(family=m, layer=layer))
-                                  for a in ("sae_metrics", "sae_gates", "sae_summary"))))
+            role = profiles.FAMILY[m].role
+            out.append(Step("02_sae.ipynb", f"02_sae_{m}{tag}", "Sparse autoencoder on " + (
+                f"the {role}" if layer == "hidden" else f"a mid-depth {role} layer"),
+                dict(model=m, layer=layer, seed=seed, explorer=False),
+                tuple((a, dict(family=m, layer=layer)) for a in ("sae_metrics", "sae_gates", "sae_summary")),
+                reads=sae_reads(profile, m, layer)))
         out.append(Step("03_compare.ipynb", f"03_compare{tag}", "Comparison and conclusions (Prediction 2)"
                         if layer == "hidden" else "Comparison at the mid-depth layers", dict(layer=layer, seed=seed),
                         tuple((a, dict(layer=layer)) for a in COMPARE_DOWNLOADS)
-                        + (("layer_map_table", {}), ("conclusions", dict(layer=layer)))))
+                        + (("layer_map_table", {}), ("conclusions", dict(layer=layer))),
+                        reads=compare_reads(profile, layer)))
     # Both predictions again, through the same pages, with the CNNs at the epoch whose accuracy matches the MLP's.
     for matched in profiles.matched_profiles(profile):
-        m = profiles.get(matched)
-        out.append(Step("01_activation_maximization.ipynb", "matched_01_activation_maximization",
-                        "Activation maximization, competence-matched CNNs",
-                        dict(profile=matched, model="both", seed=seed, explorer=False),
-                        tuple((a, {}) for a in AM_DOWNLOADS)))
-        for f in m.matching.families:
-            out.append(Step("02_sae.ipynb", f"matched_02_sae_{f}", f"Sparse autoencoder on the competence-matched "
-                            f"{NAMES[f]}", dict(profile=matched, model=f, layer="hidden", seed=seed, explorer=False),
-                            tuple((a, dict(family=f, layer="hidden"))
-                                  for a in ("sae_metrics", "sae_gates", "sae_summary"))))
-        out.append(Step("03_compare.ipynb", "matched_03_compare", "Comparison with competence-matched CNNs "
-                        "(Prediction 2)", dict(profile=matched, layer="hidden", seed=seed),
-                        tuple((a, dict(layer="hidden")) for a in COMPARE_DOWNLOADS)
-                        + (("conclusions", dict(layer="hidden")),)))
+        out += matched_steps(matched, seed)
     if p.scale_models:
         out.append(Step("06_training.ipynb", "06_training", "Alignment along training and scale",
-                        dict(seed=seed), (("trajectory", {}),)))
+                        dict(seed=seed), (("trajectory", {}),), reads=trajectory_reads(profile)))
     for layer, tag in (("hidden", ""), ("mid", "_mid")):
         out.append(Step("05_atlas.ipynb", f"05_atlas{tag}", "Feature atlas" + ("" if layer == "hidden" else
                                                                                 ", mid-depth layers"),
-                        dict(layer=layer, seed=seed), (("atlas", dict(layer=layer)),)))
+                        dict(layer=layer, seed=seed), (("atlas", dict(layer=layer)),),
+                        reads=atlas_reads(profile, layer)))
     out.append(Step("04_answers.ipynb", "answers", "The answers", {},
                     (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))
-                    + (("trajectory", {}),) * bool(p.scale_models)))
-    return [replace(step, after=needs(step, out, p)) for step in out]
+                    + (("trajectory", {}),) * bool(p.scale_models), reads=answers_reads(profile)))
+    return [replace(step, after=after(step, out, profile)) for step in out]
 
 
-def needs(step, steps, p):
-    """The pages of ``steps`` that ``step`` reads results of, so the study may run any pages whose needs are met at
-    the same time: AM and the SAEs read the trained models (the SAE pages every family's, for the layer map that
-    picks the mid-depth layers); a mid-depth SAE page the hidden page's harvest; a comparison every SAE page of its
-    layer and the AM summary; a competence-matched page the base profile's page whose random-init results it
-    reuses; the atlas its layer's comparison; the curve every training; the answers every other page."""
-    kind, prm = step.notebook[:2], step.parameters
-    matched = "profile" in prm
-    pages = {}
-    for s in steps:
-        pages.setdefault((s.notebook[:2], "profile" in s.parameters, s.parameters.get("layer"),
-                          s.parameters.get("model")), []).append(s.page)
+def matched_steps(matched, seed):
+    """The competence-matched profile's pages: both predictions through the same notebooks, the CNNs' SAEs only."""
+    m = profiles.get(matched)
+    out = [Step("01_activation_maximization.ipynb", "matched_01_activation_maximization",
+                "Activation maximization, competence-matched CNNs",
+                dict(profile=matched, model="both", seed=seed, explorer=False), tuple((a, {}) for a in AM_DOWNLOADS),
+                reads=am_reads(matched))]
+    out += [Step("02_sae.ipynb", f"matched_02_sae_{f}", f"Sparse autoencoder on the competence-matched "
+                 f"{profiles.FAMILY[f].role}", dict(profile=matched, model=f, layer="hidden", seed=seed,
+                                                    explorer=False),
+                 tuple((a, dict(family=f, layer="hidden")) for a in ("sae_metrics", "sae_gates", "sae_summary")),
+                 reads=sae_reads(matched, f, "hidden")) for f in m.matching.families]
+    out.append(Step("03_compare.ipynb", "matched_03_compare", "Comparison with competence-matched CNNs "
+                    "(Prediction 2)", dict(profile=matched, layer="hidden", seed=seed),
+                    tuple((a, dict(layer="hidden")) for a in COMPARE_DOWNLOADS)
+                    + (("conclusions", dict(layer="hidden")),),
+                    reads=compare_reads(matched, "hidden")))
+    return out
 
-    def of(kind, matched=False, layer=None, model=None):
-        return [page for (k, m, lay, mod), names in pages.items() for page in names
-                if k == kind and m == matched and layer in (None, lay) and model in (None, mod)]
-    training = [page for m in p.families for page in of("00", model=m)]
-    if kind == "00":
+
+# ----------------------------------------------------------------------------- what each page reads of the others'
+#
+# Each page declares the results of other pages it reads, as (artifact, fields) with the reader's profile; which
+# pages write them follows from ``store.ARTIFACTS`` (the notebook), ``store.owner`` (the folder, so the profile of
+# the page that writes it) and the fields that tell a notebook's pages apart (``IDENTITY``).
+
+IDENTITY = {"00_train.ipynb": {"family": "model", "seed": "seed"},
+            "02_sae.ipynb": {"family": "model", "layer": "layer"},
+            "03_compare.ipynb": {"layer": "layer"}, "05_atlas.ipynb": {"layer": "layer"}}
+
+
+def model_reads(profile, families):
+    """The trained models a page of ``profile`` loads (a competence-matched profile's are its base's checkpoints)."""
+    p = profiles.get(profile)
+    if p.official:
         return ()
-    if kind == "01":
-        return tuple(of("01") if matched else training)
-    if kind == "02":
-        if matched:
-            return tuple(of("02", layer="hidden", model=prm["model"]))
-        return tuple(training if prm["layer"] == "hidden" else of("02", layer="hidden", model=prm["model"]))
-    if kind == "03":
-        return tuple(of("02", matched, prm["layer"]) + of("01", matched))
-    if kind == "05":
-        return tuple(of("03", layer=prm["layer"]))
-    if kind == "06":
-        return tuple(of("00"))
-    return tuple(s.page for s in steps if s.page != step.page)
+    owner = p.matching.base if p.matching else profile
+    return tuple(("training_record", dict(profile=owner, family=f, seed=s)) for f in families for s in p.model_seeds)
+
+
+def am_reads(profile):
+    """01 reads both families' models, and the AM runs its profile shares with another (``store.owner``)."""
+    shared = tuple(("am_run", dict(profile=profile, family=f, network=n)) for f in profiles.FAMILIES
+                   for n in ("trained", "random-init") if store.owner(profile, f, n) != profile)
+    return model_reads(profile, profiles.FAMILIES) + shared
+
+
+def sae_reads(profile, family, layer):
+    """02 at the last hidden layer reads every family's models (the layer map that picks the mid-depth layers) and the
+    SAEs its profile shares with another; at the mid-depth layer, what the family's hidden-layer page wrote: the
+    layer map and the harvest of both layers."""
+    if layer == "mid":
+        return tuple((a, dict(profile=profile, family=family, layer="hidden")) for a in ("layer_map", "activations"))
+    shared = tuple(("sae", dict(profile=profile, family=family, network=n, layer=layer))
+                   for n in ("trained", "random-init") if store.owner(profile, family, n) != profile)
+    return model_reads(profile, profiles.get(profile).families) + shared
+
+
+def compare_reads(profile, layer):
+    """03 reads every family's SAEs at its layer (trained and random-init), the AM summary and the models."""
+    p = profiles.get(profile)
+    saes = tuple((a, dict(profile=profile, family=f, network=n, layer=layer)) for f in p.families
+                 for a, n in (("sae_summary", None), ("sae_features", "trained"), ("sae_features", "random-init")))
+    return model_reads(profile, p.families) + saes + (("am_summary", dict(profile=profile)),)
+
+
+def atlas_reads(profile, layer):
+    """05 reads its layer's comparison and the compared families' primary SAEs."""
+    saes = tuple(("sae", dict(profile=profile, family=f, network="trained", layer=layer)) for f in profiles.FAMILIES)
+    return model_reads(profile, profiles.FAMILIES) + (("compare_features", dict(profile=profile, layer=layer)),) + saes
+
+
+def trajectory_reads(profile):
+    """06 reads every model's epoch checkpoints, the layer map (the mid-depth modules) and Prediction 2's positions
+    at the checkpoints where it ran (the final CNNs and the competence-matched ones)."""
+    profiles_read = [profile, *profiles.matched_profiles(profile)]
+    return (model_reads(profile, profiles.get(profile).trained_models)
+            + (("layer_map", dict(profile=profile, layer="hidden")),)
+            + tuple(("conclusions", dict(profile=q, layer="hidden")) for q in profiles_read))
+
+
+def answers_reads(profile):
+    """The answers read every verdict (and the competence-matched profiles'), the figures they show, the atlas and
+    the curve along training."""
+    p = profiles.get(profile)
+    verdicts = tuple(r for q in [profile, *profiles.matched_profiles(profile)]
+                     for r in (("am_summary", dict(profile=q)), ("conclusions", dict(profile=q, layer="hidden"))))
+    figures = tuple((a, dict(profile=profile, family=f)) for f in profiles.FAMILIES
+                    for a in ("am_classes_figure", "am_group_figure"))
+    pages = (("conclusions", dict(profile=profile, layer="mid")), ("atlas", dict(profile=profile, layer="hidden")),
+             ("compare_figure", dict(profile=profile, layer="hidden")))
+    curve = (("trajectory_figure", dict(profile=profile)),) if p.scale_models else ()
+    return model_reads(profile, p.families) + verdicts + figures + pages + curve
+
+
+def writers(name, fields, steps, profile):
+    """The steps of ``steps`` (of the study on ``profile``) that write artifact ``name`` with ``fields``: pages of its
+    notebook, of the profile whose folder holds it, whose parameters agree with the fields that tell them apart."""
+    artifact = store.ARTIFACTS[name]
+    folder = (store.owner(fields["profile"], fields.get("family"), fields.get("network")) if artifact.of_model
+              else fields["profile"])
+    return [s for s in steps if s.notebook == artifact.notebook and s.profile(profile) == folder
+            and all(fields[f] == s.parameters.get(prm) for f, prm in IDENTITY.get(s.notebook, {}).items()
+                    if f in fields)]
+
+
+def after(step, steps, profile):
+    """The pages that write what ``step`` reads: it runs after them (and may run beside any other)."""
+    found = [w.page for name, fields in step.reads for w in writers(name, fields, steps, profile) if w is not step]
+    return tuple(dict.fromkeys(found))
+
+
+# ----------------------------------------------------------------------------- stamps: which pages ran here
+#
+# Both runners (``helpers.study`` through papermill, ``helpers.headless`` in one process) leave a stamp per page, so
+# either skips what the other ran with the same parameters since the last change to the notebook and the code.
+
+def stamp_path(target, parameters):
+    return data_dir() / "results" / parameters["profile"] / "study" / f"{target.stem}.json"
+
+
+def read_stamp(target, parameters):
+    """What the last run of this step left: dict(parameters, seconds), or None."""
+    stamp = stamp_path(target, parameters)
+    if not stamp.exists():
+        return None
+    saved = json.loads(stamp.read_text())
+    return saved if "parameters" in saved else dict(parameters=saved, seconds=None)  # older stamps: parameters only
+
+
+def write_stamp(target, parameters, seconds):
+    write_json(stamp_path(target, parameters), dict(parameters=parameters, seconds=round(seconds)))
+
+
+def up_to_date(source, target, parameters):
+    stamp, saved = stamp_path(target, parameters), read_stamp(target, parameters)
+    if not (target.exists() and saved):
+        return False
+    newest_code = max(p.stat().st_mtime for p in [source, *(ROOT / "helpers").glob("*.py")])
+    return saved["parameters"] == parameters and stamp.stat().st_mtime > newest_code
+
 
 
 def toc(book_profiles):

@@ -101,3 +101,136 @@ def plot_density(frequencies, title=""):
                  f"(fire on >{DENSE_FREQUENCY:.0%})")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- Prediction 1 (01)
+
+def controls_figure(controls, rows, rule, measure):
+    """One example image of each known-answer control (``{name: (images, expected)}``) and the ``measure``'s scores on
+    all of them (``rows``: control, score), against ``rule``'s thresholds (min_high, max_low)."""
+    fig = plt.figure(figsize=(12, 5.5))
+    for i, (name, (x, expected)) in enumerate(controls.items()):
+        ax = fig.add_subplot(2, len(controls), i + 1)
+        ax.imshow(x[0].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_title(f"{name}\n(expected {expected})", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(2, 1, 2)
+    names = list(controls)
+    ax.boxplot([rows[rows.control == n].score.values for n in names], tick_labels=names)
+    ax.axhline(rule["min_high"], color="tab:green", ls="--", lw=1, label=f"high controls' median ≥ "
+                                                                      f"{rule['min_high']:g}")
+    ax.axhline(rule["max_low"], color="tab:red", ls="--", lw=1, label=f"low controls' median ≤ {rule['max_low']:g}")
+    ax.set(ylabel=f"{measure} score", title="The motif measure on images with a known answer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def am_gallery(images, rows, measure, title):
+    """One AM group's images at reading size, each titled with its target, its ``measure`` score and ✓ when it
+    succeeded (``rows``: the group's rows of the score table, in the images' order)."""
+    titles = [f"{r.target} {getattr(r, measure):.2f}{' ✓' if r.success else ''}" for r in rows.itertuples()]
+    return image_grid(images, titles, ncols=8, size=1.5,
+                      suptitle=f"{title}\n(under each: target, {measure} score, ✓ success)")
+
+
+def scores_figure(scored, measures, primary, profile):
+    """Each measure's scores per group and family (``scored``: the successful AM images without a penalty beside
+    natural and start images, with columns group, family and one per measure)."""
+    import seaborn as sns
+    fig, axes = plt.subplots(len(measures), 1, figsize=(13, 3.6 * len(measures)), squeeze=False)
+    for ax, measure in zip(axes[:, 0], measures):
+        sns.boxplot(data=scored, x="group", y=measure, hue="family", ax=ax, fliersize=2)
+        label = " (primary)" if measure == primary else ""
+        ax.set(xlabel="", ylabel=f"{measure} score",
+               title=f"{measure}{label} score of successful AM images, no penalty ({profile})")
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- the SAEs (02)
+
+def sae_training_curves(logs, target_l0, title):
+    """L0, explained variance, silent share and the L1 coefficient along training, one line per arm (``logs``: {arm:
+    training log, a list of dicts}), the target L0 marked."""
+    import pandas as pd
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3))
+    for arm, log in logs.items():
+        log = pd.DataFrame(log)
+        for ax, column in zip(axes, ["l0", "explained_variance", "silent", "l1_coefficient"]):
+            ax.plot(log.step, log[column], label=arm)
+            ax.set(xlabel="step", title=column.replace("_", " ") + " (training batches)")
+    axes[0].axhline(target_l0, color="grey", lw=0.8, ls="--")
+    axes[3].set_yscale("log")
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- Prediction 2 (03)
+
+def statistics_figure(stats, comparisons, order, comparison_labels, side_name, title):
+    """Each comparison's observation, nulls and ceiling with their intervals (``stats``: the statistics rows), one
+    row of panels per comparison of ``comparisons`` ((name, side a, side b)) present, one column per arm and
+    direction; the statistics in ``order``, an invalid null in grey."""
+    sides = {c: (a, b) for c, a, b in comparisons if c in set(stats.comparison)}
+    columns = [(arm, forward) for arm in dict.fromkeys(stats.arm) for forward in (True, False)]
+    fig, axes = plt.subplots(len(sides), len(columns), figsize=(4 * len(columns), 2.6 * len(sides)),
+                             sharex=True, squeeze=False)
+    for row, (name, (a, b)) in zip(axes, sides.items()):
+        for ax, (arm, forward) in zip(row, columns):
+            direction = f"{a}->{b}" if forward else f"{b}->{a}"
+            part = stats[(stats.comparison == name) & (stats.arm == arm)
+                         & (stats.direction == direction)].set_index("statistic")
+            part = part.reindex([o for o in order if o in part.index])
+            y = range(len(part))
+            colors = ["C3" if k == "observed" else "C2" if k == "ceiling" else "C7" if k == "ceiling-null" else
+                      ("C0" if part.loc[k, "valid"] else "lightgrey") for k in part.index]
+            # a shuffle null's value averages every shuffle, its interval is the first shuffle's
+            ax.errorbar(part.value, y, xerr=[(part.value - part.low).clip(lower=0),
+                                             (part.high - part.value).clip(lower=0)], fmt="none", ecolor=colors)
+            ax.scatter(part.value, y, c=colors, zorder=3)
+            ax.set(yticks=list(y), yticklabels=[k.replace("null-", "null: ") for k in part.index],
+                   title=f"{comparison_labels[name].split(' (')[0]}\n{arm} arm, "
+                         + " → ".join(side_name(x) for x in direction.split("->")))
+            ax.invert_yaxis()
+    for ax in axes[-1]:
+        ax.set_xlabel("held-out best-match correlation")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def distributions_figure(per_feature, sources, side_name, title):
+    """Per-feature held-out r as cumulative distributions (``per_feature``: the per-feature table): each source
+    side's features matched in every other side, beside the question's conditional-shuffle null and ceiling; one
+    row per arm, one column per side of ``sources``."""
+    pf = per_feature
+    arms = list(dict.fromkeys(pf.arm))
+    fig, axes = plt.subplots(len(arms), len(sources), figsize=(6.5 * len(sources), 3.6 * len(arms)),
+                             squeeze=False, sharex=True)
+    for row, arm in zip(axes, arms):
+        for ax, source in zip(row, sources):
+            part = pf[(pf.arm == arm) & pf.direction.str.startswith(source + "->")]
+            curves = [(f"matched in {side_name(d.split('->')[1])}", part[(part.direction == d)
+                                                                        & (part.statistic == "observed")])
+                      for d in part.direction.unique()]
+            question = part[part.comparison == "question"]
+            curves += [("null: shuffled within (class, predictions)",
+                        question[question.statistic == "null-conditional-shuffle"]),
+                       ("ceiling: another training seed", question[question.statistic == "ceiling"])]
+            for i, (label, values) in enumerate(curves):
+                r = np.sort(values.heldout_r.to_numpy())
+                if len(r):
+                    ax.plot(r, np.linspace(0, 1, len(r)), label=f"{label} (median {np.median(r):.2f})",
+                            ls="--" if label.startswith(("null", "ceiling")) else "-",
+                            color="grey" if label.startswith("null") else "C2" if label.startswith("ceiling")
+                            else f"C{[0, 3, 1, 4][i % 4]}")
+            ax.set(title=f"{side_name(source)}'s features, {arm} arm", xlabel="held-out r",
+                   ylabel="share of features at or below")
+            ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

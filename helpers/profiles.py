@@ -25,7 +25,33 @@ ALL_FAMILIES = (*FAMILIES, REFERENCE)
 # More sizes of a family, trained only for the curve of alignment along training and scale (``helpers.trajectory``):
 # model name -> its family. A profile's ``training`` may hold them beside its families.
 SCALE_MODELS = {"mlp-small": "mlp"}
-FAMILY_NAMES = {"cnn": "VGG13_bn", "mlp": "BottleneckMLP", "resnet": "ResNet", "mlp-small": "BottleneckMLP (small)"}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model of the study and every name it goes by: the one table of families (the others read it)."""
+    key: str
+    architecture: str     # its architecture's name, in titles and tables ("VGG13_bn")
+    short: str            # its name beside another model's, in comparisons and figure legends ("VGG")
+    role: str             # what it is in the study, in the book's sentences ("reference ResNet")
+    channels_last: bool   # its weights and training batches are channels-last (``models.memory_format``)
+    official: str = None  # its published checkpoint in ``models.OFFICIAL``, where the proposal names one
+
+
+FAMILY = {f.key: f for f in (
+    Family("cnn", "VGG13_bn", "VGG", "CNN", channels_last=True, official="vgg13_bn"),
+    Family("mlp", "BottleneckMLP", "MLP", "MLP", channels_last=False, official="B_12-Wi_1024"),
+    Family("resnet", "ResNet", "ResNet", "reference ResNet", channels_last=True),
+    Family("mlp-small", "BottleneckMLP (small)", "smaller MLP", "smaller MLP", channels_last=False),
+)}
+
+
+def side_name(side):
+    """How a comparison names one of its sides: a model (``FAMILY``'s short name), or ``<family>-mapped``, that
+    family's layer under the sanity control's random linear map."""
+    if side.endswith("-mapped"):
+        return "mapped " + FAMILY[side.removesuffix("-mapped")].short
+    return FAMILY[side].short if side in FAMILY else side
 STUDY_LAYERS = ("hidden", "mid")  # the proposal's last hidden layers, and the best-aligned mid-depth pair
 
 
@@ -33,11 +59,23 @@ def _setting(default, low=None, choices=None):
     return field(default=default, metadata=dict(low=low, choices=choices))
 
 
+def check_seeds(name, seeds):
+    """``seeds`` as a tuple if it is a non-empty list of distinct non-negative integers; else a ValueError with the
+    fix. Seeds are lists, not counts, so that an exploratory run and a confirmatory one can use disjoint ones."""
+    if isinstance(seeds, (list, tuple)) and seeds and len(set(seeds)) == len(seeds) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        return tuple(seeds)
+    raise ValueError(f"{name}={seeds!r} must be a non-empty list of distinct non-negative integer seeds, "
+                     f"e.g. {name}=[0, 1]")
+
+
 class Settings:
     """A frozen group of settings whose fields declare their type (by their default), lower bound and choices."""
 
     def __post_init__(self):
         for f in fields(self):
+            if f.metadata.get("seeds"):
+                object.__setattr__(self, f.name, check_seeds(f.name, getattr(self, f.name)))
             if "low" not in f.metadata:
                 continue  # not a checked setting (an architecture, a subset size)
             kind = type(f.default)
@@ -82,7 +120,8 @@ class AM(Settings):
     # Last-hidden-layer neurons per model seed and AM seed (the primary, shift-pooled group; half as many of each
     # other kind), among neurons that respond to test images: with 2 model seeds, 64 images per group.
     units: int = _setting(32, low=1)
-    am_seeds: int = _setting(1, low=1)    # AM runs per model, with different starting images and unit picks
+    # the seeds of the AM runs per model (each its own starting images and unit picks)
+    am_seeds: tuple = field(default=(0,), metadata=dict(seeds=True))
     steps: int = _setting(256, low=1)     # optimization steps
     lr: float = _setting(0.05, low=0.0)   # Adam's learning rate
     parameterization: str = _setting("fft", choices=("fft", "pixel"))  # decorrelated Fourier basis, or pixels
@@ -137,9 +176,10 @@ class Profile:
     name: str
     models: str                 # what the profile's models are, in the words the book's verdicts are captioned with
     training: dict              # {family: Training}; empty for the published checkpoints
-    model_seeds: int            # trained models per family: a second one gives Prediction 2 its model-seed ceiling
-    sae_seeds: int = 2          # SAEs per trained model, arm and layer: their spread enters Prediction 2's intervals,
-                                # and with one model per family their agreement is its ceiling
+    model_seeds: tuple          # the training seeds of each family: a second one gives Prediction 2 its model-seed
+                                # ceiling
+    sae_seeds: tuple = (0, 1)   # the SAE seeds per trained model, arm and layer: their spread enters Prediction 2's
+                                # intervals, and with one model per family their agreement is its ceiling
     am: AM = AM()
     sae: SAE = SAE()
     compare: Compare = Compare()
@@ -149,6 +189,10 @@ class Profile:
     small: bool = True          # small models, far from the proposal's: the pages say so among the limits
     caption: str = ""           # the book's part heading for the profile's pages
     matching: Matching = None   # set for a competence-matched profile: which models it reuses and which it matches
+
+    def __post_init__(self):
+        for name in ("model_seeds", "sae_seeds"):
+            object.__setattr__(self, name, check_seeds(name, getattr(self, name)))
 
     @property
     def families(self):
@@ -214,15 +258,16 @@ _PAPER_TRAINING = {
 # not fit the cpu study's budget, and the reused MLP results are its base profile's.
 _MATCHED = dict(layer_arms={"hidden": ("l1",)})
 
-_SMOKE_AM = AM(units=6, am_seeds=1, steps=24, natural_images=40, replicates=50)
+_SMOKE_AM = AM(units=6, am_seeds=(0,), steps=24, natural_images=40, replicates=50)
 _SMOKE_SAE = SAE(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2)
 _SMOKE_COMPARE = Compare(shuffles=2, permutations=199, replicates=20, pairs=2, am_steps=8)
 
 PROFILES = {p.name: p for p in (
-    Profile("smoke", "tiny test models trained for seconds", model_seeds=2, caption="tiny test models",
+    Profile("smoke", "tiny test models trained for seconds", model_seeds=(0, 1), caption="tiny test models",
             training=_SMOKE_TRAINING, am=_SMOKE_AM, sae=_SMOKE_SAE, compare=_SMOKE_COMPARE),
-    Profile("smoke-matched", "tiny test models, the CNNs at the epoch whose accuracy matches the MLP's", model_seeds=2,
-            caption="tiny test models, competence-matched", training=_SMOKE_TRAINING, am=_SMOKE_AM, sae=_SMOKE_SAE,
+    Profile("smoke-matched", "tiny test models, the CNNs at the epoch whose accuracy matches the MLP's",
+            model_seeds=(0, 1), caption="tiny test models, competence-matched", training=_SMOKE_TRAINING, am=_SMOKE_AM,
+            sae=_SMOKE_SAE,
             compare=_SMOKE_COMPARE, matching=Matching("smoke"), **_MATCHED),
     # Both hidden layers are 512 wide (SAEs of 1,536 features each): VGG13_bn at 1/8 width (channels-last: 0.12 s per
     # step on 2 cores, 1/4 width 0.37 s) and 4 blocks (0.10-0.13 s per step; 6 blocks 0.18 s). 6 epochs, not 12, to
@@ -230,42 +275,28 @@ PROFILES = {p.name: p for p in (
     # at 7 epochs it took 58 minutes on a 2-core Intel Xeon (2026-12-01; VGG 74.6/75.6%, MLP 60.6/60.6%); at 12
     # epochs, with the earlier recipes, the two seeds reached 76.2% (CNN) and 59.7-59.8% (MLP).
     Profile("cpu", "small models trained on 2 CPU cores: VGG13_bn at 1/8 width and a 4-block, width-512 bottleneck "
-                   "MLP, two training seeds each", model_seeds=2, caption="small models trained on 2 CPU cores",
+                   "MLP, two training seeds each", model_seeds=(0, 1), caption="small models trained on 2 CPU cores",
             training=_CPU_TRAINING),
     Profile("cpu-matched", "small models trained on 2 CPU cores, the CNNs at the epoch whose test accuracy matches "
-                           "the MLP's", model_seeds=2, caption="small models, competence-matched",
+                           "the MLP's", model_seeds=(0, 1), caption="small models, competence-matched",
             training=_CPU_TRAINING, matching=Matching("cpu"), **_MATCHED),
-    Profile("paper", "VGG13_bn and B-12/Wi-1024 (resolution 32) trained here at full size", model_seeds=2,
+    Profile("paper", "VGG13_bn and B-12/Wi-1024 (resolution 32) trained here at full size", model_seeds=(0, 1),
             small=False, caption="the full-size models trained here", training=_PAPER_TRAINING),
     Profile("paper-matched", "VGG13_bn and B-12/Wi-1024 trained here, the CNNs at the epoch whose test accuracy "
-                             "matches the MLP's", model_seeds=2, small=False,
+                             "matches the MLP's", model_seeds=(0, 1), small=False,
             caption="the full-size models trained here, competence-matched", training=_PAPER_TRAINING,
             matching=Matching("paper"), **_MATCHED),
     Profile("official", "the published VGG13_bn and B-12/Wi-1024 (ImageNet-21k pre-trained) checkpoints",
-            model_seeds=1, training={}, small=False, caption="the published checkpoints", am=AM(am_seeds=2)),
+            model_seeds=(0,), training={}, small=False, caption="the published checkpoints", am=AM(am_seeds=(0, 1))),
     # Full-size networks and SAEs (4096 -> 12,288 and 1024 -> 3,072), few steps: benchmarks/full_size.py runs it on a
     # class-balanced subset of CIFAR-10 with random-weight checkpoints in the official formats.
     Profile("full-size-check", "random-weight checkpoints of the published architectures, few steps",
-            model_seeds=1, training={}, small=False,
-            am=AM(units=4, am_seeds=1, steps=16, natural_images=200, replicates=100),
+            model_seeds=(0,), training={}, small=False,
+            am=AM(units=4, am_seeds=(0,), steps=16, natural_images=200, replicates=100),
             sae=SAE(steps=30, target_l0=32, am_features=2, am_steps=8, features_shown=2),
             compare=Compare(shuffles=1, permutations=199, replicates=50, pairs=2, am_steps=8)),
 )}
 STUDY_PROFILES = ("smoke", "cpu", "paper", "official")  # what `python -m helpers.study --profile` offers
-
-
-def results_profile(profile, family):
-    """The profile whose files hold ``family``'s checkpoints and results when ``profile`` runs: a competence-matched
-    profile reuses its base profile's for the families it does not match (the same models, so the same results)."""
-    m = get(profile).matching
-    return m.base if m and family not in m.families else profile
-
-
-def base_profile(profile):
-    """The profile whose models ``profile`` uses: a competence-matched profile's base, else ``profile`` itself. Its
-    randomly initialized networks are the base's too (the same architectures and seeds), and so are their results."""
-    m = get(profile).matching
-    return m.base if m else profile
 
 
 def matched_profiles(profile):
@@ -314,6 +345,6 @@ def table_markdown():
         if p.matching:  # the same models as its base profile
             continue
         models, training = _models(p)
-        rows.append(f"| `{p.name}` | {models} | {training} | {p.model_seeds} | {p.sae.steps} | "
-                    f"{p.am.units} × {p.am.am_seeds} × {p.am.steps} |")
+        rows.append(f"| `{p.name}` | {models} | {training} | {len(p.model_seeds)} | {p.sae.steps} | "
+                    f"{p.am.units} × {len(p.am.am_seeds)} × {p.am.steps} |")
     return "\n".join(rows)

@@ -31,22 +31,22 @@ from helpers.units import SAESpec
 SANITY_FAMILY = "cnn"  # the family whose layer, under a random invertible linear map, is Prediction 2's sanity control
 
 
-def primary_spec(family):
-    """The SAE a page shows features of: the L1 arm on model seed 0, SAE seed 0."""
-    return SAESpec(family, "trained", 0, "l1")
+def primary_spec(family, profile):
+    """The SAE a page shows features of: the L1 arm on the profile's first model seed and first SAE seed."""
+    p = profiles.get(profile)
+    return SAESpec(family, "trained", p.model_seeds[0], "l1", p.sae_seeds[0])
 
 
 def variants(family, profile, layer="hidden"):
     """Every SAE the study trains on one family's ``layer``: one per (model seed, arm of the profile at that layer,
-    SAE seed); one per arm on a randomly initialized network (a null); and for ``SANITY_FAMILY`` one per arm on
-    model seed 0's layer under ``activations.linear_map`` (the sanity control)."""
+    SAE seed); one per arm on a randomly initialized network (a null); and for ``SANITY_FAMILY`` one per arm on the
+    first model seed's layer under ``activations.linear_map`` (the sanity control), with the first SAE seed."""
     p = profiles.get(profile)
     arms = p.arms(layer)
-    out = [SAESpec(family, "trained", s, arm, t) for s in range(p.model_seeds) for arm in arms
-           for t in range(p.sae_seeds)]
+    out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms for t in p.sae_seeds]
     out += [SAESpec(family, "random-init", 0, arm) for arm in arms]
     if family == SANITY_FAMILY:
-        out += [SAESpec(family, "linear-map", 0, arm) for arm in arms]
+        out += [SAESpec(family, "linear-map", p.model_seeds[0], arm, p.sae_seeds[0]) for arm in arms]
     return out
 
 
@@ -72,9 +72,8 @@ def train_variants(profile, layer, specs, nets, module, acts, settings):
 
 
 def _fields(profile, layer, spec):
-    if spec.net == "random-init":  # the same network in a competence-matched profile as in its base: the base's SAE
-        profile = profiles.base_profile(profile)
-    return dict(profile=profile, layer=layer, sae=spec.id, family=spec.family)
+    """The fields of ``spec``'s files (``store.owner`` says whose folder holds them)."""
+    return dict(profile=profile, layer=layer, sae=spec.id, family=spec.family, network=spec.net)
 
 
 def load_sae(profile, layer, spec):
@@ -197,8 +196,46 @@ def study_layer(family, profile, layer):
 # ----------------------------------------------------------------------------- the page: 02_sae
 
 @dataclass
+class Harvest:
+    """One family's study layer read by every network of the page: {(net, model seed): vectors}."""
+    train: dict           # over the training images (with the augmented copies)
+    test: dict            # over the test images
+    linear_map: tuple     # the sanity control's (M, M_inv), where the family has one, else None
+
+
+@dataclass
+class Trained:
+    """Every SAE of the page, trained (or loaded), evaluated and gated."""
+    saes: dict            # {SAESpec: (SparseAutoencoder, training log)}
+    summary: dict         # {SAE id: its record, as ``03_compare`` reads it}
+    table: object         # metrics per SAE (pandas)
+    gates: object         # one row per SAE and gate (pandas)
+
+
+@dataclass
+class Features:
+    """The primary SAE's features on the test images, their firing rates, and the alive ones the page shows."""
+    sae: object
+    acts: object
+    frequency: object
+    shown: object
+
+
+@dataclass
+class Dimensions:
+    """Principal components holding each share of the layer's variance on the test images."""
+    counts: dict          # {share: components}
+    units: int
+
+    def __str__(self):
+        return ", ".join(f"{share:.0%} of the variance: {n} of {self.units} components"
+                         for share, n in self.counts.items())
+
+
+@dataclass
 class SAEPage:
-    """One family's SAEs at one study layer, as ``02_sae`` shows them."""
+    """One family's SAEs at one study layer, as ``02_sae`` shows them. Its compute methods return values (the harvest,
+    the trained SAEs, the dimensions, the features), which its tables, figures and text take."""
     profile: str
     model: str
     layer: str = "hidden"
@@ -209,37 +246,121 @@ class SAEPage:
         from helpers.train import load_trained, random_model
         profiles.check_family(self.model)
         profiles.check_seed(self.seed)
-        self.settings = profiles.get(self.profile).sae.with_overrides(self.overrides)
-        self.name = profiles.FAMILY_NAMES[self.model]
+        p = profiles.get(self.profile)
+        self.settings = p.sae.with_overrides(self.overrides)
+        self.name = profiles.FAMILY[self.model].architecture
         self.module = study_layer(self.model, self.profile, self.layer)
         self.specs = variants(self.model, self.profile, self.layer)
-        self.nets = {("trained", s): load_trained(self.model, self.profile, s)
-                     for s in range(profiles.get(self.profile).model_seeds)}
+        self.primary = primary_spec(self.model, self.profile)
+        self.first = ("trained", p.model_seeds[0])  # the network the figures show, and the mapped layer's
+        self.nets = {("trained", s): load_trained(self.model, self.profile, s) for s in p.model_seeds}
         self.nets[("random-init", 0)] = random_model(self.model, self.profile, 0)
         self.test_images, self.test_labels, _ = cifar.load_cifar10("test")
 
     def where(self, **more):
         return dict(profile=self.profile, layer=self.layer, family=self.model, **more)
 
+    def net_of(self, spec):
+        """The network whose layer ``spec`` reads (the mapped layer is the first model seed's)."""
+        return self.first if spec.net == "linear-map" else spec.network
+
+    # ------------------------------------------------------------------ computing
+
     def harvest(self):
         """Every network's layer over the training images (with the augmented copies) and the test images; and the
-        sanity control's mapped copy of model seed 0's, where the family has one."""
+        sanity control's mapped copy of the first model seed's, where the family has one."""
         # every study layer of the family in one pass over the images (the other layer's page then loads it)
         layers = [self.module] + [study_layer(self.model, self.profile, layer)
                                   for layer in profiles.get(self.profile).layer_arms if layer != self.layer]
-        self.train_acts = {k: harvest_layers(net, layers, "train", self.settings.augment_copies)[self.module][0]
-                           for k, net in self.nets.items()}
-        self.test_acts = {k: harvest_layers(net, layers, "test")[self.module][0] for k, net in self.nets.items()}
-        self.linear_map = None
+        train = {k: harvest_layers(net, layers, "train", self.settings.augment_copies)[self.module][0]
+                 for k, net in self.nets.items()}
+        test = {k: harvest_layers(net, layers, "test")[self.module][0] for k, net in self.nets.items()}
+        mapping = None
         if any(spec.net == "linear-map" for spec in self.specs):
-            self.linear_map = linear_map(self.test_acts[("trained", 0)].shape[1])
-            for acts in (self.train_acts, self.test_acts):
-                acts[("linear-map", 0)] = acts[("trained", 0)] @ self.linear_map[0]
-        return self.describe()
+            mapping = linear_map(test[self.first].shape[1])
+            for acts in (train, test):
+                acts[("linear-map", self.first[1])] = acts[self.first] @ mapping[0]
+        return Harvest(train, test, mapping)
 
-    def describe(self):
-        s, d = self.settings, self.test_acts[("trained", 0)].shape[1]
-        n_train = len(self.train_acts[("trained", 0)])
+    def train_all(self, harvest):
+        """Every SAE of ``variants`` trained (or loaded), evaluated on the held-out vectors and gated; the summary,
+        metrics, gates and the features ``03_compare`` reads written."""
+        saes = train_variants(self.profile, self.layer, self.specs, {s: self.nets[self.net_of(s)] for s in self.specs},
+                              self.module, {s: harvest.train[s.network] for s in self.specs}, self.settings)
+        evaluated = self.evaluate(harvest, saes)
+        summary, rows, gate_rows = {}, [], []
+        for spec in self.specs:
+            sae, log = saes[spec]
+            metrics, frequency = evaluated[spec]
+            gates = verdict.sae_gates(metrics, self.settings.target_l0, log)
+            self.write_sae(spec, sae, harvest, frequency)
+            passed = verdict.gates_passed(gates)
+            summary[spec.id] = dict(spec.as_dict(), metrics=metrics, gates=gates, gates_passed=passed,
+                                    alive_share=1 - metrics["dead"] / metrics["n_features"],
+                                    l1_coefficient=log[-1]["l1_coefficient"],
+                                    settings=dict(self.settings.as_dict(), overrides=self.overrides))
+            rows.append(dict(spec.as_dict(), **{c: metrics[c] for c in ("explained_variance", "l0", "dead", "dense",
+                                                                         "accuracy_spliced", "loss_recovered")},
+                             accuracy_original=metrics["accuracy_original"], gates_passed=passed))
+            gate_rows += [dict(variant=spec.id, **g) for g in gates]
+        return self.write_summary(saes, summary, rows, gate_rows)
+
+    def evaluate(self, harvest, saes):
+        """{spec: (held-out metrics, firing frequency)}: every SAE on one network in one pass over the test images."""
+        out = {}
+        for net_key, net in self.nets.items():
+            specs = [spec for spec in self.specs if self.net_of(spec) == net_key]
+            mapped = [harvest.linear_map if spec.net == "linear-map" else None for spec in specs]
+            results = evaluate_saes(net, self.module, [(saes[spec][0], harvest.test[spec.network], m)
+                                                       for spec, m in zip(specs, mapped)],
+                                    self.test_images, self.test_labels, harvest.train[net_key].mean(0))
+            out.update(zip(specs, results))
+        return out
+
+    def write_sae(self, spec, sae, harvest, frequency):
+        """``spec``'s features on the test images and its SAELens files, where this page's profile holds them (a
+        competence-matched page leaves its base's files to the base's page)."""
+        if store.owner(self.profile, spec.family, spec.net) != self.profile:
+            return
+        save_features(self.profile, self.layer, spec, feature_activations(sae, harvest.test[spec.network]), frequency)
+        write_saelens(sae, store.path("sae_saelens", **_fields(self.profile, self.layer, spec)), self.module,
+                      f"{self.name} ({self.model}, {self.profile} profile, {spec.net}, model seed {spec.model_seed})",
+                      dict(spec.as_dict(), profile=self.profile, layer=self.layer,
+                           model_fingerprint=fingerprint(self.nets[self.net_of(spec)]),
+                           training=self.settings.training(), augment_copies=self.settings.augment_copies,
+                           linear_map=spec.net == "linear-map"))
+
+    def write_summary(self, saes, summary, rows, gate_rows):
+        import pandas as pd
+        write_json(store.path("sae_summary", **self.where()), summary)
+        table = pd.DataFrame(rows).set_index("id")
+        table.to_csv(store.path("sae_metrics", **self.where()))
+        gates = pd.DataFrame(gate_rows)
+        gates.to_csv(store.path("sae_gates", **self.where()), index=False)
+        return Trained(saes, summary, table, gates)
+
+    def dimensions(self, harvest):
+        """Principal components holding 50/90/99% of the layer's variance on the test images (written)."""
+        from helpers.compare import variance_dimensions
+        counts = variance_dimensions(harvest.test[self.first])
+        write_json(store.path("sae_dimensions", **self.where()), {str(s): n for s, n in counts.items()})
+        return Dimensions(counts, harvest.test[self.first].shape[1])
+
+    def features(self, harvest, trained):
+        """The primary (L1, first model and SAE seed) SAE's features on the test images, their firing rates, and
+        the alive features the page shows (a random pick)."""
+        sae = trained.saes[self.primary][0]
+        acts = feature_activations(sae, harvest.test[self.first])
+        frequency = (acts > 0).float().mean(0)
+        alive = torch.nonzero(~dead(frequency)).flatten()
+        pick = torch.randperm(len(alive), generator=torch.Generator().manual_seed(self.seed))
+        return Features(sae, acts, frequency, alive[pick[:self.settings.features_shown]].sort().values)
+
+    # ------------------------------------------------------------------ tables, figures and text
+
+    def describe(self, harvest):
+        s, d = self.settings, harvest.test[self.first].shape[1]
+        n_train = len(harvest.train[self.first])
         rates = {arm: round(learning_rate(arm, s.expansion * d), 6)
                  for arm in profiles.get(self.profile).arms(self.layer)}
         return (f"{self.name} ({self.model}), profile {self.profile!r}, layer {self.layer!r} ({self.module}): {d} "
@@ -250,140 +371,65 @@ class SAEPage:
                 f"{s.steps} steps ({s.steps * s.batch_size / n_train:.1f} epochs), Adam lr {rates}; "
                 f"torch threads: {torch.get_num_threads()}")
 
-    def train_all(self):
-        """Every SAE of ``variants`` trained (or loaded), evaluated on the held-out vectors and gated; the summary,
-        metrics and gates written for ``03_compare``. Returns the metrics table."""
-        import pandas as pd
-        rows, self.logs, gate_rows, summary = [], {}, [], {}
-        net_of = {spec: ("trained", 0) if spec.net == "linear-map" else spec.network for spec in self.specs}
-        mapped = {spec: self.linear_map if spec.net == "linear-map" else None for spec in self.specs}
-        trained = train_variants(self.profile, self.layer, self.specs, {s: self.nets[net_of[s]] for s in self.specs},
-                                 self.module, {s: self.train_acts[s.network] for s in self.specs}, self.settings)
-        evaluated = {}
-        for net_key, net in self.nets.items():  # every SAE on one network in one pass over the test images
-            specs = [spec for spec in self.specs if net_of[spec] == net_key]
-            results = evaluate_saes(net, self.module, [(trained[spec][0], self.test_acts[spec.network], mapped[spec])
-                                                       for spec in specs],
-                                    self.test_images, self.test_labels, self.train_acts[net_key].mean(0))
-            evaluated.update(zip(specs, results))
-        for spec in self.specs:
-            k, net_key = spec.network, net_of[spec]  # the mapped layer is seed 0's
-            sae, self.logs[spec] = trained[spec]
-            metrics, frequency = evaluated[spec]
-            gates = verdict.sae_gates(metrics, self.settings.target_l0, self.logs[spec])
-            save_features(self.profile, self.layer, spec, feature_activations(sae, self.test_acts[k]), frequency)
-            owner = _fields(self.profile, self.layer, spec)
-            write_saelens(sae, store.path("sae_saelens", **owner), self.module,
-                          f"{self.name} ({self.model}, {owner['profile']} profile, {spec.net}, model seed "
-                          f"{spec.model_seed})", dict(spec.as_dict(), profile=owner["profile"], layer=self.layer,
-                                                     model_fingerprint=fingerprint(self.nets[net_key]),
-                                                     training=self.settings.training(),
-                                                     augment_copies=self.settings.augment_copies,
-                                                     linear_map=mapped[spec] is not None))
-            passed = verdict.gates_passed(gates)
-            summary[spec.id] = dict(spec.as_dict(), metrics=metrics, gates=gates, gates_passed=passed,
-                                    alive_share=1 - metrics["dead"] / metrics["n_features"],
-                                    l1_coefficient=self.logs[spec][-1]["l1_coefficient"],
-                                    settings=dict(self.settings.as_dict(), overrides=self.overrides))
-            rows.append(dict(spec.as_dict(), **{c: metrics[c] for c in ("explained_variance", "l0", "dead", "dense",
-                                                                         "accuracy_spliced", "loss_recovered")},
-                             accuracy_original=metrics["accuracy_original"], gates_passed=passed))
-            gate_rows += [dict(variant=spec.id, **g) for g in gates]
-        self.summary = summary
-        write_json(store.path("sae_summary", **self.where()), summary)
-        self.table = pd.DataFrame(rows).set_index("id")
-        self.table.to_csv(store.path("sae_metrics", **self.where()))
-        self.gates = pd.DataFrame(gate_rows)
-        self.gates.to_csv(store.path("sae_gates", **self.where()), index=False)
-        return self.table.drop(columns=["family"]).round(4)
+    def metrics_table(self, trained):
+        return trained.table.drop(columns=["family"]).round(4)
 
-    def gate_table(self):
-        g = self.gates
+    def gate_table(self, trained):
+        g = trained.gates
         return g.assign(value=g.value.round(4)).pivot(index="variant", columns="gate", values=["value", "passed"])
 
-    def training_curves(self):
-        import matplotlib.pyplot as plt
-        import pandas as pd
-        fig, axes = plt.subplots(1, 4, figsize=(15, 3))
-        for spec in [s for s in self.specs if s.network == ("trained", 0) and s.sae_seed == 0]:
-            log = pd.DataFrame(self.logs[spec])
-            for ax, column in zip(axes, ["l0", "explained_variance", "silent", "l1_coefficient"]):
-                ax.plot(log.step, log[column], label=spec.arm)
-                ax.set(xlabel="step", title=column.replace("_", " ") + " (training batches)")
-        axes[0].axhline(self.settings.target_l0, color="grey", lw=0.8, ls="--")
-        axes[3].set_yscale("log")
-        axes[0].legend()
-        fig.suptitle(f"{self.name} ({self.profile}), model seed 0: training curves of each arm")
-        fig.tight_layout()
-        return fig
+    def training_curves(self, trained):
+        """Each arm's training curves on the first model seed and SAE seed."""
+        from helpers.plots import sae_training_curves
+        logs = {spec.arm: log for spec, (_, log) in trained.saes.items()
+                if spec.network == self.first and spec.sae_seed == self.primary.sae_seed}
+        return sae_training_curves(logs, self.settings.target_l0,
+                                   f"{self.name} ({self.profile}), model seed {self.first[1]}: training curves of "
+                                   f"each arm")
 
-    def dimensions(self):
-        """Principal components holding 50/90/99% of the layer's variance on the test images (written)."""
-        from helpers.compare import variance_dimensions
-        self.dims = variance_dimensions(self.test_acts[("trained", 0)])
-        write_json(store.path("sae_dimensions", **self.where()), {str(s): n for s, n in self.dims.items()})
-        d = self.test_acts[("trained", 0)].shape[1]
-        return ", ".join(f"{share:.0%} of the variance: {n} of {d} components" for share, n in self.dims.items())
-
-    @property
-    def primary(self):
-        return primary_spec(self.model)
-
-    def features(self):
-        """The primary (L1, model seed 0) SAE's features on the test images, their firing rates, and the alive
-        features the page shows (a random pick)."""
-        self.sae = load_sae(self.profile, self.layer, self.primary)
-        self.feature_acts = feature_activations(self.sae, self.test_acts[("trained", 0)])
-        self.frequency = (self.feature_acts > 0).float().mean(0)
-        alive = torch.nonzero(~dead(self.frequency)).flatten()
-        pick = torch.randperm(len(alive), generator=torch.Generator().manual_seed(self.seed))
-        self.shown = alive[pick[:self.settings.features_shown]].sort().values
-
-    def feature_figures(self):
+    def feature_figures(self, features):
         import matplotlib.pyplot as plt
 
         from helpers.plots import plot_density, plot_feature
-        self.features()
-        plot_density(self.frequency, f"{self.name} ({self.profile}), L1 SAE")
+        plot_density(features.frequency, f"{self.name} ({self.profile}), L1 SAE")
         plt.show()
-        for i in self.shown.tolist():
-            plot_feature(self.feature_acts[:, i], self.test_images, self.test_labels, cifar.CLASSES, i,
-                         frequency=self.frequency[i].item(), title=self.name)
+        for i in features.shown.tolist():
+            plot_feature(features.acts[:, i], self.test_images, self.test_labels, cifar.CLASSES, i,
+                         frequency=features.frequency[i].item(), title=self.name)
             plt.show()
 
-    def feature_am_figure(self):
+    def feature_am_figure(self, features):
         """AM along the encoder directions of the first shown features (saved)."""
         import matplotlib.pyplot as plt
 
         from helpers import actmax
         from helpers.plots import show_images
-        if not (self.settings.am_features and len(self.shown)):
+        if not (self.settings.am_features and len(features.shown)):
             return None
-        picked = self.shown[:self.settings.am_features]
-        am = actmax.render(self.nets[("trained", 0)], actmax.direction(self.module, self.sae.W_enc.detach()[picked]),
+        picked = features.shown[:self.settings.am_features]
+        am = actmax.render(self.nets[self.first], actmax.direction(self.module, features.sae.W_enc.detach()[picked]),
                            steps=self.settings.am_steps, seed=self.seed, color_matrix=actmax.cifar_color_matrix())
         fig = show_images(am.images, [f"feature {i}" for i in picked.tolist()], ncols=len(picked), size=1.8,
                           suptitle=f"{self.name} ({self.profile}): SAE features by AM")
         plt.savefig(store.path("sae_am_figure", **self.where()), dpi=120)
         return fig
 
-    def summary_text(self):
-        p, s = self.table.loc[self.primary.id], self.settings
-        failed = [vid for vid, r in self.summary.items() if r["net"] == "trained" and not r["gates_passed"]]
+    def summary_text(self, trained, dims):
+        p, s = trained.table.loc[self.primary.id], self.settings
+        failed = [vid for vid, r in trained.summary.items() if r["net"] == "trained" and not r["gates_passed"]]
         models = "small models trained on CPU" if profiles.get(self.profile).small else self.profile
         return (f"**{self.name}, profile {self.profile!r}, layer {self.module}** ({models}): at a target of "
-                f"{s.target_l0} active features per image, the L1 SAE of model seed 0 (λ settled at "
-                f"{self.summary[self.primary.id]['l1_coefficient']:.3g}) explains {p.explained_variance:.3f} of the "
-                f"held-out variance with L0 = {p.l0:.1f}; {int(p.dead)} of {self.sae.n_features} "
-                f"features are dead and {int(p.dense)} are dense (fire on more than "
-                f"{DENSE_FREQUENCY:.0%} of images). Test accuracy "
+                f"{s.target_l0} active features per image, the L1 SAE of model seed {self.primary.model_seed} (λ "
+                f"settled at {trained.summary[self.primary.id]['l1_coefficient']:.3g}) explains "
+                f"{p.explained_variance:.3f} of the held-out variance with L0 = {p.l0:.1f}; {int(p.dead)} of "
+                f"{trained.saes[self.primary][0].n_features} features are dead and {int(p.dense)} are dense (fire on "
+                f"more than {DENSE_FREQUENCY:.0%} of images). Test accuracy "
                 f"{p.accuracy_original:.4f} with the original layer, {p.accuracy_spliced:.4f} with the "
-                f"reconstruction. The layer puts 90% of its variance in {self.dims[0.9]} principal components. "
+                f"reconstruction. The layer puts 90% of its variance in {dims.counts[0.9]} principal components. "
                 + (f"**SAEs of trained models that fail a quality gate: {', '.join(failed)}.**" if failed else
                    "Every SAE of a trained model passes its quality gates."))
 
-    def browser(self):
+    def browser(self, features):
         from helpers.explore import feature_browser
-        return feature_browser(self.feature_acts, self.frequency, self.test_images, self.test_labels,
+        return feature_browser(features.acts, features.frequency, self.test_images, self.test_labels,
                                cifar.CLASSES, title=self.name)
-

@@ -14,15 +14,28 @@ from helpers import profiles
 from helpers.paths import cached, data_dir, load_cached, save_cached
 
 
+def owner(profile, family=None, network=None):
+    """The profile whose folder holds the result of ``profile``'s study about ``family``'s ``network`` ("trained",
+    "random-init", ...): a competence-matched profile's results are its base's where its models are its base's (the
+    families it does not match, and every randomly initialized network: the same architectures and seeds), so they
+    are read from there and never computed twice; every other result is the profile's own."""
+    m = profiles.get(profile).matching
+    if m and (network == "random-init" or (family is not None and family not in m.families)):
+        return m.base
+    return profile
+
+
 @dataclass(frozen=True)
 class Artifact:
     name: str
     template: str   # under the data folder; fields in braces
     notebook: str   # the notebook that writes it
+    of_model: bool = True  # a result about one model (its family and network fields), kept where ``owner`` says;
+                           # False: a page's own rendering, always in the folder of the profile that drew it
 
     def path(self, **fields):
-        if "profile" in fields and "family" in fields:  # a competence-matched profile reuses its base's files
-            fields = dict(fields, profile=profiles.results_profile(fields["profile"], fields["family"]))
+        if self.of_model and "profile" in fields:
+            fields = dict(fields, profile=owner(fields["profile"], fields.get("family"), fields.get("network")))
         try:
             return data_dir() / self.template.format(**fields)
         except KeyError as e:
@@ -47,8 +60,8 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("am_effects", _R + "am_effects.csv", "01_activation_maximization.ipynb"),
     Artifact("am_comparisons", _R + "am_comparisons.csv", "01_activation_maximization.ipynb"),
     Artifact("am_summary", _R + "am_summary.json", "01_activation_maximization.ipynb"),
-    Artifact("am_classes_figure", _R + "am_{family}_classes.png", "01_activation_maximization.ipynb"),
-    Artifact("am_group_figure", _R + "am_{family}_{group}.png", "01_activation_maximization.ipynb"),
+    Artifact("am_classes_figure", _R + "am_{family}_classes.png", "01_activation_maximization.ipynb", of_model=False),
+    Artifact("am_group_figure", _R + "am_{family}_{group}.png", "01_activation_maximization.ipynb", of_model=False),
     Artifact("am_scores_figure", _R + "am_repetition_scores.png", "01_activation_maximization.ipynb"),
     Artifact("layer_map", _R + "layer_map.pt", "02_sae.ipynb"),
     Artifact("layer_map_table", _R + "layer_map.csv", "03_compare.ipynb"),
@@ -70,6 +83,7 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("compare_figure", _R + "compare_{layer}_statistics.png", "03_compare.ipynb"),
     Artifact("conclusions", _R + "conclusions_{layer}.json", "03_compare.ipynb"),
     Artifact("atlas", _R + "atlas_{layer}.json", "05_atlas.ipynb"),
+    Artifact("landing", _R + "landing.md", "04_answers.ipynb"),  # the answers as the book's landing page states them
     Artifact("trajectory_cache", _R + "trajectory.pt", "06_training.ipynb"),
     Artifact("trajectory", _R + "trajectory.csv", "06_training.ipynb"),
     Artifact("trajectory_figure", _R + "trajectory.png", "06_training.ipynb"),

@@ -8,13 +8,13 @@ the same parameters, after the last change to the notebook and the ``helpers`` c
 run with its error.
 
 Pages whose inputs are ready run at the same time (``--workers``, each page a process with its share of the cores
-as torch threads; ``manifest.needs`` says which page reads which): on 2 cores two pages of one thread each do about
-1.35x the work of one page of two threads, as torch's second thread adds only some 40%. The numbers then are those
-of ``--workers`` and the threads it gives each page, whatever the order the pages happen to run in.
+as torch threads; ``Step.after``, from what each page reads, says which page waits for which): on 2 cores two pages
+of one thread each do about 1.35x the work of one page of two threads, as torch's second thread adds only some 40%.
+The numbers then are those of ``--workers`` and the threads it gives each page, whatever the order the pages happen
+to run in.
 """
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -40,7 +40,8 @@ from helpers.book import (  # noqa: F401
     write_toc,
 )
 from helpers.data import ARCHIVE_ENV
-from helpers.paths import ROOT, data_dir, write_json
+from helpers.manifest import read_stamp, stamp_path, up_to_date, write_stamp  # noqa: F401 (the runner's stamps)
+from helpers.paths import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
@@ -56,31 +57,6 @@ def steps(profile, seed=0):
     """(source notebook, executed notebook, parameters) in the order the study runs them (``manifest.steps``)."""
     return [(s.notebook, s.target(BOOK, profile), _parameters(s, profile))
             for s in manifest.steps(profile, seed)]
-
-
-def stamp_path(target, parameters):
-    return data_dir() / "results" / parameters["profile"] / "study" / f"{target.stem}.json"
-
-
-def read_stamp(target, parameters):
-    """What the last run of this step left: dict(parameters, seconds), or None."""
-    stamp = stamp_path(target, parameters)
-    if not stamp.exists():
-        return None
-    saved = json.loads(stamp.read_text())
-    return saved if "parameters" in saved else dict(parameters=saved, seconds=None)  # older stamps: parameters only
-
-
-def write_stamp(target, parameters, seconds):
-    write_json(stamp_path(target, parameters), dict(parameters=parameters, seconds=round(seconds)))
-
-
-def up_to_date(source, target, parameters):
-    stamp, saved = stamp_path(target, parameters), read_stamp(target, parameters)
-    if not (target.exists() and saved):
-        return False
-    newest_code = max(p.stat().st_mtime for p in [source, *(ROOT / "helpers").glob("*.py")])
-    return saved["parameters"] == parameters and stamp.stat().st_mtime > newest_code
 
 
 def _sliced(get_msg, seconds=1.0):
@@ -198,8 +174,7 @@ def default_workers():
 
 
 def _parameters(step, profile):
-    """What papermill passes the step's notebook: the study's profile (a matched page names its own) and the rest."""
-    return {"profile": profile, **step.parameters}
+    return step.run_parameters(profile)
 
 
 def run_step(step, args, progress):

@@ -14,8 +14,6 @@ from helpers.models import OFFICIAL, build_model, load_official, load_state_dict
 from helpers.paths import atomic_path, shown_path, write_json
 from helpers.progress import tqdm
 
-OFFICIAL_NAMES = {"cnn": "vgg13_bn", "mlp": "B_12-Wi_1024"}
-
 
 def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -87,6 +85,16 @@ def _load_state(path, config, seed):
     return state if state["config"] == config and state["seed"] == seed else None
 
 
+def _split(split, config, seed, verbose):
+    """The images and labels of a CIFAR-10 split, or the configuration's seeded subset of them."""
+    x, y, _ = cifar.load_cifar10(split, verbose=verbose)
+    size = config[f"{split}_subset"]
+    if size:
+        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:size]
+        x, y = x[pick], y[pick]
+    return x, y
+
+
 def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
     """Train a model from ``config`` (``config_for``); returns (model in eval mode, record dict).
 
@@ -96,16 +104,8 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
     the uninterrupted run's."""
     device = device or default_device()
     torch.manual_seed(seed)
-    train_x, train_y, _ = cifar.load_cifar10("train", verbose=verbose)
-    test_x, test_y, _ = cifar.load_cifar10("test", verbose=verbose)
-    if config["train_subset"]:
-        pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))[:config["train_subset"]]
-        train_x, train_y = train_x[pick], train_y[pick]
-    if config["test_subset"]:
-        pick = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed))[:config["test_subset"]]
-        test_x, test_y = test_x[pick], test_y[pick]
+    (train_x, train_y), (test_x, test_y) = (_split(split, config, seed, verbose) for split in ("train", "test"))
     train_x, train_y = train_x.to(device), train_y.to(device)  # the whole split lives on the device
-
     model = build_model(config["family"], **config["arch"]).to(device)  # a CNN comes channels-last
     layout = memory_format(config["family"])
     steps_per_epoch = len(train_x) // config["batch_size"]
@@ -250,11 +250,11 @@ def matching_table(profile):
     m = profiles.get(profile).matching
     rows = []
     for family in m.families:
-        for seed in range(profiles.get(profile).model_seeds):
+        for seed in profiles.get(profile).model_seeds:
             history = training_record(family, m.base, seed)["history"]
             target = training_record(m.target, m.base, seed)["test_accuracy"]
             epoch = competence_match(history, target)  # matched_epoch, from the records read here
-            rows.append(dict(model=profiles.FAMILY_NAMES[family], model_seed=seed, epoch=epoch,
+            rows.append(dict(model=profiles.FAMILY[family].architecture, model_seed=seed, epoch=epoch,
                              epochs=history[-1]["epoch"], accuracy=history[epoch]["test_acc"], target=target,
                              final_accuracy=history[-1]["test_acc"]))
     return pd.DataFrame(rows)
@@ -267,7 +267,7 @@ def load_trained(family, profile="cpu", seed=0, device=None):
     p = profiles.get(profile)
     profiles.check_family(family, p.trained_models or profiles.FAMILIES)
     if p.official:
-        return load_official(OFFICIAL_NAMES[family]).to(device)
+        return load_official(profiles.FAMILY[family].official).to(device)
     if p.matching:
         if family in p.matching.families:
             return load_epoch(family, p.matching.base, seed, matched_epoch(family, profile, seed), device)
@@ -282,7 +282,7 @@ def random_model(family, profile="cpu", seed=0, device=None):
     """A randomly initialized network with the architecture of (family, profile): a baseline for every method."""
     p = profiles.get(profile)
     profiles.check_family(family, p.trained_models or profiles.FAMILIES)
-    arch = OFFICIAL[OFFICIAL_NAMES[family]]["arch"] if p.official else config_for(family, profile)["arch"]
+    arch = OFFICIAL[profiles.FAMILY[family].official]["arch"] if p.official else config_for(family, profile)["arch"]
     torch.manual_seed(10_000 + seed)
     return build_model(profiles.SCALE_MODELS.get(family, family), **arch).to(device or default_device()).eval()
 
@@ -293,7 +293,7 @@ def training_summary(family, profile, seed, record):
     """What was trained, in the words ``00_train`` prints: architecture, recipe, data and accuracy."""
     cfg = record["config"]
     return "\n".join([
-        f"{profiles.FAMILY_NAMES[family]} ({family}), profile {profile!r}, seed {seed}",
+        f"{profiles.FAMILY[family].architecture} ({family}), profile {profile!r}, seed {seed}",
         f"architecture: {cfg['arch']}, {record['parameters']:,} parameters",
         f"training: {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}, "
         f"weight decay {cfg['weight_decay']}, label smoothing {cfg['label_smoothing']}, "
@@ -312,7 +312,7 @@ def per_class_figure(net, family, profile):
     per_class = [evaluate(net, test_x[test_y == c], test_y[test_y == c]) for c in range(len(cifar.CLASSES))]
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.bar(cifar.CLASSES, per_class)
-    ax.set(ylabel="test accuracy", ylim=(0, 1), title=f"{profiles.FAMILY_NAMES[family]}, profile {profile}")
+    ax.set(ylabel="test accuracy", ylim=(0, 1), title=f"{profiles.FAMILY[family].architecture}, profile {profile}")
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig

@@ -9,7 +9,7 @@ so alignment can be read against competence. Nothing here is judged: it is the b
 proposal's, shown beside the two predictions' verdicts, and Prediction 2's own position is read in at the
 checkpoints where it ran (the competence-matched CNNs and the final ones).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -17,7 +17,6 @@ from helpers import compare, profiles, store
 from helpers import data as cifar
 
 PARTNERS = ("mlp", "mlp-small", "resnet")  # each set against the CNN; the last is the reference pair
-PARTNER_NAMES = {"mlp": "MLP", "mlp-small": "smaller MLP", "resnet": "ResNet (reference)"}
 
 
 def study_modules(profile, model, layer):
@@ -61,7 +60,7 @@ def alignment_table(profile, seed=0):
     n_images = p.compare.trajectory_images
     partners = [m for m in PARTNERS if m in p.trained_models]
     models = ["cnn", *partners]
-    seeds = range(p.model_seeds)
+    seeds = p.model_seeds
     records = {(m, s): training_record(m, profile, s) for m in models for s in seeds}
     modules = {m: {layer: module for layer in profiles.STUDY_LAYERS
                    if (module := study_modules(profile, m, layer)) is not None} for m in models}
@@ -142,10 +141,10 @@ def position_table(profile):
             continue
         if checkpoint == "final":
             accuracy = sum(training_record("cnn", profile, s)["test_accuracy"]
-                           for s in range(profiles.get(profile).model_seeds)) / profiles.get(profile).model_seeds
+                           for s in profiles.get(profile).model_seeds) / len(profiles.get(profile).model_seeds)
         else:
             t = matching_table(name)
-            accuracy = t[t.model == profiles.FAMILY_NAMES["cnn"]].accuracy.mean()
+            accuracy = t[t.model == profiles.FAMILY["cnn"].architecture].accuracy.mean()
         conclusions = json.loads(path.read_text())
         for d in conclusions["directions"]:
             if d["arm"] == "l1" and d["comparison"] in ("question", "reference"):
@@ -160,7 +159,6 @@ class TrainingPage:
     """``06_training``: the alignment along training and scale, and Prediction 2 at two CNN checkpoints."""
     profile: str
     seed: int = 0
-    tables: dict = field(default_factory=dict)
 
     def __post_init__(self):
         profiles.check_seed(self.seed)
@@ -178,10 +176,10 @@ class TrainingPage:
         p = profiles.get(self.profile)
         parts = []
         for m in ["cnn", *[m for m in PARTNERS if m in p.trained_models]]:
-            r = training_record(m, self.profile, 0)
+            r = training_record(m, self.profile, p.model_seeds[0])
             accs = ", ".join(f"{training_record(m, self.profile, s)['test_accuracy']:.1%}"
-                             for s in range(p.model_seeds))
-            parts.append(f"{profiles.FAMILY_NAMES[m]} ({r['config']['arch']}, {r['parameters']:,} parameters): "
+                             for s in p.model_seeds)
+            parts.append(f"{profiles.FAMILY[m].architecture} ({r['config']['arch']}, {r['parameters']:,} parameters): "
                          f"{r['config']['epochs']} epochs, final test accuracy {accs}")
         return (f"profile {self.profile!r}; linear CKA on {p.compare.trajectory_images:,} held-out test images at "
                 f"every pair of epoch checkpoints (epoch 0: initialization), model seeds paired\n" + "\n".join(parts))
@@ -199,7 +197,7 @@ class TrainingPage:
                     for s, part in self.curve[(self.curve.layer == layer) & (self.curve.partner == partner)].groupby(
                             "model_seed"):
                         ax.plot(part.partner_accuracy, part[column], marker="o", ms=3, color=f"C{k}",
-                                ls="-" if s == 0 else "--", label=f"{PARTNER_NAMES[partner]}, seed {s}")
+                                ls="-" if s == 0 else "--", label=f"{profiles.FAMILY[partner].role}, seed {s}")
                 ax.set(xlabel="partner's test accuracy along its training", ylabel=f"linear CKA with the CNN ({layer})",
                        title=f"{layer} layers, {title}")
             row[0].legend(fontsize=7)
@@ -210,27 +208,29 @@ class TrainingPage:
         return fig
 
     def pairs_figure(self, layer="hidden"):
-        """CKA at every pair of epochs (model seed 0): one heatmap per partner."""
+        """CKA at every pair of epochs (the first model seed): one heatmap per partner."""
         import matplotlib.pyplot as plt
-        part = self.table[(self.table.layer == layer) & (self.table.model_seed == 0)]
+        seed = profiles.get(self.profile).model_seeds[0]
+        part = self.table[(self.table.layer == layer) & (self.table.model_seed == seed)]
         partners = [m for m in PARTNERS if m in set(part.partner)]
         fig, axes = plt.subplots(1, len(partners), figsize=(4.2 * len(partners), 3.6), squeeze=False)
         top = part.cka.max()
         for ax, partner in zip(axes[0], partners):
             grid = part[part.partner == partner].pivot(index="cnn_epoch", columns="partner_epoch", values="cka")
             im = ax.imshow(grid.values, origin="lower", vmin=0, vmax=top, cmap="viridis")
-            ax.set(xlabel=f"{PARTNER_NAMES[partner]} epoch", ylabel="CNN epoch", title=PARTNER_NAMES[partner],
+            role = profiles.FAMILY[partner].role
+            ax.set(xlabel=f"{role} epoch", ylabel="CNN epoch", title=role,
                    xticks=range(len(grid.columns)), xticklabels=grid.columns, yticks=range(len(grid.index)),
                    yticklabels=grid.index)
         fig.colorbar(im, ax=axes[0].tolist(), label="linear CKA", shrink=0.8)
         fig.suptitle(f"Linear CKA at every pair of epoch checkpoints, {layer} layers ({self.profile} profile, "
-                     "model seed 0)")
+                     f"model seed {seed})")
         return fig
 
     def trend_table(self):
         t = trend_table(self.curve)
-        self.tables["trend"] = t
-        return t.assign(partner=t.partner.map(PARTNER_NAMES)).set_index(["layer", "partner"]).round(3)
+        roles = t.partner.map(lambda m: profiles.FAMILY[m].role)
+        return t.assign(partner=roles).set_index(["layer", "partner"]).round(3)
 
     def matching_table(self):
         from helpers.train import matching_table
@@ -239,19 +239,17 @@ class TrainingPage:
 
     def position_table(self):
         t = position_table(self.profile)
-        self.tables["positions"] = t
         return t.set_index(["checkpoint", "comparison", "direction"]).round(3) if len(t) else t
 
     def reading(self):
-        """The page's reading in words, from the tables it showed."""
-        trend = self.tables.get("trend")
-        if trend is None:
-            trend = trend_table(self.curve)
+        """The page's reading in words, from the table of trends it shows."""
+        trend = trend_table(self.curve)
         hidden = trend[trend.layer == "hidden"].set_index("partner")
         lines = []
         for partner in hidden.index:
             r = hidden.loc[partner]
-            lines.append(f"- {PARTNER_NAMES[partner]} (final accuracy {r.partner_accuracy:.1%}): linear CKA with the "
+            role = profiles.FAMILY[partner].role
+            lines.append(f"- {role} (final accuracy {r.partner_accuracy:.1%}): linear CKA with the "
                          f"final CNN goes from {r.cka_at_init:.3f} at initialization to {r.cka_final:.3f} "
                          f"(seeds: {r.cka_final_per_seed}); Spearman's ρ with accuracy over its epochs "
                          f"{r.spearman_accuracy:.2f}.")

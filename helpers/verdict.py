@@ -10,9 +10,11 @@ Every rule returns one of four verdicts:
   inconclusive    neither, or two arms that should agree do not;
   not testable    an instrument failed its quality gate, or no valid null or ceiling exists to compare against.
 """
+import math
+
 import torch
 
-from helpers.stats import holm
+from helpers.stats import holm, interval
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE = "supported", "not supported", "inconclusive", "not testable"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTABLE)
@@ -191,6 +193,69 @@ def prediction2_direction(gates_ok, nulls, position, span, rule=PREDICTION2):
     if position["high"] < rule["min_position"]:
         return NOT_SUPPORTED, "the position's upper bound is below the threshold"
     return INCONCLUSIVE, "the position's interval contains the threshold, or a null is not beaten"
+
+
+def prediction2_arm(measured, gates_ok):
+    """Every decision on one SAE arm's Prediction 2 measurements (the ``compare.DirectionMeasurement`` records of
+    ``compare.prediction2_arm``); ``gates_ok``: {SAE id: passed its gates}. Returns (statistics rows, direction rows).
+
+    A statistics row is the measured row with its validity (``prediction2_row``); Holm's adjustment runs over each
+    comparison's valid nulls (``adjust_prediction2``); a direction row (``prediction2_entry``) holds the strongest
+    valid null, the position with its interval, the gates, and the verdict with its reason."""
+    rows = [prediction2_row(m, statistic) for m in measured for statistic in m.statistics]
+    for comparison in dict.fromkeys(m.comparison for m in measured):
+        adjust_prediction2([r for r in rows if r["comparison"] == comparison])
+    directions = []
+    for m in measured:
+        own = {r["statistic"]: r for r in rows if (r["comparison"], r["direction"]) == (m.comparison, m.direction)}
+        directions.append(prediction2_entry(m, own, gates_ok))
+    return rows, directions
+
+
+def prediction2_row(measured, statistic):
+    """One statistics row: the measured row of ``statistic`` and whether it may be used (``valid``): a random-init
+    null only if its SAE is full enough (``null_valid``); the observation, the shuffle nulls and the ceiling always."""
+    share = measured.null_alive_share.get(statistic)
+    return dict(comparison=measured.comparison, arm=measured.arm, direction=measured.direction, statistic=statistic,
+                **measured.statistics[statistic], valid=bool(share is None or null_valid(share)))
+
+
+def prediction2_entry(measured, rows, gates_ok):
+    """One direction's row from its statistics ``rows`` ({statistic: row}, Holm-adjusted): the observation, whether
+    every SAE behind it passed its gates, the strongest valid null, the position (``prediction2_position``), the
+    per-feature diagnostics, and the verdict with its reason (``prediction2_direction``)."""
+    nulls = {k: r for k, r in rows.items() if k in NULLS}
+    entry = dict(comparison=measured.comparison, arm=measured.arm, direction=measured.direction,
+                 observed=rows["observed"]["value"], gates_ok=all_passed(gates_ok, measured.sae_ids),
+                 strongest_null=strongest_null({k: r["value"] for k, r in nulls.items()},
+                                               {k: r["valid"] for k, r in nulls.items()}),
+                 ceiling_kind=measured.ceiling_kind)
+    entry.update(prediction2_position(rows, measured.replicates, entry["strongest_null"]), **measured.diagnostics)
+    entry["verdict"], entry["reason"] = prediction2_direction(
+        entry["gates_ok"], [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"])
+                            for r in nulls.values()],
+        dict(value=entry["position"], low=entry["position_low"], high=entry["position_high"]), entry["span"])
+    return entry
+
+
+def prediction2_position(rows, replicates, strongest):
+    """A direction's place on the position scale: the ``strongest`` valid null's value, the ceiling and its null,
+    the span between them, the position (``position``) with the interval of its bootstrap ``replicates``
+    ({statistic: (B,)}), and the position against each null in turn (the front page's "relative to what"). All NaN
+    (and no position against each null) without a valid null or a ceiling."""
+    if strongest is None or "ceiling" not in rows:
+        return dict.fromkeys(("null_value", "ceiling", "ceiling_null", "span", "position", "position_low",
+                              "position_high"), math.nan)
+    observed, null = rows["observed"]["value"], rows[strongest]["value"]
+    ceiling, ceiling_null = rows["ceiling"]["value"], rows["ceiling-null"]["value"]
+    low, high = interval(position(replicates["observed"] - replicates[strongest], 0.0,
+                                  replicates["ceiling"] - replicates["ceiling-null"]))
+    span = ceiling - ceiling_null
+    out = dict(null_value=null, ceiling=ceiling, ceiling_null=ceiling_null, span=span, position_low=low,
+               position_high=high, position=position(observed - null, 0.0, span))
+    out.update({f"position_vs_{k.removeprefix('null-')}": position(observed - r["value"], 0.0, span)
+                for k, r in rows.items() if k in NULLS})
+    return out
 
 
 def instrument_check(directions, arm, comparison):

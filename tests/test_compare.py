@@ -1,4 +1,6 @@
 """Feature-similarity statistics and their null baselines."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,32 @@ def test_heldout_match_is_unbiased_on_independent_features_and_one_on_a_copy():
     assert len(per_feature) == 200
     copy = b[:, torch.randperm(600)][:, :300] * 2
     assert compare.heldout_match(copy, b, select, evaluate)[0] == pytest.approx(1, abs=1e-5)
+
+
+def test_halves_are_the_one_heldout_match_made_once_and_shuffled_by_index():
+    a, b = sparse_features(2000, 20, 0), sparse_features(2000, 40, 1)
+    b[:, :10] = 3 * a[:, :10]  # half of a's features are in b
+    select, evaluate = compare.split_halves(2000, seed=0)
+    weights = stats.bootstrap_weights(len(evaluate), 30, seed=0)
+    ha, hb = compare.Halves(a, select, evaluate, weights), compare.Halves(b, select, evaluate)
+    found = ha.match(hb)
+    assert found.per_feature[:10].min() > 0.999 and abs(found.per_feature[10:].mean()) < 0.1
+    assert torch.equal(found.partners[0], torch.arange(20)) and torch.equal(found.partners[1][:10], torch.arange(10))
+    assert found.replicates.shape == (30,) and found.value == pytest.approx(found.replicates.mean().item(), abs=0.02)
+    mean, per_feature, replicates = compare.heldout_match(a, b, select, evaluate, weights)  # the same matching
+    assert mean.item() == found.value and torch.equal(per_feature, found.per_feature)
+    assert torch.equal(replicates, found.replicates)
+    assert {"z_select", "prepared"} <= set(vars(ha)) and "wide_select" in vars(hb)  # kept for the next match
+    # a shuffle of b's images, by index, is the match in a shuffled copy of b
+    order = compare.shuffle_order(2000, seed=3)
+    shuffled = ha.match(hb, order, replicates=False)
+    assert shuffled.replicates is None and abs(shuffled.value) < 0.05
+    copy = ha.match(compare.Halves(b[order], select, evaluate), replicates=False)
+    assert shuffled.value == copy.value and torch.equal(shuffled.partners[1], copy.partners[1])
+    assert torch.equal(compare.heldout_match(a, b, select, evaluate, b_order=order)[1], shuffled.per_feature)
+    # nothing that varies in b: no partners, and a mean of 0
+    empty = ha.match(compare.Halves(torch.zeros(2000, 5), select, evaluate))
+    assert empty.value == 0 and len(empty.per_feature) == 0 and torch.equal(empty.replicates, torch.zeros(30))
 
 
 def test_paired_correlations_and_bootstrap():
@@ -189,10 +217,187 @@ def _planted(mlp_shares=True, resnet_shares=True, model_seeds=2, n=2000, k=30):
 
 
 def _run(features, specs, predictions, labels, alive=None, gates=None):
+    """The study's Prediction 2 on one arm: ``compare`` measures, ``verdict`` decides. Returns (statistics rows,
+    direction rows, per-feature rows)."""
     alive = alive or {k: 1.0 for k in features}
     gates = gates or {k: True for k in features}
-    return compare.prediction2_arm(features, specs, alive, gates, "l1", predictions, labels, shuffles=2,
-                                   permutations=199, replicates=50)
+    measured, per_feature = compare.prediction2_arm(features, specs, alive, "l1", predictions, labels, shuffles=2,
+                                                    permutations=199, replicates=50)
+    return (*verdict.prediction2_arm(measured, gates), per_feature)
+
+
+# ----------------------------------------------------------------------------- Prediction 2's measurements, one by one
+
+UNITS = [(s, t) for s in range(2) for t in range(2)]  # (model seed, SAE seed)
+
+
+def _halves(features, replicates=40, seed=0):
+    n = len(next(iter(features.values())))
+    select, evaluate = compare.split_halves(n, seed)
+    weights = stats.bootstrap_weights(len(evaluate), replicates, seed)
+    return {k: compare.Halves(v, select, evaluate, weights) for k, v in features.items()}
+
+
+def _class_pairs(feature_shared=True, n=2000, k=12):
+    """Four (model seed, SAE seed) pairs of feature sets a and b over the same images that share a class signal and,
+    with ``feature_shared``, each image's own values (b's features are a's, permuted, with their own noise). Returns
+    (halves, pairs, labels)."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    class_part = 2 * torch.randn(10, k, generator=g)[labels]
+    features, pairs = {}, {}
+    for u in UNITS:
+        own = torch.randn(n, k, generator=g)
+        a = class_part + own
+        b = (class_part + (own if feature_shared else torch.randn(n, k, generator=g)))[:, torch.randperm(k)]
+        features[f"a{u}"], features[f"b{u}"] = ((x + 0.3 * torch.randn(n, k, generator=g)).relu() for x in (a, b))
+        pairs[u] = (f"a{u}", f"b{u}")
+    return _halves(features), pairs, labels
+
+
+def test_seed_average_and_the_shuffle_nulls_levels():
+    halves, pairs, labels = _class_pairs()
+    observed = {u: halves[a].match(halves[b]) for u, (a, b) in pairs.items()}
+    value, replicates = compare.seed_average(observed, seed=0)
+    assert value == pytest.approx(sum(m.value for m in observed.values()) / 4) and replicates.shape == (40,)
+    within = compare.shuffle_null(halves, pairs, dict.fromkeys(pairs, labels), shuffles=2, first_seed=1000)
+    anywhere = compare.shuffle_null(halves, pairs, dict.fromkeys(pairs), shuffles=2, first_seed=1000)
+    # a full shuffle removes everything; a shuffle within classes keeps the class signal, not the images' own part
+    assert abs(anywhere.value) < 0.05 < within.value < value - 0.1
+    assert within.replicates.shape == (40,) and len(within.per_feature) == 12
+    # the level averages the shuffles; the replicates and the per-feature r are the first shuffle's
+    one, two = (compare.shuffle_null(halves, pairs, dict.fromkeys(pairs, labels), 1, s) for s in (1000, 1001))
+    assert within.value == pytest.approx((one.value + two.value) / 2, rel=1e-9)
+    assert torch.equal(within.replicates, one.replicates) and torch.equal(within.per_feature, one.per_feature)
+
+
+@pytest.mark.parametrize("feature_shared", [True, False])
+def test_the_shuffle_nulls_exact_p_values(feature_shared):
+    halves, pairs, labels = _class_pairs(feature_shared)
+    observed = {u: halves[a].match(halves[b]) for u, (a, b) in pairs.items()}
+    resampling = compare.Resampling(labels, {}, shuffles=2, permutations=99)
+    groups = dict.fromkeys(pairs, labels)
+    p_within, p_anywhere = compare.shuffle_p_values(halves, pairs, observed, groups, resampling)
+    assert p_anywhere == pytest.approx(1 / 100)  # the class signal alone beats a full shuffle
+    if feature_shared:
+        assert p_within == pytest.approx(1 / 100)
+    else:
+        assert p_within > 0.05  # ... and not a shuffle within classes
+    assert len(resampling.made) == 2  # the permutations are made once per grouping, for every pair
+    # each p is the largest over the pairs
+    evaluate = halves["a(0, 0)"].evaluate
+    per_pair = [compare.exact_permutation_p(
+        halves[a].evaluate_rows[:, observed[u].partners[0]], halves[b].evaluate_rows[:, observed[u].partners[1]],
+        [stats.within_group_permutations(labels[evaluate], 99, 0)])[0] for u, (a, b) in pairs.items()]
+    assert p_within == max(per_pair)
+    nulls = compare.shuffle_nulls(halves, pairs, observed, groups, resampling)
+    assert list(nulls) == ["null-conditional-shuffle", "null-full-shuffle"]
+    assert (nulls["null-conditional-shuffle"].p, nulls["null-full-shuffle"].p) == (p_within, p_anywhere)
+
+
+def test_the_random_init_null_and_its_sign_flip_p():
+    halves, pairs, labels = _class_pairs()
+    halves.update(_halves({"random": sparse_features(2000, 12, 9)}))
+    observed = {u: halves[a].match(halves[b]) for u, (a, b) in pairs.items()}
+    null = compare.random_init_null(halves, pairs, "random", observed)
+    assert abs(null.value) < 0.05 and null.replicates.shape == (40,) and len(null.per_feature) == 12
+    assert null.p == pytest.approx(1 / 10001)  # every feature is matched better in b than in the random SAE
+    # a random-init SAE that is b itself: observed minus null is 0 for every feature, never above it
+    same = {u: halves[a].match(halves["b(0, 0)"]) for u, (a, _) in pairs.items()}
+    assert compare.random_init_null(halves, pairs, "b(0, 0)", same).p == 1.0
+
+
+def test_the_ceiling_pairs_model_seeds_or_else_sae_seeds():
+    units = {u: f"cnn{u}" for u in UNITS}
+    kind, pairs, models = compare.ceiling_pairs(units, "cnn")
+    assert kind == "model seed" and pairs[((0, 1), 1)] == ("cnn(0, 1)", "cnn(1, 1)") and len(pairs) == 4
+    assert models[((1, 0), 0)] == (("cnn", 1), ("cnn", 0))
+    kind, pairs, models = compare.ceiling_pairs({(0, 0): "x", (0, 1): "y"}, "mlp")
+    assert kind == "SAE seed" and pairs == {((0, 1), 0): ("x", "y"), ((1, 0), 0): ("y", "x")}
+    assert set(models.values()) == {(("mlp", 0),)}
+    assert compare.ceiling_pairs({(0, 0): "x"}, "mlp") is None
+
+
+@pytest.mark.parametrize("model_seeds,kind", [(2, "model seed"), (1, "SAE seed")])
+def test_the_ceiling_of_a_family_with_its_own_null(model_seeds, kind):
+    features, specs, predictions, labels = _planted(model_seeds=model_seeds)
+    units = compare.side_units(specs, "cnn", "l1")
+    ceiling = compare.ceiling(_halves(features), units, "cnn", compare.Resampling(labels, predictions, shuffles=2))
+    # the null keeps what (class, both models' predictions) share: here, with 1,000 such groups for 2,000 random
+    # images, many stay in place
+    assert ceiling.kind == kind and ceiling.estimate.value > 0.8 and 0 < ceiling.null.value < 0.5
+    assert ceiling.estimate.replicates.shape == ceiling.null.replicates.shape == (40,)
+    assert len(ceiling.estimate.per_feature) == (4 if model_seeds == 2 else 2) * 30  # every pair's features
+    assert set(ceiling.reproducibility) == set(units)
+    assert compare.ceiling(_halves(features), {(0, 0): units[(0, 0)]}, "cnn", None) is None
+
+
+def test_reproducibility_tells_stable_features_from_changing_ones():
+    n, k = 2000, 20
+    stable = sparse_features(n, k // 2, 0)
+    features = {f"cnn{u}": torch.cat([stable + 0.1 * sparse_features(n, k // 2, 10 + 2 * u[0] + u[1]),
+                                      sparse_features(n, k // 2, 20 + 2 * u[0] + u[1])], 1) for u in UNITS}
+    repro = compare.reproducibility(_halves(features), {u: f"cnn{u}" for u in UNITS})
+    assert set(repro) == set(UNITS) and all(r.shape == (k,) for r in repro.values())
+    assert all(r[:k // 2].min() > 0.9 and r[k // 2:].abs().max() < 0.2 for r in repro.values())
+    assert compare.reproducibility(_halves(features), {(0, 0): "cnn(0, 0)"}) == {}  # no other SAE seed
+
+
+def test_feature_diagnostics_partner_frequency_reproducibility_and_mutuality():
+    n, k = 2000, 10
+    a = sparse_features(n, k, 0)
+    order = torch.randperm(k // 2, generator=torch.Generator().manual_seed(1))
+    b = a[:, :k // 2][:, order] * 2  # b holds half of a's features, in another order
+    halves = _halves({"a": a, "b": b})
+    pairs = {(0, 0): ("a", "b")}
+    forward, backward = {(0, 0): halves["a"].match(halves["b"])}, {(0, 0): halves["b"].match(halves["a"])}
+    (row,), summary = compare.feature_diagnostics(halves, pairs, forward, backward)
+    assert torch.equal(row["feature"], torch.arange(k)) and torch.equal(row["partner"][:k // 2].sort().values,
+                                                                        torch.arange(k // 2))
+    assert torch.equal(order[row["partner"][:k // 2]], torch.arange(k // 2))
+    assert row["heldout_r"][:k // 2].min() > 0.999 and torch.allclose(row["frequency"], (a > 0).float().mean(0))
+    assert row["mutual"][:k // 2].all() and not row["mutual"][k // 2:].any()  # b's features have partners in a
+    assert row["reproducibility"].isnan().all() and summary["reproducible_share"] == 0  # none known reproducible
+    assert math.isnan(summary["reproducible_matched_share"])
+    assert summary["mutual_share"] == 0.5 and summary["median"] == row["heldout_r"].median().item()
+    reproducible = {(0, 0): torch.tensor([0.9] * 4 + [0.1] * 6)}  # 4 reproducible features, all matched
+    (row,), summary = compare.feature_diagnostics(halves, pairs, forward, backward, reproducible)
+    assert summary["reproducible_share"] == 0.4 and summary["reproducible_matched_share"] == 1.0
+    assert torch.equal(row["reproducibility"], reproducible[(0, 0)])
+
+
+def test_prediction2_arm_measures_and_leaves_every_decision_to_verdict():
+    import ast
+    import inspect
+    features, specs, predictions, labels = _planted(mlp_shares=False)
+    alive = dict.fromkeys(features, 1.0) | {"mlp-random-l1": 0.2}
+    measured, per_feature = compare.prediction2_arm(features, specs, alive, "l1", predictions, labels, shuffles=2,
+                                                    permutations=199, replicates=50)
+    by = {(m.comparison, m.direction): m for m in measured}
+    assert list(by)[:2] == [("question", "cnn->mlp"), ("question", "mlp->cnn")] and len(by) == 8
+    m = by[("question", "cnn->mlp")]
+    assert list(m.statistics) == list(compare.LABELS) and set(m.replicates) == set(compare.LABELS)
+    assert not {"valid", "p_holm"} & {k for row in m.statistics.values() for k in row}
+    assert m.null_alive_share == {"null-conditional-shuffle": None, "null-full-shuffle": None, "null-random-init": 0.2}
+    assert sorted(m.sae_ids) == sorted(s.id for s in specs if s.arm == "l1" and s.net == "trained"
+                                       and s.family in ("cnn", "mlp"))
+    assert m.ceiling_kind == "model seed" and m.statistics["ceiling"]["ceiling_kind"] == "model seed"
+    observed = m.statistics["observed"]
+    assert observed["low"] <= observed["value"] <= observed["high"] and observed["in_sample_best"] > observed["value"]
+    # the per-feature diagnostics and the codes' CKA: the mapped VGG carries VGG's features, the MLP does not
+    sanity = by[("sanity", "cnn->cnn-mapped")].diagnostics
+    assert set(m.diagnostics) == {"median", "reproducible_share", "reproducible_matched_share", "mutual_share",
+                                  "code_cka"}
+    assert sanity["code_cka"] > 0.5 > 0.1 > m.diagnostics["code_cka"]
+    assert sanity["mutual_share"] > 0.9 > 0.6 > m.diagnostics["mutual_share"]
+    assert sanity["reproducible_matched_share"] > 0.9 > 0.1 > m.diagnostics["reproducible_matched_share"]
+    mapped = by[("sanity", "cnn-mapped->cnn")].diagnostics  # the mapped VGG has no second SAE seed
+    assert mapped["reproducible_share"] == 0 and math.isnan(mapped["reproducible_matched_share"])
+    assert {r["statistic"] for r in per_feature} == set(compare.LABELS) - {"ceiling-null"}
+    tree = ast.parse(inspect.getsource(compare))
+    imported = {a.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for a in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {"verdict", "helpers.verdict"} & imported  # compare measures; verdict decides
 
 
 @pytest.mark.parametrize("mlp_shares,resnet_shares,expected", [

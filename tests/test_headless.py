@@ -33,3 +33,7 @@ def test_the_smoke_study_runs_in_one_process_without_jupyter(tmp_path, data_env)
     times = json.loads((data_env / "results" / "smoke" / "headless_times.json").read_text())
     assert set(times["seconds"]) == {s.page for s in steps} and times["device"] == "cpu"
     assert profiles.matched_profiles("smoke") == ["smoke-matched"]
+    # stamped as the study runner stamps its pages: a second run (of either runner) skips every page
+    assert all(manifest.read_stamp(s.target(book, "smoke"), s.run_parameters("smoke")) for s in steps)
+    again = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("[skip]") == len(steps), again.stdout[-2000:]

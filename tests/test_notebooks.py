@@ -55,7 +55,7 @@ def smoke_models():
     """Every smoke-profile checkpoint (both families and the reference ResNet), which the later notebooks read."""
     from helpers.train import train_or_load
     for family in profiles.get("smoke").families:
-        for seed in range(profiles.get("smoke").model_seeds):
+        for seed in profiles.get("smoke").model_seeds:
             train_or_load(family, "smoke", seed=seed, verbose=False)
 
 

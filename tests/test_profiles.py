@@ -13,7 +13,7 @@ from helpers.paths import ROOT
 def test_every_profile_is_complete_and_checked():
     for p in profiles.PROFILES.values():
         # a competence-matched profile runs the proposal's layer only; every other profile both study layers
-        assert p.model_seeds >= 1 and set(p.layer_arms) == ({"hidden"} if p.matching else set(profiles.STUDY_LAYERS))
+        assert p.model_seeds and set(p.layer_arms) == ({"hidden"} if p.matching else set(profiles.STUDY_LAYERS))
         assert p.official == (not p.training)
         if p.matching:
             base = profiles.get(p.matching.base)
@@ -25,7 +25,11 @@ def test_every_profile_is_complete_and_checked():
             # the reference CNN is trained with the CNN's recipe: only the architecture differs
             cnn, ref = (p.training[f].as_dict() for f in ("cnn", profiles.REFERENCE))
             assert {k: v for k, v in cnn.items() if k != "arch"} == {k: v for k, v in ref.items() if k != "arch"}
-    assert profiles.get("official").model_seeds == 1  # one published model per family
+    assert profiles.get("official").model_seeds == (0,)  # one published model per family
+    assert profiles.get("cpu").model_seeds == profiles.get("cpu").sae_seeds == (0, 1)  # the seeds as they were
+    for bad in (2, [], [0, 0], [-1], [0.5]):
+        with pytest.raises(ValueError, match="must be a non-empty list of distinct non-negative integer seeds"):
+            profiles.Profile("x", "x", {}, model_seeds=bad)
     with pytest.raises(ValueError, match="profile='gpu' is not one of"):
         profiles.get("gpu")
 
@@ -38,7 +42,8 @@ def test_overrides_are_checked_once_with_the_fix():
                          ({"steps": 0}, "parameter steps=0 must be at least 1"),
                          ({"parameterization": "dct"}, "is not one of ('fft', 'pixel')"),
                          ({"stepz": 1}, "'stepz' is not a setting of AM"),
-                         ([("steps", 1)], "must be a dict of settings")):
+                         ([("steps", 1)], "must be a dict of settings"),
+                         ({"am_seeds": 2}, "am_seeds=2 must be a non-empty list")):
         with pytest.raises(ValueError, match=re.escape(message)):
             am.with_overrides(bad)
 

@@ -69,6 +69,17 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
         assert not [o for o in outputs if o.get("name") == "stderr" or study.WIDGET_VIEW in o.get("data", {})]
     study.main(["--profile", "smoke", "--no-book"])
     assert capsys.readouterr().out.count("[skip]") == len(study.steps("smoke"))
+    # the competence-matched pages again: they read the base profile's results and write none of them
+    base = data_env / "results" / "smoke"
+    before = {p: p.stat().st_mtime_ns for p in base.rglob("*") if p.is_file() and "study" not in p.parts}
+    for stamp in (data_env / "results" / "smoke-matched" / "study").glob("*.json"):
+        stamp.unlink()
+    study.main(["--profile", "smoke", "--no-book"])
+    assert capsys.readouterr().out.count("[done]") == len([s for s in manifest.steps("smoke") if s.page.startswith(
+        "matched_")])
+    after = {p: p.stat().st_mtime_ns for p in base.rglob("*") if p.is_file() and "study" not in p.parts}
+    assert after == before, sorted(str(p) for p in set(after) ^ set(before) | {p for p in before if
+                                                                              after.get(p) != before[p]})
 
 
 def test_prepare_for_book_folds_code_and_drops_logs(tmp_path):
@@ -137,32 +148,53 @@ def test_a_reply_wait_polls_afresh_every_slice_and_keeps_its_deadline():
     assert 0.04 < time.monotonic() - start < 1.0
 
 
-def test_the_landing_page_answers_block_is_rewritten_in_place(monkeypatch):
-    """The study fills the landing page between its markers from the results, again on every run, and refuses a page
-    without the markers instead of writing the answers somewhere else."""
-    from helpers import answers
-    monkeypatch.setattr(answers, "landing_text", lambda profile: f"answers of {profile}")
+def test_the_landing_page_answers_block_is_rewritten_in_place():
+    """The study fills the landing page between its markers from the answers page's ``landing`` file, again on every
+    run, and refuses a page without the markers instead of writing the answers somewhere else."""
+    from helpers import book
     page = "# Title\n\nText.\n\n<!-- answers -->\n<!-- /answers -->\n\nMore.\n"
-    once = answers.with_answers(page, "cpu")
+    once = book.with_answers(page, "answers of cpu")
     assert once == "# Title\n\nText.\n\n<!-- answers -->\nanswers of cpu\n<!-- /answers -->\n\nMore.\n"
-    assert answers.with_answers(once, "paper") == once.replace("of cpu", "of paper")
+    assert book.with_answers(once, "answers of paper") == once.replace("of cpu", "of paper")
     with pytest.raises(ValueError, match="no '<!-- answers -->'"):
-        answers.with_answers("# Title\n", "cpu")
+        book.with_answers("# Title\n", "answers of cpu")
 
 
-def test_every_page_runs_after_the_pages_it_reads():
-    for profile in ("cpu", "smoke", "official"):
-        order = [s.page for s in manifest.steps(profile)]
-        for i, step in enumerate(manifest.steps(profile)):
-            assert set(step.after) <= set(order[:i]), (profile, step.page)  # the serial order meets every need
+def test_every_page_runs_after_the_pages_that_write_what_it_reads():
+    """Which page runs after which follows from what each declares it reads and who writes that (``store``): every
+    artifact a page reads is written by a page ordered before it, in every profile's study."""
+    for profile in ("cpu", "smoke", "paper", "official"):
+        steps = manifest.steps(profile)
+        order = [s.page for s in steps]
+        for i, step in enumerate(steps):
+            for name, fields in step.reads:
+                found = [w.page for w in manifest.writers(name, fields, steps, profile)]
+                assert found and set(found) <= set(order[:i]), (profile, step.page, name, fields, found)
+            assert set(step.after) <= set(order[:i]), (profile, step.page)
     steps = {s.page: s for s in manifest.steps("cpu")}
-    assert set(steps["03_compare"].after) == {"02_sae_cnn", "02_sae_mlp", "02_sae_resnet",
-                                              "01_activation_maximization"}
+    assert set(steps["03_compare"].after) >= {"02_sae_cnn", "02_sae_mlp", "02_sae_resnet", "01_activation_maximization"}
     assert steps["02_sae_mlp_mid"].after == ("02_sae_mlp",)  # the hidden page harvests both layers
     assert {"00_train_cnn", "00_train_resnet_seed1"} <= set(steps["02_sae_mlp"].after)  # the layer map reads all
-    assert steps["matched_02_sae_cnn"].after == ("02_sae_cnn",)  # it reuses the base's random-init SAEs
+    assert "00_train_resnet" not in steps["01_activation_maximization"].after  # AM reads the compared pair only
+    assert "02_sae_cnn" in steps["matched_02_sae_cnn"].after  # it reuses the base's random-init SAEs
+    assert {"02_sae_mlp", "matched_02_sae_cnn"} <= set(steps["matched_03_compare"].after)  # the base's MLP SAEs
     assert steps["00_train_mlp-small"].after == () and "00_train_mlp-small" in steps["06_training"].after
-    assert set(steps["answers"].after) == set(steps) - {"answers"}
+    assert {"03_compare", "matched_03_compare"} <= set(steps["06_training"].after)  # its positions read both
+    assert {"01_activation_maximization", "03_compare", "05_atlas", "06_training"} <= set(steps["answers"].after)
+
+
+def test_a_competence_matched_result_is_kept_where_its_model_is():
+    """One rule (``store.owner``) says whose folder holds a file: the base's for the models the matched profile
+    shares with it (the MLP, every random-init network), its own for the matched CNNs and for every page's figures."""
+    from helpers import store
+    assert store.owner("cpu-matched", "mlp") == store.owner("cpu-matched", "cnn", "random-init") == "cpu"
+    assert store.owner("cpu-matched", "cnn", "trained") == store.owner("cpu-matched") == "cpu-matched"
+    assert store.owner("cpu", "mlp", "random-init") == "cpu"
+    figure = store.ARTIFACTS["am_group_figure"].path(profile="cpu-matched", family="mlp", group="plain_pooled")
+    assert figure.parent.name == "cpu-matched"  # the matched page's gallery never overwrites the base's
+    run = store.ARTIFACTS["am_run"].path(profile="cpu-matched", family="mlp", network="trained", setting="plain",
+                                         model_seed=0, am_seed=0)
+    assert "results/cpu/" in run.as_posix()
 
 
 def test_a_failing_page_stops_the_parallel_study_with_its_log(tmp_path, data_env, monkeypatch, capsys):

@@ -102,6 +102,92 @@ def test_arms_must_agree():
     assert V.combine([]) == V.NOT_TESTABLE
 
 
+# ----------------------------------------------------------------------------- Prediction 2, one arm's decisions
+
+def measured_direction(comparison="question", direction="a->b", observed=0.65, nulls=None, ceiling=(0.9, 0.1),
+                       random_alive=1.0):
+    """A hand-made ``compare.DirectionMeasurement``. ``nulls``: {null: (value, p)}; ``ceiling``: (value, its null's
+    value) or None. Every statistic's replicates are its value plus one shared noise, so a difference's replicates are
+    exact and the position's interval is the position."""
+    from helpers.compare import DirectionMeasurement
+    nulls = nulls or {"null-conditional-shuffle": (0.1, 0.001), "null-full-shuffle": (0.0, 0.001),
+                      "null-random-init": (0.2, 0.001)}
+    values = {"observed": observed, **{k: v for k, (v, _) in nulls.items()}}
+    values.update({"ceiling": ceiling[0], "ceiling-null": ceiling[1]} if ceiling else {})
+    noise = 0.01 * torch.randn(100, generator=torch.Generator().manual_seed(0))
+    replicates = {k: v + noise for k, v in values.items()}
+    statistics = {k: dict(value=v, low=v - 0.02, high=v + 0.02) for k, v in values.items()}
+    for k, (v, p) in nulls.items():
+        statistics[k].update(p=p, diff=observed - v, diff_low=observed - v - 0.01, diff_high=observed - v + 0.01)
+    return DirectionMeasurement(comparison, "l1", direction, [f"{direction}-a", f"{direction}-b"], statistics,
+                                replicates, {k: random_alive if k == "null-random-init" else None for k in nulls},
+                                "model seed" if ceiling else "none", dict(median=0.55, code_cka=0.7))
+
+
+def passed(*measured):
+    return {i: True for m in measured for i in m.sae_ids}
+
+
+def test_prediction2_arm_rows_hold_the_measurement_and_its_validity():
+    m = measured_direction()
+    rows, (entry,) = V.prediction2_arm([m], passed(m))
+    assert [r["statistic"] for r in rows] == list(m.statistics)
+    assert all(r["valid"] is True for r in rows) and all(r == dict(
+        comparison="question", arm="l1", direction="a->b", statistic=r["statistic"], **m.statistics[r["statistic"]],
+        valid=True, **({"p_holm": r["p_holm"]} if "p_holm" in r else {})) for r in rows)
+    assert entry["strongest_null"] == "null-random-init" and entry["null_value"] == 0.2
+    assert entry["span"] == pytest.approx(0.8) and entry["position"] == pytest.approx(0.5625)
+    assert entry["position_low"] == pytest.approx(0.5625) == entry["position_high"]  # the shared noise cancels
+    assert entry["position_vs_conditional-shuffle"] == pytest.approx(0.6875)
+    assert entry["position_vs_full-shuffle"] == pytest.approx(0.8125)
+    assert entry["median"] == 0.55 and entry["code_cka"] == 0.7 and entry["gates_ok"]  # the diagnostics carried
+    assert (entry["verdict"], entry["ceiling_kind"]) == (V.SUPPORTED, "model seed")
+
+
+def test_prediction2_arm_never_uses_an_invalid_random_init_null():
+    strong_random = {"null-conditional-shuffle": (0.1, 0.001), "null-full-shuffle": (0.0, 0.001),
+                     "null-random-init": (0.4, 0.5)}
+    valid = measured_direction(nulls=strong_random)
+    rows, (entry,) = V.prediction2_arm([valid], passed(valid))
+    assert next(r for r in rows if r["statistic"] == "null-random-init")["valid"]
+    assert entry["strongest_null"] == "null-random-init" and entry["verdict"] == V.NOT_SUPPORTED
+    invalid = measured_direction(nulls=strong_random, random_alive=V.MIN_ALIVE_SHARE_FOR_NULL - 0.01)
+    rows, (entry,) = V.prediction2_arm([invalid], passed(invalid))
+    random = next(r for r in rows if r["statistic"] == "null-random-init")
+    assert random["valid"] is False and "p_holm" not in random  # not tested, and not the strongest
+    assert entry["strongest_null"] == "null-conditional-shuffle" and entry["position"] == pytest.approx(0.6875)
+    assert entry["verdict"] == V.SUPPORTED  # its p of 0.5 does not count
+    assert entry["position_vs_random-init"] == pytest.approx(0.3125)  # reported beside, against every null
+
+
+def test_prediction2_arm_adjusts_each_comparisons_valid_nulls_together():
+    ps = lambda *p: dict(zip(V.NULLS, [(0.1, p[0]), (0.0, p[1]), (0.2, p[2])]))  # noqa: E731
+    measured = [measured_direction("question", "a->b", nulls=ps(0.01, 0.02, 0.03), random_alive=0.2),
+                measured_direction("question", "b->a", nulls=ps(0.01, 0.04, 0.001)),
+                measured_direction("reference", "a->c", nulls=ps(0.01, 0.01, 0.01))]
+    rows, directions = V.prediction2_arm(measured, passed(*measured))
+    tested = lambda c: [r for r in rows if r["comparison"] == c and "p_holm" in r]  # noqa: E731
+    assert [r["p"] for r in tested("question")] == [0.01, 0.02, 0.01, 0.04, 0.001]  # the invalid null left out
+    assert [r["p_holm"] for r in tested("question")] == pytest.approx(stats.holm([0.01, 0.02, 0.01, 0.04, 0.001]))
+    assert [r["p_holm"] for r in tested("reference")] == pytest.approx([0.03] * 3)  # its own family
+    assert [d["direction"] for d in directions] == ["a->b", "b->a", "a->c"]
+
+
+def test_prediction2_arm_without_a_ceiling_or_with_a_failed_gate_is_not_testable():
+    m = measured_direction(ceiling=None)
+    rows, (entry,) = V.prediction2_arm([m], passed(m))
+    assert "ceiling" not in {r["statistic"] for r in rows} and entry["ceiling_kind"] == "none"
+    assert all(entry[k] != entry[k] for k in ("null_value", "ceiling", "ceiling_null", "span", "position",
+                                                "position_low", "position_high"))  # NaN
+    assert not any(k.startswith("position_vs_") for k in entry)
+    assert (entry["verdict"], entry["reason"]) == (V.NOT_TESTABLE, "no ceiling")
+    m = measured_direction()
+    gates = passed(m) | {m.sae_ids[1]: False}
+    entry = V.prediction2_arm([m], gates)[1][0]
+    assert entry["gates_ok"] is False and entry["verdict"] == V.NOT_TESTABLE and "gates" in entry["reason"]
+    assert V.prediction2_arm([m], {m.sae_ids[0]: True})[1][0]["gates_ok"] is False  # a missing gate has not passed
+
+
 # ----------------------------------------------------------------------------- Prediction 1
 
 STRONG = dict(delta=0.8, low=0.6, p=1e-4)
