@@ -61,7 +61,7 @@ class AnswersPage:
         if p.matching and family in p.matching.families:
             t = matching_table(self.profile)
             return list(t[t.model == profiles.FAMILY[family].architecture].accuracy)
-        return [training_record(family, store.owner(self.profile, family), s)["test_accuracy"] for s in p.model_seeds]
+        return [training_record(family, self.profile, s)["test_accuracy"] for s in p.model_seeds]
 
     def _competence_row(self, pair):
         p, c = self.am["primary"], self.conclusions["hidden"]

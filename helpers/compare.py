@@ -255,17 +255,6 @@ class Halves:
         return Match(per_feature.mean().item(), means, per_feature, (ia, ib))
 
 
-def heldout_match(a, b, select, evaluate, weights=None, b_order=None):
-    """Held-out best-match correlation of ``a``'s features in ``b`` (see above, ``Halves.match``): (mean, per
-    feature, replicates).
-
-    With bootstrap ``weights`` (B, len(evaluate)) ``replicates`` holds the mean per replicate, shape (B,); without,
-    it is None. Partners are chosen once for both. ``b_order``: a permutation of ``b``'s images (a shuffle null,
-    ``shuffle_order``)."""
-    found = Halves(a, select, evaluate, weights).match(Halves(b, select, evaluate), b_order)
-    return torch.tensor(found.value), found.per_feature, found.replicates
-
-
 def prediction_groups(labels, *predictions):
     """One group id per image for the conditional shuffle: (true class, each model's predicted class). Shuffling
     within these groups keeps what the models agree on through their outputs, including shared mistakes."""
@@ -299,6 +288,11 @@ REPRODUCIBLE = 0.5  # a feature is reproducible when its held-out r with its par
 
 def family_of(side):
     return side.removesuffix("-mapped")
+
+
+def random_init_id(specs, family, arm):
+    """The id of the SAE of ``family``'s randomly initialized network in ``arm`` among ``specs``, or None."""
+    return next((s.id for s in specs if s.family == family and s.net == "random-init" and s.arm == arm), None)
 
 
 def side_units(specs, side, arm):
@@ -590,7 +584,6 @@ def measure_comparison(name, sides, arm, specs, halves, alive_share, resampling,
     two sides share (see ``prediction2_arm``). ``ceilings``: {family: ``Ceiling`` or None}, filled as families are
     first needed. Returns (a ``DirectionMeasurement`` per direction, per-feature rows: each direction's nulls and
     ceiling, then each direction's observed features), or ([], []) when the sides share no SAE pair."""
-    from helpers.units import SAESpec
     units = {side: side_units(specs, side, arm) for side in sides}
     shared = sorted(set(units[sides[0]]) & set(units[sides[1]]))
     if not shared:
@@ -601,10 +594,11 @@ def measure_comparison(name, sides, arm, specs, halves, alive_share, resampling,
         if family_of(a) not in ceilings:
             ceilings[family_of(a)] = ceiling(halves, side_units(specs, family_of(a), arm), family_of(a), resampling)
         groups = {u: resampling.groups((family_of(a), u[0]), (family_of(b), u[0])) for u in shared}
-        random_id = SAESpec(family_of(b), "random-init", 0, arm).id
+        random_id = random_init_id(specs, family_of(b), arm)
         m, found[a], rows = measure_direction(
             dict(comparison=name, arm=arm, direction=f"{a}->{b}"), halves, pairs, groups,
-            (random_id, alive_share[random_id]) if random_id in halves else None, ceilings[family_of(a)], resampling)
+            (random_id, alive_share[random_id]) if random_id in halves else None, ceilings[family_of(a)],
+            resampling)
         measured.append(m)
         per_feature += rows
     # linear CKA of the two codes: high when the dictionaries span one subspace, whatever their bases

@@ -185,7 +185,7 @@ class ComparePage:
         from helpers.train import random_model
         first = self.model_seeds[0]
         reps = {f: harvest_activations(self.nets[(f, first)], self.modules[f], "test")[0] for f in self.families}
-        rand = {f: harvest_activations(random_model(f, self.profile, 0), self.modules[f], "test")[0]
+        rand = {f: harvest_activations(random_model(f, self.profile, first), self.modules[f], "test")[0]
                 for f in profiles.FAMILIES}
         cka = compare.linear_cka
         rows = [("CNN vs MLP hidden layer", cka(reps["cnn"], reps["mlp"])),

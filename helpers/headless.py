@@ -141,8 +141,8 @@ def run(profile, seed=0, book=ROOT / "book"):
     matplotlib.use("Agg")
     import torch
 
-    from helpers import book as pages
     from helpers import manifest
+    from helpers.book import prepare_for_book
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (the SAEs, AM) on the tensor cores
         torch.backends.cudnn.allow_tf32 = True
@@ -158,14 +158,15 @@ def run(profile, seed=0, book=ROOT / "book"):
         print(f"[run ] {step.page} {parameters}", flush=True)
         t = time.time()
         run_notebook(source, target, parameters)
-        pages.prepare_for_book(target, step.download_paths(profile), target.parent / "results")
+        prepare_for_book(target, step.download_paths(profile), target.parent / "results")
         times[step.page] = round(time.time() - t, 1)
         manifest.write_stamp(target, parameters, times[step.page])
         print(f"[done] {step.page} in {times[step.page]:.0f} s", flush=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    write_json(data_dir() / "results" / profile / "headless_times.json",
-               dict(profile=profile, device=device, torch=torch.__version__, seconds=times, skipped=skipped,
-                    total_seconds=round(time.time() - start, 1)))
+    record = data_dir() / "results" / profile / "headless_times.json"
+    if times or not record.exists():  # a run that skipped every page keeps the record of the run that made them
+        write_json(record, dict(profile=profile, device=device, torch=torch.__version__, seconds=times,
+                                skipped=skipped, total_seconds=round(time.time() - start, 1)))
     print(f"study ({profile} profile) on {device}: {(time.time() - start) / 60:.1f} minutes", flush=True)
     return times
 
@@ -177,7 +178,8 @@ def main(argv=None):
     parser.add_argument("--cifar", help="CIFAR-10: a JPEG archive or tree, or torchvision's folder")
     parser.add_argument("--data", help="the data folder (default: Data/ or $INTERPRET_MLP_DATA)")
     parser.add_argument("--book", default=str(ROOT / "book"), help="where the executed pages go (default: book/)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the pages' own random picks; the training, SAE and AM "
+                        "seeds are the profile's lists")
     args = parser.parse_args(argv)
     if args.data:
         os.environ["INTERPRET_MLP_DATA"] = str(Path(args.data).resolve())

@@ -1,7 +1,9 @@
 """The study's manifest: its steps in the order they run, the page each writes in the book, the parameters each
-takes beyond the profile, the results files each page links for download, and the book's table of contents."""
+takes beyond the profile, the results files each page links for download, the other pages' results each reads (and
+so the pages it runs after), the runners' stamps of which pages ran here, and the book's table of contents."""
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from helpers import profiles, store
 from helpers.paths import ROOT, data_dir, write_json
@@ -15,7 +17,7 @@ class Step:
     parameters: dict           # what the study passes beyond the profile
     downloads: tuple = field(default=())   # (artifact, fields) pairs the page links for download
     reads: tuple = field(default=())       # (artifact, fields) pairs of the other pages' results it reads
-    after: tuple = field(default=())       # the pages that write what it reads (``after``): it runs after them
+    after: tuple = field(default=())       # the pages that write those (computed by ``after``): it runs after them
 
     def target(self, book, profile):
         return book / profile / f"{self.page}.ipynb"
@@ -36,17 +38,18 @@ class Step:
 
 AM_DOWNLOADS = ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons", "am_summary")
 COMPARE_DOWNLOADS = ("compare_gates", "compare_statistics", "compare_directions", "compare_features", "compare_cka")
-SEED_WORDS = {0: "", 1: ", second seed", 2: ", third seed"}
+SEED_WORDS = ("", ", second seed", ", third seed")  # the profile's first, second and third training seed
 
 
 def steps(profile, seed=0):
     """Every step of the study on ``profile`` in the order it runs (the answers page last, as it reads the rest),
-    each with the pages it runs after (``after``)."""
+    each with the pages it runs after (``after``). ``seed``: the pages' own random picks (image splits, shuffles,
+    figures); the training, SAE and AM seeds are the profile's lists."""
     p = profiles.get(profile)
     out = [Step("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""),
-                f"Training the {profiles.FAMILY[m].role}" + SEED_WORDS.get(s, f", seed {s}"),
-                dict(model=m, seed=seed + s), (("training_record", dict(family=m, seed=seed + s)),))
-           for m in p.trained_models for s in p.model_seeds] if not p.official else []
+                f"Training the {profiles.FAMILY[m].role}" + (SEED_WORDS[i] if i < len(SEED_WORDS) else f", seed {s}"),
+                dict(model=m, seed=s), (("training_record", dict(family=m, seed=s)),))
+           for m in p.trained_models for i, s in enumerate(p.model_seeds)] if not p.official else []
     out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
                     "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
                     tuple((a, {}) for a in AM_DOWNLOADS), reads=am_reads(profile)))
@@ -112,13 +115,14 @@ IDENTITY = {"00_train.ipynb": {"family": "model", "seed": "seed"},
             "03_compare.ipynb": {"layer": "layer"}, "05_atlas.ipynb": {"layer": "layer"}}
 
 
-def model_reads(profile, families):
-    """The trained models a page of ``profile`` loads (a competence-matched profile's are its base's checkpoints)."""
+def model_reads(profile, families, epochs=False):
+    """The trained models a page of ``profile`` loads (``store.owner``: a competence-matched profile's are its base's
+    checkpoints), with ``epochs`` every epoch's checkpoint too."""
     p = profiles.get(profile)
     if p.official:
         return ()
-    owner = p.matching.base if p.matching else profile
-    return tuple(("training_record", dict(profile=owner, family=f, seed=s)) for f in families for s in p.model_seeds)
+    kinds = ("training_record", "epoch_checkpoint") if epochs else ("training_record",)
+    return tuple((a, dict(profile=profile, family=f, seed=s)) for f in families for s in p.model_seeds for a in kinds)
 
 
 def am_reads(profile):
@@ -139,26 +143,34 @@ def sae_reads(profile, family, layer):
     return model_reads(profile, profiles.get(profile).families) + shared
 
 
+def layer_map_reads(profile):
+    """The layer map (the mid-depth modules), where the profile's hidden-layer SAE pages make it (a profile with a
+    mid-depth layer); a competence-matched profile's compare page makes its own."""
+    return (("layer_map", dict(profile=profile, layer="hidden")),) if "mid" in profiles.get(profile).layer_arms else ()
+
+
 def compare_reads(profile, layer):
-    """03 reads every family's SAEs at its layer (trained and random-init), the AM summary and the models."""
+    """03 reads every family's SAEs at its layer (trained and random-init), the AM summary, the layer map and the
+    models."""
     p = profiles.get(profile)
     saes = tuple((a, dict(profile=profile, family=f, network=n, layer=layer)) for f in p.families
                  for a, n in (("sae_summary", None), ("sae_features", "trained"), ("sae_features", "random-init")))
-    return model_reads(profile, p.families) + saes + (("am_summary", dict(profile=profile)),)
+    return model_reads(profile, p.families) + saes + (("am_summary", dict(profile=profile)),) + layer_map_reads(profile)
 
 
 def atlas_reads(profile, layer):
-    """05 reads its layer's comparison and the compared families' primary SAEs."""
-    saes = tuple(("sae", dict(profile=profile, family=f, network="trained", layer=layer)) for f in profiles.FAMILIES)
-    return model_reads(profile, profiles.FAMILIES) + (("compare_features", dict(profile=profile, layer=layer)),) + saes
+    """05 reads its layer's comparison, the compared families' primary SAEs and their features, and the layer map."""
+    saes = tuple((a, dict(profile=profile, family=f, network="trained", layer=layer)) for f in profiles.FAMILIES
+                 for a in ("sae", "sae_features"))
+    return (model_reads(profile, profiles.FAMILIES) + (("compare_features", dict(profile=profile, layer=layer)),)
+            + saes + layer_map_reads(profile))
 
 
 def trajectory_reads(profile):
     """06 reads every model's epoch checkpoints, the layer map (the mid-depth modules) and Prediction 2's positions
     at the checkpoints where it ran (the final CNNs and the competence-matched ones)."""
     profiles_read = [profile, *profiles.matched_profiles(profile)]
-    return (model_reads(profile, profiles.get(profile).trained_models)
-            + (("layer_map", dict(profile=profile, layer="hidden")),)
+    return (model_reads(profile, profiles.get(profile).trained_models, epochs=True) + layer_map_reads(profile)
             + tuple(("conclusions", dict(profile=q, layer="hidden")) for q in profiles_read))
 
 
@@ -171,7 +183,8 @@ def answers_reads(profile):
     figures = tuple((a, dict(profile=profile, family=f)) for f in profiles.FAMILIES
                     for a in ("am_classes_figure", "am_group_figure"))
     pages = (("conclusions", dict(profile=profile, layer="mid")), ("atlas", dict(profile=profile, layer="hidden")),
-             ("compare_figure", dict(profile=profile, layer="hidden")))
+             ("am_scores_figure", dict(profile=profile)), ("compare_figure", dict(profile=profile, layer="hidden")),
+             ("compare_distributions", dict(profile=profile, layer="hidden")))
     curve = (("trajectory_figure", dict(profile=profile)),) if p.scale_models else ()
     return model_reads(profile, p.families) + verdicts + figures + pages + curve
 
@@ -180,8 +193,7 @@ def writers(name, fields, steps, profile):
     """The steps of ``steps`` (of the study on ``profile``) that write artifact ``name`` with ``fields``: pages of its
     notebook, of the profile whose folder holds it, whose parameters agree with the fields that tell them apart."""
     artifact = store.ARTIFACTS[name]
-    folder = (store.owner(fields["profile"], fields.get("family"), fields.get("network")) if artifact.of_model
-              else fields["profile"])
+    folder = artifact.folder(fields)
     return [s for s in steps if s.notebook == artifact.notebook and s.profile(profile) == folder
             and all(fields[f] == s.parameters.get(prm) for f, prm in IDENTITY.get(s.notebook, {}).items()
                     if f in fields)]
@@ -212,16 +224,19 @@ def read_stamp(target, parameters):
 
 
 def write_stamp(target, parameters, seconds):
-    write_json(stamp_path(target, parameters), dict(parameters=parameters, seconds=round(seconds)))
+    write_json(stamp_path(target, parameters), dict(parameters=parameters, seconds=round(seconds),
+                                                    page=str(Path(target).resolve())))
 
 
 def up_to_date(source, target, parameters):
+    """Did this machine run the step into ``target`` (that very file: a run into another book folder does not count)
+    with ``parameters``, after the last change to its notebook ``source`` and to the package's code?"""
     stamp, saved = stamp_path(target, parameters), read_stamp(target, parameters)
     if not (target.exists() and saved):
         return False
-    newest_code = max(p.stat().st_mtime for p in [source, *(ROOT / "helpers").glob("*.py")])
-    return saved["parameters"] == parameters and stamp.stat().st_mtime > newest_code
-
+    newest_code = max(p.stat().st_mtime for p in [source, *(ROOT / "helpers").rglob("*.py")])
+    return (saved["parameters"] == parameters and saved.get("page") == str(Path(target).resolve())
+            and stamp.stat().st_mtime > newest_code)
 
 
 def toc(book_profiles):

@@ -1,8 +1,9 @@
 """The study's profiles: every run setting, one frozen object per profile, in this module only.
 
-A profile fixes which models the study uses (trained here, or the published checkpoints), how they are trained, how
-many training seeds each family gets, and the settings of activation maximization (``am``), of the sparse
-autoencoders (``sae``) and of the comparison (``compare``). Training, the notebooks, the study runner and the
+A profile fixes which models the study uses (trained here, or the published checkpoints), how they are trained, which
+training, SAE and AM seeds it uses (lists, so that exploratory and confirmatory runs can use disjoint ones), and the
+settings of activation maximization (``am``), of the sparse autoencoders (``sae``) and of the comparison
+(``compare``). Training, the notebooks, the study runner and the
 benchmarks all read their settings from here; a notebook may override a few of them for one run
 (``Settings.with_overrides``), and each settings object checks its values once, when it is made.
 
@@ -22,9 +23,6 @@ FAMILIES = ("cnn", "mlp")  # the two families the study compares
 # shows what "similar dictionaries" looks like between two architectures that share the convolutional bias.
 REFERENCE = "resnet"
 ALL_FAMILIES = (*FAMILIES, REFERENCE)
-# More sizes of a family, trained only for the curve of alignment along training and scale (``helpers.trajectory``):
-# model name -> its family. A profile's ``training`` may hold them beside its families.
-SCALE_MODELS = {"mlp-small": "mlp"}
 
 
 @dataclass(frozen=True)
@@ -36,14 +34,18 @@ class Family:
     role: str             # what it is in the study, in the book's sentences ("reference ResNet")
     channels_last: bool   # its weights and training batches are channels-last (``models.memory_format``)
     official: str = None  # its published checkpoint in ``models.OFFICIAL``, where the proposal names one
+    size_of: str = None   # a further size of this family, trained only for the curve along training and scale
 
 
 FAMILY = {f.key: f for f in (
     Family("cnn", "VGG13_bn", "VGG", "CNN", channels_last=True, official="vgg13_bn"),
     Family("mlp", "BottleneckMLP", "MLP", "MLP", channels_last=False, official="B_12-Wi_1024"),
     Family("resnet", "ResNet", "ResNet", "reference ResNet", channels_last=True),
-    Family("mlp-small", "BottleneckMLP (small)", "smaller MLP", "smaller MLP", channels_last=False),
+    Family("mlp-small", "BottleneckMLP (small)", "smaller MLP", "smaller MLP", channels_last=False, size_of="mlp"),
 )}
+# More sizes of a family, trained only for the curve of alignment along training and scale (``helpers.trajectory``):
+# model name -> its family. A profile's ``training`` may hold them beside its families.
+SCALE_MODELS = {f.key: f.size_of for f in FAMILY.values() if f.size_of}
 
 
 def side_name(side):
@@ -52,6 +54,8 @@ def side_name(side):
     if side.endswith("-mapped"):
         return "mapped " + FAMILY[side.removesuffix("-mapped")].short
     return FAMILY[side].short if side in FAMILY else side
+
+
 STUDY_LAYERS = ("hidden", "mid")  # the proposal's last hidden layers, and the best-aligned mid-depth pair
 
 

@@ -39,14 +39,15 @@ def primary_spec(family, profile):
 
 def variants(family, profile, layer="hidden"):
     """Every SAE the study trains on one family's ``layer``: one per (model seed, arm of the profile at that layer,
-    SAE seed); one per arm on a randomly initialized network (a null); and for ``SANITY_FAMILY`` one per arm on the
-    first model seed's layer under ``activations.linear_map`` (the sanity control), with the first SAE seed."""
+    SAE seed); one per arm on a randomly initialized network (a null: the architecture initialized with the first
+    model seed, the first SAE seed); and for ``SANITY_FAMILY`` one per arm on the first model seed's layer under
+    ``activations.linear_map`` (the sanity control), with the first SAE seed."""
     p = profiles.get(profile)
-    arms = p.arms(layer)
+    arms, first, first_sae = p.arms(layer), p.model_seeds[0], p.sae_seeds[0]
     out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms for t in p.sae_seeds]
-    out += [SAESpec(family, "random-init", 0, arm) for arm in arms]
+    out += [SAESpec(family, "random-init", first, arm, first_sae) for arm in arms]
     if family == SANITY_FAMILY:
-        out += [SAESpec(family, "linear-map", p.model_seeds[0], arm, p.sae_seeds[0]) for arm in arms]
+        out += [SAESpec(family, "linear-map", first, arm, first_sae) for arm in arms]
     return out
 
 
@@ -140,7 +141,7 @@ def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean):
 # ----------------------------------------------------------------------------- the layer map
 
 def layer_map(profile, seed=0):
-    """Linear CKA of every CNN layer against every MLP layer (model seed 0, the profile's ``layer_map_images``
+    """Linear CKA of every CNN layer against every MLP layer (the first model seed, the profile's ``layer_map_images``
     training images), with two nulls (each family against the other's randomly initialized network), cached
     (``store.LAYER_MAP``); and the mid-depth pair that ``verdict.best_aligned_pair`` picks among
     ``verdict.mid_layer_candidates``: the layers of the study's second SAE comparison. Where the profile has the
@@ -151,8 +152,9 @@ def layer_map(profile, seed=0):
     from helpers.train import load_trained, random_model
     p = profiles.get(profile)
     n_images = p.compare.layer_map_images
+    first = p.model_seeds[0]
     nets = {(f, kind): net for f in p.families for kind, net in
-            (("trained", load_trained(f, profile, 0)), ("random-init", random_model(f, profile)))}
+            (("trained", load_trained(f, profile, first)), ("random-init", random_model(f, profile, first)))}
 
     def compute():
         images, _, _ = cifar.load_cifar10("train", verbose=False)
@@ -254,7 +256,7 @@ class SAEPage:
         self.primary = primary_spec(self.model, self.profile)
         self.first = ("trained", p.model_seeds[0])  # the network the figures show, and the mapped layer's
         self.nets = {("trained", s): load_trained(self.model, self.profile, s) for s in p.model_seeds}
-        self.nets[("random-init", 0)] = random_model(self.model, self.profile, 0)
+        self.nets[("random-init", p.model_seeds[0])] = random_model(self.model, self.profile, p.model_seeds[0])
         self.test_images, self.test_labels, _ = cifar.load_cifar10("test")
 
     def where(self, **more):

@@ -11,16 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import profiles
-from helpers.paths import cached, data_dir, load_cached, save_cached
+from helpers.paths import data_dir, load_cached, save_cached
 
 
-def owner(profile, family=None, network=None):
-    """The profile whose folder holds the result of ``profile``'s study about ``family``'s ``network`` ("trained",
-    "random-init", ...): a competence-matched profile's results are its base's where its models are its base's (the
-    families it does not match, and every randomly initialized network: the same architectures and seeds), so they
-    are read from there and never computed twice; every other result is the profile's own."""
+def owner(profile, family=None, network=None, kind="result"):
+    """The profile whose folder holds a file of ``profile``'s study about ``family``'s ``network`` ("trained",
+    "random-init", ...). A competence-matched profile's models are its base's checkpoints (``kind`` "model"), and its
+    results are its base's where its models are (the families it does not match, and every randomly initialized
+    network: the same architectures and seeds), so they are read from there and never computed twice; every other
+    result, and every page's own rendering (``kind`` "page"), is the profile's own."""
     m = profiles.get(profile).matching
-    if m and (network == "random-init" or (family is not None and family not in m.families)):
+    if m and kind != "page" and (kind == "model" or network == "random-init"
+                                 or (family is not None and family not in m.families)):
         return m.base
     return profile
 
@@ -30,12 +32,16 @@ class Artifact:
     name: str
     template: str   # under the data folder; fields in braces
     notebook: str   # the notebook that writes it
-    of_model: bool = True  # a result about one model (its family and network fields), kept where ``owner`` says;
-                           # False: a page's own rendering, always in the folder of the profile that drew it
+    kind: str = "result"  # "model": a checkpoint or its record; "result": about one model (its family and network
+                          # fields); "page": a page's own rendering. ``owner`` says whose folder holds each
+
+    def folder(self, fields):
+        """The profile whose folder holds the file with ``fields`` (``owner``)."""
+        return owner(fields["profile"], fields.get("family"), fields.get("network"), self.kind)
 
     def path(self, **fields):
-        if self.of_model and "profile" in fields:
-            fields = dict(fields, profile=owner(fields["profile"], fields.get("family"), fields.get("network")))
+        if "profile" in fields:
+            fields = dict(fields, profile=self.folder(fields))
         try:
             return data_dir() / self.template.format(**fields)
         except KeyError as e:
@@ -45,10 +51,11 @@ class Artifact:
 _R = "results/{profile}/"
 _SAE = _R + "sae/{layer}/"
 ARTIFACTS = {a.name: a for a in (
-    Artifact("checkpoint", "checkpoints/{family}_{profile}_seed{seed}.pt", "00_train.ipynb"),
-    Artifact("training_record", "checkpoints/{family}_{profile}_seed{seed}.json", "00_train.ipynb"),
-    Artifact("epoch_checkpoint", "checkpoints/{family}_{profile}_seed{seed}/epoch{epoch}.pt", "00_train.ipynb"),
-    Artifact("training_state", "checkpoints/{family}_{profile}_seed{seed}/resume.pt", "00_train.ipynb"),
+    Artifact("checkpoint", "checkpoints/{family}_{profile}_seed{seed}.pt", "00_train.ipynb", "model"),
+    Artifact("training_record", "checkpoints/{family}_{profile}_seed{seed}.json", "00_train.ipynb", "model"),
+    Artifact("epoch_checkpoint", "checkpoints/{family}_{profile}_seed{seed}/epoch{epoch}.pt", "00_train.ipynb",
+             "model"),
+    Artifact("training_state", "checkpoints/{family}_{profile}_seed{seed}/resume.pt", "00_train.ipynb", "model"),
     Artifact("activations", "activations/{model}-{layer}-{split}-aug{augment_copies}-seed{seed}.pt",
              "02_sae.ipynb"),
     Artifact("am_run", _R + "am/{family}{model_seed}_{network}_{setting}_seed{am_seed}.pt",
@@ -60,8 +67,8 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("am_effects", _R + "am_effects.csv", "01_activation_maximization.ipynb"),
     Artifact("am_comparisons", _R + "am_comparisons.csv", "01_activation_maximization.ipynb"),
     Artifact("am_summary", _R + "am_summary.json", "01_activation_maximization.ipynb"),
-    Artifact("am_classes_figure", _R + "am_{family}_classes.png", "01_activation_maximization.ipynb", of_model=False),
-    Artifact("am_group_figure", _R + "am_{family}_{group}.png", "01_activation_maximization.ipynb", of_model=False),
+    Artifact("am_classes_figure", _R + "am_{family}_classes.png", "01_activation_maximization.ipynb", "page"),
+    Artifact("am_group_figure", _R + "am_{family}_{group}.png", "01_activation_maximization.ipynb", "page"),
     Artifact("am_scores_figure", _R + "am_repetition_scores.png", "01_activation_maximization.ipynb"),
     Artifact("layer_map", _R + "layer_map.pt", "02_sae.ipynb"),
     Artifact("layer_map_table", _R + "layer_map.csv", "03_compare.ipynb"),
@@ -133,7 +140,9 @@ def module_hash(name):
 class CachedStep:
     """A cached computation. ``inputs``: the names of everything its result depends on besides code (settings,
     model fingerprints, seeds); ``modules``: every module its computation runs. Its key holds both, so a change to
-    either recomputes; a call that leaves an input out, or adds an undeclared one, is refused."""
+    either recomputes; a call that leaves an input out, or adds an undeclared one, is refused. Its ``where`` (the
+    artifact's fields) names the profile of the page asking: a result kept in another profile's folder (``owner``) is
+    read there, never written there."""
     name: str
     artifact: str
     inputs: tuple
@@ -146,13 +155,23 @@ class CachedStep:
 
     def __call__(self, compute, where, **inputs):
         """``compute()``, or its result cached at artifact ``self.artifact`` with the fields ``where``."""
-        return cached(path(self.artifact, **where), self.key(**inputs), compute)
+        value = self.load(where, **inputs)
+        return self.save(where, compute(), **inputs) if value is None else value
 
     def load(self, where, **inputs):
         """The cached result, or None: for callers that compute several results at once (``save`` each)."""
         return load_cached(path(self.artifact, **where), self.key(**inputs))
 
     def save(self, where, value, **inputs):
+        """Cache ``value``; refused where the folder is another profile's (its page makes that result: a page of
+        ``where["profile"]`` that finds it missing or made from other inputs must not overwrite it)."""
+        folder = ARTIFACTS[self.artifact].folder(where) if "profile" in where else None
+        if folder is not None and folder != where["profile"]:
+            raise RuntimeError(f"{path(self.artifact, **where)} belongs to the {folder!r} profile's results, and the "
+                               f"{where['profile']!r} page that reads it found it missing or made from other inputs "
+                               f"(settings, code or weights). Run the {folder!r} study first (python -m "
+                               f"helpers.study --profile {folder}), without overrides on the {where['profile']!r} "
+                               f"page.")
         return save_cached(path(self.artifact, **where), self.key(**inputs), value)
 
 

@@ -40,7 +40,7 @@ from helpers.book import (  # noqa: F401
     write_toc,
 )
 from helpers.data import ARCHIVE_ENV
-from helpers.manifest import read_stamp, stamp_path, up_to_date, write_stamp  # noqa: F401 (the runner's stamps)
+from helpers.manifest import read_stamp, stamp_path, up_to_date, write_stamp
 from helpers.paths import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -55,7 +55,7 @@ BOOK = ROOT / "book"
 
 def steps(profile, seed=0):
     """(source notebook, executed notebook, parameters) in the order the study runs them (``manifest.steps``)."""
-    return [(s.notebook, s.target(BOOK, profile), _parameters(s, profile))
+    return [(s.notebook, s.target(BOOK, profile), s.run_parameters(profile))
             for s in manifest.steps(profile, seed)]
 
 
@@ -173,13 +173,9 @@ def default_workers():
     return 1 if torch.cuda.is_available() or len(os.sched_getaffinity(0)) < 2 else 2
 
 
-def _parameters(step, profile):
-    return step.run_parameters(profile)
-
-
 def run_step(step, args, progress):
     source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
-    parameters = _parameters(step, args.profile)
+    parameters = step.run_parameters(args.profile)
     t = time.time()
     run_notebook(source, target, parameters, progress=progress,
                  downloads=lambda: step.download_paths(args.profile))
@@ -187,11 +183,11 @@ def run_step(step, args, progress):
 
 
 def _label(step, profile):
-    return f"{step.notebook} {_parameters(step, profile)}"
+    return f"{step.notebook} {step.run_parameters(profile)}"
 
 
 def _announce(step, profile):
-    last = read_stamp(step.target(BOOK, profile), _parameters(step, profile))
+    last = read_stamp(step.target(BOOK, profile), step.run_parameters(profile))
     estimate = f" (last run here: {last['seconds']} s)" if last and last.get("seconds") else ""
     print(f"[run ] {_label(step, profile)}{estimate}", flush=True)
 
@@ -224,7 +220,7 @@ def _schedule(pending, running, failed, done, args, workers, env):
     while pending or running:
         for step in [s for s in pending if not failed and all(a in done for a in s.after)][:workers - len(running)]:
             pending.remove(step)
-            log = stamp_path(step.target(BOOK, args.profile), _parameters(step, args.profile)).with_suffix(".log")
+            log = stamp_path(step.target(BOOK, args.profile), step.run_parameters(args.profile)).with_suffix(".log")
             log.parent.mkdir(parents=True, exist_ok=True)
             _announce(step, args.profile)
             with open(log, "w") as out:
@@ -255,7 +251,8 @@ def main(argv=None):
     global BOOK
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", choices=profiles.STUDY_PROFILES)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the pages' own random picks (image splits, shuffles, "
+                        "figures); the training, SAE and AM seeds are the profile's lists")
     parser.add_argument("--no-book", action="store_true", help="run the notebooks only")
     parser.add_argument("--quiet", action="store_true", help="one line per notebook, without its cells and output")
     parser.add_argument("--workers", type=int, default=None,
@@ -287,7 +284,7 @@ def main(argv=None):
     todo, done = [], set()
     for step in steps_:
         source, target = NOTEBOOKS / step.notebook, step.target(BOOK, args.profile)
-        if up_to_date(source, target, _parameters(step, args.profile)):
+        if up_to_date(source, target, step.run_parameters(args.profile)):
             print(f"[skip] {_label(step, args.profile)}: {os.path.relpath(target, ROOT)} is up to date", flush=True)
             done.add(step.page)
         else:

@@ -188,7 +188,7 @@ class TrainingPage:
         """CKA against the partner's test accuracy along its training: with the final CNN (left), and with the CNN
         checkpoint of the nearest accuracy (right); one line per partner and model seed, per layer (saved)."""
         import matplotlib.pyplot as plt
-        layers = list(dict.fromkeys(self.curve.layer))
+        layers, first = list(dict.fromkeys(self.curve.layer)), profiles.get(self.profile).model_seeds[0]
         fig, axes = plt.subplots(len(layers), 2, figsize=(11, 3.6 * len(layers)), squeeze=False, sharey="row")
         for row, layer in zip(axes, layers):
             for ax, column, title in ((row[0], "cka_final_cnn", "against the final CNN"),
@@ -197,7 +197,7 @@ class TrainingPage:
                     for s, part in self.curve[(self.curve.layer == layer) & (self.curve.partner == partner)].groupby(
                             "model_seed"):
                         ax.plot(part.partner_accuracy, part[column], marker="o", ms=3, color=f"C{k}",
-                                ls="-" if s == 0 else "--", label=f"{profiles.FAMILY[partner].role}, seed {s}")
+                                ls="-" if s == first else "--", label=f"{profiles.FAMILY[partner].role}, seed {s}")
                 ax.set(xlabel="partner's test accuracy along its training", ylabel=f"linear CKA with the CNN ({layer})",
                        title=f"{layer} layers, {title}")
             row[0].legend(fontsize=7)

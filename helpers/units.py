@@ -11,7 +11,7 @@ NETWORKS = ("trained", "random-init", "linear-map")
 class SAESpec:
     family: str          # "cnn", "mlp" or "resnet"
     net: str             # one of NETWORKS
-    model_seed: int      # the training seed of the network (0 for the random-init one)
+    model_seed: int      # the training seed of the network (a random-init one: the seed it was initialized with)
     arm: str             # "l1" or "topk"
     sae_seed: int = 0
 

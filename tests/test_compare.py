@@ -81,12 +81,14 @@ def sparse_features(n, k, seed):
 def test_heldout_match_is_unbiased_on_independent_features_and_one_on_a_copy():
     a, b = sparse_features(4000, 200, 0), sparse_features(4000, 600, 1)
     select, evaluate = compare.split_halves(4000, seed=0)
-    independent, per_feature, _ = compare.heldout_match(a, b, select, evaluate)
+    found = compare.Halves(a, select, evaluate).match(compare.Halves(b, select, evaluate))
+    independent, per_feature = found.value, found.per_feature
     in_sample = compare.similarity(a, b, matching=False)[0]["mean_best_a_to_b"]
     assert abs(independent) < 0.01 and in_sample > 0.05  # the in-sample maximum is biased upwards; held-out is not
     assert len(per_feature) == 200
     copy = b[:, torch.randperm(600)][:, :300] * 2
-    assert compare.heldout_match(copy, b, select, evaluate)[0] == pytest.approx(1, abs=1e-5)
+    same = compare.Halves(copy, select, evaluate).match(compare.Halves(b, select, evaluate))
+    assert same.value == pytest.approx(1, abs=1e-5)
 
 
 def test_halves_are_the_one_heldout_match_made_once_and_shuffled_by_index():
@@ -99,9 +101,6 @@ def test_halves_are_the_one_heldout_match_made_once_and_shuffled_by_index():
     assert found.per_feature[:10].min() > 0.999 and abs(found.per_feature[10:].mean()) < 0.1
     assert torch.equal(found.partners[0], torch.arange(20)) and torch.equal(found.partners[1][:10], torch.arange(10))
     assert found.replicates.shape == (30,) and found.value == pytest.approx(found.replicates.mean().item(), abs=0.02)
-    mean, per_feature, replicates = compare.heldout_match(a, b, select, evaluate, weights)  # the same matching
-    assert mean.item() == found.value and torch.equal(per_feature, found.per_feature)
-    assert torch.equal(replicates, found.replicates)
     assert {"z_select", "prepared"} <= set(vars(ha)) and "wide_select" in vars(hb)  # kept for the next match
     # a shuffle of b's images, by index, is the match in a shuffled copy of b
     order = compare.shuffle_order(2000, seed=3)
@@ -109,7 +108,6 @@ def test_halves_are_the_one_heldout_match_made_once_and_shuffled_by_index():
     assert shuffled.replicates is None and abs(shuffled.value) < 0.05
     copy = ha.match(compare.Halves(b[order], select, evaluate), replicates=False)
     assert shuffled.value == copy.value and torch.equal(shuffled.partners[1], copy.partners[1])
-    assert torch.equal(compare.heldout_match(a, b, select, evaluate, b_order=order)[1], shuffled.per_feature)
     # nothing that varies in b: no partners, and a mean of 0
     empty = ha.match(compare.Halves(torch.zeros(2000, 5), select, evaluate))
     assert empty.value == 0 and len(empty.per_feature) == 0 and torch.equal(empty.replicates, torch.zeros(30))

@@ -137,3 +137,22 @@ def test_the_layer_map_caches_measurements_and_decides_when_read(monkeypatch, da
     weights["seed"] = 1  # other weights: the maps are computed again
     sae_study.layer_map("smoke")
     assert store.path("layer_map", profile="smoke").stat().st_mtime_ns != before
+
+
+def test_a_page_reads_results_its_profile_shares_and_never_writes_them(tmp_path, monkeypatch):
+    """A competence-matched page finds the base's results where ``store.owner`` says; if one is missing or was made
+    from other inputs it is told to run the base's page, and nothing is written into the base's folder."""
+    monkeypatch.setenv("INTERPRET_MLP_DATA", str(tmp_path))
+    where = dict(profile="smoke-matched", family="mlp", network="trained", setting="plain", model_seed=0, am_seed=0)
+    inputs = {name: 0 for name in store.AM_SUITE.inputs}
+    with pytest.raises(RuntimeError, match="belongs to the 'smoke' profile's results.*--profile smoke"):
+        store.AM_SUITE(lambda: {"images": 1}, where, **inputs)
+    assert not list(tmp_path.rglob("*.pt"))
+    assert store.AM_SUITE(lambda: {"images": 1}, dict(where, profile="smoke"), **inputs) == {"images": 1}
+    assert store.AM_SUITE(lambda: 1 / 0, where, **inputs) == {"images": 1}  # the base's, read where it is
+    matched_cnn = dict(where, family="cnn")  # the matched CNN's own result, in its own folder
+    assert store.AM_SUITE(lambda: {"images": 2}, matched_cnn, **inputs) == {"images": 2}
+    assert store.ARTIFACTS["am_run"].path(**matched_cnn).parent.parent.name == "smoke-matched"
+    # a matched profile's models are its base's checkpoints
+    assert store.ARTIFACTS["training_record"].path(profile="smoke-matched", family="cnn", seed=1) == \
+        store.ARTIFACTS["training_record"].path(profile="smoke", family="cnn", seed=1)

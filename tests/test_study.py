@@ -15,16 +15,20 @@ def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_pat
     target = tmp_path / "00_train_cnn.ipynb"
     parameters = dict(profile="smoke", seed=0, model="cnn")
     target.write_text("{}")  # an executed notebook committed in book/, but no record of a run here
-    assert not study.up_to_date(source, target, parameters)
-    stamp = study.stamp_path(target, parameters)
-    study.write_stamp(target, parameters, 5.0)
-    assert study.read_stamp(target, parameters) == dict(parameters=parameters, seconds=5)
+    assert not manifest.up_to_date(source, target, parameters)
+    stamp = manifest.stamp_path(target, parameters)
+    manifest.write_stamp(target, parameters, 5.0)
+    assert manifest.read_stamp(target, parameters) == dict(parameters=parameters, seconds=5, page=str(target.resolve()))
     future = time.time() + 10
     os.utime(stamp, (future, future))
-    assert study.up_to_date(source, target, parameters)
-    assert not study.up_to_date(source, target, dict(parameters, seed=1))
+    assert manifest.up_to_date(source, target, parameters)
+    assert not manifest.up_to_date(source, target, dict(parameters, seed=1))
+    elsewhere = tmp_path / "other_book" / target.name  # the same page run into another book folder
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("{}")
+    assert not manifest.up_to_date(source, elsewhere, parameters)
     os.utime(source, (future + 10, future + 10))  # the notebook changed since
-    assert not study.up_to_date(source, target, parameters)
+    assert not manifest.up_to_date(source, target, parameters)
 
 
 def test_steps_cover_the_study_in_order():
@@ -181,6 +185,30 @@ def test_every_page_runs_after_the_pages_that_write_what_it_reads():
     assert steps["00_train_mlp-small"].after == () and "00_train_mlp-small" in steps["06_training"].after
     assert {"03_compare", "matched_03_compare"} <= set(steps["06_training"].after)  # its positions read both
     assert {"01_activation_maximization", "03_compare", "05_atlas", "06_training"} <= set(steps["answers"].after)
+
+
+def test_seed_lists_need_not_start_at_zero(monkeypatch):
+    """A confirmatory profile's seeds, disjoint from the exploratory ones: every page trains, reads and waits for
+    those seeds, and the SAEs and the random-init null are the profile's first seeds'."""
+    from dataclasses import replace
+
+    from helpers import profiles, sae_study
+    fresh = replace(profiles.get("smoke"), model_seeds=(4, 5), sae_seeds=(2, 3))
+    monkeypatch.setitem(profiles.PROFILES, "smoke", fresh)
+    monkeypatch.setitem(profiles.PROFILES, "smoke-matched", replace(profiles.get("smoke-matched"), model_seeds=(4, 5),
+                                                                    sae_seeds=(2, 3)))
+    steps = manifest.steps("smoke", seed=1)  # the pages' own seed is not a training seed
+    assert {s.parameters["seed"] for s in steps if s.notebook == "00_train.ipynb"} == {4, 5}
+    order = [s.page for s in steps]
+    for i, step in enumerate(steps):
+        for name, fields in step.reads:
+            found = [w.page for w in manifest.writers(name, fields, steps, "smoke")]
+            assert found and set(found) <= set(order[:i]), (step.page, name, fields)
+    specs = sae_study.variants("cnn", "smoke")
+    assert {(s.model_seed, s.sae_seed) for s in specs if s.net == "trained"} == {(4, 2), (4, 3), (5, 2), (5, 3)}
+    assert {(s.net, s.model_seed, s.sae_seed) for s in specs if s.net != "trained"} == {
+        ("random-init", 4, 2), ("linear-map", 4, 2)}
+    assert sae_study.primary_spec("mlp", "smoke") == sae_study.SAESpec("mlp", "trained", 4, "l1", 2)
 
 
 def test_a_competence_matched_result_is_kept_where_its_model_is():
