@@ -125,22 +125,27 @@ def model_reads(profile, families, epochs=False):
     return tuple((a, dict(profile=profile, family=f, seed=s)) for f in families for s in p.model_seeds for a in kinds)
 
 
+def shared_reads(name, profile, families, **fields):
+    """The results ``name`` of ``families``' trained and random-init networks that ``profile`` reads from another
+    profile's folder (``store.owner``): a competence-matched profile's shared with its base."""
+    return tuple((name, dict(fields, profile=profile, family=f, network=n)) for f in families
+                 for n in ("trained", "random-init") if store.owner(profile, f, n) != profile)
+
+
 def am_reads(profile):
-    """01 reads both families' models, and the AM runs its profile shares with another (``store.owner``)."""
-    shared = tuple(("am_run", dict(profile=profile, family=f, network=n)) for f in profiles.FAMILIES
-                   for n in ("trained", "random-init") if store.owner(profile, f, n) != profile)
-    return model_reads(profile, profiles.FAMILIES) + shared
+    """01 reads both families' models, and the AM runs its profile shares with another."""
+    return model_reads(profile, profiles.FAMILIES) + shared_reads("am_run", profile, profiles.FAMILIES)
 
 
 def sae_reads(profile, family, layer):
-    """02 at the last hidden layer reads every family's models (the layer map that picks the mid-depth layers) and the
-    SAEs its profile shares with another; at the mid-depth layer, what the family's hidden-layer page wrote: the
-    layer map and the harvest of both layers."""
+    """02 at the last hidden layer reads its family's models (every family's where it makes the layer map that picks
+    the mid-depth layers) and the SAEs its profile shares with another; at the mid-depth layer, what the family's
+    hidden-layer page wrote: the layer map and the harvest of both layers."""
     if layer == "mid":
         return tuple((a, dict(profile=profile, family=family, layer="hidden")) for a in ("layer_map", "activations"))
-    shared = tuple(("sae", dict(profile=profile, family=family, network=n, layer=layer))
-                   for n in ("trained", "random-init") if store.owner(profile, family, n) != profile)
-    return model_reads(profile, profiles.get(profile).families) + shared
+    p = profiles.get(profile)
+    return (model_reads(profile, p.families if "mid" in p.layer_arms else (family,))
+            + shared_reads("sae", profile, (family,), layer=layer))
 
 
 def layer_map_reads(profile):

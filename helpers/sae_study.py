@@ -64,6 +64,8 @@ def train_variants(profile, layer, specs, nets, module, acts, settings):
     for arm in ARMS:
         todo = [spec for spec in specs if spec.arm == arm and saved[spec] is None]
         if todo:
+            for spec in todo:  # before training: a page never trains what another profile's folder holds
+                store.SAE_TRAINING.check_writer(_fields(profile, layer, spec))
             trained = train_saes([acts[spec] for spec in todo], arm, [spec.sae_seed for spec in todo],
                                  **settings.training())
             for spec, (sae, log) in zip(todo, trained):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import profiles
-from helpers.paths import data_dir, load_cached, save_cached
+from helpers.paths import cached, data_dir, load_cached, save_cached
 
 
 def owner(profile, family=None, network=None, kind="result"):
@@ -154,17 +154,26 @@ class CachedStep:
         return dict(step=self.name, code={m: module_hash(m) for m in self.modules}, **inputs)
 
     def __call__(self, compute, where, **inputs):
-        """``compute()``, or its result cached at artifact ``self.artifact`` with the fields ``where``."""
-        value = self.load(where, **inputs)
-        return self.save(where, compute(), **inputs) if value is None else value
+        """``compute()``, or its result cached at artifact ``self.artifact`` with the fields ``where``; computed only
+        where ``where``'s profile may write it (``check_writer``)."""
+        def checked():
+            self.check_writer(where)
+            return compute()
+        return cached(path(self.artifact, **where), self.key(**inputs), checked)
 
     def load(self, where, **inputs):
         """The cached result, or None: for callers that compute several results at once (``save`` each)."""
         return load_cached(path(self.artifact, **where), self.key(**inputs))
 
     def save(self, where, value, **inputs):
-        """Cache ``value``; refused where the folder is another profile's (its page makes that result: a page of
-        ``where["profile"]`` that finds it missing or made from other inputs must not overwrite it)."""
+        """Cache ``value`` (``check_writer`` first)."""
+        self.check_writer(where)
+        return save_cached(path(self.artifact, **where), self.key(**inputs), value)
+
+    def check_writer(self, where):
+        """Refuse a result whose folder is another profile's: its own page makes it, and a page of
+        ``where["profile"]`` that finds it missing or made from other inputs must not overwrite it. Called before
+        computing, so the refusal costs nothing."""
         folder = ARTIFACTS[self.artifact].folder(where) if "profile" in where else None
         if folder is not None and folder != where["profile"]:
             raise RuntimeError(f"{path(self.artifact, **where)} belongs to the {folder!r} profile's results, and the "
@@ -172,7 +181,6 @@ class CachedStep:
                                f"(settings, code or weights). Run the {folder!r} study first (python -m "
                                f"helpers.study --profile {folder}), without overrides on the {where['profile']!r} "
                                f"page.")
-        return save_cached(path(self.artifact, **where), self.key(**inputs), value)
 
 
 HARVEST = CachedStep("activations", "activations", inputs=("model", "layer", "split", "augment_copies", "seed", "pool"),

@@ -146,7 +146,7 @@ def test_a_page_reads_results_its_profile_shares_and_never_writes_them(tmp_path,
     where = dict(profile="smoke-matched", family="mlp", network="trained", setting="plain", model_seed=0, am_seed=0)
     inputs = {name: 0 for name in store.AM_SUITE.inputs}
     with pytest.raises(RuntimeError, match="belongs to the 'smoke' profile's results.*--profile smoke"):
-        store.AM_SUITE(lambda: {"images": 1}, where, **inputs)
+        store.AM_SUITE(lambda: 1 / 0, where, **inputs)  # refused before anything is computed
     assert not list(tmp_path.rglob("*.pt"))
     assert store.AM_SUITE(lambda: {"images": 1}, dict(where, profile="smoke"), **inputs) == {"images": 1}
     assert store.AM_SUITE(lambda: 1 / 0, where, **inputs) == {"images": 1}  # the base's, read where it is
