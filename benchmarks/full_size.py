@@ -10,9 +10,11 @@ official checkpoints' loading path, few steps; ``helpers.profiles``). The
 networks, SAEs (4096 -> 12,288 and 1024 -> 3,072) and statistics are full size; the step counts and the number
 of images are not (real CIFAR-10 images, a class-balanced subset written as torchvision's pickled batches, so a
 CPU finishes in minutes). Prints and writes (``benchmarks/full_size.json``) each notebook's time and the peak
-resident memory of its kernel; exits 1 if a notebook fails.
+resident memory of its kernel, and then the README's table of them (``readme_block``; ``--readme`` writes it from the
+file without running); exits 1 if a notebook fails.
 """
 import argparse
+import json
 import os
 import pickle
 import sys
@@ -31,6 +33,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from helpers import profiles  # noqa: E402
 
 PROFILE = "full-size-check"
+HIDDEN = {"cnn": 4096, "mlp": 1024}  # the last hidden layer's width: VGG13_bn's classifier, B-12/Wi-1024's blocks
+README = ROOT / "README.md"
+BEGIN, END = "<!-- full_size.json: written by benchmarks/full_size.py -->", "<!-- end of full_size.json -->"
 
 
 def write_subset(data_dir, train_images, test_images):
@@ -98,6 +103,53 @@ class PeakMemory:
         self._thread.join()
 
 
+def describe(step):
+    """What one notebook of the run does, as the README's table names it."""
+    p = profiles.get(PROFILE)
+    if step.notebook.startswith("01"):
+        return f"01, both models, {p.am.units} units per layer, {p.am.steps} AM steps"
+    if step.notebook.startswith("02"):
+        from helpers.sae_study import variants
+        model, d = step.parameters["model"], HIDDEN[step.parameters["model"]]
+        return (f"02 {profiles.FAMILY[model].role} ({len(variants(model, PROFILE))} SAEs of {d:,} → "
+                f"{p.sae.expansion * d:,})")
+    return f"{step.notebook[:2]} (every SAE's features compared, layer map, pairs)"
+
+
+def readme_block(record):
+    """The README's account of a run (``benchmarks/full_size.json``): the machine, the table, the memory it needs."""
+    rows = record["rows"]
+    peak = max(rows, key=lambda r: r["peak_memory_gib"])
+    enough = next(gib for gib in (4, 8, 16, 32, 64, 128, 256) if peak["peak_memory_gib"] <= 0.8 * gib)
+    machine = record["machine"]
+    lines = [BEGIN, f"Measured on a {machine['threads']}-thread {machine['cpu']} ({record['date']}, commit "
+             f"{record['commit']}), with {record['sae_steps']} SAE steps; `benchmarks/full_size.json` holds the run:",
+             "", "| notebook | time | peak memory of the kernel |", "| --- | --- | --- |"]
+    lines += [f"| {r['what']} | {r['seconds']:.0f} s | {r['peak_memory_gib']:.1f} GiB |" for r in rows]
+    lines += ["", f"The largest peak, {peak['peak_memory_gib']:.1f} GiB ({peak['what'].split(' (')[0]}), leaves a "
+              f"fifth of {enough} GiB free: {enough} GiB of memory is enough. On a CPU the full-size SAEs train one "
+              "at a time (a stack holds at most `helpers.sae.CPU_STACK_BYTES`; "
+              "`$INTERPRET_MLP_SAE_MEMORY_GIB` sets it), on a GPU as many as fit in half its free memory.", END]
+    return "\n".join(lines)
+
+
+def write_readme(record):
+    """``readme_block`` of ``record`` in place of the README's."""
+    from helpers.paths import atomic_path
+    text = README.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    with atomic_path(README) as tmp:
+        Path(tmp).write_text(text[:start] + readme_block(record) + text[end:])
+
+
+def commit():
+    import subprocess
+    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return (run.stdout.strip() or "unknown") + (" with changes" if dirty else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-images", type=int, default=2000, help="training images (a multiple of 10)")
@@ -108,7 +160,10 @@ def main():
     parser.add_argument("--data", type=Path, help="the scratch data folder of an earlier run, to reuse its results "
                         "(by default a new one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "full_size.json")
+    parser.add_argument("--readme", action="store_true", help="only write the README's table from --out")
     args = parser.parse_args()
+    if args.readme:
+        return write_readme(json.loads(args.out.read_text()))
     natural = profiles.get(PROFILE).am.natural_images
     if args.test_images < 512 + natural or args.train_images < 10 or args.train_images % 10 or args.test_images % 10:
         parser.error(f"--train-images {args.train_images} / --test-images {args.test_images}: both must be multiples "
@@ -143,16 +198,21 @@ def main():
                 status = "ok"
             except SystemExit as e:
                 status, failed = str(e).strip().splitlines()[0], True
-        rows.append(dict(notebook=name, model=extra.get("model", ""), seconds=round(time.time() - start, 1),
+        rows.append(dict(notebook=name, model=extra.get("model", ""), what=describe(step),
+                         seconds=round(time.time() - start, 1),
                          peak_memory_gib=round(memory.peak / 2**30, 2), status=status,
                          load_average=round(os.getloadavg()[1], 1)))  # 5-minute load: above the cores = shared
         print(f"{name} {extra.get('model', '')}: {status}, {rows[-1]['seconds']:.0f} s, "
               f"kernel peak {rows[-1]['peak_memory_gib']:.2f} GiB", flush=True)
         if failed:
             break
-    write_json(args.out, dict(train_images=args.train_images, test_images=args.test_images, sae_steps=args.sae_steps,
-                              machine=machine_description(), rows=rows))
+    record = dict(train_images=args.train_images, test_images=args.test_images, sae_steps=args.sae_steps,
+                  machine=machine_description(), date=time.strftime("%Y-%m-%d"), commit=commit(), rows=rows)
+    write_json(args.out, record)
     print(f"written: {args.out} (executed notebooks in {notebooks})")
+    if not failed and args.out == parser.get_default("out"):
+        write_readme(record)
+        print(f"written: the table in {README}")
     sys.exit(1 if failed else 0)
 
 

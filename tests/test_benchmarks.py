@@ -76,3 +76,42 @@ def test_printed_rows_carry_their_spread_and_their_errors():
     line = run_all.format_row(sklearn)
     assert "x0.40" in line and "sklearn 8.0 s" in line and "SAE 20.0 s (800 steps" in line
     assert "MEASUREMENT ERROR" not in line
+
+
+def _module(name):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readmes_full_size_table_is_the_runs_file():
+    """The README's full-size table and memory sentence are ``full_size.readme_block`` of
+    ``benchmarks/full_size.json`` (``python benchmarks/full_size.py --readme`` writes them)."""
+    import json
+    full_size = _module("full_size")
+    record = json.loads((full_size.ROOT / "benchmarks" / "full_size.json").read_text())
+    block = full_size.readme_block(record)
+    assert block in full_size.README.read_text()
+    assert all(f"| {row['seconds']:.0f} s | {row['peak_memory_gib']:.1f} GiB |" in block for row in record["rows"])
+
+
+def test_the_readme_block_names_the_memory_that_the_largest_peak_needs():
+    full_size = _module("full_size")
+    rows = [dict(what="02 CNN (8 SAEs)", seconds=10, peak_memory_gib=7.0), dict(what="03", seconds=5,
+                                                                                  peak_memory_gib=2.0)]
+    record = dict(machine=dict(threads=2, cpu="CPU"), date="2026-12-05", commit="abc", sae_steps=30, rows=rows)
+    assert "The largest peak, 7.0 GiB (02 CNN), leaves a fifth of 16 GiB free: 16 GiB" in full_size.readme_block(record)
+    rows[0]["peak_memory_gib"] = 6.0
+    assert "16 GiB" not in full_size.readme_block(record) and "8 GiB of memory is enough" in \
+        full_size.readme_block(record)
+
+
+def test_the_readme_quotes_the_paper_estimates_sae_memory():
+    import json
+    estimate = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "paper_estimate.json").read_text())
+    largest = max(estimate["sae_memory"], key=lambda r: r["gpu_peak_gib"])
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"at most {largest['gpu_peak_gib']:.1f} GiB of an\n{estimate['gpu_gib']:.0f} GiB GPU" in readme
+    assert f"{largest['host_gib']:.1f} GiB of host memory" in readme

@@ -38,6 +38,12 @@ def test_saes_trained_as_one_stack_get_what_each_gets_alone(arm):
             assert torch.allclose(mine, theirs, atol=1e-5), arm
         assert [r["resampled"] for r in log] == [r["resampled"] for r in alone_log]
         assert [r["l1_coefficient"] for r in log] == pytest.approx([r["l1_coefficient"] for r in alone_log])
+    # within a budget of two SAEs per stack: stacks [0, 1] and [2, 3], each SAE as in one stack of four
+    budget = saelib.stack_bytes(2, 2, 3000, 24, 96, 64)  # SAEs of 24 -> 96
+    assert saelib.plan_stacks(sets, 4, 64, budget) == [[0, 1], [2, 3]]
+    for (sae, _), (whole, _) in zip(saelib.train_saes(sets, arm, seeds, memory=budget, **settings), together):
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(sae.state_dict().values(),
+                                                                      whole.state_dict().values()))
     assert all(log[-1]["resampled"] > 0 for _, log in together)  # resampling took part
     assert not torch.allclose(together[0][0].W_enc, together[1][0].W_enc)  # the seeds differ
     with pytest.raises(ValueError, match="one shape"):
@@ -257,3 +263,58 @@ def test_saelens_files_encode_raw_activations_as_the_sae_does(arm, tmp_path):
     again = saelib.read_saelens(folder)
     assert torch.allclose(again.encode(acts), ours, atol=1e-4) and again.k == sae.k
     assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left
+
+
+def test_stacks_are_planned_within_the_budget():
+    sets = [torch.zeros(100, 8)] * 2 + [torch.ones(100, 8)] * 3
+    one = saelib.stack_bytes(1, 1, 100, 8, 24, 16)
+    assert saelib.plan_stacks(sets, 3, 16, 10**12) == [[0, 1, 2, 3, 4]]
+    assert saelib.plan_stacks(sets, 3, 16, one) == [[0], [1], [2], [3], [4]]
+    assert saelib.plan_stacks(sets, 3, 16, 0) == [[0], [1], [2], [3], [4]]  # one SAE over the budget still trains
+    # a second SAE on the same vectors costs less than one on other vectors (the vectors are held once)
+    assert saelib.stack_bytes(2, 1, 100, 8, 24, 16) < saelib.stack_bytes(2, 2, 100, 8, 24, 16)
+    three_on_two_sets = saelib.stack_bytes(3, 2, 100, 8, 24, 16)
+    assert saelib.plan_stacks(sets, 3, 16, three_on_two_sets) == [[0, 1, 2], [3, 4]]
+
+
+def test_the_memory_budget_follows_the_setting_and_refuses_nonsense(monkeypatch):
+    monkeypatch.setenv(saelib.MEMORY_VARIABLE, "0.5")
+    assert saelib.memory_budget("cpu") == 2**29
+    monkeypatch.setenv(saelib.MEMORY_VARIABLE, "lots")
+    with pytest.raises(ValueError, match="INTERPRET_MLP_SAE_MEMORY_GIB='lots'"):
+        saelib.memory_budget("cpu")
+    monkeypatch.delenv(saelib.MEMORY_VARIABLE)
+    assert 0 < saelib.memory_budget("cpu") <= saelib.CPU_STACK_BYTES
+
+
+PEAK_SCRIPT = """
+import resource, sys, torch
+import helpers.sae as saelib
+torch.set_num_threads(1)
+saelib.train_saes([torch.randn(500, 64)], "l1", [0], steps=3, progress=False, device="cpu")  # torch's own set-up
+acts = [torch.randn(4000, 1024) for _ in range(2)]
+base = int(open("/proc/self/statm").read().split()[1]) * 4096
+out = saelib.train_saes([acts[i % 2] for i in range(6)], "l1", list(range(6)), steps=4, progress=False,
+                        device="cpu", memory=int(sys.argv[1]))
+returned = sum(t.numel() * t.element_size() for sae, _ in out for t in sae.state_dict().values())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base - returned)
+"""
+
+
+def test_the_trainers_peak_memory_stays_within_its_budget():
+    """Six SAEs of 1024 -> 3,072 on two sets of 4,000 vectors, in a fresh process: the trainer's peak resident memory
+    beyond the SAEs it returns stays within a budget of two SAEs per stack, and one stack of six exceeds it (the
+    measurement can fail)."""
+    import subprocess
+    import sys
+
+    budget = saelib.stack_bytes(2, 2, 4000, 1024, 3072, 256)
+    sets = [torch.empty(4000, 1024), torch.empty(4000, 1024)] * 3
+    assert saelib.plan_stacks(sets, 3, 256, budget) == [[0, 1], [2, 3], [4, 5]]
+
+    def peak(memory):
+        run = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(memory)], capture_output=True, text=True,
+                             check=True)
+        return int(run.stdout.split()[-1])
+    assert peak(budget) <= budget
+    assert peak(10**12) > budget

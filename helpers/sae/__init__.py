@@ -17,8 +17,11 @@ is **silent** when it has not fired for a window of steps (``silent``): TopK's A
 ``max(20, steps // 20)`` steps (the window the training log counts too), and resampling (at 20% and 40% of
 training) renews the features silent for ``steps // 5`` steps, since the previous resampling.
 
-SAEs that read activations of one shape train as one ``SAEStack`` (``train_saes``): one batched matrix product per
-layer for all of them, each SAE with its own seed, batches, λ and resampling, and the result each would have alone.
+SAEs that read activations of one shape train together as ``SAEStack``s (``train_saes``): one batched matrix product
+per layer for all SAEs of a stack, each SAE with its own seed, batches, λ and resampling, and the result each would have
+alone. Stacks are sized to a memory budget (``memory_budget``, ``stack_bytes``): half the free memory of a GPU; on a
+CPU, where stacking buys little, at most ``CPU_STACK_BYTES``, so full-size SAEs train one at a time;
+$INTERPRET_MLP_SAE_MEMORY_GIB sets it.
 
 The modules: ``model`` (the module, the stack; "dead", "dense", "silent"), ``losses``, ``train`` (step, resample,
 log, loop), ``evaluate`` (held-out metrics, splicing, a planted dictionary), ``export`` (SAELens's files). This
@@ -39,17 +42,23 @@ from helpers.sae.train import (
                                   ARMS,
                                   AUXK_COEFFICIENT,
                                   CALIBRATE_UNTIL,
+                                  CPU_STACK_BYTES,
                                   LEARNING_RATES,
+                                  MEMORY_VARIABLE,
                                   REFERENCE_FEATURES,
                                   RESAMPLE_UNTIL,
                                   learning_rate,
                                   log_entry,
+                                  memory_budget,
                                   new_optimizer,
                                   new_sae,
+                                  plan_stacks,
                                   resample_dead,
                                   resample_step,
+                                  stack_bytes,
                                   train_sae,
                                   train_saes,
+                                  train_stack,
                                   train_step,
 )
 
@@ -59,4 +68,5 @@ __all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activation
            "SAEStack",
            "SparseAutoencoder", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
-           "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step"]
+           "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step",
+           "CPU_STACK_BYTES", "MEMORY_VARIABLE", "memory_budget", "plan_stacks", "stack_bytes", "train_stack"]

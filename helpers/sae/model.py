@@ -70,7 +70,7 @@ class SparseAutoencoder(nn.Module):
     @classmethod
     def from_state(cls, state):
         sae = cls(state["d_in"], state["expansion"], k=state["k"])
-        sae.load_state_dict(state["state_dict"])
+        sae.load_state_dict(state["state_dict"], assign=True)  # the state's tensors, not a second copy of them
         return sae.eval()
 
 

@@ -1,6 +1,8 @@
 """Training SAEs of either arm, many as one stack: one step, resampling and a log entry, and the loop that calls
 them."""
 import math
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,15 @@ REFERENCE_FEATURES = 1536
 # CNN layer (38 principal components hold 99% of its variance) kept 45% of its latents dead at 1/32, 4% at 1/4
 # (500 steps of 512).
 AUXK_COEFFICIENT = 1 / 4
+# A CPU stack's budget. Stacking buys x1.0-1.13 at 512 -> 1,536 (benchmarks/stacked.json), where the cpu profile's
+# six SAEs per arm and layer fit in 1.14 GB (stack_bytes), and x0.90-1.06 at 4096 -> 12,288, where one SAE alone
+# exceeds it (3.9 GB): so small SAEs stack and full-size ones train one at a time.
+CPU_STACK_BYTES = 2 * 2**30
+# The C allocator keeps freed blocks for reuse, so a process's resident peak exceeds its live tensors: stacks of 1-3
+# SAEs of 1024 -> 3,072 peaked at up to 1.16 times the bound without this factor (5 runs each, 2-core AMD EPYC).
+ALLOCATOR_SLACK = 1.5
+RESAMPLE_VECTORS = 8192  # resampling draws its new directions from this many training vectors
+MEMORY_VARIABLE = "INTERPRET_MLP_SAE_MEMORY_GIB"
 
 
 def new_optimizer(stack, arm, lr=None):
@@ -112,7 +123,7 @@ def resample_step(stack, opt, i, x_all, last_fired, step, window, generator):
     """Bricken's resampling of SAE ``i``'s features silent for ``window`` steps (``last_fired``: its features' last
     firing step), towards badly reconstructed inputs drawn from ``x_all``. Returns how many were resampled."""
     renew = torch.nonzero(silent(last_fired, step, window)).flatten()
-    sample = torch.randint(len(x_all), (min(len(x_all), 8192),), generator=generator, device=x_all.device)
+    sample = torch.randint(len(x_all), (min(len(x_all), RESAMPLE_VECTORS),), generator=generator, device=x_all.device)
     resample_dead(stack, opt, i, renew, x_all[sample], generator)
     last_fired[renew] = step
     return len(renew)
@@ -135,12 +146,69 @@ def _check_activations(acts):
                                      f"checkpoint.")
 
 
+def stack_bytes(n_saes, n_sets, n_vectors, n_inputs, n_features, batch_size):
+    """An upper bound on the bytes a stack of ``n_saes`` SAEs of ``n_inputs`` -> ``n_features`` (float32) holds while
+    it trains on ``n_sets`` distinct activation sets of ``n_vectors`` vectors in batches of ``batch_size``: per SAE
+    its weights, their gradients, Adam's two moments and a step's (batch, features) intermediates; once per stack the
+    activation sets, and a resampling's copy of one SAE (half as much again while it is built) with its pass over up
+    to ``RESAMPLE_VECTORS`` vectors; all times ``ALLOCATOR_SLACK``. One SAE of 4096 -> 12,288 on 2,000 vectors:
+    3.9 GB, against a resident peak of 2.15 GB measured."""
+    parameters = 2 * n_inputs * n_features + n_features + n_inputs
+    per_sae = 4 * parameters + 6 * batch_size * n_features
+    resampling = 1.5 * parameters + min(n_vectors, RESAMPLE_VECTORS) * 2 * (n_features + n_inputs)
+    return int(ALLOCATOR_SLACK * 4 * (n_saes * per_sae + n_sets * n_vectors * n_inputs + resampling))
+
+
+def plan_stacks(acts, expansion, batch_size, budget):
+    """``acts`` (activation sets of one shape) split into consecutive stacks, lists of indices, each within
+    ``budget`` bytes by ``stack_bytes``; a stack of one where a single SAE alone exceeds it."""
+    n, d = acts[0].shape
+
+    def cost(stack):
+        return stack_bytes(len(stack), len({id(acts[i]) for i in stack}), n, d, expansion * d, batch_size)
+    stacks = [[0]]
+    for i in range(1, len(acts)):
+        if cost(stacks[-1] + [i]) <= budget:
+            stacks[-1].append(i)
+        else:
+            stacks.append([i])
+    return stacks
+
+
+def memory_budget(device):
+    """The bytes a stack of SAEs may hold on ``device``: $INTERPRET_MLP_SAE_MEMORY_GIB where set; on a GPU half its
+    free memory; on a CPU the smaller of half the available memory and ``CPU_STACK_BYTES``."""
+    setting = os.environ.get(MEMORY_VARIABLE)
+    if setting:
+        try:
+            gib = float(setting)
+        except ValueError:
+            gib = math.nan
+        if not gib > 0:
+            raise ValueError(f"${MEMORY_VARIABLE}={setting!r} is not a positive number of GiB; set it to the memory "
+                             f"a stack of SAEs may hold (for example 4), or unset it for the default.")
+        return int(gib * 2**30)
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 2
+    return min(available_memory() // 2, CPU_STACK_BYTES)
+
+
+def available_memory():
+    """MemAvailable of /proc/meminfo in bytes (``CPU_STACK_BYTES`` twice over where there is no such file)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 2 * CPU_STACK_BYTES
+
+
 def train_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, batch_size=256, steps=1000,
-               l1_start=0.05, log_every=25, device=None, progress=True):
+               l1_start=0.05, log_every=25, device=None, progress=True, memory=None):
     """Train one ``SparseAutoencoder`` of ``arm`` ('l1' or 'topk') per pair of activation vectors ``acts[i]``
-    (N, D) and seed ``seeds[i]``, all as one ``SAEStack`` with Adam. The same tensor may appear several times (it
-    is then held once). Each SAE's seed sets its initialization, its batch order and its resampling draws, so it
-    comes out as ``train_sae`` would train it alone.
+    (N, D) and seed ``seeds[i]``, in stacks (``train_stack``) that each hold at most ``memory`` bytes by
+    ``stack_bytes`` (by default ``memory_budget(device)``), besides the SAEs returned. Each SAE's seed sets its
+    initialization, its batch order and its resampling draws, so it comes out as ``train_sae`` would train it alone,
+    in whichever stack.
 
     Both arms reach the same sparsity: TopK keeps ``target_l0`` features; the L1 arm's λ is calibrated on the fly,
     per SAE (see the package doc). Returns a list of (sae, log): log is a list of dicts (step, mse, l0,
@@ -154,6 +222,17 @@ def train_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, b
     _check_activations(acts)
     if not target_l0 > 0:
         raise ValueError(f"target_l0={target_l0!r} must be positive.")
+    settings = dict(arm=arm, target_l0=target_l0, expansion=expansion, lr=lr, batch_size=batch_size, steps=steps,
+                    l1_start=l1_start, log_every=log_every, device=device, progress=progress)
+    out = []
+    for stack in plan_stacks(acts, expansion, batch_size, memory_budget(device) if memory is None else memory):
+        out += train_stack([acts[i] for i in stack], [seeds[i] for i in stack], **settings)
+    return out
+
+
+def train_stack(acts, seeds, arm, target_l0, expansion, lr, batch_size, steps, l1_start, log_every, device, progress):
+    """``train_saes``'s SAEs of ``acts`` and ``seeds`` as one ``SAEStack`` with Adam. The same tensor may appear
+    several times (it is then held once)."""
     held = {id(a): a for a in acts}  # each distinct tensor once on the device
     index = {key: i for i, key in enumerate(held)}
     data = torch.stack([a.to(device) for a in held.values()]) if len(held) > 1 else acts[0].to(device)[None]
@@ -197,6 +276,8 @@ def train_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, b
             l1 = log_l1.exp() if stack.k is None else torch.zeros_like(log_l1)
             for i, row in enumerate(zip(mse.tolist(), l0.tolist(), quiet.tolist(), l1.tolist())):
                 logs[i].append(log_entry(step, *row, resampled[i]))
+    opt.state.clear()  # Adam's moments and the gradients go before the SAEs are copied out of the stack
+    stack.zero_grad(set_to_none=True)
     return [(sae.eval(), log) for sae, log in zip(stack.unstack(), logs)]
 
 
