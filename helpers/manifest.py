@@ -210,6 +210,36 @@ def after(step, steps, profile):
     return tuple(dict.fromkeys(found))
 
 
+def longest_paths(steps, seconds):
+    """{page: the seconds of the longest chain of ``steps`` that starts at it}: its own expected ``seconds[page]``
+    (1 where unknown) plus the longest chain among the pages that run after it. Starting the ready page with the
+    longest chain first keeps the critical path busy."""
+    later = {s.page: [] for s in steps}
+    for s in steps:
+        for page in s.after:
+            later.get(page, []).append(s.page)
+    chain = {}
+
+    def length(page):
+        if page not in chain:
+            chain[page] = (seconds.get(page) or 1.0) + max((length(p) for p in later[page]), default=0.0)
+        return chain[page]
+    return {s.page: length(s.page) for s in steps}
+
+
+def expected_seconds(step, book, profile):
+    """A page's time when it last ran: its stamp's, else the executed page's in ``book`` (papermill's duration, which
+    a fresh clone has for the committed cpu book), else None."""
+    target, parameters = step.target(book, profile), step.run_parameters(profile)
+    stamp = read_stamp(target, parameters)
+    if stamp and stamp.get("seconds"):
+        return stamp["seconds"]
+    try:
+        return json.loads(target.read_text())["metadata"]["papermill"]["duration"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # ----------------------------------------------------------------------------- stamps: which pages ran here
 #
 # Both runners (``helpers.study`` through papermill, ``helpers.headless`` in one process) leave a stamp per page, so

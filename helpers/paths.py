@@ -70,6 +70,15 @@ def load_cached(path, key):
     return saved["value"]
 
 
+def has_cached(path, key):
+    """Whether ``path`` holds a result saved with ``key``, read without loading its tensors (memory-mapped)."""
+    import torch
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("key") == key
+    except Exception:  # missing, truncated or another format: not this result
+        return False
+
+
 def save_cached(path, key, value):
     """Save ``value`` at ``path`` with ``key`` (atomically); returns ``value``."""
     import torch

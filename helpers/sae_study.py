@@ -17,10 +17,10 @@ from helpers.sae import (
     SparseAutoencoder,
     dead,
     feature_activations,
+    iter_saes,
     learning_rate,
     reconstruction_metrics,
     spliced_accuracies,
-    train_saes,
     write_saelens,
 )
 from helpers.units import SAESpec
@@ -53,24 +53,23 @@ def variants(family, profile, layer="hidden"):
 
 def train_variants(profile, layer, specs, nets, module, acts, settings):
     """The SAEs of ``specs`` on ``module``, each cached by everything it depends on (``store.SAE_TRAINING``): those
-    not cached train together, one ``SAEStack`` per arm. ``nets[spec]`` is the network an SAE reads, ``acts[spec]``
-    its training vectors; ``settings`` the profile's SAE settings. Returns {spec: (sae, log)}."""
+    not cached train first, one arm at a time in stacks (``iter_saes``), each saved as soon as it is trained and let
+    go, so that training never holds the page's other SAEs; then all are loaded. ``nets[spec]`` is the network an SAE
+    reads, ``acts[spec]`` its training vectors; ``settings`` the profile's SAE settings. Returns {spec: (sae, log)}."""
     fingerprints = {id(net): fingerprint(net) for net in nets.values()}  # a hash of the weights: once per network
 
     def inputs(spec):
         return dict(sae=spec.as_dict(), model=fingerprints[id(nets[spec])], layer=module,
                     augment_copies=settings.augment_copies, training=settings.training())
-    saved = {spec: store.SAE_TRAINING.load(_fields(profile, layer, spec), **inputs(spec)) for spec in specs}
+    todo = [spec for spec in specs if not store.SAE_TRAINING.has(_fields(profile, layer, spec), **inputs(spec))]
+    for spec in todo:  # before training: a page never trains what another profile's folder holds
+        store.SAE_TRAINING.check_writer(_fields(profile, layer, spec))
     for arm in ARMS:
-        todo = [spec for spec in specs if spec.arm == arm and saved[spec] is None]
-        if todo:
-            for spec in todo:  # before training: a page never trains what another profile's folder holds
-                store.SAE_TRAINING.check_writer(_fields(profile, layer, spec))
-            trained = train_saes([acts[spec] for spec in todo], arm, [spec.sae_seed for spec in todo],
-                                 **settings.training())
-            for spec, (sae, log) in zip(todo, trained):
-                saved[spec] = store.SAE_TRAINING.save(_fields(profile, layer, spec),
-                                                      dict(state=sae.to_state(), log=log), **inputs(spec))
+        mine = [spec for spec in todo if spec.arm == arm]
+        trained = iter_saes([acts[spec] for spec in mine], arm, [spec.sae_seed for spec in mine], **settings.training())
+        for spec, (sae, log) in zip(mine, trained):
+            store.SAE_TRAINING.save(_fields(profile, layer, spec), dict(state=sae.to_state(), log=log), **inputs(spec))
+    saved = {spec: store.SAE_TRAINING.load(_fields(profile, layer, spec), **inputs(spec)) for spec in specs}
     return {spec: (SparseAutoencoder.from_state(v["state"]), v["log"]) for spec, v in saved.items()}
 
 

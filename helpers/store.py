@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import profiles
-from helpers.paths import cached, data_dir, load_cached, save_cached
+from helpers.paths import cached, data_dir, has_cached, load_cached, save_cached
 
 
 def owner(profile, family=None, network=None, kind="result"):
@@ -164,6 +164,10 @@ class CachedStep:
     def load(self, where, **inputs):
         """The cached result, or None: for callers that compute several results at once (``save`` each)."""
         return load_cached(path(self.artifact, **where), self.key(**inputs))
+
+    def has(self, where, **inputs):
+        """Whether the result is cached, without loading it."""
+        return has_cached(path(self.artifact, **where), self.key(**inputs))
 
     def save(self, where, value, **inputs):
         """Cache ``value`` (``check_writer`` first)."""

@@ -198,12 +198,14 @@ def _finished(step, profile, started):
 
 
 def run_pages(todo, done, args, workers):
-    """Run the steps of ``todo`` (in manifest order), ``workers`` at a time, each as soon as the pages it reads
-    (``Step.after``) are in ``done``; each page is a child process (``--step``) logging to a file beside its stamp.
+    """Run the steps of ``todo``, ``workers`` at a time, each as soon as the pages it reads (``Step.after``) are in
+    ``done``, the ready page with the longest chain of pages after it first (``manifest.longest_paths``, from each
+    page's time when it last ran); each page is a child process (``--step``) logging to a file beside its stamp.
     A failure lets the running pages finish, starts no other, and stops the study with the failed page's log."""
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    pending, running, failed = list(todo), {}, []
+    chain = manifest.longest_paths(todo, {s.page: manifest.expected_seconds(s, BOOK, args.profile) for s in todo})
+    pending, running, failed = sorted(todo, key=lambda s: -chain[s.page]), {}, []
     print(f"running up to {workers} pages at a time, {threads} torch thread(s) each", flush=True)
     try:
         _schedule(pending, running, failed, done, args, workers, env)

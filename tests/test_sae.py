@@ -318,3 +318,15 @@ def test_the_trainers_peak_memory_stays_within_its_budget():
         return int(run.stdout.split()[-1])
     assert peak(budget) <= budget
     assert peak(10**12) > budget
+
+
+def test_a_loaded_sae_holds_its_states_tensors_and_a_cache_is_checked_without_loading(tmp_path):
+    from helpers.paths import has_cached, save_cached
+    state = saelib.SparseAutoencoder(8, 3, seed=1, scale=2.0).to_state()
+    sae = saelib.SparseAutoencoder.from_state(state)
+    assert sae.W_enc.data_ptr() == state["state_dict"]["W_enc"].data_ptr() and float(sae.scale) == 2.0
+    save_cached(tmp_path / "x.pt", {"a": 1}, dict(state=state))
+    assert has_cached(tmp_path / "x.pt", {"a": 1}) and not has_cached(tmp_path / "x.pt", {"a": 2})
+    assert not has_cached(tmp_path / "missing.pt", {"a": 1})
+    (tmp_path / "bad.pt").write_bytes(b"truncated")
+    assert not has_cached(tmp_path / "bad.pt", {"a": 1})

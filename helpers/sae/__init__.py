@@ -47,6 +47,7 @@ from helpers.sae.train import (
                                   MEMORY_VARIABLE,
                                   REFERENCE_FEATURES,
                                   RESAMPLE_UNTIL,
+                                  iter_saes,
                                   learning_rate,
                                   log_entry,
                                   memory_budget,
@@ -69,4 +70,5 @@ __all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activation
            "SparseAutoencoder", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
            "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step",
-           "CPU_STACK_BYTES", "MEMORY_VARIABLE", "memory_budget", "plan_stacks", "stack_bytes", "train_stack"]
+           "CPU_STACK_BYTES", "MEMORY_VARIABLE", "memory_budget", "plan_stacks", "stack_bytes", "train_stack",
+           "iter_saes"]

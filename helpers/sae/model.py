@@ -69,7 +69,8 @@ class SparseAutoencoder(nn.Module):
 
     @classmethod
     def from_state(cls, state):
-        sae = cls(state["d_in"], state["expansion"], k=state["k"])
+        with torch.device("meta"):  # no weights drawn only to be replaced
+            sae = cls(state["d_in"], state["expansion"], k=state["k"])
         sae.load_state_dict(state["state_dict"], assign=True)  # the state's tensors, not a second copy of them
         return sae.eval()
 

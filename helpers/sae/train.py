@@ -202,18 +202,24 @@ def available_memory():
         return 2 * CPU_STACK_BYTES
 
 
-def train_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, batch_size=256, steps=1000,
-               l1_start=0.05, log_every=25, device=None, progress=True, memory=None):
+def train_saes(acts, arm="l1", seeds=(0,), **settings):
+    """``iter_saes`` as a list of (sae, log)."""
+    return list(iter_saes(acts, arm, seeds, **settings))
+
+
+def iter_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, batch_size=256, steps=1000,
+              l1_start=0.05, log_every=25, device=None, progress=True, memory=None):
     """Train one ``SparseAutoencoder`` of ``arm`` ('l1' or 'topk') per pair of activation vectors ``acts[i]``
     (N, D) and seed ``seeds[i]``, in stacks (``train_stack``) that each hold at most ``memory`` bytes by
-    ``stack_bytes`` (by default ``memory_budget(device)``), besides the SAEs returned. Each SAE's seed sets its
+    ``stack_bytes`` (by default ``memory_budget(device)``), besides the SAEs yielded. Each SAE's seed sets its
     initialization, its batch order and its resampling draws, so it comes out as ``train_sae`` would train it alone,
-    in whichever stack.
+    in whichever stack. Yields each (sae, log) once its stack has trained, so a caller that saves it and lets it go
+    holds no more than one stack's SAEs at a time.
 
     Both arms reach the same sparsity: TopK keeps ``target_l0`` features; the L1 arm's λ is calibrated on the fly,
-    per SAE (see the package doc). Returns a list of (sae, log): log is a list of dicts (step, mse, l0,
-    explained_variance, silent, l1_coefficient, resampled) every ``log_every`` steps, from which the convergence gate
-    reads. ``lr``: Adam's learning rate, by default ``learning_rate(arm, number of features)``.
+    per SAE (see the package doc). Each log is a list of dicts (step, mse, l0, explained_variance, silent,
+    l1_coefficient, resampled) every ``log_every`` steps, from which the convergence gate reads. ``lr``: Adam's
+    learning rate, by default ``learning_rate(arm, number of features)``.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     acts, seeds = list(acts), list(seeds)
@@ -224,10 +230,8 @@ def train_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, b
         raise ValueError(f"target_l0={target_l0!r} must be positive.")
     settings = dict(arm=arm, target_l0=target_l0, expansion=expansion, lr=lr, batch_size=batch_size, steps=steps,
                     l1_start=l1_start, log_every=log_every, device=device, progress=progress)
-    out = []
     for stack in plan_stacks(acts, expansion, batch_size, memory_budget(device) if memory is None else memory):
-        out += train_stack([acts[i] for i in stack], [seeds[i] for i in stack], **settings)
-    return out
+        yield from train_stack([acts[i] for i in stack], [seeds[i] for i in stack], **settings)
 
 
 def train_stack(acts, seeds, arm, target_l0, expansion, lr, batch_size, steps, l1_start, log_every, device, progress):
