@@ -1,11 +1,11 @@
-"""The full-size path, end to end: random-weight checkpoints in both official formats, notebooks 01-03 on them.
+"""The full-size path, end to end: random-weight checkpoints in both official formats, notebooks 01-05 on them.
 
     python benchmarks/full_size.py [--train-images 2000] [--test-images 1000] [--sae-steps 30] [--data FOLDER]
 
 Writes VGG13_bn (28M parameters, hidden layer 4096) as huyvnphan/PyTorch_CIFAR10 saves it (a plain state dict,
 ``vgg13_bn.pt``) and B-12/Wi-1024 at 64 px as gregorbachmann/scaling_mlps saves it (a state dict from a
 ``torch.compile``d model, keys prefixed ``_orig_mod.``) into a scratch data folder, then runs
-01_activation_maximization, 02_sae (both models) and 03_compare through the ``full-size-check`` profile (the
+01_activation_maximization, 02_sae (both models), 03_compare and 05_atlas through the ``full-size-check`` profile (the
 official checkpoints' loading path, few steps; ``helpers.profiles``). The
 networks, SAEs (4096 -> 12,288 and 1024 -> 3,072) and statistics are full size; the step counts and the number
 of images are not (real CIFAR-10 images, a class-balanced subset written as torchvision's pickled batches, so a
@@ -19,6 +19,7 @@ import os
 import pickle
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -103,17 +104,18 @@ class PeakMemory:
         self._thread.join()
 
 
-def describe(step):
+def describe(notebook, model):
     """What one notebook of the run does, as the README's table names it."""
     p = profiles.get(PROFILE)
-    if step.notebook.startswith("01"):
+    if notebook.startswith("01"):
         return f"01, both models, {p.am.units} units per layer, {p.am.steps} AM steps"
-    if step.notebook.startswith("02"):
+    if notebook.startswith("02"):
         from helpers.sae_study import variants
-        model, d = step.parameters["model"], HIDDEN[step.parameters["model"]]
-        return (f"02 {profiles.FAMILY[model].role} ({len(variants(model, PROFILE))} SAEs of {d:,} → "
-                f"{p.sae.expansion * d:,})")
-    return f"{step.notebook[:2]} (every SAE's features compared, layer map, pairs)"
+        d, saes = HIDDEN[model], len(variants(model, PROFILE))
+        return f"02 {profiles.FAMILY[model].role} ({saes} SAEs of {d:,} → {p.sae.expansion * d:,})"
+    if notebook.startswith("03"):
+        return "03 (every SAE's features compared, layer map, pairs)"
+    return f"{notebook[:2]} ({notebook[3:].removesuffix('.ipynb')})"
 
 
 def readme_block(record):
@@ -122,14 +124,18 @@ def readme_block(record):
     peak = max(rows, key=lambda r: r["peak_memory_gib"])
     enough = next(gib for gib in (4, 8, 16, 32, 64, 128, 256) if peak["peak_memory_gib"] <= 0.8 * gib)
     machine = record["machine"]
-    lines = [BEGIN, f"Measured on a {machine['threads']}-thread {machine['cpu']} ({record['date']}, commit "
-             f"{record['commit']}), with {record['sae_steps']} SAE steps; `benchmarks/full_size.json` holds the run:",
+    lines = [BEGIN, *textwrap.wrap(f"Measured on a {machine['threads']}-thread {machine['cpu']} ({record['date']}, "
+                                   f"commit {record['commit']}), with {record['sae_steps']} steps per SAE; "
+                                   "`benchmarks/full_size.json` holds the run:", 120),
              "", "| notebook | time | peak memory of the kernel |", "| --- | --- | --- |"]
-    lines += [f"| {r['what']} | {r['seconds']:.0f} s | {r['peak_memory_gib']:.1f} GiB |" for r in rows]
-    lines += ["", f"The largest peak, {peak['peak_memory_gib']:.1f} GiB ({peak['what'].split(' (')[0]}), leaves a "
-              f"fifth of {enough} GiB free: {enough} GiB of memory is enough. On a CPU the full-size SAEs train one "
-              "at a time (a stack holds at most `helpers.sae.CPU_STACK_BYTES`; "
-              "`$INTERPRET_MLP_SAE_MEMORY_GIB` sets it), on a GPU as many as fit in half its free memory.", END]
+    lines += [f"| {describe(r['notebook'], r['model'])} | {r['seconds']:.0f} s | {r['peak_memory_gib']:.1f} GiB |"
+              for r in rows]
+    largest = describe(peak["notebook"], peak["model"]).split(" (")[0]
+    lines += ["", *textwrap.wrap(
+        f"The largest peak, {peak['peak_memory_gib']:.1f} GiB ({largest}), leaves a fifth of {enough} GiB free: "
+        f"{enough} GiB of memory is enough. On a CPU the full-size SAEs train one at a time (a stack holds at most "
+        "`helpers.sae.CPU_STACK_BYTES`; `$INTERPRET_MLP_SAE_MEMORY_GIB` sets it), on a GPU as many as fit in half "
+        "its free memory.", 120), END]
     return "\n".join(lines)
 
 
@@ -198,8 +204,7 @@ def main():
                 status = "ok"
             except SystemExit as e:
                 status, failed = str(e).strip().splitlines()[0], True
-        rows.append(dict(notebook=name, model=extra.get("model", ""), what=describe(step),
-                         seconds=round(time.time() - start, 1),
+        rows.append(dict(notebook=name, model=extra.get("model", ""), seconds=round(time.time() - start, 1),
                          peak_memory_gib=round(memory.peak / 2**30, 2), status=status,
                          load_average=round(os.getloadavg()[1], 1)))  # 5-minute load: above the cores = shared
         print(f"{name} {extra.get('model', '')}: {status}, {rows[-1]['seconds']:.0f} s, "

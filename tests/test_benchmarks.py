@@ -99,13 +99,14 @@ def test_the_readmes_full_size_table_is_the_runs_file():
 
 def test_the_readme_block_names_the_memory_that_the_largest_peak_needs():
     full_size = _module("full_size")
-    rows = [dict(what="02 CNN (8 SAEs)", seconds=10, peak_memory_gib=7.0), dict(what="03", seconds=5,
-                                                                                  peak_memory_gib=2.0)]
+    rows = [dict(notebook="02_sae.ipynb", model="cnn", seconds=10, peak_memory_gib=7.0),
+            dict(notebook="03_compare.ipynb", model="", seconds=5, peak_memory_gib=2.0)]
     record = dict(machine=dict(threads=2, cpu="CPU"), date="2026-12-05", commit="abc", sae_steps=30, rows=rows)
-    assert "The largest peak, 7.0 GiB (02 CNN), leaves a fifth of 16 GiB free: 16 GiB" in full_size.readme_block(record)
+    assert "The largest peak, 7.0 GiB (02 CNN), leaves a fifth of 16 GiB free: 16 GiB" in \
+        full_size.readme_block(record).replace("\n", " ")
     rows[0]["peak_memory_gib"] = 6.0
     assert "16 GiB" not in full_size.readme_block(record) and "8 GiB of memory is enough" in \
-        full_size.readme_block(record)
+        full_size.readme_block(record).replace("\n", " ")
 
 
 def test_the_readme_quotes_the_paper_estimates_sae_memory():
