@@ -196,6 +196,39 @@ def bench_stacked(repeats, quick):
             yield row
 
 
+def bench_sparse(repeats, quick):
+    """The L1 arm's training step on the code's nonzeros (``SPARSE_STEP_SHARE``: the decoder's product and every
+    backward product over the active features) against the dense step, the same steps on the same batches from the
+    same SAEs, interleaved; the SAEs' biases set so that about 32 features fire per vector, as the study's target
+    L0. At the cpu study's size (a stack of 6, 512 -> 1,536) and the full size (one SAE, 4096 -> 12,288)."""
+    sizes = [(512, 6, 10 if quick else 30)] + ([] if quick else [(4096, 1, 3)])
+    for d, n, steps in sizes:
+        acts = synthetic_activations(8192, d)
+        saes = [saelib.new_sae(acts, "l1", 32, 3, seed=s) for s in range(n)]
+        stacks = {}
+        for name in ("dense", "sparse"):
+            stacks[name] = saelib.SAEStack(saes)
+            with torch.no_grad():  # about 32 of the 3d features fire per vector
+                pre = stacks[name].pre_activations(acts[None, :1024].expand(n, -1, -1))
+                stacks[name].b_enc -= pre.flatten(1).quantile(1 - 32 / (3 * d), dim=1)[:, None]
+        opts = {name: saelib.new_optimizer(m, "l1") for name, m in stacks.items()}
+        x = torch.stack([acts[(i * 256) % 7936:(i * 256) % 7936 + 256] for i in range(n)])
+
+        def run(name, share):
+            def steps_of():
+                with mock.patch.object(saelib.train, "SPARSE_STEP_SHARE", share):
+                    for _ in range(steps):
+                        saelib.train_step(stacks[name], opts[name], x, torch.full((n,), 1e-3), None)
+            return steps_of
+        times = interleaved({"dense": run("dense", 0.0), "sparse": run("sparse", 1.0)}, repeats)
+        ratios = [a / b for a, b in zip(times["dense"], times["sparse"])]
+        row = ratio_row(f"sae l1 {d}->{3 * d}: sparse vs dense step, stack of {n}", "speed-up", ratios)
+        row["ms_per_step"] = statistics.median(times["sparse"]) / steps * 1000
+        with torch.no_grad():
+            row["l0_at_end"] = (stacks["sparse"].pre_activations(x) > 0).sum(-1).float().mean().item()
+        yield row
+
+
 def bfloat16_matmuls(d, repeats):
     """The SAE step's matmuls in bfloat16 against float32, interleaved: whether bf16 autocast could pay here. (On a
     CPU without native bf16 instructions it is emulated, and much slower: the SAEs train in float32.)"""
@@ -454,7 +487,7 @@ def format_row(row):
     return f"{row['benchmark']:<58} {row['measure']:<34} {figure}{rng}{extra}{status}"
 
 
-BENCHMARKS = ("sae", "stacked", "actmax", "harvest", "sklearn")
+BENCHMARKS = ("sae", "stacked", "sparse", "actmax", "harvest", "sklearn")
 
 
 def main():
@@ -469,6 +502,7 @@ def main():
     print(f"{machine}; {repeats} interleaved repeats per figure (median [lowest, highest])")
     rows = []
     benches = {"sae": lambda: bench_sae(repeats, args.quick), "stacked": lambda: bench_stacked(repeats, args.quick),
+               "sparse": lambda: bench_sparse(repeats, args.quick),
                "actmax": lambda: bench_actmax(repeats, args.quick),
                "harvest": lambda: bench_harvest(repeats, args.quick), "sklearn": lambda: bench_sklearn(args.quick)}
     for name in args.only or BENCHMARKS:

@@ -71,12 +71,17 @@ def load_cached(path, key):
 
 
 def has_cached(path, key):
-    """Whether ``path`` holds a result saved with ``key``, read without loading its tensors (memory-mapped)."""
+    """Whether ``path`` holds a result saved with ``key``, read without loading its tensors (memory-mapped). A file
+    that cannot be read is refused as ``load_cached`` refuses it."""
     import torch
+    path = Path(path)
+    if not path.exists():
+        return False
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("key") == key
-    except Exception:  # missing, truncated or another format: not this result
-        return False
+    except Exception:
+        load_cached(path, key)  # raises its error, which names the file and the fix
+        raise
 
 
 def save_cached(path, key, value):

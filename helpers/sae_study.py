@@ -64,11 +64,14 @@ def train_variants(profile, layer, specs, nets, module, acts, settings):
     todo = [spec for spec in specs if not store.SAE_TRAINING.has(_fields(profile, layer, spec), **inputs(spec))]
     for spec in todo:  # before training: a page never trains what another profile's folder holds
         store.SAE_TRAINING.check_writer(_fields(profile, layer, spec))
-    for arm in ARMS:
+
+    def train(arm):  # a function, so that nothing of the last stack outlives it
         mine = [spec for spec in todo if spec.arm == arm]
         trained = iter_saes([acts[spec] for spec in mine], arm, [spec.sae_seed for spec in mine], **settings.training())
         for spec, (sae, log) in zip(mine, trained):
             store.SAE_TRAINING.save(_fields(profile, layer, spec), dict(state=sae.to_state(), log=log), **inputs(spec))
+    for arm in ARMS:
+        train(arm)
     saved = {spec: store.SAE_TRAINING.load(_fields(profile, layer, spec), **inputs(spec)) for spec in specs}
     return {spec: (SparseAutoencoder.from_state(v["state"]), v["log"]) for spec, v in saved.items()}
 

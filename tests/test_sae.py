@@ -329,4 +329,30 @@ def test_a_loaded_sae_holds_its_states_tensors_and_a_cache_is_checked_without_lo
     assert has_cached(tmp_path / "x.pt", {"a": 1}) and not has_cached(tmp_path / "x.pt", {"a": 2})
     assert not has_cached(tmp_path / "missing.pt", {"a": 1})
     (tmp_path / "bad.pt").write_bytes(b"truncated")
-    assert not has_cached(tmp_path / "bad.pt", {"a": 1})
+    with pytest.raises(RuntimeError, match="truncated or corrupt"):
+        has_cached(tmp_path / "bad.pt", {"a": 1})
+
+
+def test_the_sparse_l1_step_is_the_dense_step(monkeypatch):
+    """Three SAEs with about a fifth of their features active, three steps each way: the step over the code's
+    nonzeros (``SPARSE_STEP_SHARE``) gives the dense step's parameters, losses and firing counts."""
+    import copy
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(3, 64, 16, generator=g) @ torch.randn(16, 32, generator=g))
+    saes = [saelib.SparseAutoencoder(32, 4, seed=s) for s in range(3)]
+    for sae in saes:
+        with torch.no_grad():
+            sae.b_enc -= 1.5
+    out = {}
+    for share in (0.0, 1.0):
+        monkeypatch.setattr(sae_training, "SPARSE_STEP_SHARE", share)
+        stack = saelib.SAEStack(copy.deepcopy(saes))
+        opt = saelib.new_optimizer(stack, "l1", 1e-3)
+        steps = [saelib.train_step(stack, opt, x, torch.tensor([0.1, 0.2, 0.3]), None) for _ in range(3)]
+        out[share] = stack.state_dict(), steps
+    (dense, dense_steps), (sparse, sparse_steps) = out[0.0], out[1.0]
+    assert all(torch.allclose(dense[k], sparse[k], atol=1e-6) for k in dense)
+    for (mse_d, fired_d), (mse_s, fired_s) in zip(dense_steps, sparse_steps):
+        assert torch.allclose(mse_d, mse_s, atol=1e-6) and torch.equal(fired_d, fired_s)
+    active = (stack.pre_activations(x) > 0).sum(-1).float().mean().item()
+    assert 4 < active < 0.5 * stack.n_features  # sparse enough to test something, not empty

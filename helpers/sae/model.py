@@ -69,6 +69,8 @@ class SparseAutoencoder(nn.Module):
 
     @classmethod
     def from_state(cls, state):
+        """The SAE of ``to_state``'s dict, holding that dict's tensors (no copy): a state made in memory from an SAE
+        on the CPU shares that SAE's storage, so train neither afterwards; a state read from a file is its own."""
         with torch.device("meta"):  # no weights drawn only to be replaced
             sae = cls(state["d_in"], state["expansion"], k=state["k"])
         sae.load_state_dict(state["state_dict"], assign=True)  # the state's tensors, not a second copy of them
@@ -85,6 +87,33 @@ def geometric_median(x, iterations=50):
             return y_new
         y = y_new
     return y
+
+
+class _PreActivationsAt(torch.autograd.Function):
+    """A stack's pre-activations at ``indices`` (S, B, k), read from ``pre`` (computed without a graph), with the
+    gradient of ``u`` = x / scale - b_dec (S, B, D) and of the encoder's weights and bias at those entries only: at
+    the cost of the S·B·k entries rather than of all F features. EmbeddingBag does the sparse products: its forward
+    gives u's gradient, and its weight gradient, with u as the output's gradient, is the encoder's."""
+
+    @staticmethod
+    def forward(ctx, u, w_enc, b_enc, pre, indices):
+        ctx.save_for_backward(u, w_enc, indices)
+        return pre.gather(-1, indices)
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, w_enc, indices = ctx.saved_tensors
+        s, b, k = indices.shape
+        n_features, d = w_enc.shape[1:]
+        flat = (indices + torch.arange(s, device=indices.device)[:, None, None] * n_features).reshape(s * b, k)
+        weights = grad.reshape(s * b, k)
+        d_u = F.embedding_bag(flat, w_enc.reshape(s * n_features, d), per_sample_weights=weights, mode="sum")
+        with torch.enable_grad():
+            table = w_enc.detach().reshape(s * n_features, d).requires_grad_()
+            d_w, = torch.autograd.grad(F.embedding_bag(flat, table, per_sample_weights=weights, mode="sum"), table,
+                                       u.reshape(s * b, d))
+        d_b = grad.new_zeros(s * n_features).index_add_(0, flat.flatten(), weights.flatten())
+        return d_u.reshape(s, b, d), d_w.reshape(s, n_features, d), d_b.reshape(s, n_features), None, None
 
 
 class SAEStack(nn.Module):
@@ -122,6 +151,12 @@ class SAEStack(nn.Module):
         # or three in a training step
         bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc.transpose(1, 2)).squeeze(1)
         return torch.baddbmm(bias.unsqueeze(1), x / self._scale(), self.W_enc.transpose(1, 2))
+
+    def pre_activations_at(self, x, pre, indices):
+        """``pre_activations(x)`` at ``indices`` (S, B, k), taken from ``pre`` (its values without a graph), whose
+        backward costs the k entries per vector, not the F features (``_PreActivationsAt``)."""
+        return _PreActivationsAt.apply(x / self._scale() - self.b_dec.unsqueeze(1), self.W_enc, self.b_enc, pre,
+                                       indices)
 
     def decode(self, f):
         return torch.baddbmm(self.b_dec.unsqueeze(1), f, self.W_dec) * self._scale()

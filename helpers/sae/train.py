@@ -2,6 +2,7 @@
 them."""
 import math
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +33,9 @@ CPU_STACK_BYTES = 2 * 2**30
 # The C allocator keeps freed blocks for reuse, so a process's resident peak exceeds its live tensors: stacks of 1-3
 # SAEs of 1024 -> 3,072 peaked at up to 1.16 times the bound without this factor (5 runs each, 2-core AMD EPYC).
 ALLOCATOR_SLACK = 1.5
+# The L1 arm's step runs on the code's nonzeros (the decoder's product and every backward product) while the most
+# active vector of a batch has at most this share of the features active, and dense above it (early in training).
+SPARSE_STEP_SHARE = 0.25
 RESAMPLE_VECTORS = 8192  # resampling draws its new directions from this many training vectors
 MEMORY_VARIABLE = "INTERPRET_MLP_SAE_MEMORY_GIB"
 
@@ -97,11 +101,17 @@ def train_step(stack, opt, x, l1_coefficients, aux_dead):
     rows back to unit norm. Returns (mse (S,), how often each feature fired in the batch (S, F)), detached."""
     pre = stack.pre_activations(x)
     if stack.k is None:
-        f = F.relu(pre)
-        recon = stack.decode(f)
+        active = int((pre > 0).sum(-1).max())
+        if active <= stack.n_features * SPARSE_STEP_SHARE:  # the code's nonzeros only (SPARSE_STEP_SHARE)
+            indices = pre.detach().topk(max(active, 1), dim=-1, sorted=False).indices  # all of each vector's positives
+            f = F.relu(stack.pre_activations_at(x, pre.detach(), indices))
+            recon = stack.decode_sparse(f, indices)
+        else:
+            f = F.relu(pre)
+            recon = stack.decode(f)
         mse = mse_loss(stack, x, recon)
         loss = mse + l1_coefficients * l1_penalty(f)
-        fired = (f > 0).sum(1, dtype=pre.dtype)
+        fired = (pre.detach() > 0).sum(1, dtype=pre.dtype)
     else:
         top = F.relu(pre).topk(stack.k, dim=-1)
         recon = stack.decode_sparse(top.values, top.indices)
@@ -147,12 +157,12 @@ def _check_activations(acts):
 
 
 def stack_bytes(n_saes, n_sets, n_vectors, n_inputs, n_features, batch_size):
-    """An upper bound on the bytes a stack of ``n_saes`` SAEs of ``n_inputs`` -> ``n_features`` (float32) holds while
-    it trains on ``n_sets`` distinct activation sets of ``n_vectors`` vectors in batches of ``batch_size``: per SAE
-    its weights, their gradients, Adam's two moments and a step's (batch, features) intermediates; once per stack the
-    activation sets, and a resampling's copy of one SAE (half as much again while it is built) with its pass over up
-    to ``RESAMPLE_VECTORS`` vectors; all times ``ALLOCATOR_SLACK``. One SAE of 4096 -> 12,288 on 2,000 vectors:
-    3.9 GB, against a resident peak of 2.15 GB measured."""
+    """An estimate, with a margin, of the bytes a stack of ``n_saes`` SAEs of ``n_inputs`` -> ``n_features``
+    (float32) holds while it trains on ``n_sets`` distinct activation sets of ``n_vectors`` vectors in batches of
+    ``batch_size``: per SAE its weights, their gradients, Adam's two moments and a step's (batch, features)
+    intermediates; once per stack the activation sets, and a resampling's copy of one SAE (half as much again while
+    it is built) with its pass over up to ``RESAMPLE_VECTORS`` vectors; all times ``ALLOCATOR_SLACK``, measured on a
+    CPU (``tests/test_sae.py`` checks a small case in a subprocess). Not measured on a GPU."""
     parameters = 2 * n_inputs * n_features + n_features + n_inputs
     per_sae = 4 * parameters + 6 * batch_size * n_features
     resampling = 1.5 * parameters + min(n_vectors, RESAMPLE_VECTORS) * 2 * (n_features + n_inputs)
@@ -189,12 +199,15 @@ def memory_budget(device):
                              f"a stack of SAEs may hold (for example 4), or unset it for the default.")
         return int(gib * 2**30)
     if torch.device(device).type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] // 2
-    return min(available_memory() // 2, CPU_STACK_BYTES)
+        return free_memory(device) // 2
+    return min(free_memory(device) // 2, CPU_STACK_BYTES)
 
 
-def available_memory():
-    """MemAvailable of /proc/meminfo in bytes (``CPU_STACK_BYTES`` twice over where there is no such file)."""
+def free_memory(device):
+    """The bytes free on ``device``: a GPU's free memory, or MemAvailable of /proc/meminfo (``CPU_STACK_BYTES``
+    twice over where there is no such file)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
         return int(fields["MemAvailable"].split()[0]) * 1024
@@ -213,8 +226,9 @@ def iter_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, ba
     (N, D) and seed ``seeds[i]``, in stacks (``train_stack``) that each hold at most ``memory`` bytes by
     ``stack_bytes`` (by default ``memory_budget(device)``), besides the SAEs yielded. Each SAE's seed sets its
     initialization, its batch order and its resampling draws, so it comes out as ``train_sae`` would train it alone,
-    in whichever stack. Yields each (sae, log) once its stack has trained, so a caller that saves it and lets it go
-    holds no more than one stack's SAEs at a time.
+    in whichever stack (to float tolerance, not bitwise: a stack's batched products sum in their own order, as a
+    change of thread count does). Yields each (sae, log) once its stack has trained, so a caller that saves it and
+    lets it go holds no more than one stack's SAEs at a time.
 
     Both arms reach the same sparsity: TopK keeps ``target_l0`` features; the L1 arm's λ is calibrated on the fly,
     per SAE (see the package doc). Each log is a list of dicts (step, mse, l0, explained_variance, silent,
@@ -230,6 +244,12 @@ def iter_saes(acts, arm="l1", seeds=(0,), target_l0=32, expansion=3, lr=None, ba
         raise ValueError(f"target_l0={target_l0!r} must be positive.")
     settings = dict(arm=arm, target_l0=target_l0, expansion=expansion, lr=lr, batch_size=batch_size, steps=steps,
                     l1_start=l1_start, log_every=log_every, device=device, progress=progress)
+    n, d = acts[0].shape
+    one, free = stack_bytes(1, 1, n, d, expansion * d, batch_size), free_memory(device)
+    if one > free:
+        warnings.warn(f"one SAE of {d} -> {expansion * d} on {n} vectors needs about {one / 2**30:.1f} GiB "
+                      f"(stack_bytes), more than the {free / 2**30:.1f} GiB free on {device}; it may run out of "
+                      "memory.", ResourceWarning, stacklevel=2)
     for stack in plan_stacks(acts, expansion, batch_size, memory_budget(device) if memory is None else memory):
         yield from train_stack([acts[i] for i in stack], [seeds[i] for i in stack], **settings)
 
