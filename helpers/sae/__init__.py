@@ -21,7 +21,8 @@ SAEs that read activations of one shape train together as ``SAEStack``s (``train
 per layer for all SAEs of a stack, each SAE with its own seed, batches, λ and resampling, and the result each would have
 alone. Stacks are sized to a memory budget (``memory_budget``, ``stack_bytes``): half the free memory of a GPU; on a
 CPU, where stacking buys little, at most ``CPU_STACK_BYTES``, so full-size SAEs train one at a time;
-$INTERPRET_MLP_SAE_MEMORY_GIB sets it.
+$INTERPRET_MLP_SAE_MEMORY_GIB sets it. Once the L1 arm's code is sparse (``SPARSE_STEP_SHARE``), its step multiplies by
+the code as a sparse matrix (``SAEStack.positive_code``): only the encoder's forward product touches every feature.
 
 The modules: ``model`` (the module, the stack; "dead", "dense", "silent"), ``losses``, ``train`` (step, resample,
 log, loop), ``evaluate`` (held-out metrics, splicing, a planted dictionary), ``export`` (SAELens's files). This
@@ -47,6 +48,7 @@ from helpers.sae.train import (
                                   MEMORY_VARIABLE,
                                   REFERENCE_FEATURES,
                                   RESAMPLE_UNTIL,
+                                  SPARSE_STEP_SHARE,
                                   iter_saes,
                                   learning_rate,
                                   log_entry,
@@ -70,5 +72,6 @@ __all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activation
            "SparseAutoencoder", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
            "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step",
-           "CPU_STACK_BYTES", "MEMORY_VARIABLE", "memory_budget", "plan_stacks", "stack_bytes", "train_stack",
+           "CPU_STACK_BYTES", "MEMORY_VARIABLE", "SPARSE_STEP_SHARE", "memory_budget", "plan_stacks", "stack_bytes",
+           "train_stack",
            "iter_saes"]

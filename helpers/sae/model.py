@@ -1,11 +1,14 @@
 """The sparse autoencoder as a module, a stack of them trained as one, and the definitions of a dead, a dense and a
 silent feature."""
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 DENSE_FREQUENCY = 0.1   # a feature firing on more than this share of held-out vectors is dense
+# torch.sparse's CSR matrices (the L1 arm's sparse step) warn on every construction that they are in beta
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
 def dead(frequency):
@@ -89,31 +92,43 @@ def geometric_median(x, iterations=50):
     return y
 
 
-class _PreActivationsAt(torch.autograd.Function):
-    """A stack's pre-activations at ``indices`` (S, B, k), read from ``pre`` (computed without a graph), with the
-    gradient of ``u`` = x / scale - b_dec (S, B, D) and of the encoder's weights and bias at those entries only: at
-    the cost of the S·B·k entries rather than of all F features. EmbeddingBag does the sparse products: its forward
-    gives u's gradient, and its weight gradient, with u as the output's gradient, is the encoder's."""
+class _PositiveCode(torch.autograd.Function):
+    """The L1 arm's reconstruction (before the decoder's bias and scale) and L1 norm per SAE from the positive
+    pre-activations alone, held as one sparse matrix (CSR; rows the S·B vectors, columns the S·F features of the
+    stacked dictionaries): the decoder's product and the three backward products cost the active entries, not all F
+    features. ``pre`` (S, B, F) comes from the dense encoder without a graph, ``u`` = x / scale - b_dec is its
+    input; the gradients reach the encoder's weights and biases through the active pre-activations, and the
+    decoder's weights."""
 
     @staticmethod
-    def forward(ctx, u, w_enc, b_enc, pre, indices):
-        ctx.save_for_backward(u, w_enc, indices)
-        return pre.gather(-1, indices)
+    def forward(ctx, pre, u, w_enc, b_enc, b_dec, w_dec):
+        s, b, f = pre.shape
+        active = pre > 0
+        counts = active.sum(-1).flatten()
+        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        sae, _, feature = torch.nonzero(active, as_tuple=True)
+        columns, values = sae * f + feature, pre[active]
+        code = torch.sparse_csr_tensor(crow, columns, values, (s * b, s * f), check_invariants=False)
+        recon = (code @ w_dec.reshape(s * f, -1)).reshape(s, b, -1)
+        l1 = values.new_zeros(s).index_add_(0, sae, values) / b
+        ctx.save_for_backward(crow, columns, values, sae, u, w_enc, w_dec)
+        return recon, l1
 
     @staticmethod
-    def backward(ctx, grad):
-        u, w_enc, indices = ctx.saved_tensors
-        s, b, k = indices.shape
-        n_features, d = w_enc.shape[1:]
-        flat = (indices + torch.arange(s, device=indices.device)[:, None, None] * n_features).reshape(s * b, k)
-        weights = grad.reshape(s * b, k)
-        d_u = F.embedding_bag(flat, w_enc.reshape(s * n_features, d), per_sample_weights=weights, mode="sum")
-        with torch.enable_grad():
-            table = w_enc.detach().reshape(s * n_features, d).requires_grad_()
-            d_w, = torch.autograd.grad(F.embedding_bag(flat, table, per_sample_weights=weights, mode="sum"), table,
-                                       u.reshape(s * b, d))
-        d_b = grad.new_zeros(s * n_features).index_add_(0, flat.flatten(), weights.flatten())
-        return d_u.reshape(s, b, d), d_w.reshape(s, n_features, d), d_b.reshape(s, n_features), None, None
+    def backward(ctx, g_recon, g_l1):
+        crow, columns, values, sae, u, w_enc, w_dec = ctx.saved_tensors
+        s, f, d = w_enc.shape
+        b = u.shape[1]
+        g_recon = g_recon.reshape(s * b, d)
+        code = torch.sparse_csr_tensor(crow, columns, values, (s * b, s * f), check_invariants=False)
+        d_w_dec = code.to_sparse_csc().t() @ g_recon
+        g_code = torch.sparse.sampled_addmm(code, g_recon, w_dec.reshape(s * f, d).T, beta=0.0).values()
+        g_code = g_code + g_l1[sae] / b  # the ReLU passes the gradient of every active entry
+        grad = torch.sparse_csr_tensor(crow, columns, g_code, (s * b, s * f), check_invariants=False)
+        d_w_enc = grad.to_sparse_csc().t() @ u.reshape(s * b, d)
+        d_b_enc = g_code.new_zeros(s * f).index_add_(0, columns, g_code).reshape(s, f)
+        d_b_dec = -torch.bmm(d_b_enc.unsqueeze(1), w_enc).squeeze(1)  # b_dec enters the pre-activations as -b_dec
+        return None, None, d_w_enc.reshape(s, f, d), d_b_enc, d_b_dec, d_w_dec.reshape(s, f, d)
 
 
 class SAEStack(nn.Module):
@@ -152,11 +167,12 @@ class SAEStack(nn.Module):
         bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc.transpose(1, 2)).squeeze(1)
         return torch.baddbmm(bias.unsqueeze(1), x / self._scale(), self.W_enc.transpose(1, 2))
 
-    def pre_activations_at(self, x, pre, indices):
-        """``pre_activations(x)`` at ``indices`` (S, B, k), taken from ``pre`` (its values without a graph), whose
-        backward costs the k entries per vector, not the F features (``_PreActivationsAt``)."""
-        return _PreActivationsAt.apply(x / self._scale() - self.b_dec.unsqueeze(1), self.W_enc, self.b_enc, pre,
-                                       indices)
+    def positive_code(self, x, pre):
+        """The L1 arm's ``decode(relu(pre))`` and L1 norm per SAE (S,), from ``pre = pre_activations(x)`` (its values
+        without a graph), at the cost of the active entries (``_PositiveCode``)."""
+        u = (x / self._scale() - self.b_dec.unsqueeze(1)).detach()
+        recon, l1 = _PositiveCode.apply(pre, u, self.W_enc, self.b_enc, self.b_dec, self.W_dec)
+        return (recon + self.b_dec.unsqueeze(1)) * self._scale(), l1
 
     def decode(self, f):
         return torch.baddbmm(self.b_dec.unsqueeze(1), f, self.W_dec) * self._scale()

@@ -33,9 +33,9 @@ CPU_STACK_BYTES = 2 * 2**30
 # The C allocator keeps freed blocks for reuse, so a process's resident peak exceeds its live tensors: stacks of 1-3
 # SAEs of 1024 -> 3,072 peaked at up to 1.16 times the bound without this factor (5 runs each, 2-core AMD EPYC).
 ALLOCATOR_SLACK = 1.5
-# The L1 arm's step runs on the code's nonzeros (the decoder's product and every backward product) while the most
-# active vector of a batch has at most this share of the features active, and dense above it (early in training).
-SPARSE_STEP_SHARE = 0.25
+# The L1 arm's step runs on the code's nonzeros (the decoder's product and every backward product, as sparse
+# matrices) while at most this share of a batch's code is nonzero, and dense above it (early in training).
+SPARSE_STEP_SHARE = 0.1
 RESAMPLE_VECTORS = 8192  # resampling draws its new directions from this many training vectors
 MEMORY_VARIABLE = "INTERPRET_MLP_SAE_MEMORY_GIB"
 
@@ -101,17 +101,14 @@ def train_step(stack, opt, x, l1_coefficients, aux_dead):
     rows back to unit norm. Returns (mse (S,), how often each feature fired in the batch (S, F)), detached."""
     pre = stack.pre_activations(x)
     if stack.k is None:
-        active = int((pre > 0).sum(-1).max())
-        if active <= stack.n_features * SPARSE_STEP_SHARE:  # the code's nonzeros only (SPARSE_STEP_SHARE)
-            indices = pre.detach().topk(max(active, 1), dim=-1, sorted=False).indices  # all of each vector's positives
-            f = F.relu(stack.pre_activations_at(x, pre.detach(), indices))
-            recon = stack.decode_sparse(f, indices)
+        fired = (pre.detach() > 0).sum(1, dtype=pre.dtype)
+        if fired.sum() <= SPARSE_STEP_SHARE * pre.numel():  # the code's nonzeros only (SPARSE_STEP_SHARE)
+            recon, l1 = stack.positive_code(x, pre.detach())
         else:
             f = F.relu(pre)
-            recon = stack.decode(f)
+            recon, l1 = stack.decode(f), l1_penalty(f)
         mse = mse_loss(stack, x, recon)
-        loss = mse + l1_coefficients * l1_penalty(f)
-        fired = (pre.detach() > 0).sum(1, dtype=pre.dtype)
+        loss = mse + l1_coefficients * l1
     else:
         top = F.relu(pre).topk(stack.k, dim=-1)
         recon = stack.decode_sparse(top.values, top.indices)
