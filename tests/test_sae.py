@@ -288,16 +288,20 @@ def test_the_memory_budget_follows_the_setting_and_refuses_nonsense(monkeypatch)
 
 
 PEAK_SCRIPT = """
-import resource, sys, torch
+import sys, torch
 import helpers.sae as saelib
 torch.set_num_threads(1)
 saelib.train_saes([torch.randn(500, 64)], "l1", [0], steps=3, progress=False, device="cpu")  # torch's own set-up
 acts = [torch.randn(4000, 1024) for _ in range(2)]
-base = int(open("/proc/self/statm").read().split()[1]) * 4096
+
+def status(field):  # kB; this process's own (ru_maxrss would carry the parent's peak across fork and exec)
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":")) * 1024
+base = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
 out = saelib.train_saes([acts[i % 2] for i in range(6)], "l1", list(range(6)), steps=4, progress=False,
                         device="cpu", memory=int(sys.argv[1]))
 returned = sum(t.numel() * t.element_size() for sae, _ in out for t in sae.state_dict().values())
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base - returned)
+print(status("VmHWM") - base - returned)
 """
 
 

@@ -52,13 +52,13 @@ def test_every_artifact_names_the_notebook_that_writes_it(data_env):
 
 @pytest.fixture
 def counted_training(monkeypatch):
-    """``sae_study.train_saes`` replaced by a stub that records the SAEs it is asked to train."""
+    """``sae_study.iter_saes`` replaced by a stub that records the SAEs it is asked to train."""
     calls = []
 
     def fake(acts, arm, seeds, **settings):
         calls.extend(settings for _ in seeds)
-        return [(SparseAutoencoder(a.shape[1], 3), [dict(l1_coefficient=0.0)]) for a in acts]
-    monkeypatch.setattr(sae_study, "train_saes", fake)
+        return iter([(SparseAutoencoder(a.shape[1], 3), [dict(l1_coefficient=0.0)]) for a in acts])
+    monkeypatch.setattr(sae_study, "iter_saes", fake)
     return calls
 
 
