@@ -13,7 +13,8 @@ few thousand steps per stage), data augmentation on the device, and the statisti
 and permutations over feature tables, minutes on a CPU at paper size, seconds on a GPU).
 
 It states the memory the SAE pages need too (``sae_memory``): on the GPU, the largest stack that
-``helpers.sae.plan_stacks`` makes within half of ``--gpu-gib`` (``helpers.sae.stack_bytes``, an upper bound); on the
+``helpers.sae.plan_stacks`` makes within half of ``--gpu-gib`` (``helpers.sae.stack_bytes``, an estimate with a
+margin measured on a CPU, not on a GPU); on the
 host, the page's SAEs and harvested layers.
 
 ``--tflops-*`` are the sustained rates assumed on an H100/H200. Convolutions on 32x32 images keep a GPU far from its
@@ -65,9 +66,8 @@ def sae_memory(profile, gpu_gib):
         stacks = []
         for arm in p.arms("hidden"):
             acts = [sets[s.network] for s in specs if s.arm == arm]
-            for stack in saelib.plan_stacks(acts, p.sae.expansion, p.sae.batch_size, gpu_gib * 2**30 // 2):
-                stacks.append(saelib.stack_bytes(len(stack), len({id(acts[i]) for i in stack}), n, d,
-                                                 p.sae.expansion * d, p.sae.batch_size))
+            stacks += [saelib.stack_bytes_of(acts, stack, p.sae.expansion, p.sae.batch_size)
+                       for stack in saelib.plan_stacks(acts, p.sae.expansion, p.sae.batch_size, gpu_gib * 2**30 // 2)]
         weights = len(specs) * 4 * (2 * d * p.sae.expansion * d)
         harvest = len(sets) * 4 * d * (n + TEST_IMAGES)
         rows.append(dict(family=family, width=d, saes=len(specs), stacks=len(stacks), gpu_peak_gib=max(stacks) / 2**30,
@@ -140,7 +140,7 @@ def main(argv=None):
     memory = sae_memory(args.profile, args.gpu_gib)
     for r in memory:
         print(f"SAE page, {r['family']} ({r['saes']} SAEs of {r['width']} -> {r['width'] * 3:,}): {r['stacks']} "
-              f"stacks on a {args.gpu_gib:.0f} GiB GPU, at most {r['gpu_peak_gib']:.1f} GiB on it; "
+              f"stacks on a {args.gpu_gib:.0f} GiB GPU, about {r['gpu_peak_gib']:.1f} GiB on it; "
               f"{r['host_gib']:.1f} GiB on the host")
     assumed = dict(conv=args.tflops_conv, matmul=args.tflops_matmul)
     write_json(args.out, dict(profile=args.profile, assumed_tflops=assumed, rows=rows, total_seconds=total,

@@ -59,6 +59,7 @@ from helpers.sae.train import (
                                   resample_dead,
                                   resample_step,
                                   stack_bytes,
+                                  stack_bytes_of,
                                   train_sae,
                                   train_saes,
                                   train_stack,
@@ -73,5 +74,4 @@ __all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activation
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
            "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step",
            "CPU_STACK_BYTES", "MEMORY_VARIABLE", "SPARSE_STEP_SHARE", "memory_budget", "plan_stacks", "stack_bytes",
-           "train_stack",
-           "iter_saes"]
+           "stack_bytes_of", "train_stack", "iter_saes"]

@@ -166,16 +166,18 @@ def stack_bytes(n_saes, n_sets, n_vectors, n_inputs, n_features, batch_size):
     return int(ALLOCATOR_SLACK * 4 * (n_saes * per_sae + n_sets * n_vectors * n_inputs + resampling))
 
 
+def stack_bytes_of(acts, stack, expansion, batch_size):
+    """``stack_bytes`` of the SAEs on ``acts[i]`` for i in ``stack`` (the same set is held once)."""
+    n, d = acts[0].shape
+    return stack_bytes(len(stack), len({id(acts[i]) for i in stack}), n, d, expansion * d, batch_size)
+
+
 def plan_stacks(acts, expansion, batch_size, budget):
     """``acts`` (activation sets of one shape) split into consecutive stacks, lists of indices, each within
     ``budget`` bytes by ``stack_bytes``; a stack of one where a single SAE alone exceeds it."""
-    n, d = acts[0].shape
-
-    def cost(stack):
-        return stack_bytes(len(stack), len({id(acts[i]) for i in stack}), n, d, expansion * d, batch_size)
     stacks = [[0]]
     for i in range(1, len(acts)):
-        if cost(stacks[-1] + [i]) <= budget:
+        if stack_bytes_of(acts, stacks[-1] + [i], expansion, batch_size) <= budget:
             stacks[-1].append(i)
         else:
             stacks.append([i])
