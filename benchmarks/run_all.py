@@ -197,36 +197,57 @@ def bench_stacked(repeats, quick):
 
 
 def bench_sparse(repeats, quick):
-    """The L1 arm's training step on the code's nonzeros (``SPARSE_STEP_SHARE``: the decoder's product and every
-    backward product over the active features) against the dense step, the same steps on the same batches from the
-    same SAEs, interleaved; the SAEs' biases set so that about 32 features fire per vector, as the study's target
-    L0. At the cpu study's size (a stack of 6, 512 -> 1,536) and the full size (one SAE, 4096 -> 12,288)."""
+    """Each arm's training step on the code's nonzeros against its dense form, the same steps on the same batches
+    from the same SAEs, interleaved. L1: the step at ``SPARSE_STEP_SHARE`` 1 against 0, the SAEs' biases set so that
+    about 32 features fire per vector, as the study's target L0. TopK (k = 32): ``train_step`` against the textbook
+    step (``dense_topk_loss``), with 5% of the features silent, so AuxK has latents to train. At the cpu study's size
+    (a stack of 6, 512 -> 1,536) and the full size (one SAE, 4096 -> 12,288)."""
     sizes = [(512, 6, 10 if quick else 30)] + ([] if quick else [(4096, 1, 3)])
-    for d, n, steps in sizes:
-        acts = synthetic_activations(8192, d)
-        saes = [saelib.new_sae(acts, "l1", 32, 3, seed=s) for s in range(n)]
-        stacks = {}
-        for name in ("dense", "sparse"):
-            stacks[name] = saelib.SAEStack(saes)
-            with torch.no_grad():  # about 32 of the 3d features fire per vector
-                pre = stacks[name].pre_activations(acts[None, :1024].expand(n, -1, -1))
-                stacks[name].b_enc -= pre.flatten(1).quantile(1 - 32 / (3 * d), dim=1)[:, None]
-        opts = {name: saelib.new_optimizer(m, "l1") for name, m in stacks.items()}
-        x = torch.stack([acts[(i * 256) % 7936:(i * 256) % 7936 + 256] for i in range(n)])
+    for arm in ("l1", "topk"):
+        for d, n, steps in sizes:
+            yield sparse_row(arm, d, n, steps, repeats)
 
-        def run(name, share):
-            def steps_of():
-                with mock.patch.object(saelib.train, "SPARSE_STEP_SHARE", share):
-                    for _ in range(steps):
-                        saelib.train_step(stacks[name], opts[name], x, torch.full((n,), 1e-3), None)
-            return steps_of
-        times = interleaved({"dense": run("dense", 0.0), "sparse": run("sparse", 1.0)}, repeats)
-        ratios = [a / b for a, b in zip(times["dense"], times["sparse"])]
-        row = ratio_row(f"sae l1 {d}->{3 * d}: sparse vs dense step, stack of {n}", "speed-up", ratios)
-        row["ms_per_step"] = statistics.median(times["sparse"]) / steps * 1000
-        with torch.no_grad():
-            row["l0_at_end"] = (stacks["sparse"].pre_activations(x) > 0).sum(-1).float().mean().item()
-        yield row
+
+def sparse_row(arm, d, n, steps, repeats):
+    acts = synthetic_activations(8192, d)
+    saes = [saelib.new_sae(acts, arm, 32, 3, seed=s) for s in range(n)]
+    stacks = {name: saelib.SAEStack(saes) for name in ("dense", "sparse")}
+    if arm == "l1":
+        for stack in stacks.values():
+            with torch.no_grad():  # about 32 of the 3d features fire per vector
+                pre = stack.pre_activations(acts[None, :1024].expand(n, -1, -1))
+                stack.b_enc -= pre.flatten(1).quantile(1 - 32 / (3 * d), dim=1)[:, None]
+    opts = {name: saelib.new_optimizer(m, arm) for name, m in stacks.items()}
+    x = torch.stack([acts[(i * 256) % 7936:(i * 256) % 7936 + 256] for i in range(n)])
+    silent = torch.zeros(n, 3 * d, dtype=torch.bool)
+    silent[:, ::20] = True
+
+    def dense_topk_step(stack, opt):
+        _, loss = saelib.dense_topk_loss(stack, x, silent, k_aux=d // 2)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        stack.remove_parallel_gradient()
+        opt.step()
+        stack.normalize_decoder()
+
+    def run(name):
+        def steps_of():
+            with mock.patch.object(saelib.train, "SPARSE_STEP_SHARE", 0.0 if name == "dense" else 1.0):
+                for _ in range(steps):
+                    if arm == "topk" and name == "dense":
+                        dense_topk_step(stacks[name], opts[name])
+                    else:
+                        saelib.train_step(stacks[name], opts[name], x, torch.full((n,), 1e-3), silent)
+        return steps_of
+    times = interleaved({name: run(name) for name in stacks}, repeats)
+    ratios = [a / b for a, b in zip(times["dense"], times["sparse"])]
+    row = ratio_row(f"sae {arm} {d}->{3 * d}: sparse vs dense step, stack of {n}", "speed-up", ratios)
+    row["ms_per_step"] = statistics.median(times["sparse"]) / steps * 1000
+    row["dense_ms_per_step"] = statistics.median(times["dense"]) / steps * 1000
+    with torch.no_grad():
+        pre = stacks["sparse"].pre_activations(x)
+        row["l0_at_end"] = 32 if arm == "topk" else (pre > 0).sum(-1).float().mean().item()
+    return row
 
 
 def bfloat16_matmuls(d, repeats):
@@ -366,6 +387,47 @@ def unfolded():
     return mock.patch.object(actmax, "fold_batchnorm", lambda model: model)
 
 
+def bench_compile(repeats, quick):
+    """``torch.compile`` of each cpu model's training step (inductor's CPU backend) against the eager step, at one
+    torch thread (as the study runs a page), the same batch and the same initial weights, interleaved; with the first
+    compiled step's seconds (compilation, from inductor's on-disk cache as this machine has it)."""
+    import torch.nn.functional as F
+
+    from helpers.models import build_model, memory_format
+    from helpers.train import config_for, make_optimizer
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for family in ("cnn", "resnet", "mlp"):
+            config = config_for(family, "cpu")
+            x = torch.rand(config["batch_size"], 3, 32, 32).contiguous(memory_format=memory_format(family))
+            y = torch.randint(0, 10, (config["batch_size"],))
+            steps = {}
+            for name in ("eager", "compiled"):
+                torch.manual_seed(0)
+                model = build_model(family, **config["arch"])
+                opt, _ = make_optimizer(model, config, 1000)
+                forward = torch.compile(model) if name == "compiled" else model
+
+                def step(forward=forward, opt=opt):
+                    loss = F.cross_entropy(forward(x), y, label_smoothing=config["label_smoothing"])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                start = time.perf_counter()
+                step()
+                first = time.perf_counter() - start
+                steps[name] = lambda step=step: [step() for _ in range(3 if quick else 10)]
+            times = interleaved(steps, repeats)
+            row = ratio_row(f"train {family} (cpu profile): compiled vs eager step, 1 thread", "speed-up",
+                            [a / b for a, b in zip(times["eager"], times["compiled"])])
+            row.update(first_compiled_step_seconds=first,
+                       eager_ms_per_step=statistics.median(times["eager"]) / (3 if quick else 10) * 1000)
+            yield row
+    finally:
+        torch.set_num_threads(threads)
+
+
 def bench_actmax(repeats, quick):
     """Batched against one unit at a time (both models); the batched CNN as a share of the peak of its own
     convolutions (and, for context, of the float32 matmul peak); BatchNorm folding's speed-up, and its effect on
@@ -487,7 +549,7 @@ def format_row(row):
     return f"{row['benchmark']:<58} {row['measure']:<34} {figure}{rng}{extra}{status}"
 
 
-BENCHMARKS = ("sae", "stacked", "sparse", "actmax", "harvest", "sklearn")
+BENCHMARKS = ("sae", "stacked", "sparse", "compile", "actmax", "harvest", "sklearn")
 
 
 def main():
@@ -503,6 +565,7 @@ def main():
     rows = []
     benches = {"sae": lambda: bench_sae(repeats, args.quick), "stacked": lambda: bench_stacked(repeats, args.quick),
                "sparse": lambda: bench_sparse(repeats, args.quick),
+               "compile": lambda: bench_compile(repeats, args.quick),
                "actmax": lambda: bench_actmax(repeats, args.quick),
                "harvest": lambda: bench_harvest(repeats, args.quick), "sklearn": lambda: bench_sklearn(args.quick)}
     for name in args.only or BENCHMARKS:

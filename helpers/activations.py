@@ -31,12 +31,14 @@ def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, s
     return harvest_layers(model, [layer], split, augment_copies, batch_size, seed)[layer]
 
 
-def harvest_layers(model, layers, split, augment_copies=0, batch_size=500, seed=0):
+def harvest_layers(model, layers, split, augment_copies=0, batch_size=500, seed=0, weights=None):
     """``harvest_activations`` of several layers: those not cached yet are read in one pass over the split, and each
-    is cached as its own harvest. Returns {layer: (activations, labels)}."""
+    is cached as its own harvest. ``weights``: the model's ``fingerprint``, where the caller has it. Returns {layer:
+    (activations, labels)}."""
+    weights = weights or fingerprint(model)
     fields = {}
     for layer in dict.fromkeys(layers):
-        inputs = dict(model=fingerprint(model), layer=resolve_layer(model, layer)[0], split=split,
+        inputs = dict(model=weights, layer=resolve_layer(model, layer)[0], split=split,
                       augment_copies=augment_copies, seed=seed, pool=POOL)
         fields[layer] = ({k: v for k, v in inputs.items() if k != "pool"}, inputs)
     out = {layer: store.HARVEST.load(where, **inputs) for layer, (where, inputs) in fields.items()}
@@ -46,6 +48,36 @@ def harvest_layers(model, layers, split, augment_copies=0, batch_size=500, seed=
             where, inputs = fields[layer]
             out[layer] = store.HARVEST.save(where, value, **inputs)
     return out
+
+
+@torch.no_grad()
+def check_outputs(model, layer, outputs, images, n=250):
+    """Raise unless ``outputs`` (a harvest) begin with ``layer``'s output on the first ``n`` of ``images`` (uint8), as
+    this network computes it now: a harvest made from another copy of CIFAR-10 (another order, JPEG pixels) would
+    otherwise be paired with the wrong images."""
+    if len(outputs) != len(images):
+        raise ValueError(f"outputs holds {len(outputs)} vectors for {len(images)} images: give the layer's output on "
+                         f"these images, in their order, or None to run the whole network")
+    if model.training:
+        raise ValueError("the model is in training mode; a harvest is read in eval mode: call model.eval() first")
+    device = next(model.parameters()).device
+    fresh = layer_representations(model, images[:n], [layer])[layer]
+    if not torch.allclose(fresh, outputs[:n].to(device), rtol=1e-4, atol=1e-5 * fresh.abs().max().item()):
+        stale = store.path("activations", model=fingerprint(model), layer=resolve_layer(model, layer)[0],
+                           split="test", augment_copies=0, seed=0)
+        raise ValueError(f"the cached {layer} outputs are not this network's on these images (a harvest of another "
+                         f"copy of CIFAR-10?): delete {stale} and run again")
+
+
+@torch.no_grad()
+def predicted_classes(model, weights=None):
+    """The class ``model`` predicts for every test image, from its last hidden layer's cached test harvest (the SAE
+    pages harvest it) through the layers after it (``logits_from_hidden``): no pass through the whole network."""
+    hidden = harvest_layers(model, ["hidden"], "test", weights=weights)["hidden"][0]
+    check_outputs(model, "hidden", hidden, cifar.load_cifar10("test", verbose=False)[0])
+    device = next(model.parameters()).device
+    return torch.cat([model.logits_from_hidden(hidden[i:i + 4096].to(device)).argmax(1).cpu()
+                      for i in range(0, len(hidden), 4096)])
 
 
 @torch.no_grad()

@@ -113,7 +113,7 @@ def am_suite(net, random_net, n_units, sample_images, natural_images, seed=0, ki
              progress=True, networks=NETWORKS[:2], **settings):
     """Every objective of ``objective_plan`` (``kinds`` only, if given) on the trained network and, as its null, on a
     randomly initialized one of the same architecture (``networks``: which of the two, each rendered on its own, so
-    either part can be cached apart); each network's shift-pooled and plain objectives are rendered as two batches
+    either part can be cached apart); each network's objectives, shift-pooled and plain, are rendered as one batch
     (``Stacked``). {AMGroup: dict} with, for each image, its objective value without the
     optimizer's transforms (``final``), the same on its start image (``start_value``), and its target's values on
     ``natural_images`` (``natural``, floats in [0, 1]), from which ``verdict.am_success`` judges it when the tables
@@ -126,22 +126,18 @@ def am_suite(net, random_net, n_units, sample_images, natural_images, seed=0, ki
             continue
         plan = objective_plan(model, n_units, sample_images, seed, kinds)
         natural = {kind: objective_values(model, o, natural_images) for kind, o in plan.items()}
-        for pooled in (True, False):
-            part = {k: o for k, o in plan.items() if bool(o.pool_stride) == pooled}
-            if not part:
-                continue
-            batch = Stacked(part.values())
-            median = torch.cat([natural[k].median(0).values for k in part])
-            span = (torch.cat([torch.quantile(natural[k], 0.99, dim=0) for k in part]) - median).clamp_min(1e-6)
-            result = render(model, batch, seed=seed, progress=progress, l2=unit_penalty, offset=median, span=span,
-                            **settings)
-            for (kind, objective), rows in zip(part.items(), batch.slices()):
-                images, start = result.images[rows], result.start[rows]
-                out[AMGroup(kind, network)] = dict(
-                    images=images, start=start, history=result.history[:, rows], layer=objective.layer,
-                    name=objective.name, targets=objective.targets,
-                    final=objective_values(model, objective, images).diagonal(),
-                    start_value=objective_values(model, objective, start).diagonal(), natural=natural[kind])
+        batch = Stacked(plan.values())
+        median = torch.cat([natural[k].median(0).values for k in plan])
+        span = (torch.cat([torch.quantile(natural[k], 0.99, dim=0) for k in plan]) - median).clamp_min(1e-6)
+        result = render(model, batch, seed=seed, progress=progress, l2=unit_penalty, offset=median, span=span,
+                        **settings)
+        for (kind, objective), rows in zip(plan.items(), batch.slices()):
+            images, start = result.images[rows], result.start[rows]
+            out[AMGroup(kind, network)] = dict(
+                images=images, start=start, history=result.history[:, rows], layer=objective.layer,
+                name=objective.name, targets=objective.targets,
+                final=objective_values(model, objective, images).diagonal(),
+                start_value=objective_values(model, objective, start).diagonal(), natural=natural[kind])
     return out
 
 

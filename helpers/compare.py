@@ -552,12 +552,12 @@ def direction_statistics(estimates, in_sample_best, ceiling_kind):
     return rows
 
 
-def measure_direction(head, halves, pairs, groups, random_sae, ceiling, resampling):
+def measure_direction(head, halves, pairs, groups, random_sae, ceiling, resampling, in_sample):
     """One direction (``head``: its comparison, arm and direction; ``pairs``: {(model seed, SAE seed): (a's SAE id,
     b's SAE id)}): the observation, the shuffle nulls (``groups``: {pair: its conditional shuffle's groups}), the
     random-init null where b's family has one (``random_sae``: (its SAE id, its alive share), or None), and a's
-    ``ceiling``. Returns (a ``DirectionMeasurement``, the observed matches, the per-feature rows of the nulls and
-    the ceiling)."""
+    ``ceiling``; ``in_sample``: the first pair's in-sample mean best match of a in b, for contrast. Returns (a
+    ``DirectionMeasurement``, the observed matches, the per-feature rows of the nulls and the ceiling)."""
     matches = {u: halves[a].match(halves[b]) for u, (a, b) in pairs.items()}
     estimates = dict(observed=Estimate(*seed_average(matches, resampling.seed)),
                      **shuffle_nulls(halves, pairs, matches, groups, resampling))
@@ -569,8 +569,6 @@ def measure_direction(head, halves, pairs, groups, random_sae, ceiling, resampli
     if ceiling is not None:
         estimates.update({"ceiling": ceiling.estimate, "ceiling-null": ceiling.null})
         per_feature.append(dict(head, statistic="ceiling", heldout_r=ceiling.estimate.per_feature))
-    a, b = next(iter(pairs.values()))
-    in_sample = similarity(halves[a].acts, halves[b].acts, matching=False)[0]["mean_best_a_to_b"]
     kind = ceiling.kind if ceiling is not None else "none"
     measured = DirectionMeasurement(**head, sae_ids=[a for a, _ in pairs.values()] + [b for _, b in pairs.values()],
                                     statistics=direction_statistics(estimates, in_sample, kind),
@@ -589,8 +587,10 @@ def measure_comparison(name, sides, arm, specs, halves, alive_share, resampling,
     if not shared:
         return [], []
     directions = [(a, b, {u: (units[a][u], units[b][u]) for u in shared}) for a, b in (sides, sides[::-1])]
+    first = [halves[units[side][shared[0]]].acts for side in sides]
+    in_sample = similarity(*first, matching=False)[0]  # both directions' from one correlation matrix
     measured, found, per_feature = [], {}, []
-    for a, b, pairs in directions:
+    for (a, b, pairs), best in zip(directions, ("mean_best_a_to_b", "mean_best_b_to_a")):
         if family_of(a) not in ceilings:
             ceilings[family_of(a)] = ceiling(halves, side_units(specs, family_of(a), arm), family_of(a), resampling)
         groups = {u: resampling.groups((family_of(a), u[0]), (family_of(b), u[0])) for u in shared}
@@ -598,12 +598,11 @@ def measure_comparison(name, sides, arm, specs, halves, alive_share, resampling,
         m, found[a], rows = measure_direction(
             dict(comparison=name, arm=arm, direction=f"{a}->{b}"), halves, pairs, groups,
             (random_id, alive_share[random_id]) if random_id in halves else None, ceilings[family_of(a)],
-            resampling)
+            resampling, in_sample[best])
         measured.append(m)
         per_feature += rows
     # linear CKA of the two codes: high when the dictionaries span one subspace, whatever their bases
-    cka_codes = linear_cka(halves[units[sides[0]][shared[0]]].acts, halves[units[sides[1]][shared[0]]].acts,
-                           dtype=torch.float32)
+    cka_codes = linear_cka(*first, dtype=torch.float32)
     for m, (a, b, pairs) in zip(measured, directions):
         # reproducibility is a trained side's own (the mapped side's SAEs have no second seed)
         own = ceilings[family_of(a)].reproducibility if ceilings[family_of(a)] and family_of(a) == a else None

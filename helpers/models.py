@@ -90,6 +90,10 @@ class VGG(nn.Module):
         x = self.features(self.normalize(x))
         return self.classifier(torch.flatten(self.avgpool(x), 1))
 
+    def logits_from_hidden(self, h):
+        """The logits from the last hidden layer's output: what ``forward`` runs after ``hidden_layer``."""
+        return self.classifier[5:](h)
+
 
 class BottleneckBlock(nn.Module):
     def __init__(self, thin, wide):
@@ -131,6 +135,10 @@ class BottleneckMLP(nn.Module):
         for block, norm, residual in zip(self.blocks, self.layernorms, self.residual):
             x = residual(x + block(norm(x)))
         return self.linear_out(x)
+
+    def logits_from_hidden(self, h):
+        """The logits from the last hidden layer's output: what ``forward`` runs after ``hidden_layer``."""
+        return self.linear_out(h)
 
 
 class BasicBlock(nn.Module):
@@ -183,6 +191,10 @@ class ResNet(nn.Module):
     def forward(self, x):
         x = self.head(self.blocks(self.stem(self.normalize(x))))
         return self.fc(self.pool(x))
+
+    def logits_from_hidden(self, h):
+        """The logits from the last hidden layer's output: what ``forward`` runs after ``hidden_layer``."""
+        return self.fc(h)
 
 
 # ----------------------------------------------------------------------------- building and loading

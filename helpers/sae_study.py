@@ -51,15 +51,18 @@ def variants(family, profile, layer="hidden"):
     return out
 
 
-def train_variants(profile, layer, specs, nets, module, acts, settings):
+def train_variants(profile, layer, specs, nets, module, acts, settings, fingerprints=None):
     """The SAEs of ``specs`` on ``module``, each cached by everything it depends on (``store.SAE_TRAINING``): those
     not cached train first, one arm at a time in stacks (``iter_saes``), each saved as soon as it is trained and let
     go, so that training never holds the page's other SAEs; then all are loaded. ``nets[spec]`` is the network an SAE
-    reads, ``acts[spec]`` its training vectors; ``settings`` the profile's SAE settings. Returns {spec: (sae, log)}."""
-    fingerprints = {id(net): fingerprint(net) for net in nets.values()}  # a hash of the weights: once per network
+    reads, ``acts[spec]`` its training vectors; ``settings`` the profile's SAE settings; ``fingerprints``: {spec: its
+    network's ``fingerprint``} where the caller has them. Returns {spec: (sae, log)}."""
+    if fingerprints is None:
+        hashed = {id(net): fingerprint(net) for net in nets.values()}  # a hash of the weights: once per network
+        fingerprints = {spec: hashed[id(net)] for spec, net in nets.items()}
 
     def inputs(spec):
-        return dict(sae=spec.as_dict(), model=fingerprints[id(nets[spec])], layer=module,
+        return dict(sae=spec.as_dict(), model=fingerprints[spec], layer=module,
                     augment_copies=settings.augment_copies, training=settings.training())
     todo = [spec for spec in specs if not store.SAE_TRAINING.has(_fields(profile, layer, spec), **inputs(spec))]
     for spec in todo:  # before training: a page never trains what another profile's folder holds
@@ -111,10 +114,11 @@ def load_summaries(profile, layer):
 # ----------------------------------------------------------------------------- held-out evaluation
 
 @torch.no_grad()
-def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean):
+def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean, outputs=None):
     """Held-out metrics of SAEs on one network's ``layer``: each one's ``reconstruction_metrics`` on its test vectors,
     plus the classifier's accuracy and loss with the layer replaced by its reconstruction, beside the untouched and
-    the mean-ablated layer (``acts_mean``): all in one pass over the test images (``spliced_accuracies``).
+    the mean-ablated layer (``acts_mean``): all in one pass over the test images (``spliced_accuracies``; from the
+    layer's cached ``outputs`` on them where at hand).
 
     ``saes``: (sae, test vectors, linear map) triples. The map is (M, M_inv) when the SAE reads the layer mapped (its
     test vectors are then mapped too), else None; its reconstruction is mapped back to splice it. Returns one
@@ -129,7 +133,7 @@ def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean):
         return lambda a: sae(a @ m)[0] @ m_inv
     spliced = spliced_accuracies(model, layer, test_images, test_labels,
                                  [lambda a: a, lambda a: acts_mean.to(a.device).expand_as(a)]
-                                 + [replacement(sae, linear_map) for sae, _, linear_map in saes])
+                                 + [replacement(sae, linear_map) for sae, _, linear_map in saes], outputs=outputs)
     original, mean_ablated = spliced[:2]
     gap = mean_ablated["loss"] - original["loss"]
     out = []
@@ -261,6 +265,7 @@ class SAEPage:
         self.first = ("trained", p.model_seeds[0])  # the network the figures show, and the mapped layer's
         self.nets = {("trained", s): load_trained(self.model, self.profile, s) for s in p.model_seeds}
         self.nets[("random-init", p.model_seeds[0])] = random_model(self.model, self.profile, p.model_seeds[0])
+        self.fingerprints = {k: fingerprint(net) for k, net in self.nets.items()}  # each network's weights hashed once
         self.test_images, self.test_labels, _ = cifar.load_cifar10("test")
 
     def where(self, **more):
@@ -278,9 +283,10 @@ class SAEPage:
         # every study layer of the family in one pass over the images (the other layer's page then loads it)
         layers = [self.module] + [study_layer(self.model, self.profile, layer)
                                   for layer in profiles.get(self.profile).layer_arms if layer != self.layer]
-        train = {k: harvest_layers(net, layers, "train", self.settings.augment_copies)[self.module][0]
-                 for k, net in self.nets.items()}
-        test = {k: harvest_layers(net, layers, "test")[self.module][0] for k, net in self.nets.items()}
+        train = {k: harvest_layers(net, layers, "train", self.settings.augment_copies,
+                                   weights=self.fingerprints[k])[self.module][0] for k, net in self.nets.items()}
+        test = {k: harvest_layers(net, layers, "test", weights=self.fingerprints[k])[self.module][0]
+                for k, net in self.nets.items()}
         mapping = None
         if any(spec.net == "linear-map" for spec in self.specs):
             mapping = linear_map(test[self.first].shape[1])
@@ -292,7 +298,8 @@ class SAEPage:
         """Every SAE of ``variants`` trained (or loaded), evaluated on the held-out vectors and gated; the summary,
         metrics, gates and the features ``03_compare`` reads written."""
         saes = train_variants(self.profile, self.layer, self.specs, {s: self.nets[self.net_of(s)] for s in self.specs},
-                              self.module, {s: harvest.train[s.network] for s in self.specs}, self.settings)
+                              self.module, {s: harvest.train[s.network] for s in self.specs}, self.settings,
+                              {s: self.fingerprints[self.net_of(s)] for s in self.specs})
         evaluated = self.evaluate(harvest, saes)
         summary, rows, gate_rows = {}, [], []
         for spec in self.specs:
@@ -319,7 +326,8 @@ class SAEPage:
             mapped = [harvest.linear_map if spec.net == "linear-map" else None for spec in specs]
             results = evaluate_saes(net, self.module, [(saes[spec][0], harvest.test[spec.network], m)
                                                        for spec, m in zip(specs, mapped)],
-                                    self.test_images, self.test_labels, harvest.train[net_key].mean(0))
+                                    self.test_images, self.test_labels, harvest.train[net_key].mean(0),
+                                    outputs=harvest.test[net_key])
             out.update(zip(specs, results))
         return out
 
@@ -332,7 +340,7 @@ class SAEPage:
         write_saelens(sae, store.path("sae_saelens", **_fields(self.profile, self.layer, spec)), self.module,
                       f"{self.name} ({self.model}, {self.profile} profile, {spec.net}, model seed {spec.model_seed})",
                       dict(spec.as_dict(), profile=self.profile, layer=self.layer,
-                           model_fingerprint=fingerprint(self.nets[self.net_of(spec)]),
+                           model_fingerprint=self.fingerprints[self.net_of(spec)],
                            training=self.settings.training(), augment_copies=self.settings.augment_copies,
                            linear_map=spec.net == "linear-map"))
 

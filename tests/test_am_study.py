@@ -93,9 +93,22 @@ def test_no_objective_reads_a_nonmonotone_or_flat_nonlinearity(family):
     assert actmax.preactivation(build_model("mlp", **FAMILIES["mlp"]), "blocks.0.block.1") == "blocks.0.block.0"
 
 
-def test_pooled_and_plain_objectives_do_not_share_a_batch():
-    with pytest.raises(ValueError, match="pool_stride"):
-        actmax.Stacked([actmax.shift_pooled(actmax.class_logit([0])), actmax.class_logit([1])])
+def test_pooled_and_plain_objectives_share_a_batch_each_image_on_its_own_grid():
+    """In one batch the shift-pooled part's images are rolled by multiples of its stride (several, over draws) and
+    the plain part's stay as they are."""
+    batch = actmax.Stacked([actmax.shift_pooled(actmax.class_logit([0, 1]), 8), actmax.class_logit([2])])
+    assert batch.row_strides.tolist() == [8, 8, 0]
+    x = torch.rand(3, 3, 32, 32)
+    shift, g = actmax.grid_shift(batch.row_strides), torch.Generator().manual_seed(0)
+    grid = [(dy, dx) for dy in range(0, 32, 8) for dx in range(0, 32, 8)]
+    seen = set()
+    for _ in range(20):
+        y = shift(x, g)
+        assert torch.equal(y[2], x[2])
+        found = [s for s in grid if torch.equal(y[0], x[0].roll((-s[0], -s[1]), (1, 2)))]
+        assert len(found) == 1
+        seen.add(found[0])
+    assert len(seen) > 5
 
 
 def test_success_is_rejudged_when_the_gate_changes_without_rendering(monkeypatch):

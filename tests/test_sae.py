@@ -55,7 +55,9 @@ def test_a_stack_decodes_a_sparse_code_as_the_dense_one():
     f = torch.relu(torch.randn(2, 5, 24))
     top = f.topk(4, dim=-1)
     dense = torch.zeros_like(f).scatter(-1, top.indices, top.values)
-    assert torch.allclose(stack.decode_sparse(top.values, top.indices), stack.decode(dense), atol=1e-6)
+    chosen = saelib.Entries.of_indices(top.indices, stack.n_features)
+    values = dense.reshape(10, 24)[chosen.rows, chosen.columns % 24]
+    assert torch.allclose(stack.decode_sparse(values, chosen), stack.decode(dense), atol=1e-6)
     alone = stack.sae(1)
     assert torch.allclose(alone.decode(dense[1]), stack.decode(dense)[1], atol=1e-6)
 
@@ -190,6 +192,16 @@ def test_harvest_is_cached(data_env, cifar_test):
     assert [p.name.split("-")[0] for p in new] == [fingerprint(model)]
 
 
+@pytest.mark.parametrize("family", ["cnn", "mlp", "resnet"])
+def test_predicted_classes_from_the_cached_hidden_layer_are_the_networks(family, data_env, cifar_test):
+    from helpers.train import config_for, predictions
+    config = config_for(family, "smoke")
+    torch.manual_seed(1)
+    model = build_model(config["family"], **config["arch"]).eval()
+    predicted = activations.predicted_classes(model)
+    assert torch.equal(predicted, predictions(model, cifar_test[0])) and len(predicted.unique()) > 1
+
+
 def test_layers_harvested_together_are_each_as_alone_and_cached(data_env, cifar_test):
     model = build_model("mlp", depth=2, width=16, resolution=32).eval()
     alone = activations.harvest_activations(model, "blocks.0", "test", cache=False)
@@ -235,6 +247,33 @@ def test_conv_layers_are_read_pooled_and_spliced_back(cifar_test):
     assert together[0]["loss"] == pytest.approx(broken["loss"], rel=1e-5)
     assert together[1]["loss"] == pytest.approx(plain["loss"], rel=1e-5)
     assert together[2] == pytest.approx(alone, rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["cnn", "mlp", "resnet"])
+def test_splicing_from_the_cached_hidden_layer_equals_the_full_pass(family, cifar_test):
+    """At the last hidden layer the spliced accuracy and loss from the layer's harvested output (only the layers
+    after it run) are the full pass's, for the untouched layer and for a replacement that changes the answers."""
+    from helpers.train import config_for
+    config = config_for(family, "smoke")
+    torch.manual_seed(0)
+    model = build_model(config["family"], **config["arch"]).eval()
+    images, labels = cifar_test[0][:300], cifar_test[1][:300]
+    outputs = activations.layer_representations(model, images, ["hidden"])["hidden"]
+    replacements = [lambda a: a, lambda a: a.flip(1).mul_(3)]
+    seen = []  # the images each pass runs through the whole network
+    model.register_forward_pre_hook(lambda _m, args: seen.append(len(args[0])))
+    full = saelib.spliced_accuracies(model, "hidden", images, labels, replacements, batch_size=128)
+    assert sum(seen) == 300
+    seen.clear()
+    cached = saelib.spliced_accuracies(model, "hidden", images, labels, replacements, batch_size=128, outputs=outputs)
+    assert sum(seen) == 250  # the check of the harvest's first images only
+    assert full[0]["loss"] != pytest.approx(full[1]["loss"], rel=1e-3)
+    for f, c in zip(full, cached):
+        assert c["accuracy"] == f["accuracy"] and c["loss"] == pytest.approx(f["loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="300 images"):
+        saelib.spliced_accuracies(model, "hidden", images, labels, replacements, outputs=outputs[:10])
+    with pytest.raises(ValueError, match="another copy of CIFAR-10"):  # a harvest of other images
+        saelib.spliced_accuracies(model, "hidden", images, labels, replacements, outputs=outputs.roll(1, 0))
 
 
 @pytest.mark.parametrize("arm", saelib.ARMS)
@@ -337,6 +376,17 @@ def test_a_loaded_sae_holds_its_states_tensors_and_a_cache_is_checked_without_lo
         has_cached(tmp_path / "bad.pt", {"a": 1})
 
 
+def gradients(stack):
+    return {name: p.grad.clone() for name, p in stack.named_parameters()}
+
+
+def same_gradients(expected, found):
+    """Every parameter's gradient equal to float tolerance (Adam's first steps hide a gradient's scale)."""
+    for name, grad in expected.items():
+        assert grad.abs().max() > 0, name
+        assert torch.allclose(found[name], grad, rtol=1e-4, atol=1e-6 * grad.abs().max().item()), name
+
+
 def test_the_sparse_l1_step_is_the_dense_step(monkeypatch):
     """Three SAEs with about a fifth of their features active, three steps each way: the step over the code's
     nonzeros (``SPARSE_STEP_SHARE``) gives the dense step's parameters, losses and firing counts."""
@@ -352,11 +402,46 @@ def test_the_sparse_l1_step_is_the_dense_step(monkeypatch):
         monkeypatch.setattr(sae_training, "SPARSE_STEP_SHARE", share)
         stack = saelib.SAEStack(copy.deepcopy(saes))
         opt = saelib.new_optimizer(stack, "l1", 1e-3)
-        steps = [saelib.train_step(stack, opt, x, torch.tensor([0.1, 0.2, 0.3]), None) for _ in range(3)]
+        steps = [(*saelib.train_step(stack, opt, x, torch.tensor([0.1, 0.2, 0.3]), None), gradients(stack))
+                 for _ in range(3)]
         out[share] = stack.state_dict(), steps
     (dense, dense_steps), (sparse, sparse_steps) = out[0.0], out[1.0]
     assert all(torch.allclose(dense[k], sparse[k], atol=1e-6) for k in dense)
-    for (mse_d, fired_d), (mse_s, fired_s) in zip(dense_steps, sparse_steps):
+    for (mse_d, fired_d, grad_d), (mse_s, fired_s, grad_s) in zip(dense_steps, sparse_steps):
         assert torch.allclose(mse_d, mse_s, atol=1e-6) and torch.equal(fired_d, fired_s)
+        same_gradients(grad_d, grad_s)
     active = (stack.pre_activations(x) > 0).sum(-1).float().mean().item()
     assert 4 < active < 0.5 * stack.n_features  # sparse enough to test something, not empty
+
+
+def test_the_sparse_topk_step_is_the_dense_step():
+    """Three TopK SAEs, one with no dead latent, one with fewer dead latents than AuxK's k, one with more, and vectors
+    with fewer than k positive pre-activations: the step over the selected entries gives the dense step's
+    gradients, firing counts, parameters and losses."""
+    import copy
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(3, 64, 16, generator=g) @ torch.randn(16, 32, generator=g))
+    saes = [saelib.SparseAutoencoder(32, 4, seed=s, k=6) for s in range(3)]
+    with torch.no_grad():
+        saes[2].b_enc -= 5.0  # most vectors have fewer than 6 positive pre-activations
+    dead = torch.zeros(3, 128, dtype=torch.bool)
+    dead[1, :5] = True      # fewer than k_aux
+    dead[2, 10:60] = True   # more than k_aux
+    stacks = [saelib.SAEStack(copy.deepcopy(saes)) for _ in range(2)]
+    opts = [saelib.new_optimizer(stack, "topk", 1e-3) for stack in stacks]
+    assert ((stacks[0].pre_activations(x)[2] > 0).sum(-1) < 6).float().mean() > 0.5
+    for _ in range(3):
+        mse, fired = saelib.train_step(stacks[0], opts[0], x, None, dead)
+        dense_mse, loss = saelib.dense_topk_loss(stacks[1], x, dead, k_aux=16)
+        opts[1].zero_grad()
+        loss.sum().backward()
+        stacks[1].remove_parallel_gradient()
+        same_gradients(gradients(stacks[1]), gradients(stacks[0]))
+        top = torch.relu(stacks[1].pre_activations(x)).topk(6, dim=-1)
+        assert torch.equal(fired, torch.zeros(3, 128).scatter_add(1, top.indices.flatten(1),
+                                                                  (top.values > 0).flatten(1).float()))
+        opts[1].step()
+        stacks[1].normalize_decoder()
+        assert torch.allclose(mse, dense_mse.detach(), atol=1e-6)
+    sparse, dense = stacks[0].state_dict(), stacks[1].state_dict()
+    assert all(torch.allclose(sparse[k], dense[k], atol=1e-6) for k in dense)

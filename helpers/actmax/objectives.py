@@ -28,6 +28,11 @@ class Objective:
         """The layers whose activations the objective reads (the output is always recorded)."""
         return [] if self.layer == "logits" else [self.layer]
 
+    @property
+    def row_strides(self):
+        """Each image's ``pool_stride``: the grid ``render`` shifts it on (0: not shifted)."""
+        return torch.full((self.n,), self.pool_stride, dtype=torch.long)
+
     def __call__(self, acts):
         return self.values(acts[self.layer]).diagonal()
 
@@ -35,18 +40,15 @@ class Objective:
 class Stacked:
     """Several objectives rendered as one batch: the first ``parts[0].n`` images for the first, and so on. One
     forward and backward pass per step serves them all, which on a CPU is several times faster than a batch each
-    (small batches leave the cores waiting on memory)."""
+    (small batches leave the cores waiting on memory). Shift-pooled and plain parts share a batch: each image is
+    shifted on its own part's grid (``row_strides``)."""
 
     def __init__(self, parts):
         self.parts = list(parts)
         self.name = " + ".join(p.name for p in self.parts)
         self.n = sum(p.n for p in self.parts)
         self.layers = sorted({layer for p in self.parts for layer in p.layers})
-        strides = {p.pool_stride for p in self.parts}
-        if len(strides) > 1:
-            raise ValueError(f"Stacked objectives must share pool_stride; got {sorted(strides)}: render shift-pooled "
-                             f"and plain objectives as separate batches.")
-        self.pool_stride = strides.pop()
+        self.row_strides = torch.cat([p.row_strides for p in self.parts])
 
     def slices(self):
         """The rows of each part in the batch."""

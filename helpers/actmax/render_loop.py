@@ -49,16 +49,17 @@ def render(model, objective, parameterization="fft", steps=256, lr=0.05, transfo
            tv=0.0, blur=0.0, seed=0, color_matrix=None, size=32, progress=True, offset=0.0, span=1.0):
     """Maximize ``objective`` on ``model`` for all its N targets at once, in one batch.
 
-    ``transforms`` defaults to ``standard_transforms()``; pass ``[]`` for none. A shift-pooled objective
-    (``pool_stride``) adds a random grid shift first. The penalties are weighed against (value - ``offset``) /
+    ``transforms`` defaults to ``standard_transforms()``; pass ``[]`` for none. A shift-pooled objective's images
+    (``row_strides``) get a random grid shift first. The penalties are weighed against (value - ``offset``) /
     ``span`` (numbers or (N,) tensors, e.g. each target's natural-image median and spread), so one penalty weight
     means the same to every target; with no penalty they change nothing (Adam is invariant to the objective's scale).
     Returns an ``AMResult``; its history holds the objective's own values.
     """
     device = next(model.parameters()).device
     transforms = standard_transforms() if transforms is None else transforms
-    if getattr(objective, "pool_stride", 0):
-        transforms = [grid_shift(objective.pool_stride), *transforms]
+    strides = getattr(objective, "row_strides", None)
+    if strides is not None and strides.any():
+        transforms = [grid_shift(strides), *transforms]
     offset, span = (torch.as_tensor(v, dtype=torch.float32, device=device) for v in (offset, span))
     net = fold_batchnorm(model)  # eval-mode BatchNorm inside the convolutions: fewer layers to run every step
     image = make_image(parameterization, objective.n, size, seed, color_matrix).to(device)

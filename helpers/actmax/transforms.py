@@ -54,9 +54,12 @@ def circular_shift(x, dy, dx):
 
 
 def grid_shift(stride):
-    """Roll each image by a random multiple of ``stride`` pixels in y and x (a shift-pooled objective's copies)."""
+    """Roll each image by a random multiple of ``stride`` pixels in y and x (a shift-pooled objective's copies):
+    one stride for all, or each image's own, (N,) (0: that image stays)."""
     def transform(x, generator):
         n, _, h, w = x.shape
-        dy, dx = (torch.randint(0, h // stride, (2, n), generator=generator) * stride)
+        strides = torch.as_tensor(stride).expand(n)
+        cells = torch.tensor([h, w])[:, None] // strides.clamp_min(1)  # the grid's positions in y and x
+        dy, dx = (torch.rand(2, n, generator=generator) * cells).long() * strides
         return circular_shift(x, dy, dx)
     return transform

@@ -21,8 +21,9 @@ SAEs that read activations of one shape train together as ``SAEStack``s (``train
 per layer for all SAEs of a stack, each SAE with its own seed, batches, λ and resampling, and the result each would have
 alone. Stacks are sized to a memory budget (``memory_budget``, ``stack_bytes``): half the free memory of a GPU; on a
 CPU, where stacking buys little, at most ``CPU_STACK_BYTES``, so full-size SAEs train one at a time;
-$INTERPRET_MLP_SAE_MEMORY_GIB sets it. Once the L1 arm's code is sparse (``SPARSE_STEP_SHARE``), its step multiplies by
-the code as a sparse matrix (``SAEStack.positive_code``): only the encoder's forward product touches every feature.
+$INTERPRET_MLP_SAE_MEMORY_GIB sets it. Only the encoder's forward product touches every feature: the TopK arm's step,
+and the L1 arm's once its code is sparse (``SPARSE_STEP_SHARE``), run the decoder and every backward product over the
+code's nonzeros (``model.Entries``; ``dense_topk_loss`` is the TopK step's textbook form, its reference).
 
 The modules: ``model`` (the module, the stack; "dead", "dense", "silent"), ``losses``, ``train`` (step, resample,
 log, loop), ``evaluate`` (held-out metrics, splicing, a planted dictionary), ``export`` (SAELens's files). This
@@ -38,7 +39,16 @@ from helpers.sae.evaluate import (
 )
 from helpers.sae.export import read_saelens, write_saelens
 from helpers.sae.losses import auxk_loss, l1_penalty, mse_loss
-from helpers.sae.model import DENSE_FREQUENCY, SAEStack, SparseAutoencoder, dead, dense, geometric_median, silent
+from helpers.sae.model import (
+                                  DENSE_FREQUENCY,
+                                  Entries,
+                                  SAEStack,
+                                  SparseAutoencoder,
+                                  dead,
+                                  dense,
+                                  geometric_median,
+                                  silent,
+)
 from helpers.sae.train import (
                                   ARMS,
                                   AUXK_COEFFICIENT,
@@ -49,6 +59,7 @@ from helpers.sae.train import (
                                   REFERENCE_FEATURES,
                                   RESAMPLE_UNTIL,
                                   SPARSE_STEP_SHARE,
+                                  dense_topk_loss,
                                   iter_saes,
                                   learning_rate,
                                   log_entry,
@@ -70,7 +81,8 @@ __all__ = ["read_saelens", "write_saelens", "atom_recovery", "feature_activation
            "spliced_accuracies", "spliced_accuracy", "synthetic_dictionary_data", "auxk_loss", "l1_penalty",
            "mse_loss", "DENSE_FREQUENCY",
            "SAEStack",
-           "SparseAutoencoder", "dead", "dense", "geometric_median", "silent", "ARMS", "AUXK_COEFFICIENT",
+           "SparseAutoencoder", "Entries", "dense_topk_loss", "dead", "dense", "geometric_median", "silent", "ARMS",
+           "AUXK_COEFFICIENT",
            "CALIBRATE_UNTIL", "LEARNING_RATES", "REFERENCE_FEATURES", "RESAMPLE_UNTIL", "learning_rate", "log_entry",
            "new_optimizer", "new_sae", "resample_dead", "resample_step", "train_sae", "train_saes", "train_step",
            "CPU_STACK_BYTES", "MEMORY_VARIABLE", "SPARSE_STEP_SHARE", "memory_budget", "plan_stacks", "stack_bytes",

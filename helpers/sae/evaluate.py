@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import data as cifar
-from helpers.activations import pooled
+from helpers.activations import check_outputs, pooled
 from helpers.models import resolve_layer
 from helpers.sae.model import dead, dense
 
@@ -36,33 +36,44 @@ def reconstruction_metrics(sae, acts, batch_size=4096):
 
 
 @torch.no_grad()
-def spliced_accuracies(model, layer, images, labels, replacements, batch_size=500):
+def spliced_accuracies(model, layer, images, labels, replacements, batch_size=500, outputs=None):
     """Accuracy and loss of ``model`` with ``layer``'s output replaced by each of ``replacements`` (functions of the
     output), in one pass over ``images``: the layers before ``layer`` run once per batch and the rest once per
-    replacement, on a batch stacked from every replacement's output. Returns one dict per replacement."""
-    _, module = resolve_layer(model, layer)
+    replacement, on a batch stacked from every replacement's output. ``outputs``: the layer's output on ``images``
+    where it is at hand (a cached harvest): at the model's last hidden layer only the layers after it then run
+    (``logits_from_hidden``). Returns one dict per replacement."""
+    name, module = resolve_layer(model, layer)
     device = next(model.parameters()).device
+    n = len(replacements)
 
-    def spliced(out, replace):
+    def spliced(out):
         if out.dim() == 2:
-            return replace(out)
+            return torch.cat([replace(out) for replace in replacements])
         # a conv map is read pooled: its pooled part is swapped for the replacement, finer detail is kept
         coarse = pooled(out)
-        new = replace(coarse.flatten(1)).reshape(coarse.shape)
         up = lambda t: F.interpolate(t, size=out.shape[-2:], mode="nearest")  # noqa: E731
-        return out - up(coarse) + up(new)
-    handle = module.register_forward_hook(lambda _m, _i, out: torch.cat([spliced(out, r) for r in replacements]))
-    n = len(replacements)
+        return torch.cat([out - up(coarse) + up(replace(coarse.flatten(1)).reshape(coarse.shape))
+                          for replace in replacements])
+    if outputs is not None and name == model.hidden_layer:
+        check_outputs(model, layer, outputs, images)
+        # a copy: a replacement may change its input in place, and the harvest is read again after this
+        def logits_of(i):
+            return model.logits_from_hidden(spliced(outputs[i:i + batch_size].to(device, copy=True)))
+        handle = None
+    else:
+        def logits_of(i):
+            return model(cifar.to_float(images[i:i + batch_size].to(device)))
+        handle = module.register_forward_hook(lambda _m, _i, out: spliced(out))
     correct, loss = torch.zeros(n), torch.zeros(n, dtype=torch.float64)
     try:
         for i in range(0, len(images), batch_size):
-            logits = model(cifar.to_float(images[i:i + batch_size].to(device)))
             y = labels[i:i + batch_size].to(device)
-            logits = logits.reshape(n, len(y), -1)
+            logits = logits_of(i).reshape(n, len(y), -1)
             correct += (logits.argmax(-1) == y).sum(1).cpu()
             loss += F.cross_entropy(logits.flatten(0, 1), y.repeat(n), reduction="none").reshape(n, -1).sum(1).cpu()
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     return [dict(accuracy=c / len(images), loss=v / len(images)) for c, v in zip(correct.tolist(), loss.tolist())]
 
 

@@ -3,6 +3,8 @@ SAE, (S,). Reconstruction, L1 sparsity, and TopK's auxiliary AuxK."""
 
 import torch
 
+from helpers.sae.model import Entries
+
 
 def mse_loss(stack, x, recon):
     """Squared reconstruction error per vector, in the normalized units (total variance 1)."""
@@ -17,18 +19,22 @@ def auxk_loss(stack, x, recon, pre, dead, k_aux):
     """Gao et al.'s AuxK: the top ``k_aux`` dead latents (``dead``: (S, F)) reconstruct the residual error (a
     gradient for latents that the TopK selection never picks). Unlike Gao et al., the dead latents' pre-activations
     enter without the ReLU: a latent whose pre-activation is negative on every input would otherwise get no gradient
-    at all. On the cpu CNN's low-rank last hidden layer 37% of the latents stayed dead with the ReLU, 4% without it."""
+    at all. On the cpu CNN's low-rank last hidden layer 37% of the latents stayed dead with the ReLU, 4% without it.
+    ``pre``: the pre-activations without a graph; the chosen latents' values get theirs through
+    ``SAEStack.pre_activations_at``, so the cost follows the chosen entries, not the dictionary."""
+    s, b, f = pre.shape
     residual = ((x - recon) / stack.scale[:, None, None]).detach()
-    losses = []
-    # each SAE's own dead columns, so the cost follows their number, not the dictionary's (unbind, not indexing: one
-    # backward for all slices instead of a full-size zero gradient per slice)
-    for pre_i, w_dec, residual_i, dead_i in zip(pre.unbind(0), stack.W_dec.unbind(0), residual, dead):
-        columns = torch.nonzero(dead_i).flatten()
-        if len(columns) == 0:
-            losses.append(pre.new_zeros(()))
-            continue
-        top = pre_i[:, columns].topk(min(k_aux, len(columns)), dim=1)
-        f_aux = torch.zeros(len(pre_i), len(columns), dtype=pre.dtype, device=pre.device)
-        aux = f_aux.scatter(1, top.indices, top.values) @ w_dec[columns]
-        losses.append((aux - residual_i).pow(2).sum(1).mean())
-    return torch.stack(losses)
+    counts, columns = [], []
+    for i, (pre_i, dead_i) in enumerate(zip(pre, dead)):  # each SAE has its own number of dead latents
+        candidates = torch.nonzero(dead_i).flatten()
+        counts.append(min(k_aux, len(candidates)))
+        if counts[-1]:
+            top = pre_i[:, candidates].topk(counts[-1], dim=1).indices
+            columns.append((candidates[top].sort(1).values + i * f).flatten())
+    if not columns:
+        return pre.new_zeros(s)
+    per_row = torch.tensor(counts, device=pre.device).repeat_interleave(b)
+    chosen = Entries(torch.cat([per_row.new_zeros(1), per_row.cumsum(0)]), torch.cat(columns), s * b, s * f)
+    aux = stack.decoder_sum(stack.pre_activations_at(x, pre, chosen), chosen)
+    has_dead = torch.tensor(counts, device=pre.device) > 0
+    return (aux - residual).pow(2).sum(-1).mean(-1) * has_dead

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 DENSE_FREQUENCY = 0.1   # a feature firing on more than this share of held-out vectors is dense
-# torch.sparse's CSR matrices (the L1 arm's sparse step) warn on every construction that they are in beta
+# torch.sparse's CSR matrices (``Entries.dots``, in the sparse training step) warn on every construction that they
+# are in beta
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
@@ -92,43 +93,89 @@ def geometric_median(x, iterations=50):
     return y
 
 
-class _PositiveCode(torch.autograd.Function):
-    """The L1 arm's reconstruction (before the decoder's bias and scale) and L1 norm per SAE from the positive
-    pre-activations alone, held as one sparse matrix (CSR; rows the S·B vectors, columns the S·F features of the
-    stacked dictionaries): the decoder's product and the three backward products cost the active entries, not all F
-    features. ``pre`` (S, B, F) comes from the dense encoder without a graph, ``u`` = x / scale - b_dec is its
-    input; the gradients reach the encoder's weights and biases through the active pre-activations, and the
-    decoder's weights."""
+class Entries:
+    """A few entries of a stack's code, as one (S·B, S·F) sparse matrix: rows the S·B vectors, feature f of SAE s in
+    column s·F + f. Held by rows (``crow``, ``columns``: CSR, for the forward products) and by columns (for the
+    backward ones); every product is a sum of rows at the entries' cost (``embedding_bag``), not a dense (B, F) one.
+    torch's CSR-by-dense products cost on 2 CPU cores what the dense product does at a 2% dense code. A row's columns
+    are distinct and in increasing order (as every constructor here makes them: ``dots`` relies on it)."""
 
-    @staticmethod
-    def forward(ctx, pre, u, w_enc, b_enc, b_dec, w_dec):
-        s, b, f = pre.shape
-        active = pre > 0
+    def __init__(self, crow, columns, n_vectors, n_columns):
+        self.crow, self.columns, self.n_vectors, self.n_columns = crow, columns, n_vectors, n_columns
+        self.rows = torch.repeat_interleave(torch.arange(n_vectors, device=crow.device), crow.diff(),
+                                            output_size=len(columns))
+        self.by_column = torch.argsort(columns, stable=True)
+        counts = torch.bincount(columns, minlength=n_columns)
+        self.column_starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+
+    @classmethod
+    def of_mask(cls, active):
+        """The nonzero entries of an (S, B, F) mask."""
+        s, b, f = active.shape
         counts = active.sum(-1).flatten()
-        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
         sae, _, feature = torch.nonzero(active, as_tuple=True)
-        columns, values = sae * f + feature, pre[active]
-        code = torch.sparse_csr_tensor(crow, columns, values, (s * b, s * f), check_invariants=False)
-        recon = (code @ w_dec.reshape(s * f, -1)).reshape(s, b, -1)
-        l1 = values.new_zeros(s).index_add_(0, sae, values) / b
-        ctx.save_for_backward(crow, columns, values, sae, u, w_enc, w_dec)
-        return recon, l1
+        return cls(torch.cat([counts.new_zeros(1), counts.cumsum(0)]), sae * f + feature, s * b, s * f)
+
+    @classmethod
+    def of_indices(cls, indices, n_features):
+        """The entries at (S, B, K) feature ``indices``, K per vector, each row's in increasing order."""
+        s, b, k = indices.shape
+        columns = indices.sort(-1).values + torch.arange(s, device=indices.device)[:, None, None] * n_features
+        return cls(torch.arange(s * b + 1, device=indices.device) * k, columns.flatten(), s * b, s * n_features)
+
+    def sum_rows(self, values, table):
+        """out[r] = sum over row r's entries of value times ``table``[column]: (S·B, D)."""
+        return F.embedding_bag(self.columns, table, self.crow[:-1], per_sample_weights=values, mode="sum")
+
+    def sum_columns(self, values, table):
+        """out[c] = sum over column c's entries of value times ``table``[row]: (S·F, D), the transposed product."""
+        return F.embedding_bag(self.rows[self.by_column], table, self.column_starts,
+                               per_sample_weights=values[self.by_column], mode="sum")
+
+    def dots(self, left, right):
+        """left[row] · right[column] at every entry."""
+        pattern = torch.sparse_csr_tensor(self.crow, self.columns, left.new_zeros(len(self.columns)),
+                                          (self.n_vectors, self.n_columns), check_invariants=False)
+        return torch.sparse.sampled_addmm(pattern, left, right.T, beta=0.0).values()
+
+
+class _PreActivationsAt(torch.autograd.Function):
+    """A stack's pre-activations at ``entries``, their ``values`` computed by the dense encoder without a graph: the
+    gradient reaches the encoder's weights and biases and the decoder's bias at the entries' cost (the dense step's
+    backward product over all F features is a training step's largest)."""
 
     @staticmethod
-    def backward(ctx, g_recon, g_l1):
-        crow, columns, values, sae, u, w_enc, w_dec = ctx.saved_tensors
+    def forward(ctx, values, u, w_enc, b_enc, b_dec, entries):
+        ctx.save_for_backward(u, w_enc)
+        ctx.entries = entries
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, w_enc = ctx.saved_tensors
         s, f, d = w_enc.shape
-        b = u.shape[1]
-        g_recon = g_recon.reshape(s * b, d)
-        code = torch.sparse_csr_tensor(crow, columns, values, (s * b, s * f), check_invariants=False)
-        d_w_dec = code.to_sparse_csc().t() @ g_recon
-        g_code = torch.sparse.sampled_addmm(code, g_recon, w_dec.reshape(s * f, d).T, beta=0.0).values()
-        g_code = g_code + g_l1[sae] / b  # the ReLU passes the gradient of every active entry
-        grad = torch.sparse_csr_tensor(crow, columns, g_code, (s * b, s * f), check_invariants=False)
-        d_w_enc = grad.to_sparse_csc().t() @ u.reshape(s * b, d)
-        d_b_enc = g_code.new_zeros(s * f).index_add_(0, columns, g_code).reshape(s, f)
+        grad = grad.contiguous()
+        d_w_enc = ctx.entries.sum_columns(grad, u.reshape(-1, d)).reshape(s, f, d)
+        d_b_enc = grad.new_zeros(s * f).index_add_(0, ctx.entries.columns, grad).reshape(s, f)
         d_b_dec = -torch.bmm(d_b_enc.unsqueeze(1), w_enc).squeeze(1)  # b_dec enters the pre-activations as -b_dec
-        return None, None, d_w_enc.reshape(s, f, d), d_b_enc, d_b_dec, d_w_dec.reshape(s, f, d)
+        return None, None, d_w_enc, d_b_enc, d_b_dec, None
+
+
+class _DecodeAt(torch.autograd.Function):
+    """Sum over each vector's ``entries`` of value times its feature's decoder row, (S·B, D) (Gao et al.'s sparse
+    decoding), with both gradients at the entries' cost."""
+
+    @staticmethod
+    def forward(ctx, values, w_dec, entries):
+        ctx.save_for_backward(values, w_dec)
+        ctx.entries = entries
+        return entries.sum_rows(values, w_dec.reshape(entries.n_columns, -1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, w_dec = ctx.saved_tensors
+        grad, table = grad.contiguous(), w_dec.reshape(ctx.entries.n_columns, -1)
+        return ctx.entries.dots(grad, table), ctx.entries.sum_columns(values, grad).reshape(w_dec.shape), None
 
 
 class SAEStack(nn.Module):
@@ -167,28 +214,23 @@ class SAEStack(nn.Module):
         bias = self.b_enc - torch.bmm(self.b_dec.unsqueeze(1), self.W_enc.transpose(1, 2)).squeeze(1)
         return torch.baddbmm(bias.unsqueeze(1), x / self._scale(), self.W_enc.transpose(1, 2))
 
-    def positive_code(self, x, pre):
-        """The L1 arm's ``decode(relu(pre))`` and L1 norm per SAE (S,), from ``pre = pre_activations(x)`` (its values
-        without a graph), at the cost of the active entries (``_PositiveCode``)."""
-        u = (x / self._scale() - self.b_dec.unsqueeze(1)).detach()
-        recon, l1 = _PositiveCode.apply(pre, u, self.W_enc, self.b_enc, self.b_dec, self.W_dec)
-        return (recon + self.b_dec.unsqueeze(1)) * self._scale(), l1
-
     def decode(self, f):
         return torch.baddbmm(self.b_dec.unsqueeze(1), f, self.W_dec) * self._scale()
 
-    def decode_sparse(self, values, indices):
-        """``decode`` of a code given by its nonzeros: ``values`` at feature ``indices``, both (S, B, k)."""
-        return (self.decoder_sum(values, indices) + self.b_dec.unsqueeze(1)) * self._scale()
+    def pre_activations_at(self, x, pre, entries):
+        """``pre_activations(x)`` at ``entries`` (an ``Entries``), read from ``pre`` (their values, without a graph),
+        with gradients at the entries' cost."""
+        values = pre.reshape(entries.n_vectors, -1)[entries.rows, entries.columns % pre.shape[-1]]
+        u = (x / self._scale() - self.b_dec.unsqueeze(1)).detach()
+        return _PreActivationsAt.apply(values, u, self.W_enc, self.b_enc, self.b_dec, entries)
 
-    def decoder_sum(self, values, indices):
-        """Sum over j of values[s, b, j] times decoder row indices[s, b, j] of SAE s: (S, B, D) at the cost of the
-        k nonzeros rather than of all F features (Gao et al.'s sparse decoding)."""
-        s, b, k = indices.shape
-        offset = torch.arange(s, device=indices.device)[:, None, None] * self.n_features
-        out = F.embedding_bag((indices + offset).reshape(s * b, k), self.W_dec.reshape(s * self.n_features, -1),
-                              per_sample_weights=values.reshape(s * b, k), mode="sum")
-        return out.reshape(s, b, -1)
+    def decoder_sum(self, values, entries):
+        """Sum over each vector's ``entries`` of value times its feature's decoder row, (S, B, D)."""
+        return _DecodeAt.apply(values, self.W_dec, entries).reshape(len(self), -1, self.W_dec.shape[-1])
+
+    def decode_sparse(self, values, entries):
+        """``decode`` of a code given by its nonzeros: ``values`` at ``entries``."""
+        return (self.decoder_sum(values, entries) + self.b_dec.unsqueeze(1)) * self._scale()
 
     @torch.no_grad()
     def normalize_decoder(self):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from helpers.progress import trange
 from helpers.sae.losses import auxk_loss, l1_penalty, mse_loss
-from helpers.sae.model import SAEStack, SparseAutoencoder, geometric_median, silent
+from helpers.sae.model import Entries, SAEStack, SparseAutoencoder, geometric_median, silent
 
 ARMS = ("l1", "topk")
 CALIBRATE_UNTIL = 0.6   # share of training during which λ follows the L0 target (l1 arm)
@@ -33,8 +33,9 @@ CPU_STACK_BYTES = 2 * 2**30
 # The C allocator keeps freed blocks for reuse, so a process's resident peak exceeds its live tensors: stacks of 1-3
 # SAEs of 1024 -> 3,072 peaked at up to 1.16 times the bound without this factor (5 runs each, 2-core AMD EPYC).
 ALLOCATOR_SLACK = 1.5
-# The L1 arm's step runs on the code's nonzeros (the decoder's product and every backward product, as sparse
-# matrices) while at most this share of a batch's code is nonzero, and dense above it (early in training).
+# The L1 arm's step runs on the code's nonzeros (the decoder's product and every backward product, ``Entries``)
+# while at most this share of a batch's code is nonzero, and dense above it (early in training). The TopK arm's step
+# always does.
 SPARSE_STEP_SHARE = 0.1
 RESAMPLE_VECTORS = 8192  # resampling draws its new directions from this many training vectors
 MEMORY_VARIABLE = "INTERPRET_MLP_SAE_MEMORY_GIB"
@@ -99,19 +100,28 @@ def train_step(stack, opt, x, l1_coefficients, aux_dead):
     """One Adam step of every SAE of ``stack`` on its block of ``x`` (S, B, D): the arm's loss (MSE plus λ·L1 with
     each SAE's λ in ``l1_coefficients`` (S,), or plus AuxK on the latents ``aux_dead`` (S, F)), then the decoder's
     rows back to unit norm. Returns (mse (S,), how often each feature fired in the batch (S, F)), detached."""
-    pre = stack.pre_activations(x)
     if stack.k is None:
+        pre = stack.pre_activations(x)  # with a graph, for the dense form; the sparse form reads its values only
         fired = (pre.detach() > 0).sum(1, dtype=pre.dtype)
         if fired.sum() <= SPARSE_STEP_SHARE * pre.numel():  # the code's nonzeros only (SPARSE_STEP_SHARE)
-            recon, l1 = stack.positive_code(x, pre.detach())
+            active = Entries.of_mask(pre.detach() > 0)
+            values = stack.pre_activations_at(x, pre.detach(), active)  # positive: the ReLU passes their gradient
+            recon = stack.decode_sparse(values, active)
+            l1 = values.new_zeros(len(stack)).index_add(0, active.rows // x.shape[1], values) / x.shape[1]
         else:
             f = F.relu(pre)
             recon, l1 = stack.decode(f), l1_penalty(f)
         mse = mse_loss(stack, x, recon)
         loss = mse + l1_coefficients * l1
     else:
-        top = F.relu(pre).topk(stack.k, dim=-1)
-        recon = stack.decode_sparse(top.values, top.indices)
+        # the encoder's product without a graph; the selected latents' values get theirs at their own cost
+        # (``pre_activations_at``). Selecting among pre-activations rather than their ReLU changes only which
+        # zero-valued latents fill a vector with fewer than k positive ones: they decode and fire as nothing.
+        with torch.no_grad():
+            pre = stack.pre_activations(x)
+        top = pre.topk(stack.k, dim=-1)
+        chosen = Entries.of_indices(top.indices, stack.n_features)
+        recon = stack.decode_sparse(F.relu(stack.pre_activations_at(x, pre, chosen)), chosen)
         mse = mse_loss(stack, x, recon)
         loss = mse + AUXK_COEFFICIENT * auxk_loss(stack, x, recon, pre, aux_dead, k_aux=x.shape[-1] // 2)
         fired = torch.zeros_like(pre[:, 0]).scatter_add_(1, top.indices.flatten(1),
@@ -124,6 +134,26 @@ def train_step(stack, opt, x, l1_coefficients, aux_dead):
     opt.step()
     stack.normalize_decoder()
     return mse.detach(), fired.detach()
+
+
+def dense_topk_loss(stack, x, dead, k_aux):
+    """The TopK arm's (mse, loss) in its textbook form, a dense (B, F) code and AuxK from a dense code of the dead
+    latents: the reference of the training step's sparse form (its test and ``benchmarks/run_all.py``)."""
+    pre = stack.pre_activations(x)
+    top = torch.relu(pre).topk(stack.k, dim=-1)
+    recon = stack.decode(torch.zeros_like(pre).scatter(-1, top.indices, top.values))
+    mse = mse_loss(stack, x, recon)
+    residual = ((x - recon) / stack.scale[:, None, None]).detach()
+    aux = []
+    for pre_i, w_dec, residual_i, dead_i in zip(pre, stack.W_dec, residual, dead):
+        columns = torch.nonzero(dead_i).flatten()
+        if len(columns) == 0:
+            aux.append(pre.new_zeros(()))
+            continue
+        chosen = pre_i[:, columns].topk(min(k_aux, len(columns)), dim=1)
+        code = torch.zeros(len(pre_i), len(columns), device=pre.device).scatter(1, chosen.indices, chosen.values)
+        aux.append((code @ w_dec[columns] - residual_i).pow(2).sum(1).mean())
+    return mse, mse + AUXK_COEFFICIENT * torch.stack(aux)
 
 
 def resample_step(stack, opt, i, x_all, last_fired, step, window, generator):
