@@ -39,14 +39,18 @@ def _outputs(value, kind="execute_result"):
     """A displayed value as notebook outputs: a picture, Markdown, HTML or text, as Jupyter shows it."""
     if value is None:
         return []
-    data = {"text/plain": repr(value)}
+    data, metadata = {"text/plain": repr(value)}, {}
     for method, mime in (("_repr_png_", "image/png"), ("_repr_markdown_", "text/markdown"),
                          ("_repr_html_", "text/html")):
         shown = getattr(value, method, None)
         if callable(shown) and (content := shown()) is not None:
-            data[mime] = base64.b64encode(content).decode() if mime == "image/png" else content
+            if isinstance(content, tuple):  # IPython's (data, metadata), e.g. an Image with a width
+                content, metadata = content[0], {mime: content[1]}
+            if mime == "image/png" and isinstance(content, bytes):  # not yet base64 (IPython's Image already is)
+                content = base64.b64encode(content).decode()
+            data[mime] = content
             break
-    output = dict(output_type=kind, data=data, metadata={})
+    output = dict(output_type=kind, data=data, metadata=metadata)
     return [dict(output, execution_count=None) if kind == "execute_result" else output]
 
 
