@@ -28,7 +28,9 @@ def auxk_loss(stack, x, recon, pre, dead, k_aux):
     for i, (pre_i, dead_i) in enumerate(zip(pre, dead)):  # each SAE has its own number of dead latents
         candidates = torch.nonzero(dead_i).flatten()
         counts.append(min(k_aux, len(candidates)))
-        if counts[-1]:
+        if counts[-1] == len(candidates):  # every dead latent is chosen: no selection to make
+            columns.append((candidates + i * f).repeat(b))
+        elif counts[-1]:
             top = pre_i[:, candidates].topk(counts[-1], dim=1).indices
             columns.append((candidates[top].sort(1).values + i * f).flatten())
     if not columns:

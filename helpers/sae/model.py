@@ -239,8 +239,9 @@ class SAEStack(nn.Module):
     @torch.no_grad()
     def remove_parallel_gradient(self):
         """Project out the gradient component along each decoder row (it would only change its norm)."""
-        if self.W_dec.grad is not None:
-            self.W_dec.grad.sub_(self.W_dec * (self.W_dec.grad * self.W_dec).sum(-1, keepdim=True))
+        if self.W_dec.grad is not None:  # two passes over the rows, no temporary of their size
+            along = torch.linalg.vecdot(self.W_dec, self.W_dec.grad).unsqueeze(-1)
+            self.W_dec.grad.addcmul_(self.W_dec, along, value=-1)
 
     def sae(self, i):
         """SAE ``i`` of the stack, as a ``SparseAutoencoder`` (a copy)."""
