@@ -6,6 +6,7 @@ so activation maximization and activation harvesting treat both families the sam
 import contextlib
 import copy
 import hashlib
+import math
 import warnings
 from pathlib import Path
 
@@ -348,6 +349,45 @@ def record(model, layers):
     finally:
         for h in handles:
             h.remove()
+
+
+def depth_layers(model):
+    """The layers that relative depth counts, in order: the VGG's convolutions (each read after its ReLU), the
+    ResNet's residual blocks, the MLP's blocks (the residual stream after each)."""
+    if isinstance(model, VGG):
+        return [f"features.{i + 2}" for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]
+    if isinstance(model, ResNet):
+        return [f"blocks.{i}" for i in range(len(model.blocks))]
+    return [f"residual.{i}" for i in range(len(model.blocks))]
+
+
+def layer_at_depth(model, depth):
+    """The first of ``depth_layers`` whose relative depth, (index + 1) / count, reaches ``depth``: half of VGG13's ten
+    convolutions is the fifth, three quarters of them the eighth (0.8; of two equally near, the deeper)."""
+    layers = depth_layers(model)
+    return layers[max(0, math.ceil(depth * len(layers) - 1e-9) - 1)]
+
+
+def meta_model(family, **arch):
+    """``build_model`` on the meta device: its modules and shapes, without weights."""
+    with torch.device("meta"):
+        return build_model(family, **arch).eval()
+
+
+def layer_shapes(model, layers):
+    """{layer: the shape of its output for one image}, from a pass of ``model`` (a ``meta_model``) on the meta device:
+    shapes only, no arithmetic."""
+    with record(model, layers) as acts:
+        model(torch.empty(1, 3, 32, 32, device="meta"))
+    return {layer: tuple(acts[layer].shape[1:]) for layer in layers}
+
+
+def readout_grid(shape, width):
+    """The side g of the g x g grid a conv map of ``shape`` (channels, height, width) is averaged to, so that channels
+    x g² is nearest ``width`` (the other network's layer size; of two equally near, the finer); None for a vector."""
+    if len(shape) == 1:
+        return None
+    return min(range(1, shape[1] + 1), key=lambda g: (abs(shape[0] * g * g - width), -g))
 
 
 def fold_batchnorm(model):

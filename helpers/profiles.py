@@ -309,6 +309,45 @@ PROFILES = {p.name: p for p in (
 STUDY_PROFILES = ("smoke", "cpu", "paper", "official")  # what `python -m helpers.study --profile` offers
 
 
+# The study's layer pairs, fixed by relative depth for every seed (``layer_table``): the middle pair, three quarters,
+# and the last hidden layers. Not chosen by how well two models align (a choice made on one seed's images moved
+# between runs).
+LAYER_DEPTHS = {"mid": 0.5, "late": 0.75, "hidden": 1.0}
+
+
+def architectures(profile):
+    """{family: (its network's family, its architecture keywords)} of ``profile``'s compared and reference models."""
+    from helpers.models import OFFICIAL
+    p = get(profile)
+    if p.official:
+        return {OFFICIAL[name]["family"]: (OFFICIAL[name]["family"], OFFICIAL[name]["arch"]) for name in OFFICIAL}
+    return {f: (f, p.training[f].arch) for f in p.families}
+
+
+def layer_table(profile):
+    """The layer pairs of ``profile``'s models: {study layer: {family: dict(layer, depth, shape, grid, size)}}. The
+    MLP's layer at each relative depth of ``LAYER_DEPTHS`` (its blocks counted) and each CNN's (the VGG's convolutions,
+    the ResNet's residual blocks; ``models.layer_at_depth``); at depth 1 every model's last hidden layer. A conv map is
+    read averaged to the g x g grid whose channels x g² is nearest the MLP layer's width (``models.readout_grid``), so
+    both families are read at about equal size: ``size`` is what the SAEs and the comparisons see."""
+    from helpers.models import depth_layers, layer_at_depth, layer_shapes, meta_model, readout_grid
+    models = {family: meta_model(network, **arch) for family, (network, arch) in architectures(profile).items()}
+    table = {}
+    for name, depth in LAYER_DEPTHS.items():
+        row = {}
+        for family, model in models.items():
+            counted = depth_layers(model)
+            layer = model.hidden_layer if depth == 1.0 else layer_at_depth(model, depth)
+            position = 1.0 if depth == 1.0 else (counted.index(layer) + 1) / len(counted)
+            row[family] = dict(layer=layer, depth=position, shape=layer_shapes(model, [layer])[layer])
+        width = row["mlp"]["shape"][0]
+        for entry in row.values():
+            entry["grid"] = readout_grid(entry["shape"], width)
+            entry["size"] = entry["shape"][0] * (entry["grid"] or 1) ** 2
+        table[name] = row
+    return table
+
+
 def matched_profiles(profile):
     """The competence-matched profiles built on ``profile``."""
     return [p.name for p in PROFILES.values() if p.matching and p.matching.base == profile]

@@ -121,3 +121,23 @@ def test_the_readme_quotes_the_paper_estimates_sae_memory():
     readme = " ".join(readme.split())
     assert f"about {largest['gpu_peak_gib']:.1f} GiB of an {estimate['gpu_gib']:.0f} GiB GPU" in readme
     assert f"{largest['host_gib']:.1f} GiB of host memory" in readme
+
+
+def test_stage_times_sum_pages_by_stage_and_count_the_book_in_the_last(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "stage_times", Path(__file__).resolve().parents[1] / "benchmarks" / "stage_times.py")
+    stage_times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage_times)
+    log = tmp_path / "study.log"
+    lines = ["[done] 00_train.ipynb {'profile': 'cpu', 'model': 'cnn', 'seed': 0} in 120 s -> x",
+             "[done] 02_sae.ipynb {'profile': 'cpu', 'model': 'mlp', 'layer': 'mid'} in 240 s -> x",
+             "[done] 02_sae.ipynb {'profile': 'cpu-matched', 'model': 'cnn'} in 60 s -> x",
+             "[done] 04_answers.ipynb {'profile': 'cpu'} in 12 s -> x",
+             "study (cpu profile) finished in 4.0 minutes"]
+    log.write_text("\n".join(lines))
+    seconds, total = stage_times.stage_seconds(log)
+    table = stage_times.table(log, workers=2)
+    assert seconds["training"] == 120 and seconds["SAE pages"] == 240 and total == 240
+    assert seconds["competence-matched pair"] == 60 and seconds["atlas, answers and book"] == 12
+    # 432 s over 2 workers is 3.6 minutes; the 0.4 left of the 4.0 is the book's
+    assert "| atlas, answers and book | 0.5 | 3.0 |" in table and "| all | 4.0 | 60.0 |" in table

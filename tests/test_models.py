@@ -243,3 +243,16 @@ def test_batchnorm_on_an_nchw_copy_equals_torchs(channels):
     assert torch.allclose(ours.running_var, torchs.running_var) and torch.allclose(ours.weight.grad, torchs.weight.grad,
                                                                                    atol=1e-4)
     assert list(ours.state_dict()) == list(torchs.state_dict())
+
+
+def test_relative_depth_counts_convolutions_and_blocks_and_ties_go_deeper():
+    from helpers.models import layer_at_depth, meta_model, readout_grid
+    vgg = meta_model("cnn", width=1 / 8)
+    assert layer_at_depth(vgg, 0.5) == "features.16" and layer_at_depth(vgg, 0.75) == "features.26"
+    assert layer_at_depth(vgg, 0.1) == "features.2" and layer_at_depth(vgg, 1.0) == "features.33"
+    mlp = meta_model("mlp", depth=4, width=64, resolution=32)
+    assert [layer_at_depth(mlp, d) for d in (0.25, 0.5, 0.75, 1.0)] == [f"residual.{i}" for i in range(4)]
+    resnet = meta_model("resnet", width=1 / 8, stages=(0, 1, 1, 1), head=512)
+    assert layer_at_depth(resnet, 0.5) == "blocks.1"  # 0.33 and 0.67 are equally near: the deeper
+    assert readout_grid((32, 8, 8), 512) == 4 and readout_grid((64, 4, 4), 512) == 3 and readout_grid((7,), 9) is None
+    assert readout_grid((2, 4, 4), 10) == 2  # 8 and 18 are 2 and 8 away: 2x2

@@ -81,3 +81,24 @@ def test_the_book_contents_come_from_the_manifest():
     assert yaml.safe_load((ROOT / "_toc.yml").read_text()) == manifest.toc(["cpu"])
     for step in manifest.steps("cpu"):
         assert (ROOT / "notebooks" / step.notebook).is_file()
+
+
+def test_the_layer_table_fixes_pairs_by_relative_depth_and_reads_them_at_equal_size():
+    """The cpu study's pairs: half of VGG13's ten convolutions (the fifth, 32 channels on 8x8 at 1/8 width, read on a
+    4x4 grid: 512 values, the MLP's width), half of the MLP's four blocks, the ResNet's nearest block; three quarters;
+    the last hidden layers. The same table whatever the seed: it reads architectures only."""
+    table = profiles.layer_table("cpu")
+    assert list(table) == ["mid", "late", "hidden"]
+    mid = table["mid"]
+    assert (mid["cnn"]["layer"], mid["cnn"]["shape"], mid["cnn"]["grid"], mid["cnn"]["size"]) == \
+        ("features.16", (32, 8, 8), 4, 512)
+    assert (mid["mlp"]["layer"], mid["mlp"]["grid"], mid["mlp"]["size"]) == ("residual.1", None, 512)
+    assert mid["resnet"]["layer"] == "blocks.1" and mid["resnet"]["size"] == 512
+    assert table["late"]["cnn"]["layer"] == "features.26" and table["late"]["mlp"]["layer"] == "residual.2"
+    assert {f: e["layer"] for f, e in table["hidden"].items()} == dict(cnn="classifier.4", mlp="residual.3",
+                                                                         resnet="pool")
+    for row in table.values():  # every CNN map read within a factor 1.5 of the MLP layer's size
+        assert all(abs(e["size"] / row["mlp"]["size"] - 1) <= 0.5 for e in row.values())
+    paper = profiles.layer_table("paper")["mid"]
+    assert paper["mlp"]["layer"] == "residual.5" and (paper["cnn"]["grid"], paper["cnn"]["size"]) == (2, 1024)
+    assert set(profiles.layer_table("official")["mid"]) == {"cnn", "mlp"}
