@@ -114,8 +114,6 @@ class Training(Settings):
     weight_decay: float = _setting(5e-4, low=0.0)
     label_smoothing: float = _setting(0.1, low=0.0)
     crop: int = _setting(4, low=0)  # random crops from images zero-padded by this many pixels (0: flips only)
-    # the training step through torch.compile (inductor); the test-time path (evaluation, every page) stays eager
-    compile: bool = _setting(False, choices=(False, True))
     train_subset: object = None
     test_subset: object = None
 
@@ -233,14 +231,15 @@ _CNN = dict(epochs=6, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4
 # 1x1 head as wide as the VGG's hidden layer (at 1/8 width 0.10 s per step on 2 cores, the VGG's 0.12 s; a first
 # full-resolution stage, as in ResNet-18, would cost 0.18 s).
 _RESNET_CPU = dict(width=1 / 8, stages=(0, 1, 1, 1), head=512)
-# torch.compile of the training step, one thread (benchmarks/compile.json, 2-core AMD EPYC, 2026-12-05): the ResNet's
-# step x1.42 [1.39, 1.52] after 12 s of compilation, the VGG's x1.11 after 28 s (on a 2-core Intel Xeon x1.19 after
-# 37 s: no net gain for a 3-minute page), the MLP's x1.00 (its step is matrix products at the core's peak). So only
-# the cpu ResNet compiles; a second seed reads inductor's cache on disk.
+# The training steps run eager: torch.compile (benchmarks/compile.json) gave the ResNet's step x1.42 alone on the
+# machine, but in the study, two pages at a time, its epochs went from 27 to 23 s while both seeds compiled at once
+# (30 s each), so its pages took longer (187/189 s against 164/170), and its mean accuracy moved -0.60 points
+# (74.79/74.69% against 75.64/75.04%; 2-core AMD EPYC, 2026-12-05); the VGG's x1.11 about pays its 28 s of
+# compilation, the MLP's step (matrix products at the core's peak) gains nothing.
 _MLP = dict(epochs=6, batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1, crop=0)
 _CPU_TRAINING = {
     "cnn": Training(arch=dict(width=1 / 8), **_CNN),
-    "resnet": Training(arch=_RESNET_CPU, compile=True, **_CNN),
+    "resnet": Training(arch=_RESNET_CPU, **_CNN),
     "mlp": Training(arch=dict(depth=4, width=512, expansion=4, resolution=32), **_MLP),
     # the second MLP size of the curve along training and scale: half the depth and width (1/10 of the parameters)
     "mlp-small": Training(arch=dict(depth=2, width=256, expansion=4, resolution=32), **_MLP)}

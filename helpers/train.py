@@ -111,7 +111,6 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
     steps_per_epoch = len(train_x) // config["batch_size"]
     opt, schedule = make_optimizer(model, config, config["epochs"] * steps_per_epoch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=(torch.device(device).type == "cuda"))
-    forward = torch.compile(model) if config["compile"] else model  # the same weights; evaluation stays eager
     epoch_path, state_path = epochs_at or (None, None)
     saved = _as_saved(config)
     state = _load_state(state_path, saved, seed) if epochs_at else None
@@ -140,7 +139,7 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
         for step, (x, y) in enumerate(bar):
             x = x.contiguous(memory_format=layout)
             with autocast:
-                logits = forward(x)
+                logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=config["label_smoothing"])
             if not torch.isfinite(loss) or loss.item() > 100:
                 raise FloatingPointError(
