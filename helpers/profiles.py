@@ -232,10 +232,10 @@ _CNN = dict(epochs=6, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4
 # full-resolution stage, as in ResNet-18, would cost 0.18 s).
 _RESNET_CPU = dict(width=1 / 8, stages=(0, 1, 1, 1), head=512)
 # The training steps run eager: torch.compile (benchmarks/compile.json) gave the ResNet's step x1.42 alone on the
-# machine, but in the study, two pages at a time, its epochs went from 27 to 23 s while both seeds compiled at once
-# (30 s each), so its pages took longer (187/189 s against 164/170), and its mean accuracy moved -0.60 points
-# (74.79/74.69% against 75.64/75.04%; 2-core AMD EPYC, 2026-12-05); the VGG's x1.11 about pays its 28 s of
-# compilation, the MLP's step (matrix products at the core's peak) gains nothing.
+# machine; in the study, two pages at a time, its epochs went from 29 to 23 s but both seeds compiled at once (30 s
+# each), so its pages took 187/189 s against 190/193 eager, and its mean accuracy moved -0.60 points (74.79/74.69%
+# against 75.64/75.04%; 2-core AMD EPYC, 2026-12-05), beyond the 0.5 allowed; the VGG's x1.11 about pays its 28 s
+# of compilation, the MLP's step (matrix products at the core's peak) gains nothing.
 _MLP = dict(epochs=6, batch_size=256, optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1, crop=0)
 _CPU_TRAINING = {
     "cnn": Training(arch=dict(width=1 / 8), **_CNN),
