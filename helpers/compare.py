@@ -650,6 +650,59 @@ def per_feature_table(per_feature):
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+# ----------------------------------------------------------------------------- dictionary-free measures
+#
+# Beside the SAEs' feature matching, two measures of how much two layers share that need no dictionary: how well a
+# linear map from one predicts the other on images it was not fitted on, and linear CKA against its own permutation
+# null. "The same subspace in another basis" scores high on both and low on per-feature matching; a disagreement
+# between them is a finding, reported as such.
+
+def ridge_predictivity(x, y, fit, evaluate, alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)):
+    """Held-out linear predictivity of ``y`` from ``x`` (rows are images): a ridge map fitted on the ``fit`` rows,
+    its penalty chosen among ``alphas`` (relative to the mean eigenvalue of x's covariance) by leave-one-out error on
+    those rows, and scored on the ``evaluate`` rows as the share of y's total variance there that it explains (R²,
+    pooled over y's columns; 1 is perfect, 0 is no better than y's mean on the fit rows, negative is worse).
+    Returns (R², the chosen alpha)."""
+    x, y = (torch.as_tensor(v).double() for v in (x, y))
+    x_mean, y_mean = x[fit].mean(0), y[fit].mean(0)
+    xf, yf = x[fit] - x_mean, y[fit] - y_mean
+    u, s, vh = torch.linalg.svd(xf, full_matrices=False)
+    uty = u.T @ yf
+    scale = (s ** 2).mean()
+    best = None
+    for alpha in alphas:
+        shrink = s ** 2 / (s ** 2 + alpha * scale)
+        hat = (u ** 2 * shrink).sum(1)  # the diagonal of the hat matrix, for the leave-one-out residuals
+        residual = (yf - u @ (shrink[:, None] * uty)) / (1 - hat).clamp_min(1e-12)[:, None]
+        error = residual.pow(2).sum().item()
+        if best is None or error < best[0]:
+            best = (error, alpha, shrink)
+    _, alpha, shrink = best
+    weights = vh.T @ ((shrink / s.clamp_min(1e-30))[:, None] * uty)
+    prediction = (x[evaluate] - x_mean) @ weights + y_mean
+    target = y[evaluate]
+    total = (target - target.mean(0)).pow(2).sum()
+    return (1 - ((target - prediction).pow(2).sum() / total.clamp_min(1e-30))).item(), alpha
+
+
+def calibrated_cka(x, y, permutations=200, seed=0):
+    """Linear CKA of ``x`` and ``y`` (rows are images) beside its null with y's images shuffled: the observed value,
+    the null's mean (exact: for centred columns a random permutation's expected cross term is
+    ||x||² ||y||² / (n - 1)), the calibrated score (observed minus that mean, over one minus it: 0 at the null, 1 at
+    identity) and the permutation p-value over ``permutations`` shuffles, (1 + shuffles reaching it) / (1 + R). Width
+    and depth raise raw CKA even between unrelated layers; the null's mean says by how much at these sizes."""
+    x, y = (torch.as_tensor(v).double() for v in (x, y))
+    x, y = x - x.mean(0), y - y.mean(0)
+    norm = ((x.T @ x).norm() * (y.T @ y).norm()).item()
+    observed = (y.T @ x).pow(2).sum().item() / norm
+    level = x.pow(2).sum().item() * y.pow(2).sum().item() / (len(x) - 1) / norm
+    g = torch.Generator().manual_seed(seed)
+    xf, yf = x.float(), y.float()
+    null = [(yf[torch.randperm(len(x), generator=g)].T @ xf).pow(2).sum().item() / norm for _ in range(permutations)]
+    return dict(cka=observed, null=level, calibrated=(observed - level) / max(1 - level, 1e-12),
+                p=(1 + sum(v >= observed for v in null)) / (1 + permutations))
+
+
 # ----------------------------------------------------------------------------- every layer against every layer
 
 def centered_gram(x):

@@ -468,3 +468,25 @@ def test_alignment_along_training_reads_each_partner_checkpoint_against_the_cnn_
     assert curve.cka_matched_cnn.tolist() == pytest.approx([0.0, 0.11, 0.12])
     trend = trend_table(curve.reset_index()).iloc[0]
     assert trend.cka_at_init == pytest.approx(0.2) and trend.cka_final == pytest.approx(0.22)
+
+
+def test_dictionary_free_measures_find_a_planted_linear_map_and_not_independent_data():
+    """Ridge predictivity (held out, both directions) and calibrated CKA: a planted linear map with noise at a quarter
+    of its variance is predicted at the R² the noise allows (0.8) and scores far above its permutation null; an
+    independent layer scores about 0 on both, and its CKA is not significant."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 64, generator=g) @ torch.randn(64, 64, generator=g)
+    signal = x @ torch.randn(64, 48, generator=g)
+    y = signal + 0.5 * signal.std() * torch.randn(2000, 48, generator=g)
+    other = torch.randn(2000, 48, generator=g)
+    fit, evaluate = compare.split_halves(2000, seed=0)
+    r2, alpha = compare.ridge_predictivity(x, y, fit, evaluate)
+    assert 0.75 < r2 < 0.85 and alpha in (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    assert 0.2 < compare.ridge_predictivity(y, x, fit, evaluate)[0] < 0.9  # the other direction loses x's rest
+    assert abs(compare.ridge_predictivity(x, other, fit, evaluate)[0]) < 0.02
+    planted, independent = compare.calibrated_cka(x, y), compare.calibrated_cka(x, other)
+    assert planted["calibrated"] > 0.5 and planted["p"] < 0.01
+    assert abs(independent["calibrated"]) < 0.02 and independent["p"] > 0.05
+    assert 0 < independent["null"] < independent["cka"] + 0.01  # raw CKA between unrelated layers is not 0
+    shuffled = [compare.linear_cka(x, other[torch.randperm(2000, generator=g)]) for _ in range(300)]
+    assert abs(sum(shuffled) / len(shuffled) - independent["null"]) < 0.002  # the exact null mean
