@@ -490,3 +490,27 @@ def test_dictionary_free_measures_find_a_planted_linear_map_and_not_independent_
     assert 0 < independent["null"] < independent["cka"] + 0.01  # raw CKA between unrelated layers is not 0
     shuffled = [compare.linear_cka(x, other[torch.randperm(2000, generator=g)]) for _ in range(300)]
     assert abs(sum(shuffled) / len(shuffled) - independent["null"]) < 0.002  # the exact null mean
+
+
+def test_the_primary_statistic_reads_only_features_that_fire_on_enough_images():
+    """Planted codes on 2,000 images: 20 features shared with the other SAE and firing often, 10 shared but firing on
+    a handful of images, 10 independent and firing often. Rare features do not enter, whatever they share; the
+    shared frequent ones are counted as matched and the independent ones are not; a null (b's images shuffled)
+    filtered alike has none matched."""
+    g = torch.Generator().manual_seed(0)
+    n = 2000
+    often = torch.relu(torch.randn(n, 30, generator=g))
+    rare = torch.zeros(n, 10)
+    rare[torch.randint(n, (10, 8), generator=g), torch.arange(10)[:, None]] = 1.0 + torch.rand(10, 8, generator=g)
+    a = torch.cat([often[:, :20], rare, often[:, 20:]], 1)
+    b = torch.cat([often[:, :20] + 0.1 * torch.rand(n, 20, generator=g), rare, torch.relu(torch.randn(n, 10))], 1)
+    select, evaluate = compare.split_halves(n, seed=0)
+    ha, hb = compare.Halves(a, select, evaluate), compare.Halves(b, select, evaluate)
+    entering = ha.entering()
+    assert entering[:20].all() and not entering[20:30].any() and entering[30:].all()
+    stats_ = compare.entering_statistics(ha.match(hb, replicates=False), entering)
+    assert stats_["entering"] == 30 and stats_["entering_share"] == 0.75
+    assert stats_["matched_share"] == pytest.approx(20 / 30) and 0.5 < stats_["mean"] < 0.8
+    null = compare.entering_statistics(ha.match(hb, compare.shuffle_order(n, 1), replicates=False), entering)
+    assert null["entering"] == 30 and null["matched_share"] == 0 and abs(null["mean"]) < 0.1
+    assert ha.entering(min_images=1)[20:30].all()  # with no threshold the rare ones would enter
