@@ -141,3 +141,15 @@ def test_stage_times_sum_pages_by_stage_and_count_the_book_in_the_last(tmp_path)
     assert seconds["competence-matched pair"] == 60 and seconds["atlas, answers and book"] == 12
     # 432 s over 2 workers is 3.6 minutes; the 0.4 left of the 4.0 is the book's
     assert "| atlas, answers and book | 0.5 | 3.0 |" in table and "| all | 4.0 | 60.0 |" in table
+
+
+def test_the_reproducibility_rule_takes_the_fewest_steps_within_90_percent_of_four_times_as_many():
+    spec = importlib.util.spec_from_file_location(
+        "sae_reproducibility", Path(__file__).resolve().parents[1] / "benchmarks" / "sae_reproducibility.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [dict(steps=s, lr_scale=1.0, reproducible_share=v)
+            for s, v in ((1000, 0.20), (2000, 0.27), (4000, 0.30), (8000, 0.29))]
+    rows += [dict(steps=s, lr_scale=2.0, reproducible_share=v) for s, v in ((1000, 0.1), (4000, 0.3))]
+    # 1000: 0.20 < 0.9 x 0.30; 2000: 0.27 >= 0.9 x 0.29. At lr x2, 0.1 < 0.27: none qualifies
+    assert module.chosen_steps(rows) == {"1.0": 2000, "2.0": None}
