@@ -86,8 +86,7 @@ def main(argv=None):
         record["families"] = json.loads(args.merge.read_text())["families"]
     for family in args.families:
         net = load_trained(family, "cpu", 0)
-        acts = harvest_layers(net, [args.layer], "train")[args.layer][0], harvest_layers(net, [args.layer],
-                                                                                          "test")[args.layer][0]
+        acts = [harvest_layers(net, [args.layer], split)[args.layer][0] for split in ("train", "test")]
         rows = record["families"].get(family, {}).get("rows", [])
         for scale in args.lr_scale:
             for steps in args.steps:

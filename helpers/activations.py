@@ -70,11 +70,12 @@ def check_outputs(model, layer, outputs, images, n=250):
 
 
 @torch.no_grad()
-def predicted_classes(model, weights=None):
-    """The class ``model`` predicts for every test image, from its last hidden layer's cached test harvest (the SAE
-    pages harvest it) through the layers after it (``logits_from_hidden``): no pass through the whole network."""
+def predicted_classes(model, test_images, weights=None):
+    """The class ``model`` predicts for every test image (``test_images``: the whole test split, uint8, as
+    ``load_cifar10`` gives it), from its last hidden layer's cached test harvest (the SAE pages harvest it) through
+    the layers after it (``logits_from_hidden``): no pass through the whole network."""
     hidden = harvest_layers(model, ["hidden"], "test", weights=weights)["hidden"][0]
-    check_outputs(model, "hidden", hidden, cifar.load_cifar10("test", verbose=False)[0])
+    check_outputs(model, "hidden", hidden, test_images)
     device = next(model.parameters()).device
     return torch.cat([model.logits_from_hidden(hidden[i:i + 4096].to(device)).argmax(1).cpu()
                       for i in range(0, len(hidden), 4096)])

@@ -204,6 +204,13 @@ class Match(NamedTuple):
     per_feature: torch.Tensor
     partners: tuple
 
+    def of_all(self, n_features):
+        """The held-out r of each of a's ``n_features`` features, 0 for one without a partner (it does not vary on
+        the selection half)."""
+        r = torch.zeros(n_features)
+        r[self.partners[0]] = self.per_feature
+        return r
+
 
 class Halves:
     """One SAE's features on the two halves of the images (``split_halves``), with what a held-out match needs of
@@ -266,9 +273,7 @@ def entering_statistics(match, entering, threshold=None):
     whose partner reaches ``threshold`` (default ``REPRODUCIBLE``; a feature that does not vary on the selection half
     has no partner and counts as r 0). The same filter applies alike to an observation, its nulls and its ceiling."""
     threshold = REPRODUCIBLE if threshold is None else threshold
-    r = torch.zeros(len(entering))
-    r[match.partners[0]] = match.per_feature
-    kept = r[entering]
+    kept = match.of_all(len(entering))[entering]
     n = len(kept)
     return dict(entering=n, entering_share=n / len(entering) if len(entering) else math.nan,
                 mean=kept.mean().item() if n else math.nan,
@@ -475,8 +480,7 @@ def reproducibility(halves, units):
         other = [u for u in sae_seeds if u != t]
         if other:
             match = halves[a].match(halves[units[(s, other[0])]], replicates=False)
-            out[(s, t)] = torch.zeros(halves[a].acts.shape[1])
-            out[(s, t)][match.partners[0]] = match.per_feature
+            out[(s, t)] = match.of_all(halves[a].acts.shape[1])
     return out
 
 

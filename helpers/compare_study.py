@@ -48,7 +48,7 @@ class ComparePage:
         self.features = {spec.id: saes.load_features(self.profile, self.layer, spec) for spec in self.summary}
         self.test_images, self.test_labels, _ = load_cifar10("test")
         self.nets = {(f, s): load_trained(f, self.profile, s) for f in self.families for s in self.model_seeds}
-        self.predicted = {key: predicted_classes(net) for key, net in self.nets.items()}
+        self.predicted = {key: predicted_classes(net, self.test_images) for key, net in self.nets.items()}
         self.groups = {s: compare.prediction_groups(self.test_labels, self.predicted[("cnn", s)],
                                                     self.predicted[("mlp", s)]) for s in self.model_seeds}
         self.layer_map = saes.layer_map(self.profile)  # read once: the mid-depth pair and the figure come from it

@@ -198,7 +198,7 @@ def test_predicted_classes_from_the_cached_hidden_layer_are_the_networks(family,
     config = config_for(family, "smoke")
     torch.manual_seed(1)
     model = build_model(config["family"], **config["arch"]).eval()
-    predicted = activations.predicted_classes(model)
+    predicted = activations.predicted_classes(model, cifar_test[0])
     assert torch.equal(predicted, predictions(model, cifar_test[0])) and len(predicted.unique()) > 1
 
 

@@ -35,8 +35,7 @@ def auxk_loss(stack, x, recon, pre, dead, k_aux):
             columns.append((candidates[top].sort(1).values + i * f).flatten())
     if not columns:
         return pre.new_zeros(s)
-    per_row = torch.tensor(counts, device=pre.device).repeat_interleave(b)
-    chosen = Entries(torch.cat([per_row.new_zeros(1), per_row.cumsum(0)]), torch.cat(columns), s * b, s * f)
+    chosen = Entries.of_counts(torch.tensor(counts, device=pre.device).repeat_interleave(b), torch.cat(columns), s * f)
     aux = stack.decoder_sum(stack.pre_activations_at(x, pre, chosen), chosen)
     has_dead = torch.tensor(counts, device=pre.device) > 0
     return (aux - residual).pow(2).sum(-1).mean(-1) * has_dead

@@ -109,12 +109,16 @@ class Entries:
         self.column_starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
 
     @classmethod
+    def of_counts(cls, per_row, columns, n_columns):
+        """The entries of ``per_row`` (S·B,) columns each, ``columns`` listed row after row."""
+        return cls(torch.cat([per_row.new_zeros(1), per_row.cumsum(0)]), columns, len(per_row), n_columns)
+
+    @classmethod
     def of_mask(cls, active):
         """The nonzero entries of an (S, B, F) mask."""
         s, b, f = active.shape
-        counts = active.sum(-1).flatten()
         sae, _, feature = torch.nonzero(active, as_tuple=True)
-        return cls(torch.cat([counts.new_zeros(1), counts.cumsum(0)]), sae * f + feature, s * b, s * f)
+        return cls.of_counts(active.sum(-1).flatten(), sae * f + feature, s * f)
 
     @classmethod
     def of_indices(cls, indices, n_features):
