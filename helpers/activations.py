@@ -1,8 +1,10 @@
 """A network's layers as the study reads them: harvested over a CIFAR-10 split (cached), or several layers of a few
 images at once.
 
-A convolutional layer is read as its channels averaged over a ``POOL`` x ``POOL`` grid of positions: coarse layout
-is kept, and its size (channels x 4) stays one that CKA and an SAE three times as wide can afford on a CPU.
+A convolutional layer is read as its channels averaged over a g x g grid of positions: coarse layout is kept, and
+its size (channels x g²) stays one that CKA and an SAE three times as wide can afford on a CPU. At the study's layer
+pairs g is the layer table's (``profiles.readout``: the two families read at about equal size); elsewhere (the
+layer map, the curve's other layers) ``POOL``.
 """
 import torch
 import torch.nn.functional as F
@@ -14,37 +16,41 @@ from helpers.models import fingerprint, record, resolve_layer
 POOL = 2
 
 
-def pooled(output):
-    """A layer's output as the study reads it: conv maps averaged to POOL x POOL positions, vectors as they are."""
-    return F.adaptive_avg_pool2d(output, POOL) if output.dim() == 4 else output
+def pooled(output, grid=None):
+    """A layer's output as the study reads it: conv maps averaged to ``grid`` x ``grid`` positions (None: ``POOL``),
+    vectors as they are."""
+    return F.adaptive_avg_pool2d(output, grid or POOL) if output.dim() == 4 else output
 
 
-def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, seed=0, cache=True):
+def harvest_activations(model, layer, split, augment_copies=0, batch_size=500, seed=0, cache=True, grid=None):
     """Activations of ``layer`` (e.g. ``'hidden'``) for every image of a CIFAR-10 split, batched.
 
     ``augment_copies`` adds that many crop/flip-augmented passes over the split (more activation vectors than
     images). Cached in ``Data/activations/`` keyed by the model's weights, layer, split and augmentation (and the
-    code: ``store.HARVEST``), so a rerun loads in seconds. Returns (activations float32 (N, D), labels (N,)).
+    code: ``store.HARVEST``), so a rerun loads in seconds. ``grid``: a conv map's readout grid (``pooled``). Returns
+    (activations float32 (N, D), labels (N,)).
     """
+    grids = {layer: grid}
     if not cache:
-        return _harvest(model, [layer], split, augment_copies, batch_size, seed)[layer]
-    return harvest_layers(model, [layer], split, augment_copies, batch_size, seed)[layer]
+        return _harvest(model, [layer], split, augment_copies, batch_size, seed, grids)[layer]
+    return harvest_layers(model, [layer], split, augment_copies, batch_size, seed, grids=grids)[layer]
 
 
-def harvest_layers(model, layers, split, augment_copies=0, batch_size=500, seed=0, weights=None):
+def harvest_layers(model, layers, split, augment_copies=0, batch_size=500, seed=0, weights=None, grids=None):
     """``harvest_activations`` of several layers: those not cached yet are read in one pass over the split, and each
-    is cached as its own harvest. ``weights``: the model's ``fingerprint``, where the caller has it. Returns {layer:
-    (activations, labels)}."""
+    is cached as its own harvest. ``weights``: the model's ``fingerprint``, where the caller has it; ``grids``:
+    {layer: its readout grid} (``pooled``; a layer not named: ``POOL``). Returns {layer: (activations, labels)}."""
     weights = weights or fingerprint(model)
+    grids = grids or {}
     fields = {}
     for layer in dict.fromkeys(layers):
         inputs = dict(model=weights, layer=resolve_layer(model, layer)[0], split=split,
-                      augment_copies=augment_copies, seed=seed, pool=POOL)
+                      augment_copies=augment_copies, seed=seed, pool=grids.get(layer) or POOL)
         fields[layer] = ({k: v for k, v in inputs.items() if k != "pool"}, inputs)
     out = {layer: store.HARVEST.load(where, **inputs) for layer, (where, inputs) in fields.items()}
     todo = [layer for layer, value in out.items() if value is None]
     if todo:
-        for layer, value in _harvest(model, todo, split, augment_copies, batch_size, seed).items():
+        for layer, value in _harvest(model, todo, split, augment_copies, batch_size, seed, grids).items():
             where, inputs = fields[layer]
             out[layer] = store.HARVEST.save(where, value, **inputs)
     return out
@@ -82,7 +88,7 @@ def predicted_classes(model, test_images, weights=None):
 
 
 @torch.no_grad()
-def _harvest(model, layers, split, augment_copies, batch_size, seed):
+def _harvest(model, layers, split, augment_copies, batch_size, seed, grids):
     images, labels, _ = cifar.load_cifar10(split, verbose=False)
     device = next(model.parameters()).device
     was_training = model.training
@@ -97,14 +103,16 @@ def _harvest(model, layers, split, augment_copies, batch_size, seed):
                     x = cifar.augment(x, generator)
                 model(cifar.to_float(x.to(device)))
                 for layer in layers:
-                    out[layer].append(pooled(acts[layer]).flatten(1).float().cpu())
+                    out[layer].append(pooled(acts[layer], grids.get(layer)).flatten(1).float().cpu())
     model.train(was_training)
     return {layer: (torch.cat(v), labels.repeat(1 + augment_copies)) for layer, v in out.items()}
 
 
 @torch.no_grad()
-def layer_representations(model, images, layers, batch_size=500):
-    """{layer: (N, D) representation} of uint8 ``images`` for several layers in one pass (pooled like harvests)."""
+def layer_representations(model, images, layers, batch_size=500, grids=None):
+    """{layer: (N, D) representation} of uint8 ``images`` for several layers in one pass (pooled like harvests, on
+    ``grids``: {layer: grid})."""
+    grids = grids or {}
     device = next(model.parameters()).device
     model.eval()
     out = {layer: [] for layer in layers}
@@ -112,7 +120,7 @@ def layer_representations(model, images, layers, batch_size=500):
         for start in range(0, len(images), batch_size):
             model(cifar.to_float(images[start:start + batch_size].to(device)))
             for layer in layers:
-                out[layer].append(pooled(acts[layer]).flatten(1).float().cpu())
+                out[layer].append(pooled(acts[layer], grids.get(layer)).flatten(1).float().cpu())
     return {layer: torch.cat(v) for layer, v in out.items()}
 
 

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from helpers import profiles, store
 from helpers.paths import atomic_path
 
-WHERE_SHORT = {"hidden": "the last hidden layers", "mid": "the mid-depth layers"}
+WHERE_SHORT = profiles.LAYER_WORDS
 P1_HEADERS = {"test": "Test", "objective": "Objective", "measure": "Measure", "setting": "Penalty",
               "cnn": "CNN over its random-init network (Cliff's δ, 95% interval)",
               "mlp": "MLP over its random-init network (δ, interval)", "position": "Position (MLP δ / CNN δ)",
               "verdict": "Verdict"}
-P2_HEADERS = {"comparison": "Comparison", "arm": "SAE arm", "direction": "Direction",
-              "observed": "Held-out correlation", "position": "Position (0 = null, 1 = ceiling), 95% interval",
-              "verdict": "Verdict"}
-ARM_WORDS = {"l1": "L1", "topk": "TopK"}
+P2_HEADERS = {"comparison": "Comparison", "arm": "Arm", "direction": "Direction",
+              "observed": "Held-out correlation (R² for the linear arm)",
+              "position": "Position (0 = null, 1 = ceiling), 95% interval", "verdict": "Verdict"}
+ARM_WORDS = {"l1": "L1", "topk": "TopK", "linear": "linear (no dictionary)"}
 TRANSFER_HEADERS = {"direction": "AM images of → partner in", "features": "Features", "pairs": "Pairs",
                     "percentile": "Partner's percentile among the other network's features (0.5: none), 95% interval",
                     "p": "p (percentile > 0.5)"}
@@ -65,7 +65,8 @@ class AnswersPage:
 
     def _competence_row(self, pair):
         p, c = self.am["primary"], self.conclusions["hidden"]
-        positions = {d["direction"]: d for d in c["directions"] if d["arm"] == "l1" and d["comparison"] == "question"}
+        positions = {d["direction"]: d for d in c["directions"]
+                     if d["arm"] == "l1" and d["comparison"] == "question" and d["question"] == "shares"}
         shown = ", ".join(f"{d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]"
                           for d in (positions.get("cnn->mlp"), positions.get("mlp->cnn")) if d)
         return dict(pair=pair, cnn=", ".join(f"{a:.1%}" for a in self._accuracies("cnn")),
@@ -152,14 +153,22 @@ class AnswersPage:
     # ------------------------------------------------------------------ Prediction 2
 
     def prediction2_sentences(self):
+        from helpers.verdict import QUESTION_WORDS
         out = []
         for layer, c in self.conclusions.items():
-            reasons = "; ".join(f"{ARM_WORDS.get(arm, arm)} arm: {c['reasons'][arm]}" for arm in c["per_arm"])
+            answers = "; ".join(
+                f"*{QUESTION_WORDS[q]}*: **{v['verdict']}** ({v['reason']}; {v['status']}; other arms: "
+                + ", ".join(f"{ARM_WORDS.get(arm, arm)} {verdict}" for arm, (verdict, _) in v["per_arm"].items()
+                            if arm != "l1") + ")" for q, v in c["questions"].items())
+            beside = next((d["reference_outcome"] for d in c["directions"] if d["arm"] == "l1"
+                           and d["direction"] == "cnn->mlp" and d["question"] == "shares"
+                           and "reference_outcome" in d), None)
             out.append(f"**Prediction 2 at {WHERE_SHORT[layer]} ({', '.join(_unique(c['modules'].values()))}): "
-                       f"{c['prediction2']}.** {reasons}.")
-        return "\n\n".join(out) + (f"\n\nSimilar means beyond what class and both models' predictions share: a "
-                                   f"position of 0 is the strongest null, 1 the ceiling (two trained models of one "
-                                   f"family). Profile `{self.profile}`, {profiles.get(self.profile).models}.")
+                       f"{c['prediction2']}.** {answers}."
+                       + (f" Beside the reference pair, the MLP is {beside}." if beside else ""))
+        return "\n\n".join(out) + (f"\n\nThe verdict named first is *shares features* in the L1 arm (the proposal's "
+                                   f"SAE): a position of 0 is the random-init null, 1 the ceiling (two trained models "
+                                   f"of one family). Profile `{self.profile}`, {profiles.get(self.profile).models}.")
 
     def prediction2_table(self, layer="hidden"):
         from helpers.compare import COMPARISON_LABELS
@@ -171,8 +180,9 @@ class AnswersPage:
         rows = [dict(comparison=COMPARISON_LABELS.get(d["comparison"], d["comparison"]),
                      arm=ARM_WORDS.get(d["arm"], d["arm"]), direction=direction(d["direction"]),
                      observed=f"{d['observed']:.3f}",
-                     position=f"{d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]",
-                     verdict=d["verdict"]) for d in c["directions"]]
+                     position=(f"{d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]"
+                               if d["position"] == d["position"] else "undefined"),
+                     verdict=d["verdict"]) for d in c["directions"] if d["question"] == "shares"]
         return html_table(rows, P2_HEADERS)
 
     def transfer_table(self, layer="hidden"):

@@ -58,7 +58,8 @@ class Atlas:
                                                     reproducibility=float(r.reproducibility))
                                for r in rows.itertuples()}
         self.test_images, self.test_labels, _ = load_cifar10("test", verbose=False)
-        self.modules = {f: saes.study_layer(f, self.profile, self.layer) for f in self.families}
+        self.readouts = {f: profiles.readout(self.profile, self.layer, f) for f in self.families}
+        self.modules = {f: module for f, (module, _) in self.readouts.items()}
         # model seed 0 and its primary SAE, read once: AM renders along the encoder, transfer reads the codes
         self.nets = {f: load_trained(f, self.profile, self.primary[f].model_seed) for f in self.families}
         self.saes = {f: saes.load_sae(self.profile, self.layer, self.primary[f]) for f in self.families}
@@ -107,10 +108,10 @@ class Atlas:
         layer as 02 harvests it."""
         from helpers.activations import pooled
         from helpers.models import record
-        net, module = self.nets[family], self.modules[family]
+        net, (module, grid) = self.nets[family], self.readouts[family]
         with record(net, [module]) as acts:
             net(images.to(next(net.parameters()).device))
-            x = pooled(acts[module]).flatten(1).float().cpu()
+            x = pooled(acts[module], grid).flatten(1).float().cpu()
         return self.saes[family].encode(x)
 
     def transfer(self, picked, am):

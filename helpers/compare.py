@@ -197,12 +197,20 @@ def paired_correlations(x, y, weights=None):
 
 
 class Match(NamedTuple):
-    """A held-out match (``Halves.match``): the mean held-out r, its mean per bootstrap replicate (B,) or None, the
-    held-out r per matched feature, and the partners (a indices, b indices)."""
+    """A held-out match (``Halves.match``): the mean held-out r over a's entering features (the primary statistic),
+    its mean per bootstrap replicate (B,) or None, the held-out r per matched feature (every feature of a that varies
+    on the selection half), the partners (a indices, b indices), and which matched features enter (bool, aligned with
+    ``per_feature``)."""
     value: float
     replicates: torch.Tensor | None
     per_feature: torch.Tensor
     partners: tuple
+    entering: torch.Tensor
+
+    @property
+    def mean_all(self):
+        """The mean held-out r over every matched feature, entering or not (the study's statistic before issue 36)."""
+        return self.per_feature.mean().item() if len(self.per_feature) else 0.0
 
     def of_all(self, n_features):
         """The held-out r of each of a's ``n_features`` features, 0 for one without a partner (it does not vary on
@@ -215,11 +223,14 @@ class Match(NamedTuple):
 class Halves:
     """One SAE's features on the two halves of the images (``split_halves``), with what a held-out match needs of
     them made once, on first use: each half's rows, the select half's z-scores (``standardize``, for matching these
-    features) and its ``standardize_wide`` (for matching others in them), and the evaluate half's ``PairedColumns``
-    of the features that vary on the select half, with the bootstrap ``weights`` (B, len(evaluate)) or None."""
+    features) and its ``standardize_wide`` (for matching others in them), the features that enter the primary
+    statistic (``entering``), and the evaluate half's ``PairedColumns`` of the features that vary on the select half,
+    with the bootstrap ``weights`` (B, len(evaluate)) or None. ``min_images``: the entering threshold
+    (``MIN_FIRING_IMAGES``; 0 lets every feature in)."""
 
-    def __init__(self, acts, select, evaluate, weights=None):
+    def __init__(self, acts, select, evaluate, weights=None, min_images=None):
         self.acts, self.select, self.evaluate, self.weights = torch.as_tensor(acts), select, evaluate, weights
+        self.min_images = MIN_FIRING_IMAGES if min_images is None else min_images
 
     @cached_property
     def select_rows(self):
@@ -241,14 +252,20 @@ class Halves:
     def prepared(self):
         return PairedColumns(self.evaluate_rows[:, self.z_select[1]], self.weights)
 
+    @cached_property
+    def entering_mask(self):
+        return self.entering()
+
     def entering(self, min_images=None):
         """Which features enter the primary statistic: those firing (above 0) on at least ``min_images`` images of the
-        selection half (``MIN_FIRING_IMAGES``), counted there so that the evaluation half stays unseen. (F,) bool."""
-        return (self.select_rows > 0).sum(0) >= (MIN_FIRING_IMAGES if min_images is None else min_images)
+        selection half (default: this ``Halves``' ``min_images``), counted there so that the evaluation half stays
+        unseen. (F,) bool."""
+        return (self.select_rows > 0).sum(0) >= (self.min_images if min_images is None else min_images)
 
     def match(self, b, b_order=None, replicates=True):
         """Held-out best match of these features in ``b`` (another SAE's ``Halves`` on the same split): each
-        varying feature's partner chosen on the select half, their correlation read on the evaluate half.
+        varying feature's partner chosen on the select half, their correlation read on the evaluate half; the value
+        and its replicates average the entering features' (``entering``).
         ``b_order``: a permutation of b's images (a shuffle null, ``shuffle_order``), applied by indexing rather than
         by a shuffled copy; ``replicates``: also the mean per bootstrap replicate (with ``weights``). A ``Match``."""
         if b_order is None:
@@ -259,12 +276,16 @@ class Halves:
             b_evaluate = b.acts[b_order[self.evaluate]]
         with_replicates = replicates and self.weights is not None
         if len(ib) == 0:
-            return Match(0.0, torch.zeros(len(self.weights)) if with_replicates else None, torch.zeros(0),
-                         (ia[:0], ib[:0]))
+            ia = ia[:0]
+        kept = self.entering_mask[ia]
+        if not kept.any():  # nothing matched enters: the statistic is 0 (no feature to find a partner for)
+            per_feature = self.prepared.correlations(b_evaluate[:, ib]) if len(ib) else torch.zeros(0)
+            return Match(0.0, torch.zeros(len(self.weights)) if with_replicates else None, per_feature, (ia, ib),
+                         kept)
         y = b_evaluate[:, ib]  # rows first: a column gather is the slow one
         per_feature = self.prepared.correlations(y)
-        means = self.prepared.correlations(y, replicates=True).mean(1) if with_replicates else None
-        return Match(per_feature.mean().item(), means, per_feature, (ia, ib))
+        means = self.prepared.correlations(y, replicates=True)[:, kept].mean(1) if with_replicates else None
+        return Match(per_feature[kept].mean().item(), means, per_feature, (ia, ib), kept)
 
 
 def entering_statistics(match, entering, threshold=None):
@@ -302,12 +323,14 @@ COMPARISONS = (("question", "cnn", "mlp"), ("reference", "cnn", "resnet"), ("bes
 COMPARISON_LABELS = {"question": "VGG ↔ MLP", "reference": "VGG ↔ ResNet (the reference pair)",
                      "beside": "ResNet ↔ MLP", "sanity": "VGG ↔ VGG under a random linear map (the sanity control)"}
 
-LABELS = {"observed": "observed, same sparsity (mean over model and SAE seeds)",
+LABELS = {"observed": "observed: mean held-out r of the entering features (over model and SAE seeds)",
           "null-conditional-shuffle": "null: images shuffled within (class, both models' predictions)",
           "null-full-shuffle": "null: image order shuffled",
           "null-random-init": "null: SAE of a randomly initialized network of the matched side's family",
           "ceiling": "ceiling: the same family, another training seed (one model: another SAE seed)",
-          "ceiling-null": "the ceiling's null: images shuffled within (class, both models' predictions)"}
+          "ceiling-null": "the ceiling's null: images shuffled within (class, both models' predictions)",
+          "ceiling-null-full-shuffle": "the ceiling's null: image order shuffled",
+          "ceiling-null-random-init": "the ceiling's null: SAE of a randomly initialized network of its family"}
 REPRODUCIBLE = 0.5  # a feature is reproducible when its held-out r with its partner in the other SAE seed exceeds it
 # A feature enters the primary statistic (issue 36) when it fires on at least this many images of the selection half:
 # a feature that fires on ten images scores about 0 under any statistic, even for identical information (in the TopK
@@ -423,6 +446,7 @@ def shuffle_p_values(halves, pairs, matches, groups, resampling):
     p = []
     for u, (a, b) in pairs.items():
         (ia, ib), evaluate = matches[u].partners, halves[a].evaluate
+        ia, ib = ia[matches[u].entering], ib[matches[u].entering]  # the features the statistic averages
         anywhere = torch.zeros(len(evaluate), dtype=torch.long)
         p.append(exact_permutation_p(halves[a].evaluate_rows[:, ia], halves[b].evaluate_rows[:, ib],
                                      [resampling.permutations_within(groups[u][evaluate]),
@@ -449,7 +473,8 @@ def random_init_null(halves, pairs, random_id, matches, seed=0):
     minus the null's, feature by feature over every pair."""
     null = {u: halves[a].match(halves[random_id]) for u, (a, _) in pairs.items()}
     value, replicates = seed_average(null, seed)
-    p = stats.sign_flip_p(torch.cat([matches[u].per_feature - null[u].per_feature for u in pairs]), seed=seed)
+    p = stats.sign_flip_p(torch.cat([(matches[u].per_feature - null[u].per_feature)[matches[u].entering]
+                                     for u in pairs]), seed=seed)
     return Estimate(value, replicates, p, per_feature=next(iter(null.values())).per_feature)
 
 
@@ -487,17 +512,22 @@ def reproducibility(halves, units):
 @dataclass
 class Ceiling:
     """A family's ceiling (``ceiling``): its kind, the agreement (an ``Estimate`` whose per-feature r spans every
-    pair), the agreement under its own conditional shuffle, and each feature's reproducibility."""
+    pair), the agreement's nulls ({statistic: ``Estimate``}: under its own conditional shuffle, a full shuffle, and
+    with the family's random-init SAE as the partner), the random-init SAE's alive share, and each feature's
+    reproducibility."""
     kind: str
     estimate: Estimate
-    null: Estimate
+    nulls: dict
+    random_alive_share: float | None
     reproducibility: dict
 
 
-def ceiling(halves, units, family, resampling):
+def ceiling(halves, units, family, resampling, random_sae=None):
     """The ceiling of a family (``units``: its SAEs, {(model seed, SAE seed): SAE id}): the held-out agreement of its
-    model seeds (another training seed), or with one model of its SAE seeds (``ceiling_pairs``); with the ceiling's
-    own conditional-shuffle null (seeds from 2000) and each feature's reproducibility. A ``Ceiling``, or None."""
+    model seeds (another training seed), or with one model of its SAE seeds (``ceiling_pairs``); with the nulls each
+    question reads it against (its own conditional shuffle, seeds from 2000; a full shuffle, seeds
+    from 3000; the family's random-init SAE, ``random_sae`` = (id, alive share), where it has one) and each feature's
+    reproducibility. A ``Ceiling``, or None."""
     found = ceiling_pairs(units, family)
     if found is None:
         return None
@@ -506,39 +536,52 @@ def ceiling(halves, units, family, resampling):
     agreement = Estimate(*seed_average(matches, resampling.seed),
                          per_feature=torch.cat([m.per_feature for m in matches.values()]))
     groups = {k: resampling.groups(*m) for k, m in models.items()}
-    null = shuffle_null(halves, pairs, groups, resampling.shuffles, 2000, resampling.seed)
-    return Ceiling(kind, agreement, null, reproducibility(halves, units))
+    nulls = {"ceiling-null": shuffle_null(halves, pairs, groups, resampling.shuffles, 2000, resampling.seed),
+             "ceiling-null-full-shuffle": shuffle_null(halves, pairs, dict.fromkeys(pairs), resampling.shuffles, 3000,
+                                                       resampling.seed)}
+    if random_sae is not None:
+        nulls["ceiling-null-random-init"] = random_init_null(halves, pairs, random_sae[0], matches, resampling.seed)
+    return Ceiling(kind, agreement, nulls, random_sae[1] if random_sae else None, reproducibility(halves, units))
 
 
 def feature_diagnostics(halves, pairs, forward, backward, reproducible=None):
-    """Each observed match of a direction, feature by feature: its partner, held-out r, firing frequency (share of
-    all images where it is above 0), reproducibility (from ``reproducible``, {pair: (F,) r} of ``reproducibility``;
-    NaN without) and whether it is mutual (its partner's partner in the ``backward`` matches is itself). ``forward``,
-    ``backward``: {pair: ``Match``} of a in b and of b in a. Returns (one row per pair, the summary: the median r,
-    the share of reproducible features (r above ``REPRODUCIBLE``), the share of those matched above 0.5, the share
-    of mutual matches)."""
-    rows, reproducible_count, matched, mutual, total = [], 0, 0, 0, 0
+    """Each observed match of a direction, feature by feature: its partner, held-out r, whether it enters the primary
+    statistic, firing frequency (share of all images where it is above 0), reproducibility (from ``reproducible``,
+    {pair: (F,) r} of ``reproducibility``; NaN without) and whether it is mutual (its partner's partner in the
+    ``backward`` matches is itself). ``forward``, ``backward``: {pair: ``Match``} of a in b and of b in a. Returns
+    (one row per pair, the summary): the entering features' share of a's features, median r and share matched at r
+    >= ``REPRODUCIBLE``; the secondaries, the mean r over entering features that also reproduce (their r with the
+    same model's other SAE seed above ``REPRODUCIBLE``) and their share, and the mean r over every matched feature
+    (the statistic before issue 36); the share of mutual matches."""
+    rows, parts = [], dict(entering=[], reproducing=[], all=[], mutual=[], n_features=0)
     for u, (a, b) in pairs.items():
-        r, (ia, ib) = forward[u].per_feature, forward[u].partners
+        m = forward[u]
+        r, (ia, ib), entering = m.per_feature, m.partners, m.entering
         partner_back = torch.full((halves[b].acts.shape[1],), -1, dtype=torch.long)
         ja, jb = backward[u].partners
         partner_back[ja] = jb
         is_mutual = partner_back[ib] == ia
         repro = (reproducible or {}).get(u)
         repro = repro[ia] if repro is not None else torch.full((len(ia),), math.nan)
-        keep = repro > REPRODUCIBLE
-        reproducible_count += int(keep.sum())
-        matched += int((keep & (r > 0.5)).sum())
-        mutual += int(is_mutual.sum())
-        total += len(ia)
-        rows.append(dict(model_seed=u[0], sae_seed=u[1], feature=ia, partner=ib, heldout_r=r,
+        parts["entering"].append(r[entering])
+        parts["reproducing"].append(r[entering & (repro > REPRODUCIBLE)])
+        parts["all"].append(r)
+        parts["mutual"].append(is_mutual[entering])
+        parts["n_features"] += halves[a].acts.shape[1]
+        rows.append(dict(model_seed=u[0], sae_seed=u[1], feature=ia, partner=ib, heldout_r=r, entering=entering,
                          frequency=(halves[a].acts[:, ia] > 0).float().mean(0), reproducibility=repro,
                          mutual=is_mutual))
-    all_r = torch.cat([m.per_feature for m in forward.values()])
-    return rows, dict(median=all_r.median().item() if len(all_r) else math.nan,
-                      reproducible_share=reproducible_count / total if total else math.nan,
-                      reproducible_matched_share=matched / reproducible_count if reproducible_count else math.nan,
-                      mutual_share=mutual / total if total else math.nan)
+    got = {k: torch.cat(v) for k, v in parts.items() if k != "n_features"}
+
+    def mean(t):
+        return t.float().mean().item() if len(t) else math.nan
+    return rows, dict(entering_share=len(got["entering"]) / parts["n_features"] if parts["n_features"] else math.nan,
+                      median=got["entering"].median().item() if len(got["entering"]) else math.nan,
+                      matched_share=mean(got["entering"] >= REPRODUCIBLE),
+                      reproducing_share=len(got["reproducing"]) / len(got["entering"]) if len(got["entering"])
+                      else math.nan,
+                      reproducing_mean=mean(got["reproducing"]), mean_all=mean(got["all"]),
+                      mutual_share=mean(got["mutual"]))
 
 
 @dataclass
@@ -595,7 +638,9 @@ def measure_direction(head, halves, pairs, groups, random_sae, ceiling, resampli
         alive_share["null-random-init"] = random_sae[1]
     per_feature = [dict(head, statistic=k, heldout_r=e.per_feature) for k, e in estimates.items() if k != "observed"]
     if ceiling is not None:
-        estimates.update({"ceiling": ceiling.estimate, "ceiling-null": ceiling.null})
+        estimates.update({"ceiling": ceiling.estimate, **ceiling.nulls})
+        alive_share.update({k: ceiling.random_alive_share if k.endswith("random-init") else None
+                            for k in ceiling.nulls})
         per_feature.append(dict(head, statistic="ceiling", heldout_r=ceiling.estimate.per_feature))
     kind = ceiling.kind if ceiling is not None else "none"
     measured = DirectionMeasurement(**head, sae_ids=[a for a, _ in pairs.values()] + [b for _, b in pairs.values()],
@@ -620,7 +665,9 @@ def measure_comparison(name, sides, arm, specs, halves, alive_share, resampling,
     measured, found, per_feature = [], {}, []
     for (a, b, pairs), best in zip(directions, ("mean_best_a_to_b", "mean_best_b_to_a")):
         if family_of(a) not in ceilings:
-            ceilings[family_of(a)] = ceiling(halves, side_units(specs, family_of(a), arm), family_of(a), resampling)
+            own_random = random_init_id(specs, family_of(a), arm)
+            ceilings[family_of(a)] = ceiling(halves, side_units(specs, family_of(a), arm), family_of(a), resampling,
+                                             (own_random, alive_share[own_random]) if own_random in halves else None)
         groups = {u: resampling.groups((family_of(a), u[0]), (family_of(b), u[0])) for u in shared}
         random_id = random_init_id(specs, family_of(b), arm)
         m, found[a], rows = measure_direction(
@@ -685,32 +732,57 @@ def per_feature_table(per_feature):
 # null. "The same subspace in another basis" scores high on both and low on per-feature matching; a disagreement
 # between them is a finding, reported as such.
 
-def ridge_predictivity(x, y, fit, evaluate, alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)):
-    """Held-out linear predictivity of ``y`` from ``x`` (rows are images): a ridge map fitted on the ``fit`` rows,
-    its penalty chosen among ``alphas`` (relative to the mean eigenvalue of x's covariance) by leave-one-out error on
-    those rows, and scored on the ``evaluate`` rows as the share of y's total variance there that it explains (R²,
-    pooled over y's columns; 1 is perfect, 0 is no better than y's mean on the fit rows, negative is worse).
-    Returns (R², the chosen alpha)."""
-    x, y = (torch.as_tensor(v).double() for v in (x, y))
-    x_mean, y_mean = x[fit].mean(0), y[fit].mean(0)
-    xf, yf = x[fit] - x_mean, y[fit] - y_mean
-    u, s, vh = torch.linalg.svd(xf, full_matrices=False)
-    uty = u.T @ yf
-    scale = (s ** 2).mean()
-    best = None
-    for alpha in alphas:
-        shrink = s ** 2 / (s ** 2 + alpha * scale)
-        hat = (u ** 2 * shrink).sum(1)  # the diagonal of the hat matrix, for the leave-one-out residuals
-        residual = (yf - u @ (shrink[:, None] * uty)) / (1 - hat).clamp_min(1e-12)[:, None]
-        error = residual.pow(2).sum().item()
-        if best is None or error < best[0]:
-            best = (error, alpha, shrink)
-    _, alpha, shrink = best
-    weights = vh.T @ ((shrink / s.clamp_min(1e-30))[:, None] * uty)
-    prediction = (x[evaluate] - x_mean) @ weights + y_mean
-    target = y[evaluate]
-    total = (target - target.mean(0)).pow(2).sum()
-    return (1 - ((target - prediction).pow(2).sum() / total.clamp_min(1e-30))).item(), alpha
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+class RidgeMap:
+    """Ridge maps from ``x`` (rows are images) fitted on the ``fit`` rows, for any number of targets: x's SVD there is
+    made once. Each target's penalty is chosen among ``alphas`` (relative to the mean eigenvalue of x's covariance)
+    by leave-one-out error on the fit rows (``score``)."""
+
+    def __init__(self, x, fit, alphas=RIDGE_ALPHAS):
+        self.x, self.fit, self.alphas = torch.as_tensor(x).double(), fit, alphas
+        self.x_mean = self.x[fit].mean(0)
+        self.u, self.s, self.vh = torch.linalg.svd(self.x[fit] - self.x_mean, full_matrices=False)
+        self.scale = (self.s ** 2).mean()
+
+    def _shrink(self, yf):
+        uty = self.u.T @ yf
+        best = None
+        for alpha in self.alphas:
+            shrink = self.s ** 2 / (self.s ** 2 + alpha * self.scale)
+            hat = (self.u ** 2 * shrink).sum(1)  # the hat matrix's diagonal, for the leave-one-out residuals
+            residual = (yf - self.u @ (shrink[:, None] * uty)) / (1 - hat).clamp_min(1e-12)[:, None]
+            error = residual.pow(2).sum().item()
+            if best is None or error < best[0]:
+                best = (error, alpha, shrink)
+        return best[1], self.vh.T @ ((best[2] / self.s.clamp_min(1e-30))[:, None] * uty)
+
+    def score(self, y, evaluate, weights=None):
+        """Held-out R² of ``y`` (same rows as x) on the ``evaluate`` rows: the share of y's total variance there that
+        the map fitted on the fit rows explains (pooled over y's columns; 0 is no better than y's fit-row mean).
+        ``weights`` (B, len(evaluate)): also one R² per bootstrap weighting. Returns (R², replicates or None,
+        alpha)."""
+        y = torch.as_tensor(y).double()
+        y_mean = y[self.fit].mean(0)
+        alpha, coefficients = self._shrink(y[self.fit] - y_mean)
+        target = y[evaluate]
+        error = (target - ((self.x[evaluate] - self.x_mean) @ coefficients + y_mean)).pow(2).sum(1)
+        spread = (target - target.mean(0)).pow(2).sum(1)
+        r2 = (1 - error.sum() / spread.sum().clamp_min(1e-30)).item()
+        if weights is None:
+            return r2, None, alpha
+        w = torch.as_tensor(weights).double()
+        centre = w @ target / w.sum(1, keepdim=True)  # each replicate's own mean of the evaluate rows
+        spread_w = w @ target.pow(2).sum(1) - w.sum(1) * centre.pow(2).sum(1)
+        return r2, (1 - (w @ error) / spread_w.clamp_min(1e-30)).float(), alpha
+
+
+def ridge_predictivity(x, y, fit, evaluate, alphas=RIDGE_ALPHAS):
+    """Held-out linear predictivity of ``y`` from ``x`` (``RidgeMap``): (R² on the ``evaluate`` rows, the alpha
+    chosen on the ``fit`` rows; 1 is perfect, 0 is no better than y's mean on the fit rows, negative is worse)."""
+    r2, _, alpha = RidgeMap(x, fit, alphas).score(y, evaluate)
+    return r2, alpha
 
 
 def calibrated_cka(x, y, permutations=200, seed=0):
@@ -729,6 +801,145 @@ def calibrated_cka(x, y, permutations=200, seed=0):
     null = [(yf[torch.randperm(len(x), generator=g)].T @ xf).pow(2).sum().item() / norm for _ in range(permutations)]
     return dict(cka=observed, null=level, calibrated=(observed - level) / max(1 - level, 1e-12),
                 p=(1 + sum(v >= observed for v in null)) / (1 + permutations))
+
+
+# The dictionary-free measures at one layer, through the same nulls, ceiling and decisions as the SAEs': each
+# direction a->b is how much of a's layer a linear map from b's predicts on held-out images (ridge R²), recorded as a
+# ``DirectionMeasurement`` of the "linear" arm so that ``verdict.prediction2_arm`` judges it by the same rule.
+
+LINEAR_ARM = "linear"
+
+
+class LinearLayers:
+    """Every network's layer on the test images, for the dictionary-free measures: ``reps`` {(side, model seed): (N,
+    D)} (a side as in ``COMPARISONS``, the mapped one included), ``random`` {family: (N, D)} of the randomly
+    initialized networks, one split (``split_halves``) and bootstrap ``weights``, and the ridge maps made once per
+    predictor (``ridge``)."""
+
+    def __init__(self, reps, random, resampling, replicates=200):
+        self.reps, self.random, self.resampling = reps, random, resampling
+        n = len(resampling.labels)
+        self.select, self.evaluate = split_halves(n, resampling.seed)
+        self.weights = stats.bootstrap_weights(len(self.evaluate), replicates, resampling.seed)
+        self.maps = {}
+
+    def predictor(self, key, x):
+        """The ridge map from ``x``, made once per ``key``."""
+        if key not in self.maps:
+            self.maps[key] = RidgeMap(x, self.select)
+        return self.maps[key]
+
+    def r2(self, target, key, x):
+        """An ``Estimate`` of the held-out R² of ``target`` from ``x`` (the map cached under ``key``)."""
+        value, replicates, _ = self.predictor(key, x).score(target, self.evaluate, self.weights)
+        return value, replicates
+
+    def shuffled(self, side, seed, groups, first_seed):
+        """(key, rows) of ``side``'s layer at ``seed`` with its images shuffled (within ``groups``, or across all)."""
+        order = shuffle_order(len(self.resampling.labels), first_seed, groups)
+        kind = "all" if groups is None else "groups"
+        return (side, seed, kind, first_seed), self.reps[(side, seed)][order]
+
+
+def _seed_estimate(per_seed, seed, p=math.nan):
+    """An ``Estimate`` averaged over model seeds from {seed: (value, replicates)}: the bootstrap resamples model seeds,
+    then images (``stats.nested_average`` with one inner level)."""
+    value = sum(v for v, _ in per_seed.values()) / len(per_seed)
+    replicates = stats.nested_average({(u, 0): r for u, (_, r) in per_seed.items()},
+                                      len(next(iter(per_seed.values()))[1]), seed)
+    return Estimate(value, replicates, p)
+
+
+def bootstrap_p(observed, null):
+    """One-sided p of an observation above a null from paired bootstrap replicates: (1 + replicates where it is not
+    above) / (1 + B)."""
+    return (1 + int((observed - null <= 0).sum())) / (1 + len(observed))
+
+
+def linear_nulls(layers, a, b, seeds, random_b, seed):
+    """a predicted from b's stand-ins at each model seed: {statistic: {seed: (R², replicates)}} for the random-init
+    network of b's family (``random_b``, or none), b's images shuffled across all, and within the conditional groups
+    of (class, a's and b's predicted classes)."""
+    out = {"null-conditional-shuffle": {}, "null-full-shuffle": {}}
+    if random_b is not None:
+        out["null-random-init"] = {}
+    for s in seeds:
+        target = layers.reps[(a, s)]
+        groups = layers.resampling.groups((family_of(a), s), (family_of(b), s))
+        for name, within in (("null-conditional-shuffle", groups), ("null-full-shuffle", None)):
+            out[name][s] = layers.r2(target, *layers.shuffled(b, s, within, 1000 + s))
+        if random_b is not None:
+            out["null-random-init"][s] = layers.r2(target, ("random", family_of(b)), random_b)
+    return out
+
+
+def linear_ceiling(layers, family, seeds):
+    """The family's ceiling for the linear measure: each model seed's layer predicted from every other seed's, with
+    its nulls (``linear_nulls`` with the family on both sides). {statistic: {seed: (R², replicates)}}, or None with
+    one model seed."""
+    if len(seeds) < 2:
+        return None
+    out = {"ceiling": {}, "ceiling-null": {}, "ceiling-null-full-shuffle": {}, "ceiling-null-random-init": {}}
+    for s in seeds:
+        others = [t for t in seeds if t != s]
+        target = layers.reps[(family, s)]
+        parts = {"ceiling": [layers.r2(target, (family, t, "plain"), layers.reps[(family, t)]) for t in others]}
+        groups = {t: layers.resampling.groups((family, s), (family, t)) for t in others}
+        parts["ceiling-null"] = [layers.r2(target, *layers.shuffled(family, t, groups[t], 2000 + s)) for t in others]
+        parts["ceiling-null-full-shuffle"] = [layers.r2(target, *layers.shuffled(family, t, None, 3000 + s))
+                                              for t in others]
+        if family in layers.random:
+            parts["ceiling-null-random-init"] = [layers.r2(target, ("random", family), layers.random[family])]
+        for name, got in parts.items():
+            out[name][s] = (sum(v for v, _ in got) / len(got), sum(r for _, r in got) / len(got))
+    return {k: v for k, v in out.items() if v}
+
+
+def linear_direction(layers, comparison, a, b, seeds, ceilings):
+    """One direction a->b of the linear measure: a predicted from b at every shared model seed, beside its nulls and
+    a's family's ceiling (``ceilings``: {family: ``linear_ceiling``}), as a ``DirectionMeasurement``."""
+    seed = layers.resampling.seed
+    observed = {s: layers.r2(layers.reps[(a, s)], (b, s, "plain"), layers.reps[(b, s)]) for s in seeds}
+    estimates = {"observed": _seed_estimate(observed, seed)}
+    random_b = layers.random.get(family_of(b)) if not b.endswith("-mapped") else None
+    for name, per_seed in linear_nulls(layers, a, b, seeds, random_b, seed).items():
+        null = _seed_estimate(per_seed, seed)
+        estimates[name] = replace(null, p=bootstrap_p(estimates["observed"].replicates, null.replicates))
+    ceiling = ceilings.get(family_of(a))
+    if ceiling is not None:
+        estimates.update({k: _seed_estimate(v, seed) for k, v in ceiling.items()})
+    kind = "model seed" if ceiling is not None else "none"
+    return DirectionMeasurement(comparison, LINEAR_ARM, f"{a}->{b}", [], direction_statistics(
+        estimates, math.nan, kind), {k: e.replicates for k, e in estimates.items()},
+        dict.fromkeys([k for k in estimates if k not in ("observed", "ceiling")]), kind)
+
+
+def linear_measures(reps, random, resampling, replicates=200, comparisons=COMPARISONS, permutations=49):
+    """The dictionary-free measures of every comparison whose sides have layers in ``reps`` ({(side, model seed):
+    (N, D)}; ``random``: {family: the random-init network's layer}): ridge predictivity in both directions as
+    ``DirectionMeasurement`` records of the "linear" arm (``linear_direction``), and linear CKA per model seed beside
+    its permutation null (``calibrated_cka``), against the random-init network and the family's other seed. Returns
+    (measurements, CKA rows)."""
+    layers = LinearLayers(reps, random, resampling, replicates)
+    seeds_of = {}
+    for side, s in reps:
+        seeds_of.setdefault(side, []).append(s)
+    ceilings = {f: linear_ceiling(layers, f, sorted(seeds_of[f])) for f in seeds_of if not f.endswith("-mapped")}
+    measured, cka_rows = [], []
+    for name, *sides in comparisons:
+        if not all(side in seeds_of for side in sides):
+            continue
+        shared = sorted(set(seeds_of[sides[0]]) & set(seeds_of[sides[1]]))
+        measured += [linear_direction(layers, name, a, b, shared, ceilings) for a, b in (sides, sides[::-1])]
+        for s in shared:
+            x, y = reps[(sides[0], s)], reps[(sides[1], s)]
+            row = dict(comparison=name, model_seed=s, **calibrated_cka(x, y, permutations, resampling.seed))
+            b = family_of(sides[1])
+            if b in random and not sides[1].endswith("-mapped"):
+                row["random_init"] = calibrated_cka(x, random[b], 0)["calibrated"]
+            cka_rows.append(row)
+    return measured, cka_rows
+
 
 
 # ----------------------------------------------------------------------------- every layer against every layer

@@ -1,26 +1,35 @@
 """Prediction 2 as the study runs it (``03_compare``): the two families' dictionaries compared at one study layer,
 against the nulls and the ceiling, with linear CKA beside them, the best-matched pairs, and the conclusions."""
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 
-from helpers import compare, profiles, store, verdict
+from helpers import compare, power, profiles, store, verdict
 from helpers import sae_study as saes
 from helpers.paths import write_json
 
-WHERE = {"hidden": "the last hidden layers", "mid": "the best-aligned mid-depth layers, L1 arm only"}
+WHERE = {layer: words + ("" if layer == "hidden" else ", L1 arm only") for layer, words in profiles.LAYER_WORDS.items()}
 
 
 @dataclass
 class Prediction2:
-    """Prediction 2 at one study layer: the held-out statistics (measured by ``compare``), each comparison's and
-    direction's verdict (decided by ``verdict``), the per-feature values and the study's verdict."""
+    """Prediction 2 at one study layer: the held-out statistics (measured by ``compare``), each comparison's,
+    direction's and question's verdict (decided by ``verdict``), the per-feature values, the model seeds each arm
+    kept, and the study's verdicts per question (``verdict.prediction2``)."""
     stats: object           # one row per (comparison, arm, direction, statistic)
-    directions: object      # one row per (comparison, arm, direction), with its verdict
+    directions: object      # one row per (comparison, arm, direction, question), with its verdict
     per_feature: object     # one row per feature of every observed match, and the nulls' and ceilings' held-out r
-    verdict: str
-    per_arm: dict
-    reasons: dict
+    seeds: dict             # {arm: (model seeds kept, model seeds in all)}
+    questions: dict         # {question: dict(verdict, reason, per_arm)}
+    cka: object             # linear CKA per comparison and model seed beside its permutation null (pandas)
+    noise: object           # the noise these measurements show (``power.noise_from``), or None
+    power: dict             # the rule's behaviour on simulated studies at that noise (``power.power``), or None
+
+    @property
+    def verdict(self):
+        """The proposal's question, "shares features", in the deciding arm."""
+        return self.questions["shares"]["verdict"]
 
 
 @dataclass
@@ -51,8 +60,8 @@ class ComparePage:
         self.predicted = {key: predicted_classes(net, self.test_images) for key, net in self.nets.items()}
         self.groups = {s: compare.prediction_groups(self.test_labels, self.predicted[("cnn", s)],
                                                     self.predicted[("mlp", s)]) for s in self.model_seeds}
-        self.layer_map = saes.layer_map(self.profile)  # read once: the mid-depth pair and the figure come from it
-        self.modules = {f: self.layer_map["choice"][f] if self.layer == "mid" else self.layer for f in self.families}
+        self.readouts = {f: profiles.readout(self.profile, self.layer, f) for f in self.families}
+        self.modules = {f: module for f, (module, _) in self.readouts.items()}
 
     def where(self):
         return dict(profile=self.profile, layer=self.layer)
@@ -79,26 +88,44 @@ class ComparePage:
         return gates.round(3)
 
     def statistics(self):
-        """Every arm's held-out statistics and per-feature values (``compare.prediction2_arm``) with each
-        comparison's and direction's verdict (``verdict.prediction2_arm``), written; and the study's verdict
+        """Every arm's held-out statistics and per-feature values (``compare.prediction2_arm``), on the model seeds
+        whose SAEs all passed their gates in that arm (``verdict.seeds_kept``), with each comparison's, direction's
+        and question's verdict (``verdict.prediction2_arm``), written; and the study's verdicts
         (``verdict.prediction2``)."""
         import pandas as pd
         gates_ok = {spec.id: s["gates_passed"] for spec, s in self.summary.items()}
         alive_share = {spec.id: s["alive_share"] for spec, s in self.summary.items()}
-        rows, directions, per_feature = [], [], []
+        rows, directions, per_feature, seeds = [], [], [], {}
         for arm in profiles.get(self.profile).arms(self.layer):
+            kept = verdict.seeds_kept(gates_ok, list(self.summary), arm, self.model_seeds)
+            seeds[arm] = (kept, len(self.model_seeds))
+            # too few seeds left for a verdict: every seed is still measured, to be shown (its verdict is not testable)
+            used = kept if verdict.enough_seeds(len(kept), len(self.model_seeds)) else self.model_seeds
+            specs = [spec for spec in self.summary if spec.net != "trained" or spec.model_seed in used]
             measured, f = compare.prediction2_arm(
-                self.features, list(self.summary), alive_share, arm, self.predicted, self.test_labels,
-                seed=self.seed, shuffles=self.settings.shuffles, permutations=self.settings.permutations,
-                replicates=self.settings.replicates)
+                {spec.id: self.features[spec.id] for spec in specs}, specs, alive_share, arm, self.predicted,
+                self.test_labels, seed=self.seed, shuffles=self.settings.shuffles,
+                permutations=self.settings.permutations, replicates=self.settings.replicates)
             s, d = verdict.prediction2_arm(measured, gates_ok)
             rows, directions, per_feature = rows + s, directions + d, per_feature + f
+        linear, cka = compare.linear_measures(*self.layer_reps(), compare.Resampling(
+            self.test_labels, self.predicted, seed=self.seed), replicates=self.settings.replicates)
+        s, d = verdict.prediction2_arm(linear, {})
+        rows, directions = rows + s, directions + d
+        seeds[compare.LINEAR_ARM] = (list(self.model_seeds), len(self.model_seeds))
+        cka = pd.DataFrame(cka)
+        cka.to_csv(store.path("compare_cka", **self.where()), index=False)
         stats, directions = pd.DataFrame(rows), pd.DataFrame(directions)
         per_feature = compare.per_feature_table(per_feature)
         stats.to_csv(store.path("compare_statistics", **self.where()), index=False)
         directions.to_csv(store.path("compare_directions", **self.where()), index=False)
         per_feature.round(4).to_csv(store.path("compare_features", **self.where()), index=False)
-        return Prediction2(stats, directions, per_feature, *verdict.prediction2(directions.to_dict("records")))
+        counts = {arm: (len(k), n) for arm, (k, n) in seeds.items()}
+        noise = power.noise_from(per_feature, rows, directions.to_dict("records"), counts)
+        table = power.power(len(self.model_seeds), self.settings.power_studies, noise, self.seed) if noise else None
+        questions = verdict.prediction2(directions.to_dict("records"), self.layer, counts,
+                                        powered=bool(table and table["adequate"]))
+        return Prediction2(stats, directions, per_feature, seeds, questions, cka, noise, table)
 
     def statistics_table(self, result):
         stats = result.stats
@@ -112,7 +139,7 @@ class ComparePage:
         (saved)."""
         from helpers.plots import statistics_figure
         fig = statistics_figure(result.stats, compare.COMPARISONS, ["observed", *verdict.NULLS, "ceiling",
-                                                                    "ceiling-null"],
+                                                                    *verdict.CEILING_NULLS],
                                 compare.COMPARISON_LABELS, profiles.side_name,
                                 f"Held-out feature correlation with 95% intervals ({self.profile} profile, layers "
                                 f"{', '.join(self.modules.values())}; grey: an invalid null)")
@@ -131,30 +158,54 @@ class ComparePage:
         return fig
 
     def directions_table(self, result):
-        d = result.directions.assign(comparison=result.directions.comparison.map(compare.COMPARISON_LABELS))
-        return d[["comparison", "arm", "direction", "observed", "strongest_null", "null_value", "ceiling",
-                  "ceiling_kind", "ceiling_null", "position", "position_low", "position_high", "median",
-                  "reproducible_matched_share", "mutual_share", "code_cka", "gates_ok", "verdict",
+        d = result.directions.assign(comparison=result.directions.comparison.map(compare.COMPARISON_LABELS),
+                                     question=result.directions.question.map(verdict.QUESTION_WORDS))
+        return d[["comparison", "arm", "direction", "question", "observed", "strongest_null", "null_value", "ceiling",
+                  "ceiling_kind", "ceiling_null", "position", "position_low", "position_high", "entering_share",
+                  "matched_share", "reproducing_mean", "mean_all", "mutual_share", "code_cka", "gates_ok", "verdict",
                   "reason"]].round(3)
 
-    def reference_share(self, result):
-        """The MLP's position as a share of the reference pair's, per arm and direction from VGG (reported beside
-        the verdict; it does not decide it)."""
-        d = result.directions.set_index(["comparison", "arm", "direction"])
-        out = {}
-        for arm in d.index.get_level_values("arm").unique():
-            for back in (False, True):
-                q, r = (("mlp->cnn", "resnet->cnn") if back else ("cnn->mlp", "cnn->resnet"))
-                if ("question", arm, q) in d.index and ("reference", arm, r) in d.index:
-                    out[(arm, q)] = d.loc[("question", arm, q), "position"] / d.loc[("reference", arm, r), "position"]
-        return out
+    def power_table(self, result):
+        """The rule's behaviour on simulated studies at this layer's exploratory noise and the profile's model seeds
+        (``helpers.power``), beside what it must reach."""
+        import pandas as pd
+        if result.power is None:
+            return pd.DataFrame()
+        rows = [("a pair planted similar (position {:.2f}): supported".format(power.PLANTED["similar"]),
+                 result.power["similar_supported"], f"≥ {power.REQUIRED['similar_supported']:.0%}"),
+                ("a pair planted at the null: not supported", result.power["null_not_supported"],
+                 f"≥ {power.REQUIRED['null_not_supported']:.0%}"),
+                ("a pair planted at the null: supported", result.power["null_supported"],
+                 f"≤ {power.REQUIRED['null_supported_at_most']:.0%}"),
+                ("95% intervals covering the planted position", result.power["coverage"],
+                 f"≥ {power.REQUIRED['coverage']:.0%}")]
+        return pd.DataFrame(rows, columns=["simulated studies", "share", "required"]).round(3)
+
+    def power_words(self, result):
+        if result.power is None:
+            return "No power table: the question's position could not be measured."
+        n = result.noise
+        return (f"{result.power['studies']:,} simulated studies per planted answer at {result.power['model_seeds']} "
+                f"model seeds, through the real verdict functions, with this layer's exploratory noise at its upper "
+                f"end: null {n.null:.3f}, ceiling {n.ceiling:.3f} over its null {n.ceiling_null:.3f}, between model "
+                f"seeds SD {n.between_seeds:.3f}, between SAE seeds {n.between_sae_seeds:.3f}, images "
+                f"{n.images:.3f} per unit, gate failures {n.gate_failure:.0%} of seeds. "
+                + ("The rule meets every requirement: its verdicts here are tests." if result.power["adequate"] else
+                   "**The rule falls short of a requirement: its verdicts here are declared descriptive, not "
+                   "tests.**"))
+
+    def seeds_text(self, result):
+        """Which model seeds each arm kept (a seed with an SAE that failed a gate is dropped)."""
+        return "; ".join(f"{arm} arm: model seeds {', '.join(map(str, kept)) or 'none'} of {total}"
+                         + (f" (dropped: {', '.join(str(s) for s in self.model_seeds if s not in kept)})"
+                            if len(kept) < total else "") for arm, (kept, total) in result.seeds.items())
 
     def layer_map_figure(self):
-        """Linear CKA of every layer pair beside its two nulls, the chosen mid-depth pair marked (saved, with the
-        trained map as a table); prints the pair."""
+        """Linear CKA of every layer pair beside its two nulls, the study's fixed pairs marked (saved, with the
+        trained map as a table): a description; the pairs are fixed by relative depth (``profiles.layer_table``)."""
         import matplotlib.pyplot as plt
         import pandas as pd
-        lm = self.layer_map
+        lm = saes.layer_map(self.profile)
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
         panels = [("trained CNN vs trained MLP", lm["trained"]),
                   *[(f"trained vs {k}", v) for k, v in lm["nulls"].items()]]
@@ -164,49 +215,40 @@ class ComparePage:
                    yticks=range(len(lm["cnn_layers"])), yticklabels=lm["cnn_layers"], title=title,
                    xlabel="MLP layer", ylabel="CNN layer")
             ax.tick_params(axis="x", rotation=60)
-        i, j = lm["cnn_layers"].index(lm["choice"]["cnn"]), lm["mlp_layers"].index(lm["choice"]["mlp"])
-        axes[0].scatter([j], [i], marker="s", s=120, facecolors="none", edgecolors="red")
+        for layer, row in profiles.layer_table(self.profile).items():
+            names = {f: row[f]["layer"] for f in ("cnn", "mlp")}
+            if all(n in lm[f"{f}_layers"] for f, n in names.items()):
+                i, j = lm["cnn_layers"].index(names["cnn"]), lm["mlp_layers"].index(names["mlp"])
+                axes[0].scatter([j], [i], marker="s", s=120, facecolors="none",
+                                edgecolors="red" if layer == self.layer else "white")
         fig.colorbar(im, ax=axes, shrink=0.8, label="linear CKA")
-        fig.suptitle(f"Linear CKA, every layer pair ({self.profile} profile); "
-                     "red: the mid-depth pair compared in the second SAE comparison")
+        fig.suptitle(f"Linear CKA, every layer pair ({self.profile} profile); squares: the study's layer pairs, "
+                     f"fixed by relative depth (red: this page's)")
         plt.savefig(store.path("layer_map_figure", profile=self.profile), dpi=120)
         pd.DataFrame(lm["trained"].numpy(), index=lm["cnn_layers"], columns=lm["mlp_layers"]).to_csv(
             store.path("layer_map_table", profile=self.profile))
-        nulls = ", ".join(f"{k} {v[i, j]:.3f}" for k, v in lm["nulls"].items())
-        print(f"best-aligned mid-depth pair: CNN {lm['choice']['cnn']}, MLP {lm['choice']['mlp']} "
-              f"(CKA {lm['trained'][i, j]:.3f}; nulls {nulls})")
         return fig
 
-    def cka_table(self):
-        """Linear CKA between the two layers compared (the first model seed), against shuffled-image and random-init
-        nulls and the model-seed ceiling (written)."""
-        import pandas as pd
-
-        from helpers.activations import harvest_activations
+    def layer_reps(self):
+        """Every network's layer on the test images for the dictionary-free measures (read as the SAEs read it, from
+        the harvests): ({(side, model seed): (N, D)}, with the sanity control's mapped VGG layer at the first seed;
+        {family: the random-init network's layer})."""
+        from helpers.activations import harvest_activations, linear_map
         from helpers.train import random_model
+
+        def read(net, f):
+            return harvest_activations(net, self.modules[f], "test", grid=self.readouts[f][1])[0]
+        reps = {(f, s): read(net, f) for (f, s), net in self.nets.items()}
         first = self.model_seeds[0]
-        reps = {f: harvest_activations(self.nets[(f, first)], self.modules[f], "test")[0] for f in self.families}
-        rand = {f: harvest_activations(random_model(f, self.profile, first), self.modules[f], "test")[0]
-                for f in profiles.FAMILIES}
-        cka = compare.linear_cka
-        rows = [("CNN vs MLP hidden layer", cka(reps["cnn"], reps["mlp"])),
-                ("null: images shuffled within (class, predictions)", sum(
-                    cka(reps["cnn"], compare.shuffle_rows(reps["mlp"], self.seed + r, self.groups[first]))
-                    for r in range(3)) / 3),
-                ("null: image order shuffled", sum(
-                    cka(reps["cnn"], compare.shuffle_rows(reps["mlp"], self.seed + r)) for r in range(3)) / 3),
-                ("null: CNN vs random-init MLP", cka(reps["cnn"], rand["mlp"])),
-                ("null: random-init CNN vs MLP", cka(rand["cnn"], reps["mlp"]))]
-        if profiles.REFERENCE in reps:
-            rows.append(("reference: CNN vs ResNet", cka(reps["cnn"], reps[profiles.REFERENCE])))
-        if len(self.model_seeds) > 1:
-            second = self.model_seeds[1]
-            rows += [(f"ceiling: {f.upper()} seed {first} vs {f.upper()} seed {second}", cka(
-                reps[f], harvest_activations(self.nets[(f, second)], self.modules[f], "test")[0]))
-                for f in profiles.FAMILIES]
-        table = pd.DataFrame([dict(comparison=c, cka=v) for c, v in rows])
-        table.to_csv(store.path("compare_cka", **self.where()), index=False)
-        return table.round(3)
+        reps[("cnn-mapped", first)] = reps[("cnn", first)] @ linear_map(reps[("cnn", first)].shape[1])[0]
+        random = {f: read(random_model(f, self.profile, first), f) for f in self.families}
+        return reps, random
+
+    def cka_table(self, result):
+        """Linear CKA between the two layers of each comparison, per model seed: raw, the exact mean of its
+        permutation null, calibrated ((raw - null mean) / (1 - null mean)) with its permutation p, and calibrated
+        CKA against the random-init network of the second side's family."""
+        return result.cka.assign(comparison=result.cka.comparison.map(compare.COMPARISON_LABELS)).round(3)
 
     def pair_figures(self):
         """The best-matched feature pairs of the primary SAEs (L1 arm, first model and SAE seed): each feature's AM
@@ -247,62 +289,81 @@ class ComparePage:
              "position_high", "verdict"]].round(3)
 
     def conclusions(self, result):
-        """Prediction 2's verdict in words with the numbers it rests on; written to ``conclusions_<layer>.json``."""
-        shares = self.reference_share(result)
+        """Prediction 2's verdicts in words with the numbers they rest on; written to ``conclusions_<layer>.json``."""
         failed = self.gates().query("network != 'random-init' and failed != ''")
         p = profiles.get(self.profile)
         small = ("Small models trained for minutes on CIFAR-10, far from the 94% VGG13_bn and the ImageNet-21k "
                  "pre-trained B-12/Wi-1024 of the proposal; " if p.small else "")
         reference = ("" if profiles.REFERENCE in self.families else
-                     " This profile has no reference ResNet, so only the sanity control checks the instrument.")
+                     " This profile has no reference ResNet to compare the MLP with.")
         ceiling = ("" if len(self.model_seeds) > 1 else " With one model per family the ceiling is the agreement of "
                    "two SAE seeds of the same model, which bounds what the instrument can read rather than what two "
                    "trained models share.")
+        verdicts = "\n".join(f"- **{verdict.QUESTION_WORDS[q].capitalize()}: {v['verdict']}** ({v['reason']}); "
+                              f"{v['status']}." for q, v in result.questions.items())
         text = f"""
 **Profile {self.profile!r}** ({p.models}).
 
-**Prediction 2 (similar dictionaries), {WHERE[self.layer]} ({", ".join(self.modules.values())}): \
-{result.verdict}.** Similarity is measured beyond what class and both models' predictions share: each \
-observation is placed between its strongest null (0) and the ceiling (1), each over its own conditional \
-shuffle.{reference}{ceiling}
+**Prediction 2 (similar dictionaries), {WHERE[self.layer]} ({", ".join(self.modules.values())}), \
+{verdict.PREDICTION2['deciding_arm']} arm:**
 
-{chr(10).join(self.direction_lines(result, shares))}
+{verdicts}
+
+Each observation (the mean held-out r of the features that enter) is placed between its question's strongest null (0) \
+and the ceiling (1), the ceiling over its matching null.{reference}{ceiling} Model seeds: {self.seeds_text(result)}.
+
+{chr(10).join(self.direction_lines(result))}
+
+**The rule's power here.** {self.power_words(result)}
 
 SAEs of trained models that failed a gate: {', '.join(f'{v} ({r.failed})' for v, r in failed.iterrows()) or 'none'}.
 
-**Limits.** {small}{len(self.model_seeds)} training seed(s) per family and {len(p.sae_seeds)} SAE seeds per model; a \
-convolutional layer is read as its channels averaged over a 2×2 grid of positions.
+**Limits.** {small}{len(self.model_seeds)} training seed(s) per family and {len(p.sae_seeds)} SAE seeds per model; \
+{self.readout_words()}.
 """
         write_json(store.path("conclusions", **self.where()), dict(
             profile=self.profile, layer=self.layer, modules=self.modules, prediction2=result.verdict,
-            per_arm=result.per_arm, reasons=result.reasons, directions=result.directions.to_dict("records"),
-            reference_share={f"{arm} {direction}": v for (arm, direction), v in shares.items()}, markdown=text,
+            questions=result.questions, seeds={arm: dict(kept=k, total=n) for arm, (k, n) in result.seeds.items()},
+            power=result.power, noise=result.noise and dataclasses.asdict(result.noise),
+            directions=result.directions.to_dict("records"), markdown=text,
             settings=dict(self.settings.as_dict(), overrides=self.overrides)))
         return text
 
+    def readout_words(self):
+        """How each network's layer is read: its module, and for a conv map the grid it is averaged to."""
+        return "layers read as " + "; ".join(
+            f"{profiles.side_name(f)} {module}" + (f" (channels averaged on a {grid}×{grid} grid)" if grid else "")
+            for f, (module, grid) in self.readouts.items())
+
     @staticmethod
-    def direction_lines(result, shares):
-        """One line per arm with its verdict, then one per comparison and direction with the numbers it rests on."""
+    def direction_lines(result):
+        """Per question and arm its verdict, then one line per comparison and direction with the numbers it rests
+        on, and the MLP beside the reference pair."""
         def fmt(value, low, high, digits=3):
             return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-        d = result.directions.set_index(["comparison", "arm", "direction"])
+        d = result.directions.set_index(["question", "comparison", "arm", "direction"])
         st = result.stats.set_index(["comparison", "arm", "direction", "statistic"])
         lines = []
-        for arm in dict.fromkeys(result.directions.arm):
-            lines.append(f"- **{arm} arm: {result.per_arm[arm]}** ({result.reasons[arm]}).")
-            for name, a, b in compare.COMPARISONS:
-                for direction in (f"{a}->{b}", f"{b}->{a}"):
-                    if (name, arm, direction) not in d.index:
-                        continue
-                    r = d.loc[(name, arm, direction)]
-                    obs = st.loc[(name, arm, direction, "observed")]
-                    arrow = " → ".join(profiles.side_name(x) for x in direction.split("->"))
-                    share = shares.get((arm, direction))
-                    lines.append(
-                        f"  - {compare.COMPARISON_LABELS[name]}, {arrow}: **{r.verdict}**; observed "
-                        f"{fmt(obs.value, obs.low, obs.high)} (median per feature {r['median']:.3f}), strongest null "
-                        f"{r.strongest_null} {r.null_value:.3f}, ceiling ({r.ceiling_kind}) {r.ceiling:.3f} over its "
-                        f"null {r.ceiling_null:.3f}; position {fmt(r.position, r.position_low, r.position_high, 2)}"
-                        + (f", {share:.0%} of the reference pair's" if share is not None and share == share else "")
-                        + f"; mutual matches {r.mutual_share:.0%}, code CKA {r.code_cka:.2f}.")
+        for question, decided in result.questions.items():
+            for arm, (v, why) in decided["per_arm"].items():
+                lines.append(f"- *{verdict.QUESTION_WORDS[question]}*, **{arm} arm: {v}** ({why}).")
+                for name, a, b in compare.COMPARISONS:
+                    for direction in (f"{a}->{b}", f"{b}->{a}"):
+                        if (question, name, arm, direction) not in d.index:
+                            continue
+                        r = d.loc[(question, name, arm, direction)]
+                        obs = st.loc[(name, arm, direction, "observed")]
+                        arrow = " → ".join(profiles.side_name(x) for x in direction.split("->"))
+                        beside = (f"; beside the reference pair: {r.vs_reference:+.2f} [{r.vs_reference_low:+.2f}, "
+                                  f"{r.vs_reference_high:+.2f}], {r.reference_outcome}"
+                                  if "vs_reference" in r and r.vs_reference == r.vs_reference else "")
+                        what = (f"held-out R² {fmt(obs.value, obs.low, obs.high)}" if arm == compare.LINEAR_ARM
+                                else f"{fmt(obs.value, obs.low, obs.high)} over {r.entering_share:.0%} of the "
+                                     f"features (matched at r ≥ 0.5: {r.matched_share:.0%}; over every feature "
+                                     f"{r.mean_all:.3f})")
+                        lines.append(
+                            f"  - {compare.COMPARISON_LABELS[name]}, {arrow}: **{r.verdict}**; observed {what}, "
+                            f"strongest null {r.strongest_null} {r.null_value:.3f}, ceiling ({r.ceiling_kind}) "
+                            f"{r.ceiling:.3f} over its null {r.ceiling_null:.3f}; position "
+                            f"{fmt(r.position, r.position_low, r.position_high, 2)}{beside}.")
         return lines

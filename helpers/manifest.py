@@ -38,7 +38,10 @@ class Step:
 
 AM_DOWNLOADS = ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons", "am_summary")
 COMPARE_DOWNLOADS = ("compare_gates", "compare_statistics", "compare_directions", "compare_features", "compare_cka")
-SEED_WORDS = ("", ", second seed", ", third seed")  # the profile's first, second and third training seed
+SEED_WORDS = ("", ", second seed", ", third seed", ", fourth seed")  # the profile's first to fourth training seed
+LAYER_TAGS = {"hidden": "", "mid": "_mid", "late": "_late"}  # a study layer's suffix in its pages' names
+LAYER_TITLES = {"mid": "half depth", "late": "three quarters of depth"}
+ATLAS_LAYERS = ("hidden", "mid")  # the feature atlas: the proposal's layers and the middle pair
 
 
 def steps(profile, seed=0):
@@ -53,17 +56,18 @@ def steps(profile, seed=0):
     out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
                     "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
                     tuple((a, {}) for a in AM_DOWNLOADS), reads=am_reads(profile)))
-    # Prediction 2 at the proposal's layer (the last hidden one), then again at the best-aligned mid-depth pair.
-    for layer, tag in (("hidden", ""), ("mid", "_mid")):
+    # Prediction 2 at the proposal's layer (the last hidden one), then at the layer pairs fixed by relative depth.
+    for layer in p.layer_arms:
+        tag = LAYER_TAGS[layer]
         for m in p.families:
             role = profiles.FAMILY[m].role
             out.append(Step("02_sae.ipynb", f"02_sae_{m}{tag}", "Sparse autoencoder on " + (
-                f"the {role}" if layer == "hidden" else f"a mid-depth {role} layer"),
+                f"the {role}" if layer == "hidden" else f"the {role} at {LAYER_TITLES[layer]}"),
                 dict(model=m, layer=layer, seed=seed, explorer=False),
                 tuple((a, dict(family=m, layer=layer)) for a in ("sae_metrics", "sae_gates", "sae_summary")),
                 reads=sae_reads(profile, m, layer)))
         out.append(Step("03_compare.ipynb", f"03_compare{tag}", "Comparison and conclusions (Prediction 2)"
-                        if layer == "hidden" else "Comparison at the mid-depth layers", dict(layer=layer, seed=seed),
+                        if layer == "hidden" else f"Comparison at {LAYER_TITLES[layer]}", dict(layer=layer, seed=seed),
                         tuple((a, dict(layer=layer)) for a in COMPARE_DOWNLOADS)
                         + (("layer_map_table", {}), ("conclusions", dict(layer=layer))),
                         reads=compare_reads(profile, layer)))
@@ -73,13 +77,14 @@ def steps(profile, seed=0):
     if p.scale_models:
         out.append(Step("06_training.ipynb", "06_training", "Alignment along training and scale",
                         dict(seed=seed), (("trajectory", {}),), reads=trajectory_reads(profile)))
-    for layer, tag in (("hidden", ""), ("mid", "_mid")):
+    for layer in (a for a in ATLAS_LAYERS if a in p.layer_arms):
+        tag = LAYER_TAGS[layer]
         out.append(Step("05_atlas.ipynb", f"05_atlas{tag}", "Feature atlas" + ("" if layer == "hidden" else
-                                                                                ", mid-depth layers"),
+                                                                                f", {LAYER_TITLES[layer]}"),
                         dict(layer=layer, seed=seed), (("atlas", dict(layer=layer)),),
                         reads=atlas_reads(profile, layer)))
     out.append(Step("04_answers.ipynb", "answers", "The answers", {},
-                    (("am_summary", {}), ("conclusions", dict(layer="hidden")), ("conclusions", dict(layer="mid")))
+                    (("am_summary", {}),) + tuple(("conclusions", dict(layer=layer)) for layer in p.layer_arms)
                     + (("trajectory", {}),) * bool(p.scale_models), reads=answers_reads(profile)))
     return [replace(step, after=after(step, out, profile)) for step in out]
 
@@ -138,44 +143,35 @@ def am_reads(profile):
 
 
 def sae_reads(profile, family, layer):
-    """02 at the last hidden layer reads its family's models (every family's where it makes the layer map that picks
-    the mid-depth layers) and the SAEs its profile shares with another; at the mid-depth layer, what the family's
-    hidden-layer page wrote: the layer map and the harvest of both layers."""
-    if layer == "mid":
-        return tuple((a, dict(profile=profile, family=family, layer="hidden")) for a in ("layer_map", "activations"))
-    p = profiles.get(profile)
-    return (model_reads(profile, p.families if "mid" in p.layer_arms else (family,))
-            + shared_reads("sae", profile, (family,), layer=layer))
-
-
-def layer_map_reads(profile):
-    """The layer map (the mid-depth modules), where the profile's hidden-layer SAE pages make it (a profile with a
-    mid-depth layer); a competence-matched profile's compare page makes its own."""
-    return (("layer_map", dict(profile=profile, layer="hidden")),) if "mid" in profiles.get(profile).layer_arms else ()
+    """02 at the last hidden layer reads its family's models and the SAEs its profile shares with another; at another
+    study layer, the harvest that the family's hidden-layer page made of every study layer in one pass."""
+    if layer != "hidden":
+        return (("activations", dict(profile=profile, family=family, layer="hidden")),)
+    return model_reads(profile, (family,)) + shared_reads("sae", profile, (family,), layer=layer)
 
 
 def compare_reads(profile, layer):
-    """03 reads every family's SAEs at its layer (trained and random-init), the AM summary, the layer map and the
-    models."""
+    """03 reads every family's SAEs at its layer (trained and random-init), the AM summary and the models (it makes
+    the every-layer CKA map itself, cached)."""
     p = profiles.get(profile)
     saes = tuple((a, dict(profile=profile, family=f, network=n, layer=layer)) for f in p.families
                  for a, n in (("sae_summary", None), ("sae_features", "trained"), ("sae_features", "random-init")))
-    return model_reads(profile, p.families) + saes + (("am_summary", dict(profile=profile)),) + layer_map_reads(profile)
+    return model_reads(profile, p.families) + saes + (("am_summary", dict(profile=profile)),)
 
 
 def atlas_reads(profile, layer):
-    """05 reads its layer's comparison, the compared families' primary SAEs and their features, and the layer map."""
+    """05 reads its layer's comparison and the compared families' primary SAEs and their features."""
     saes = tuple((a, dict(profile=profile, family=f, network="trained", layer=layer)) for f in profiles.FAMILIES
                  for a in ("sae", "sae_features"))
     return (model_reads(profile, profiles.FAMILIES) + (("compare_features", dict(profile=profile, layer=layer)),)
-            + saes + layer_map_reads(profile))
+            + saes)
 
 
 def trajectory_reads(profile):
-    """06 reads every model's epoch checkpoints, the layer map (the mid-depth modules) and Prediction 2's positions
-    at the checkpoints where it ran (the final CNNs and the competence-matched ones)."""
+    """06 reads every model's epoch checkpoints and Prediction 2's positions at the checkpoints where it ran (the
+    final CNNs and the competence-matched ones)."""
     profiles_read = [profile, *profiles.matched_profiles(profile)]
-    return (model_reads(profile, profiles.get(profile).trained_models, epochs=True) + layer_map_reads(profile)
+    return (model_reads(profile, profiles.get(profile).trained_models, epochs=True)
             + tuple(("conclusions", dict(profile=q, layer="hidden")) for q in profiles_read))
 
 
@@ -187,7 +183,8 @@ def answers_reads(profile):
                      for r in (("am_summary", dict(profile=q)), ("conclusions", dict(profile=q, layer="hidden"))))
     figures = tuple((a, dict(profile=profile, family=f)) for f in profiles.FAMILIES
                     for a in ("am_classes_figure", "am_group_figure"))
-    pages = (("conclusions", dict(profile=profile, layer="mid")), ("atlas", dict(profile=profile, layer="hidden")),
+    pages = tuple(("conclusions", dict(profile=profile, layer=layer)) for layer in p.layer_arms if layer != "hidden")
+    pages += (("atlas", dict(profile=profile, layer="hidden")),
              ("am_scores_figure", dict(profile=profile)), ("compare_figure", dict(profile=profile, layer="hidden")),
              ("compare_distributions", dict(profile=profile, layer="hidden")))
     curve = (("trajectory_figure", dict(profile=profile)),) if p.scale_models else ()

@@ -186,7 +186,7 @@ def statistics_figure(stats, comparisons, order, comparison_labels, side_name, t
                          & (stats.direction == direction)].set_index("statistic")
             part = part.reindex([o for o in order if o in part.index])
             y = range(len(part))
-            colors = ["C3" if k == "observed" else "C2" if k == "ceiling" else "C7" if k == "ceiling-null" else
+            colors = ["C3" if k == "observed" else "C2" if k == "ceiling" else "C7" if k.startswith("ceiling-null") else
                       ("C0" if part.loc[k, "valid"] else "lightgrey") for k in part.index]
             # a shuffle null's value averages every shuffle, its interval is the first shuffle's
             ax.errorbar(part.value, y, xerr=[(part.value - part.low).clip(lower=0),
@@ -197,7 +197,7 @@ def statistics_figure(stats, comparisons, order, comparison_labels, side_name, t
                          + " → ".join(side_name(x) for x in direction.split("->")))
             ax.invert_yaxis()
     for ax in axes[-1]:
-        ax.set_xlabel("held-out best-match correlation")
+        ax.set_xlabel("held-out r of entering features (linear arm: held-out R²)")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -1,6 +1,6 @@
 """The study's dictionaries (``02_sae``): which SAEs it trains on each family's layer, training them (cached by
-everything they depend on), their held-out evaluation and quality gates, the files ``03_compare`` reads, the layer
-map that picks the mid-depth layers, and the page's tables, figures and summary."""
+everything they depend on), their held-out evaluation and quality gates, the files ``03_compare`` reads, the
+every-layer CKA map (a description), and the page's tables, figures and summary."""
 import math
 from dataclasses import dataclass, field
 
@@ -102,23 +102,26 @@ def load_features(profile, layer, spec):
 
 
 def load_summaries(profile, layer):
-    """{SAESpec: its record in ``02_sae``'s summary} for every family of the profile at ``layer``."""
+    """{SAESpec: its record in ``02_sae``'s summary} for every family of the profile at ``layer``, on the profile's
+    model seeds (a competence-matched profile may use fewer seeds than the base whose SAEs it shares)."""
     import json
+    p = profiles.get(profile)
     out = {}
-    for family in profiles.get(profile).families:
+    for family in p.families:
         path = store.require("sae_summary", profile=profile, layer=layer, family=family)
-        out.update({SAESpec.from_dict(s): s for s in json.loads(path.read_text()).values()})
+        out.update({spec: s for s in json.loads(path.read_text()).values()
+                    if (spec := SAESpec.from_dict(s)).net != "trained" or spec.model_seed in p.model_seeds})
     return out
 
 
 # ----------------------------------------------------------------------------- held-out evaluation
 
 @torch.no_grad()
-def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean, outputs=None):
+def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean, outputs=None, grid=None):
     """Held-out metrics of SAEs on one network's ``layer``: each one's ``reconstruction_metrics`` on its test vectors,
     plus the classifier's accuracy and loss with the layer replaced by its reconstruction, beside the untouched and
     the mean-ablated layer (``acts_mean``): all in one pass over the test images (``spliced_accuracies``; from the
-    layer's cached ``outputs`` on them where at hand).
+    layer's cached ``outputs`` on them where at hand; a conv map read on its readout ``grid``).
 
     ``saes``: (sae, test vectors, linear map) triples. The map is (M, M_inv) when the SAE reads the layer mapped (its
     test vectors are then mapped too), else None; its reconstruction is mapped back to splice it. Returns one
@@ -133,7 +136,8 @@ def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean, outpu
         return lambda a: sae(a @ m)[0] @ m_inv
     spliced = spliced_accuracies(model, layer, test_images, test_labels,
                                  [lambda a: a, lambda a: acts_mean.to(a.device).expand_as(a)]
-                                 + [replacement(sae, linear_map) for sae, _, linear_map in saes], outputs=outputs)
+                                 + [replacement(sae, linear_map) for sae, _, linear_map in saes], outputs=outputs,
+                                 grid=grid)
     original, mean_ablated = spliced[:2]
     gap = mean_ablated["loss"] - original["loss"]
     out = []
@@ -151,10 +155,9 @@ def evaluate_saes(model, layer, saes, test_images, test_labels, acts_mean, outpu
 def layer_map(profile, seed=0):
     """Linear CKA of every CNN layer against every MLP layer (the first model seed, the profile's ``layer_map_images``
     training images), with two nulls (each family against the other's randomly initialized network), cached
-    (``store.LAYER_MAP``); and the mid-depth pair that ``verdict.best_aligned_pair`` picks among
-    ``verdict.mid_layer_candidates``: the layers of the study's second SAE comparison. Where the profile has the
-    reference ResNet, also every CNN layer against every ResNet layer, and the ResNet block best aligned with the
-    chosen CNN layer beyond its random-init null (the reference pair's mid-depth layer)."""
+    (``store.LAYER_MAP``); where the profile has the reference ResNet, also every CNN layer against every ResNet
+    layer beside its random-init null. A description beside the layer pairs: the pairs themselves are fixed by depth
+    (``profiles.layer_table``), not by this map."""
     from helpers import compare
     from helpers.models import representation_layers
     from helpers.train import load_trained, random_model
@@ -182,25 +185,16 @@ def layer_map(profile, seed=0):
             out.update(reference_layers=layers[ref], reference=compare.cka_map(cnn, grams[(ref, "trained")]),
                        reference_null=compare.cka_map(cnn, grams[(ref, "random-init")]))
         return out
-    maps = store.LAYER_MAP(compute, dict(profile=profile),
+    return store.LAYER_MAP(compute, dict(profile=profile),
                            models=[fingerprint(nets[(f, "trained")]) for f in p.families],
                            random_models=[fingerprint(nets[(f, "random-init")]) for f in p.families],
                            n_images=n_images, seed=seed, pool=POOL)
-    rows, cols = verdict.mid_layer_candidates(maps["cnn_layers"], maps["mlp_layers"])
-    i, j = verdict.best_aligned_pair(maps["trained"], maps["nulls"].values(), rows, cols)
-    choice = dict(cnn=maps["cnn_layers"][i], mlp=maps["mlp_layers"][j])
-    if "reference" in maps:
-        blocks = verdict.reference_candidates(maps["reference_layers"])
-        _, k = verdict.best_aligned_pair(maps["reference"], [maps["reference_null"]], [i], blocks)
-        choice[profiles.REFERENCE] = maps["reference_layers"][k]
-    return dict(maps, candidates=dict(cnn=rows, mlp=cols), choice=choice)
 
 
 def study_layer(family, profile, layer):
-    """The module name behind a study layer: 'hidden' (the last hidden layer) or 'mid' (the best-aligned mid-depth
-    layer of ``layer_map``)."""
-    profiles.check_layer(layer)
-    return layer_map(profile)["choice"][family] if layer == "mid" else layer
+    """The module name behind a study layer of ``family`` ('hidden', the last hidden layer, or the module at the
+    layer's relative depth: ``profiles.readout``)."""
+    return profiles.readout(profile, layer, family)[0]
 
 
 # ----------------------------------------------------------------------------- the page: 02_sae
@@ -259,7 +253,7 @@ class SAEPage:
         p = profiles.get(self.profile)
         self.settings = p.sae.with_overrides(self.overrides)
         self.name = profiles.FAMILY[self.model].architecture
-        self.module = study_layer(self.model, self.profile, self.layer)
+        self.module, self.grid = profiles.readout(self.profile, self.layer, self.model)
         self.specs = variants(self.model, self.profile, self.layer)
         self.primary = primary_spec(self.model, self.profile)
         self.first = ("trained", p.model_seeds[0])  # the network the figures show, and the mapped layer's
@@ -280,12 +274,13 @@ class SAEPage:
     def harvest(self):
         """Every network's layer over the training images (with the augmented copies) and the test images; and the
         sanity control's mapped copy of the first model seed's, where the family has one."""
-        # every study layer of the family in one pass over the images (the other layer's page then loads it)
-        layers = [self.module] + [study_layer(self.model, self.profile, layer)
-                                  for layer in profiles.get(self.profile).layer_arms if layer != self.layer]
-        train = {k: harvest_layers(net, layers, "train", self.settings.augment_copies,
-                                   weights=self.fingerprints[k])[self.module][0] for k, net in self.nets.items()}
-        test = {k: harvest_layers(net, layers, "test", weights=self.fingerprints[k])[self.module][0]
+        # every study layer of the family in one pass over the images (the other layers' pages then load it)
+        grids = dict(profiles.readout(self.profile, layer, self.model)
+                     for layer in profiles.get(self.profile).layer_arms)
+        train = {k: harvest_layers(net, list(grids), "train", self.settings.augment_copies,
+                                   weights=self.fingerprints[k], grids=grids)[self.module][0]
+                 for k, net in self.nets.items()}
+        test = {k: harvest_layers(net, list(grids), "test", weights=self.fingerprints[k], grids=grids)[self.module][0]
                 for k, net in self.nets.items()}
         mapping = None
         if any(spec.net == "linear-map" for spec in self.specs):
@@ -327,7 +322,7 @@ class SAEPage:
             results = evaluate_saes(net, self.module, [(saes[spec][0], harvest.test[spec.network], m)
                                                        for spec, m in zip(specs, mapped)],
                                     self.test_images, self.test_labels, harvest.train[net_key].mean(0),
-                                    outputs=harvest.test[net_key])
+                                    outputs=harvest.test[net_key], grid=self.grid)
             out.update(zip(specs, results))
         return out
 
@@ -377,7 +372,8 @@ class SAEPage:
         n_train = len(harvest.train[self.first])
         rates = {arm: round(learning_rate(arm, s.expansion * d), 6)
                  for arm in profiles.get(self.profile).arms(self.layer)}
-        return (f"{self.name} ({self.model}), profile {self.profile!r}, layer {self.layer!r} ({self.module}): {d} "
+        where = self.module + (f", channels averaged on a {self.grid}×{self.grid} grid" if self.grid else "")
+        return (f"{self.name} ({self.model}), profile {self.profile!r}, layer {self.layer!r} ({where}): {d} "
                 f"units; {len(self.nets) - 1} trained model(s) and a random-init one; {n_train:,} training vectors "
                 f"each ({n_train // (1 + s.augment_copies):,} images + {s.augment_copies} augmented copies), "
                 f"{len(self.test_images):,} held-out test vectors\n"

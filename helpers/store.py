@@ -70,7 +70,7 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("am_classes_figure", _R + "am_{family}_classes.png", "01_activation_maximization.ipynb", "page"),
     Artifact("am_group_figure", _R + "am_{family}_{group}.png", "01_activation_maximization.ipynb", "page"),
     Artifact("am_scores_figure", _R + "am_repetition_scores.png", "01_activation_maximization.ipynb"),
-    Artifact("layer_map", _R + "layer_map.pt", "02_sae.ipynb"),
+    Artifact("layer_map", _R + "layer_map.pt", "03_compare.ipynb"),
     Artifact("layer_map_table", _R + "layer_map.csv", "03_compare.ipynb"),
     Artifact("layer_map_figure", _R + "layer_map.png", "03_compare.ipynb"),
     Artifact("sae", _SAE + "{sae}-sae.pt", "02_sae.ipynb"),

@@ -20,12 +20,11 @@ PARTNERS = ("mlp", "mlp-small", "resnet")  # each set against the CNN; the last 
 
 
 def study_modules(profile, model, layer):
-    """The module a study layer names in ``model``: 'hidden' everywhere; at 'mid' the layer map's choice for the
-    three families of the comparison (a further MLP size has no mid-depth choice: None)."""
-    if layer == "hidden":
-        return "hidden"
-    from helpers.sae_study import layer_map
-    return layer_map(profile)["choice"].get(model)
+    """(module, grid) a study layer names in ``model`` (``profiles.readout``); None for a further MLP size, which has
+    no place in the layer table (it is read at its last hidden layer only)."""
+    if model not in profiles.layer_table(profile)[layer]:
+        return ("hidden", None) if layer == "hidden" else None
+    return profiles.readout(profile, layer, model)
 
 
 def held_out_images(n, seed=0):
@@ -36,14 +35,15 @@ def held_out_images(n, seed=0):
 
 def checkpoint_grams(model, profile, seed, modules, images):
     """{(layer, epoch): the unit-norm centered Gram matrix} of every epoch checkpoint of (model, profile, seed) at
-    the study ``modules`` ({layer: module name}), flattened (one matrix product then gives CKA for every pair)."""
+    the study ``modules`` ({layer: (module name, readout grid)}), flattened (one matrix product then gives CKA for
+    every pair)."""
     from helpers.activations import layer_representations
     from helpers.train import load_epoch, training_record
     out = {}
     for entry in training_record(model, profile, seed)["history"]:
         net = load_epoch(model, profile, seed, entry["epoch"], device="cpu")
-        reps = layer_representations(net, images, list(set(modules.values())))
-        for layer, module in modules.items():
+        reps = layer_representations(net, images, [m for m, _ in modules.values()], grids=dict(modules.values()))
+        for layer, (module, _) in modules.items():
             gram = compare.centered_gram(reps[module]).float()
             out[(layer, entry["epoch"])] = (gram / gram.norm()).flatten()
     return out
@@ -126,8 +126,9 @@ def trend_table(curve):
 
 
 def position_table(profile):
-    """Prediction 2's position (L1 arm, the question's two directions) at the checkpoints where it ran: the CNNs at
-    their competence-matched epochs and at their final ones, each with the CNN's mean test accuracy."""
+    """Prediction 2's position (L1 arm, "shares features", the question's two directions) at the checkpoints where it
+    ran: the CNNs at their competence-matched epochs and at their final ones, each with the CNN's mean test
+    accuracy."""
     import json
 
     import pandas as pd
@@ -147,7 +148,7 @@ def position_table(profile):
             accuracy = t[t.model == profiles.FAMILY["cnn"].architecture].accuracy.mean()
         conclusions = json.loads(path.read_text())
         for d in conclusions["directions"]:
-            if d["arm"] == "l1" and d["comparison"] in ("question", "reference"):
+            if d["arm"] == "l1" and d["comparison"] in ("question", "reference") and d["question"] == "shares":
                 rows.append(dict(checkpoint=checkpoint, cnn_accuracy=accuracy, comparison=d["comparison"],
                                  direction=d["direction"], position=d["position"], low=d["position_low"],
                                  high=d["position_high"], verdict=d["verdict"]))

@@ -88,50 +88,42 @@ def all_passed(passed, keys):
     return all(passed.get(k, False) for k in keys)
 
 
-# ----------------------------------------------------------------------------- the mid-depth layers
-
-def mid_layer_candidates(cnn_layers, mlp_layers):
-    """Which layers may form the study's mid-depth pair: the middle third of the CNN's convolutional layers, and
-    the MLP's blocks before its last one (not the embedding). Returns (CNN indices, MLP indices)."""
-    conv = [i for i, name in enumerate(cnn_layers) if name.startswith("features")]
-    rows = conv[len(conv) // 3: max(len(conv) // 3 + 1, 2 * len(conv) // 3)]
-    cols = list(range(1, max(2, len(mlp_layers) - 1)))
-    return rows, cols
-
-
-def reference_candidates(reference_layers):
-    """The reference ResNet's layers that may stand beside the CNN's mid-depth layer: its residual blocks."""
-    return [i for i, name in enumerate(reference_layers) if name.startswith("blocks")]
-
-
-def best_aligned_pair(trained, nulls, rows, cols):
-    """The (row, column) of the CKA map whose margin over the strongest null map is largest, among the candidate
-    ``rows`` and ``cols`` (mid-depth layers): where the two families are most alike beyond what chance gives."""
-    margin = trained - torch.stack(list(nulls)).max(0).values
-    sub = margin[rows][:, cols]
-    i, j = divmod(int(sub.argmax()), sub.shape[1])
-    return rows[i], cols[j]
-
-
 # ----------------------------------------------------------------------------- Prediction 2
 
-# Prediction 2 ("the two dictionaries learn similar features") per SAE arm and matching direction, on the held-out
-# best-match correlation:
+# Prediction 2 ("the two dictionaries learn similar features"), on the held-out best-match correlation averaged over
+# the features that enter (``compare.MIN_FIRING_IMAGES``). Provisional rules of the exploratory runs (issue 36); the
+# confirmatory run freezes them.
 PREDICTION2 = dict(
-    alpha=0.05,         # family-wise error rate over the observed-vs-null tests of one comparison and arm (Holm)
-    min_position=0.5,   # "similar" means at least halfway from the strongest valid null (0) to the ceiling (1):
-                        # closer to two trained models of one family than to what chance alignment gives
+    alpha=0.05,         # family-wise error rate over one comparison's and question's tests (Holm)
+    min_position=0.5,   # "similar" means at least halfway from the null (0) to the ceiling (1): closer to two trained
+                        # models of one family than to what the null gives
     min_resolution=0.05,  # the ceiling must exceed its own null by this much, else the scale cannot resolve
+    min_seed_share=0.75,  # a verdict needs this share of the model seeds (3 of 4) with every SAE passing its gates
+    conditional_margin=0.10,  # "beyond class and predictions" is decided only at the layers where the exploratory
+                              # ceiling beat its own conditional null by this much (``CONDITIONAL_LAYERS``)
+    deciding_arm="l1",  # the proposal's SAE (Bricken et al.); the TopK arm is a robustness row
 )
-# Where the MLP's verdict is read (written before the first run of this rule): against the ceiling, on the position
-# scale above; the reference pair (VGG <-> ResNet) and the sanity control (VGG <-> VGG under a random linear map)
-# are gates of the instrument, not the scale. Each must itself be judged "supported" by ``prediction2_direction``
-# in both directions of the arm: an instrument that cannot say yes to them cannot say no to the MLP. The MLP's
-# position as a share of the reference pair's is reported beside the verdict and does not decide it.
-INSTRUMENT_CHECKS = ("sanity", "reference")
+# The layers where "beyond class and predictions" is decided: those whose exploratory ceiling (two training seeds of
+# one family) beat its own conditional-shuffle null by at least ``conditional_margin`` in every family. Elsewhere that
+# question is described, not decided. Provisional until the freeze: set from the exploratory run (see the methods).
+CONDITIONAL_LAYERS = ()
 
-
+# The two questions, each with the nulls that set its zero and, for each, the ceiling's matching null (the ceiling is
+# read against the same kind of baseline as the observation):
+QUESTIONS = {
+    # "shares features": beyond a randomly initialized network of the matched family, and above a full shuffle (a
+    # floor): the proposal's question
+    "shares": {"null-random-init": "ceiling-null-random-init", "null-full-shuffle": "ceiling-null-full-shuffle"},
+    # "shares features beyond class and both models' predictions": against the shuffle within those groups
+    "beyond": {"null-conditional-shuffle": "ceiling-null"},
+}
+QUESTION_WORDS = {"shares": "shares features", "beyond": "shares features beyond class and predictions"}
 NULLS = ("null-conditional-shuffle", "null-full-shuffle", "null-random-init")
+CEILING_NULLS = ("ceiling-null", "ceiling-null-full-shuffle", "ceiling-null-random-init")
+# The sanity control (VGG against its own layer under a random invertible linear map: the same features in another
+# basis) must be supported in both directions for a layer's verdicts to count: it shows the instrument can say yes.
+# The reference pair (VGG against a ResNet) is a comparator, read beside the MLP, not a gate.
+SANITY, REFERENCE = "sanity", "reference"
 
 
 def strongest_null(values, valid):
@@ -144,19 +136,32 @@ def position(observed, null, ceiling):
     """Prediction 2's position of an observation between a null (0) and the ceiling (1), for numbers or for
     bootstrap replicates (tensors). The span is kept above 1e-6, so a ceiling at the null gives a huge position
     rather than a division by zero (``prediction2_direction`` then finds the scale unresolved). The study passes
-    (observed - its strongest valid null, 0, ceiling - the ceiling's own null): each compared with its matched
-    baseline."""
+    (observed - its null, 0, ceiling - the ceiling's matching null): each compared with its matched baseline."""
     if isinstance(observed, torch.Tensor):
         return (observed - null) / (ceiling - null).clamp_min(1e-6)
     return (observed - null) / max(ceiling - null, 1e-6)
 
 
+def seeds_kept(gates_ok, specs, arm, model_seeds):
+    """The model seeds whose trained SAEs in ``arm`` (every family's, every SAE seed) all passed their gates:
+    a seed with one failed SAE is dropped from that arm (and reported). ``gates_ok``: {SAE id: passed};
+    ``specs``: the ``units.SAESpec`` of the layer."""
+    failed = {s.model_seed for s in specs if s.arm == arm and s.net == "trained" and not gates_ok.get(s.id, False)}
+    return [s for s in model_seeds if s not in failed]
+
+
+def enough_seeds(kept, total, rule=PREDICTION2):
+    """Are ``kept`` model seeds of ``total`` enough for a verdict (at least ``min_seed_share`` of them)?"""
+    return kept >= math.ceil(rule["min_seed_share"] * total - 1e-9)
+
+
 def adjust_prediction2(stats):
-    """Holm's adjustment over the family of one comparison's tests in one arm: every observed-vs-null row (both
-    directions) whose null is valid. Sets ``p_holm`` on those rows, in place."""
-    tests = [r for r in stats if r["statistic"] in NULLS and r["valid"]]
-    for r, p in zip(tests, holm([r["p"] for r in tests])):
-        r["p_holm"] = p
+    """Holm's adjustment over the family of one comparison's tests in one arm and question: every observed-vs-null
+    row (both directions) whose null is one of the question's and valid. Sets ``p_holm`` on those rows, in place."""
+    for nulls in QUESTIONS.values():
+        tests = [r for r in stats if r["statistic"] in nulls and r["valid"]]
+        for r, p in zip(tests, holm([r["p"] for r in tests])):
+            r["p_holm"] = p
 
 
 def combine(verdicts):
@@ -169,14 +174,14 @@ def combine(verdicts):
 
 
 def prediction2_direction(gates_ok, nulls, position, span, rule=PREDICTION2):
-    """The verdict for one comparison, arm and matching direction: are the two sides' dictionaries similar?
+    """The verdict for one comparison, arm, direction and question: are the two sides' dictionaries similar?
 
     gates_ok: every SAE behind the observation passed its gates.
-    nulls: list of dicts with ``valid`` (bool), ``p_holm`` (Holm-adjusted p of observed > null) and ``diff_low``
-        (lower confidence bound of observed minus null).
-    position: dict(value, low, high): (observed - strongest valid null) / (ceiling - the ceiling's own null), with
-        its confidence interval.
-    span: the ceiling minus its own null (NaN when there is no ceiling).
+    nulls: the question's nulls, a list of dicts with ``valid`` (bool), ``p_holm`` (Holm-adjusted p of observed >
+        null) and ``diff_low`` (lower confidence bound of observed minus null).
+    position: dict(value, low, high): (observed - strongest valid null) / (ceiling - the ceiling's matching null),
+        with its confidence interval.
+    span: the ceiling minus its matching null (NaN when there is no ceiling).
     Returns (verdict, reason).
     """
     if not gates_ok:
@@ -200,16 +205,42 @@ def prediction2_arm(measured, gates_ok):
     ``compare.prediction2_arm``); ``gates_ok``: {SAE id: passed its gates}. Returns (statistics rows, direction rows).
 
     A statistics row is the measured row with its validity (``prediction2_row``); Holm's adjustment runs over each
-    comparison's valid nulls (``adjust_prediction2``); a direction row (``prediction2_entry``) holds the strongest
-    valid null, the position with its interval, the gates, and the verdict with its reason."""
+    comparison's and question's valid nulls (``adjust_prediction2``); a direction row (``prediction2_entry``), one
+    per question, holds the question's strongest valid null, the position with its interval, the gates, and the
+    verdict with its reason; the question's rows from VGG also hold the MLP against the reference pair
+    (``against_reference``)."""
     rows = [prediction2_row(m, statistic) for m in measured for statistic in m.statistics]
     for comparison in dict.fromkeys(m.comparison for m in measured):
         adjust_prediction2([r for r in rows if r["comparison"] == comparison])
-    directions = []
+    directions, replicates = [], {}
     for m in measured:
         own = {r["statistic"]: r for r in rows if (r["comparison"], r["direction"]) == (m.comparison, m.direction)}
-        directions.append(prediction2_entry(m, own, gates_ok))
+        for question in QUESTIONS:
+            entry, replicates[(m.comparison, m.direction, question)] = prediction2_entry(m, own, gates_ok, question)
+            directions.append(entry)
+    by = {(d["comparison"], d["direction"], d["question"]): d for d in directions}
+    for question in QUESTIONS:
+        mine = by.get(("question", "cnn->mlp", question))
+        if mine is not None:
+            mine.update(against_reference(mine, by.get(("reference", "cnn->resnet", question)),
+                                          replicates[("question", "cnn->mlp", question)],
+                                          replicates.get(("reference", "cnn->resnet", question))))
     return rows, directions
+
+
+def against_reference(mine, reference, mine_replicates, reference_replicates):
+    """The MLP's position from VGG (``mine``, a direction row) beside the reference ResNet's (``reference``), in one
+    question: their difference with the interval of its paired bootstrap replicates (the same images and seeds
+    resampled), and the outcome in words. NaN without a reference pair or a position."""
+    if reference is None or mine_replicates is None or reference_replicates is None:
+        return dict(vs_reference=math.nan, vs_reference_low=math.nan, vs_reference_high=math.nan,
+                    reference_outcome="no reference pair to compare with")
+    low, high = interval(mine_replicates - reference_replicates)
+    outcome = ("less similar to the VGG than the ResNet is" if high < 0 else
+               "more similar to the VGG than the ResNet is" if low > 0 else
+               "not distinguishable from the ResNet's similarity to the VGG")
+    return dict(vs_reference=mine["position"] - reference["position"], vs_reference_low=low,
+                vs_reference_high=high, reference_outcome=outcome)
 
 
 def prediction2_row(measured, statistic):
@@ -220,79 +251,95 @@ def prediction2_row(measured, statistic):
                 **measured.statistics[statistic], valid=bool(share is None or null_valid(share)))
 
 
-def prediction2_entry(measured, rows, gates_ok):
-    """One direction's row from its statistics ``rows`` ({statistic: row}, Holm-adjusted): the observation, whether
-    every SAE behind it passed its gates, the strongest valid null, the position (``prediction2_position``), the
-    per-feature diagnostics, and the verdict with its reason (``prediction2_direction``)."""
-    nulls = {k: r for k, r in rows.items() if k in NULLS}
-    entry = dict(comparison=measured.comparison, arm=measured.arm, direction=measured.direction,
+def prediction2_entry(measured, rows, gates_ok, question):
+    """One direction's row in one ``question`` from its statistics ``rows`` ({statistic: row}, Holm-adjusted): the
+    observation, whether every SAE behind it passed its gates, the question's strongest valid null, the position
+    (``prediction2_position``), the per-feature diagnostics, and the verdict with its reason
+    (``prediction2_direction``). Returns (the row, the position's bootstrap replicates or None)."""
+    nulls = {k: r for k, r in rows.items() if k in QUESTIONS[question]}
+    entry = dict(comparison=measured.comparison, arm=measured.arm, direction=measured.direction, question=question,
                  observed=rows["observed"]["value"], gates_ok=all_passed(gates_ok, measured.sae_ids),
                  strongest_null=strongest_null({k: r["value"] for k, r in nulls.items()},
                                                {k: r["valid"] for k, r in nulls.items()}),
                  ceiling_kind=measured.ceiling_kind)
-    entry.update(prediction2_position(rows, measured.replicates, entry["strongest_null"]), **measured.diagnostics)
+    place, reps = prediction2_position(rows, measured.replicates, entry["strongest_null"], QUESTIONS[question])
+    entry.update(place, **measured.diagnostics)
     entry["verdict"], entry["reason"] = prediction2_direction(
         entry["gates_ok"], [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"])
                             for r in nulls.values()],
         dict(value=entry["position"], low=entry["position_low"], high=entry["position_high"]), entry["span"])
-    return entry
+    return entry, reps
 
 
-def prediction2_position(rows, replicates, strongest):
-    """A direction's place on the position scale: the ``strongest`` valid null's value, the ceiling and its null,
-    the span between them, the position (``position``) with the interval of its bootstrap ``replicates``
-    ({statistic: (B,)}), and the position against each null in turn (the front page's "relative to what"). All NaN
-    (and no position against each null) without a valid null or a ceiling."""
-    if strongest is None or "ceiling" not in rows:
-        return dict.fromkeys(("null_value", "ceiling", "ceiling_null", "span", "position", "position_low",
-                              "position_high"), math.nan)
+def prediction2_position(rows, replicates, strongest, ceiling_nulls):
+    """A direction's place on one question's position scale: the ``strongest`` valid null's value, the ceiling and
+    its matching null (``ceiling_nulls``: {null: the ceiling's}), the span between them, the position (``position``)
+    with the interval of its bootstrap ``replicates`` ({statistic: (B,)}), and the position against each of the
+    question's nulls in turn. All NaN without a valid null, a ceiling or the ceiling's matching null. Returns (that
+    dict, the position's replicates or None)."""
+    keys = ("null_value", "ceiling", "ceiling_null", "span", "position", "position_low", "position_high")
+    if strongest is None or "ceiling" not in rows or ceiling_nulls[strongest] not in rows:
+        return dict.fromkeys(keys, math.nan), None
+    matched = ceiling_nulls[strongest]
     observed, null = rows["observed"]["value"], rows[strongest]["value"]
-    ceiling, ceiling_null = rows["ceiling"]["value"], rows["ceiling-null"]["value"]
-    low, high = interval(position(replicates["observed"] - replicates[strongest], 0.0,
-                                  replicates["ceiling"] - replicates["ceiling-null"]))
+    ceiling, ceiling_null = rows["ceiling"]["value"], rows[matched]["value"]
+    reps = position(replicates["observed"] - replicates[strongest], 0.0,
+                    replicates["ceiling"] - replicates[matched])
+    low, high = interval(reps)
     span = ceiling - ceiling_null
     out = dict(null_value=null, ceiling=ceiling, ceiling_null=ceiling_null, span=span, position_low=low,
                position_high=high, position=position(observed - null, 0.0, span))
-    out.update({f"position_vs_{k.removeprefix('null-')}": position(observed - r["value"], 0.0, span)
-                for k, r in rows.items() if k in NULLS})
-    return out
+    out.update({f"position_vs_{k.removeprefix('null-')}": position(observed - rows[k]["value"], 0.0,
+                                                                   rows["ceiling"]["value"] - rows[c]["value"])
+                for k, c in ceiling_nulls.items() if k in rows and c in rows})
+    return out, reps
 
 
-def instrument_check(directions, arm, comparison):
-    """Does the instrument resolve ``comparison`` (a control with a known answer: similar) in ``arm``? Returns
-    (passed, reason); a comparison the profile does not have passes with that said (the reference ResNet is not
-    trained for the published checkpoints)."""
-    rows = [d for d in directions if d["arm"] == arm and d["comparison"] == comparison]
+def sanity_check(directions, arm, question):
+    """Does the instrument say yes to its known case in ``arm`` and ``question``: the sanity control supported in
+    both directions? Returns (passed, reason)."""
+    rows = [d for d in directions if (d["arm"], d["comparison"], d["question"]) == (arm, SANITY, question)]
     if not rows:
-        return True, f"no {comparison} comparison in this profile"
+        return False, "the sanity control could not be measured"
     failed = [d for d in rows if d["verdict"] != SUPPORTED]
     if failed:
         return False, "; ".join(f"{d['direction']}: {d['verdict']} ({d['reason']})" for d in failed)
     return True, "supported in both directions"
 
 
-def prediction2(directions, rule=PREDICTION2):
-    """The study's verdict from the per-(comparison, arm, direction) rows, each with ``comparison``, ``arm``,
-    ``direction``, ``verdict`` and ``reason``.
+def prediction2_question(directions, arm, question, layer, seeds, rule=PREDICTION2):
+    """One question's verdict in one arm at one layer, from the direction rows (``prediction2_arm``). Not testable:
+    fewer than ``min_seed_share`` of the model seeds passed their gates (``seeds`` = (kept, total)); the sanity
+    control is not supported in both directions; or, for "beyond", the layer is not one of ``CONDITIONAL_LAYERS``
+    (the question is described there). Else the question's (VGG <-> MLP) two directions, which must agree
+    (``combine``). Returns (verdict, reason)."""
+    kept, total = seeds
+    if not enough_seeds(kept, total, rule):
+        return NOT_TESTABLE, f"only {kept} of {total} model seeds have every SAE passing its gates"
+    ok, why = sanity_check(directions, arm, question)
+    if not ok:
+        return NOT_TESTABLE, "the instrument does not say yes to its known case (sanity control: " + why + ")"
+    if question == "beyond" and layer not in CONDITIONAL_LAYERS:
+        return NOT_TESTABLE, ("described, not decided, here: the exploratory ceiling did not beat its own "
+                              f"conditional null by {rule['conditional_margin']} at this layer")
+    rows = [d for d in directions if (d["arm"], d["comparison"], d["question"]) == (arm, "question", question)]
+    return combine(d["verdict"] for d in rows), "; ".join(f"{d['direction']}: {d['reason']}" for d in rows)
 
-    In each arm the instrument checks (``INSTRUMENT_CHECKS``) must each be supported in both directions, else the
-    arm is not testable, with the reason. Where they are, the arm's verdict is the question's (VGG <-> MLP) with
-    both directions agreeing (``combine``). The L1 (Bricken) and TopK arms must agree, else inconclusive.
-    Returns (verdict, {arm: verdict}, {arm: reason})."""
-    arms = sorted({d["arm"] for d in directions}, key=[d["arm"] for d in directions].index)
-    per_arm, reasons = {}, {}
-    for arm in arms:
-        checks = {c: instrument_check(directions, arm, c) for c in INSTRUMENT_CHECKS}
-        failed = {c: why for c, (ok, why) in checks.items() if not ok}
-        if failed:
-            per_arm[arm] = NOT_TESTABLE
-            reasons[arm] = "the instrument does not resolve its known case: " + "; ".join(
-                f"{c} ({why})" for c, why in failed.items())
-            continue
-        question = [d for d in directions if d["arm"] == arm and d["comparison"] == "question"]
-        per_arm[arm] = combine(d["verdict"] for d in question)
-        reasons[arm] = "; ".join(f"{d['direction']}: {d['reason']}" for d in question)
-    return combine(per_arm.values()), per_arm, reasons
+
+def prediction2(directions, layer, seeds, powered=True, rule=PREDICTION2):
+    """The study's verdicts at one layer: per question and arm (``prediction2_question``; ``seeds``: {arm: (kept,
+    total)}). The deciding arm's (``deciding_arm``) is each question's verdict; the others are robustness rows.
+    ``powered``: whether the rule's simulated power at these seeds and this noise meets its requirements
+    (``helpers.power``); if not, every verdict is declared descriptive, not a test. Returns {question: dict(verdict,
+    reason, status, per_arm={arm: (verdict, reason)})}."""
+    arms = list(dict.fromkeys([*seeds, *(d["arm"] for d in directions)]))
+    status = "test" if powered else "descriptive: the rule's simulated power at these seeds falls short"
+    out = {}
+    for question in QUESTIONS:
+        per_arm = {arm: prediction2_question(directions, arm, question, layer, seeds[arm], rule) for arm in arms}
+        decided = per_arm.get(rule["deciding_arm"], (NOT_TESTABLE, f"no {rule['deciding_arm']} arm"))
+        out[question] = dict(verdict=decided[0], reason=decided[1], status=status, per_arm=per_arm)
+    return out
 
 
 # ----------------------------------------------------------------------------- Prediction 1 (activation maximization)
@@ -432,28 +479,42 @@ def describe_sae_gates(gates=SAE_GATES):
 
 
 def describe_prediction2(rule=PREDICTION2):
+    from helpers.compare import MIN_FIRING_IMAGES
+    conditional = ", ".join(CONDITIONAL_LAYERS) or "none yet (provisional: set from the exploratory runs)"
     return (f"Four comparisons go through the same statistics: the question (VGG against the MLP); the reference "
             f"pair (VGG against a ResNet trained with the same recipe and seeds: two CNN architectures); the ResNet "
             f"against the MLP (reported beside); and the sanity control (VGG against its own layer under a random "
-            f"invertible linear map, given fresh SAEs: the same features in another basis). For each SAE arm and "
-            f"direction, the held-out best-match correlation (each feature's partner chosen on half of the test "
-            f"images, their correlation read on the other half, averaged over model seeds and SAE seeds) is compared "
-            f"with three nulls: images shuffled within (class, both models' predicted classes), images shuffled, and "
-            f"the SAE of a randomly initialized network. The *ceiling* is the agreement of two training seeds of the "
-            f"matched family (with one model per family, two SAE seeds of it), with its own conditional-shuffle "
-            f"null. *Position* = (observed − strongest valid null) / (ceiling − the ceiling's null): each is measured "
-            f"beyond what class and both models' predictions share. Intervals are bootstrap 95% intervals over "
-            f"images, model seeds and SAE seeds; p-values are exact permutation p-values (never below 1/(R+1)), "
-            f"Holm-adjusted over each comparison's tests. A comparison is **supported** (similar) when it exceeds "
-            f"every valid null (Holm p < {rule['alpha']:g} and the interval of the difference above 0) and the "
-            f"position's lower bound is at least {rule['min_position']:g}; **not supported** when the position's "
-            f"upper bound is below {rule['min_position']:g}; **not testable** when an SAE failed a gate, no null is "
-            f"valid, or the ceiling exceeds its null by no more than {rule['min_resolution']:g}; otherwise "
-            f"**inconclusive**. The MLP is judged only where the instrument resolves: in each arm the sanity "
-            f"control and the reference pair must both be supported in both directions, else that arm is *not "
-            f"testable*. The MLP's verdict is read against the ceiling; its position as a share of the reference "
-            f"pair's is reported beside it. Both directions and both arms (L1 and TopK) must agree; disagreement is "
-            f"inconclusive.")
+            f"invertible linear map, given fresh SAEs: the same features in another basis). "
+            f"**The statistic.** Each feature's partner in the other dictionary is chosen on half of the test images "
+            f"and their correlation read on the other half; the statistic is the mean of that held-out r over the "
+            f"features that *enter*: those firing on at least {MIN_FIRING_IMAGES} images of the selection half "
+            f"(a feature that fires on ten images scores about 0 under any statistic, even for identical "
+            f"information). It is chosen over the share of entering features matched at r ≥ 0.5 because it keeps "
+            f"every feature's distance from the threshold (more power at the same seeds); that share, the mean over "
+            f"entering features that also reproduce across SAE seeds, and the mean over every feature are reported "
+            f"beside it. The same filter applies to the observation, every null and the ceiling. "
+            f"**Two questions.** *Shares features*: against the SAE of a randomly initialized network of the matched "
+            f"family, with a full shuffle of the images as a floor; the ceiling (two training seeds of the matched "
+            f"side's family; with one model, two SAE seeds) is read against its own random-init and full-shuffle "
+            f"nulls. *Shares features beyond class and predictions*: against images shuffled within (class, both "
+            f"models' predicted classes), the ceiling against its own such shuffle; decided only at the layers where "
+            f"the exploratory ceiling beat that null by {rule['conditional_margin']:g} ({conditional}), described "
+            f"elsewhere. *Position* = (observed − the question's strongest valid null) / (ceiling − the ceiling's "
+            f"matching null). Intervals are bootstrap 95% intervals over model seeds, then SAE seeds, then images; "
+            f"p-values are exact permutation p-values (never below 1/(R+1)) for the shuffles and sign-flip p-values "
+            f"for the random-init null, Holm-adjusted over each comparison's and question's tests. "
+            f"**The rule**, per direction: **supported** when the observation exceeds every valid null of the "
+            f"question (Holm p < {rule['alpha']:g} and the interval of the difference above 0) and the position's "
+            f"lower bound is at least {rule['min_position']:g}; **not supported** when the position's upper bound is "
+            f"below {rule['min_position']:g}; **not testable** when an SAE failed a gate, no null is valid, or the "
+            f"ceiling exceeds its null by no more than {rule['min_resolution']:g}; otherwise **inconclusive**. "
+            f"**The verdict** of a question: both directions of VGG ↔ MLP must agree. It counts only where the "
+            f"sanity control is supported in both directions (the instrument can say yes), and only with at least "
+            f"{rule['min_seed_share']:.0%} of the model seeds left after dropping every seed with an SAE that failed "
+            f"a gate (each dropped seed is reported). The reference pair is a comparator, not a gate: the MLP's "
+            f"position from the VGG minus the ResNet's, with its paired interval, reads as *less similar to the VGG "
+            f"than the ResNet is*, *not distinguishable* or *more similar*. The proposal's L1 arm decides; the TopK "
+            f"arm is a robustness row.")
 
 
 def describe_am_gates(gates=AM_GATES):

@@ -323,8 +323,11 @@ def test_the_ceiling_of_a_family_with_its_own_null(model_seeds, kind):
     ceiling = compare.ceiling(_halves(features), units, "cnn", compare.Resampling(labels, predictions, shuffles=2))
     # the null keeps what (class, both models' predictions) share: here, with 1,000 such groups for 2,000 random
     # images, many stay in place
-    assert ceiling.kind == kind and ceiling.estimate.value > 0.8 and 0 < ceiling.null.value < 0.5
-    assert ceiling.estimate.replicates.shape == ceiling.null.replicates.shape == (40,)
+    conditional, full = ceiling.nulls["ceiling-null"], ceiling.nulls["ceiling-null-full-shuffle"]
+    assert ceiling.kind == kind and ceiling.estimate.value > 0.8 and 0 < conditional.value < 0.5
+    assert abs(full.value) < 0.1 and full.value < conditional.value  # a full shuffle keeps nothing groups share
+    assert ceiling.estimate.replicates.shape == conditional.replicates.shape == (40,)
+    assert "ceiling-null-random-init" not in ceiling.nulls  # no random-init SAE given
     assert len(ceiling.estimate.per_feature) == (4 if model_seeds == 2 else 2) * 30  # every pair's features
     assert set(ceiling.reproducibility) == set(units)
     assert compare.ceiling(_halves(features), {(0, 0): units[(0, 0)]}, "cnn", None) is None
@@ -355,12 +358,14 @@ def test_feature_diagnostics_partner_frequency_reproducibility_and_mutuality():
     assert torch.equal(order[row["partner"][:k // 2]], torch.arange(k // 2))
     assert row["heldout_r"][:k // 2].min() > 0.999 and torch.allclose(row["frequency"], (a > 0).float().mean(0))
     assert row["mutual"][:k // 2].all() and not row["mutual"][k // 2:].any()  # b's features have partners in a
-    assert row["reproducibility"].isnan().all() and summary["reproducible_share"] == 0  # none known reproducible
-    assert math.isnan(summary["reproducible_matched_share"])
+    assert row["entering"].all() and summary["entering_share"] == 1.0 and summary["matched_share"] == 0.5
+    assert row["reproducibility"].isnan().all() and summary["reproducing_share"] == 0  # none known reproducible
+    assert math.isnan(summary["reproducing_mean"])
     assert summary["mutual_share"] == 0.5 and summary["median"] == row["heldout_r"].median().item()
+    assert summary["mean_all"] == pytest.approx(row["heldout_r"].mean().item())
     reproducible = {(0, 0): torch.tensor([0.9] * 4 + [0.1] * 6)}  # 4 reproducible features, all matched
     (row,), summary = compare.feature_diagnostics(halves, pairs, forward, backward, reproducible)
-    assert summary["reproducible_share"] == 0.4 and summary["reproducible_matched_share"] == 1.0
+    assert summary["reproducing_share"] == 0.4 and summary["reproducing_mean"] > 0.999
     assert torch.equal(row["reproducibility"], reproducible[(0, 0)])
 
 
@@ -376,7 +381,9 @@ def test_prediction2_arm_measures_and_leaves_every_decision_to_verdict():
     m = by[("question", "cnn->mlp")]
     assert list(m.statistics) == list(compare.LABELS) and set(m.replicates) == set(compare.LABELS)
     assert not {"valid", "p_holm"} & {k for row in m.statistics.values() for k in row}
-    assert m.null_alive_share == {"null-conditional-shuffle": None, "null-full-shuffle": None, "null-random-init": 0.2}
+    assert m.null_alive_share == {"null-conditional-shuffle": None, "null-full-shuffle": None, "null-random-init": 0.2,
+                                  "ceiling-null": None, "ceiling-null-full-shuffle": None,
+                                  "ceiling-null-random-init": 1.0}
     assert sorted(m.sae_ids) == sorted(s.id for s in specs if s.arm == "l1" and s.net == "trained"
                                        and s.family in ("cnn", "mlp"))
     assert m.ceiling_kind == "model seed" and m.statistics["ceiling"]["ceiling_kind"] == "model seed"
@@ -384,29 +391,33 @@ def test_prediction2_arm_measures_and_leaves_every_decision_to_verdict():
     assert observed["low"] <= observed["value"] <= observed["high"] and observed["in_sample_best"] > observed["value"]
     # the per-feature diagnostics and the codes' CKA: the mapped VGG carries VGG's features, the MLP does not
     sanity = by[("sanity", "cnn->cnn-mapped")].diagnostics
-    assert set(m.diagnostics) == {"median", "reproducible_share", "reproducible_matched_share", "mutual_share",
-                                  "code_cka"}
+    assert set(m.diagnostics) == {"entering_share", "median", "matched_share", "reproducing_share",
+                                  "reproducing_mean", "mean_all", "mutual_share", "code_cka"}
     assert sanity["code_cka"] > 0.5 > 0.1 > m.diagnostics["code_cka"]
     assert sanity["mutual_share"] > 0.9 > 0.6 > m.diagnostics["mutual_share"]
-    assert sanity["reproducible_matched_share"] > 0.9 > 0.1 > m.diagnostics["reproducible_matched_share"]
+    assert sanity["reproducing_mean"] > 0.8 > 0.1 > m.diagnostics["reproducing_mean"]
     mapped = by[("sanity", "cnn-mapped->cnn")].diagnostics  # the mapped VGG has no second SAE seed
-    assert mapped["reproducible_share"] == 0 and math.isnan(mapped["reproducible_matched_share"])
-    assert {r["statistic"] for r in per_feature} == set(compare.LABELS) - {"ceiling-null"}
+    assert mapped["reproducing_share"] == 0 and math.isnan(mapped["reproducing_mean"])
+    assert {r["statistic"] for r in per_feature} == set(compare.LABELS) - {
+        "ceiling-null", "ceiling-null-full-shuffle", "ceiling-null-random-init"}
     tree = ast.parse(inspect.getsource(compare))
     imported = {a.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
                 for a in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {"verdict", "helpers.verdict"} & imported  # compare measures; verdict decides
 
 
-@pytest.mark.parametrize("mlp_shares,resnet_shares,expected", [
-    (True, True, "supported"), (False, True, "not supported"), (True, False, "not testable")])
-def test_prediction2_on_planted_features(mlp_shares, resnet_shares, expected):
+@pytest.mark.parametrize("mlp_shares,resnet_shares,expected,beside", [
+    (True, True, "supported", "not distinguishable from the ResNet's similarity to the VGG"),
+    (False, True, "not supported", "less similar to the VGG than the ResNet is"),
+    (True, False, "supported", "more similar to the VGG than the ResNet is")])
+def test_prediction2_on_planted_features(mlp_shares, resnet_shares, expected, beside):
     rows, directions, _ = _run(*_planted(mlp_shares, resnet_shares))
-    got, per_arm, reasons = verdict.prediction2(directions)
-    assert got == expected, (reasons, directions)
-    by = {(d["comparison"], d["direction"]): d for d in directions}
-    assert by[("sanity", "cnn->cnn-mapped")]["verdict"] == "supported"
-    assert set(verdict.NULLS) | {"observed", "ceiling", "ceiling-null"} <= {r["statistic"] for r in rows}
+    got = verdict.prediction2(directions, "hidden", {"l1": (2, 2)})
+    assert got["shares"]["verdict"] == expected, (got, directions)
+    by = {(d["comparison"], d["direction"], d["question"]): d for d in directions}
+    assert by[("sanity", "cnn->cnn-mapped", "shares")]["verdict"] == "supported"
+    assert by[("question", "cnn->mlp", "shares")]["reference_outcome"] == beside
+    assert set(verdict.NULLS) | {"observed", "ceiling", *verdict.CEILING_NULLS} <= {r["statistic"] for r in rows}
     assert all(r["p"] >= 1 / 200 for r in rows if r["statistic"] in verdict.NULLS[:2])
     observed = [r for r in rows if r["statistic"] == "observed"][0]
     assert observed["low"] <= observed["value"] <= observed["high"]
@@ -428,7 +439,7 @@ def test_one_model_per_family_gets_a_finite_sae_seed_ceiling():
     question = [d for d in directions if d["comparison"] == "question"]
     assert {d["ceiling_kind"] for d in question} == {"SAE seed"}
     assert all(d["ceiling"] == d["ceiling"] and d["span"] > 0.05 for d in question)
-    assert verdict.prediction2(directions)[0] == "supported"
+    assert verdict.prediction2(directions, "hidden", {"l1": (1, 1)})["shares"]["verdict"] == "supported"
 
 
 def test_per_feature_reproducibility_on_planted_data():
@@ -451,7 +462,7 @@ def test_per_feature_reproducibility_on_planted_data():
     assert stable.reproducibility.min() > 0.5 and changing.reproducibility.max() < 0.5
     assert (rows.frequency > 0).all() and set(rows.mutual) <= {True, False}
     entry = next(d for d in directions if d["comparison"] == "question" and d["direction"] == "cnn->mlp")
-    assert 0.4 <= entry["reproducible_share"] <= 0.6 and entry["reproducible_matched_share"] > 0.9
+    assert 0.4 <= entry["reproducing_share"] <= 0.6 and entry["reproducing_mean"] > 0.8
 
 
 def test_alignment_along_training_reads_each_partner_checkpoint_against_the_cnn_of_nearest_accuracy():
@@ -514,3 +525,53 @@ def test_the_primary_statistic_reads_only_features_that_fire_on_enough_images():
     null = compare.entering_statistics(ha.match(hb, compare.shuffle_order(n, 1), replicates=False), entering)
     assert null["entering"] == 30 and null["matched_share"] == 0 and abs(null["mean"]) < 0.1
     assert ha.entering(min_images=1)[20:30].all()  # with no threshold the rare ones would enter
+
+
+def _planted_layers(mlp_shares=True, n=2000, d=16):
+    """Layers of two model seeds per family over the same images: every trained network holds one shared signal (and
+    its own noise) in its own basis; an MLP that does not share holds an independent one; random-init networks hold
+    noise."""
+    g = torch.Generator().manual_seed(3)
+    base, other = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+    reps = {}
+    for f in ("cnn", "mlp", "resnet"):
+        signal = base if (f != "mlp" or mlp_shares) else other
+        for s in range(2):
+            rotation, _ = torch.linalg.qr(torch.randn(d, d, generator=g))
+            reps[(f, s)] = signal @ rotation + 0.3 * torch.randn(n, d, generator=g)
+    reps[("cnn-mapped", 0)] = reps[("cnn", 0)] @ torch.randn(d, d, generator=g)
+    random = {f: torch.randn(n, d, generator=g) for f in ("cnn", "mlp", "resnet")}
+    predictions = {(f, s): torch.randint(0, 10, (n,), generator=g) for f in ("cnn", "mlp", "resnet") for s in range(2)}
+    return reps, random, compare.Resampling(torch.randint(0, 10, (n,), generator=g), predictions)
+
+
+@pytest.mark.parametrize("mlp_shares,expected", [(True, "supported"), (False, "not supported")])
+def test_the_dictionary_free_measure_goes_through_the_same_nulls_ceiling_and_rule(mlp_shares, expected):
+    reps, random, resampling = _planted_layers(mlp_shares)
+    measured, cka = compare.linear_measures(reps, random, resampling, replicates=200, permutations=9)
+    assert {(m.comparison, m.direction) for m in measured} == {
+        (c, f"{a}->{b}") for c, x, y in compare.COMPARISONS for a, b in ((x, y), (y, x))}
+    m = next(m for m in measured if m.direction == "cnn->mlp")
+    assert m.arm == compare.LINEAR_ARM and m.ceiling_kind == "model seed"
+    assert set(m.statistics) == {"observed", *verdict.NULLS, "ceiling", *verdict.CEILING_NULLS}
+    assert m.statistics["ceiling"]["value"] > 0.8 and abs(m.statistics["null-random-init"]["value"]) < 0.05
+    _, directions = verdict.prediction2_arm(measured, {})
+    got = verdict.prediction2(directions, "hidden", {compare.LINEAR_ARM: (2, 2)})["shares"]["per_arm"]
+    assert got[compare.LINEAR_ARM][0] == expected
+    sanity = next(r for r in cka if r["comparison"] == "sanity")
+    question = [r for r in cka if r["comparison"] == "question"]
+    assert len(question) == 2 and sanity["calibrated"] > 0.5 and all(0 <= r["p"] <= 1 for r in cka)
+    assert all((r["calibrated"] > 0.5) == mlp_shares for r in question)
+
+
+def test_a_ridge_maps_bootstrap_replicates_reweight_its_held_out_images():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 8, generator=g)
+    y = x @ torch.randn(8, 3, generator=g) + 0.5 * torch.randn(400, 3, generator=g)
+    fit, evaluate = compare.split_halves(400)
+    ridge = compare.RidgeMap(x, fit)
+    r2, replicates, _ = ridge.score(y, evaluate, torch.ones(2, len(evaluate)))
+    assert r2 == pytest.approx(compare.ridge_predictivity(x, y, fit, evaluate)[0])
+    assert replicates.tolist() == pytest.approx([r2, r2], abs=1e-5)  # unit weights: the plain R²
+    _, spread, _ = ridge.score(y, evaluate, stats.bootstrap_weights(len(evaluate), 200))
+    assert 0 < spread.std() < 0.1 and abs(spread.mean() - r2) < 0.02

@@ -152,7 +152,7 @@ def smoke_results(smoke_models, data_env, tmp_path_factory):
             profile="smoke",
         explorer=False,
         )
-    for layer in ("hidden", "mid"):
+    for layer in profiles.STUDY_LAYERS:
         for model in profiles.get("smoke").families:
             if not (folder / "sae" / layer / f"{model}-summary.json").exists():
                 execute(
@@ -174,23 +174,26 @@ def test_compare_notebook_smoke(layer, smoke_results, tmp_path, data_env):
         layer=layer,
     )
     text = outputs(nb)
-    for phrase in ("beyond what class and both models' predictions share", "ceiling", "random-init",
-                   "the reference pair", "the sanity control", "Prediction 2", "The rule, as written before the run",
-                   "Prediction 1 on this profile"):
+    for phrase in ("beyond class and predictions", "ceiling", "random-init", "the reference pair",
+                   "the sanity control", "Prediction 2", "The rule, as written before the run",
+                   "Prediction 1 on this profile", "simulated studies", "entering features"):
         assert phrase in text, phrase
     assert images(nb) >= 4  # statistics, distributions, layer map, pairs
     folder = data_env / "results" / "smoke"
     conclusions = json.loads((folder / f"conclusions_{layer}.json").read_text())
     lm = sae_study.layer_map("smoke")
-    assert conclusions["modules"]["cnn"] == (lm["choice"]["cnn"] if layer == "mid" else "hidden")
+    table = profiles.layer_table("smoke")[layer]
+    assert conclusions["modules"] == {f: "hidden" if layer == "hidden" else table[f]["layer"] for f in table}
     assert lm["trained"].shape == (len(lm["cnn_layers"]), len(lm["mlp_layers"]))
     assert conclusions["prediction2"] in verdict.VERDICTS
-    assert set(conclusions["per_arm"]) == set(profiles.get("smoke").arms(layer))
-    assert lm["choice"]["resnet"] in lm["reference_layers"]
-    assert conclusions["modules"]["resnet"] == (lm["choice"]["resnet"] if layer == "mid" else "hidden")
+    assert set(conclusions["questions"]) == set(verdict.QUESTIONS)
+    assert set(conclusions["questions"]["shares"]["per_arm"]) == {*profiles.get("smoke").arms(layer), "linear"}
+    studies = profiles.get("smoke").compare.power_studies
+    assert conclusions["power"] is None or conclusions["power"]["studies"] == studies
     # every comparison, both directions, every arm; and a per-feature file of the observed matches
     directions = {(d["comparison"], d["arm"], d["direction"]) for d in conclusions["directions"]}
-    assert len(directions) == 4 * 2 * len(profiles.get("smoke").arms(layer))
+    assert len(directions) == 4 * 2 * (len(profiles.get("smoke").arms(layer)) + 1)  # the linear measure too
+    assert {d["question"] for d in conclusions["directions"]} == set(verdict.QUESTIONS)
     features = pd.read_csv(folder / f"compare_{layer}_features.csv.gz")
     assert {"heldout_r", "partner", "frequency", "reproducibility", "mutual"} <= set(features.columns)
     # the smoke SAEs train for 60 steps: a failed gate must make the verdict "not testable", never "not supported"
@@ -220,7 +223,7 @@ def test_answers_page_states_what_the_results_files_hold(smoke_results, tmp_path
     hidden = json.loads((folder / "conclusions_hidden.json").read_text())
     assert f"Prediction 1: {am['prediction1']}." in text
     assert f"({', '.join(dict.fromkeys(hidden['modules'].values()))}): {hidden['prediction2']}." in text
-    assert "beyond what class and both models' predictions share" in text
+    assert "beyond class and predictions" in text and "shares features" in text
     for rule in (verdict.describe_am_gates(), verdict.describe_prediction1(), verdict.describe_sae_gates(),
                  verdict.describe_prediction2()):  # the methods, as the code holds them
         assert rule in text

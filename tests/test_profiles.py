@@ -17,7 +17,9 @@ def test_every_profile_is_complete_and_checked():
         assert p.official == (not p.training)
         if p.matching:
             base = profiles.get(p.matching.base)
-            assert p.training == base.training and p.model_seeds == base.model_seeds and not base.matching
+            # its model seeds are the base's first ones (its SAEs of the MLP are the base's)
+            assert p.training == base.training and not base.matching
+            assert p.model_seeds == base.model_seeds[:len(p.model_seeds)]
             assert p.layer_arms["hidden"][0] == "l1"  # the proposal's SAE
         if not p.official:
             assert set(p.families) == set(profiles.ALL_FAMILIES)
@@ -26,7 +28,9 @@ def test_every_profile_is_complete_and_checked():
             cnn, ref = (p.training[f].as_dict() for f in ("cnn", profiles.REFERENCE))
             assert {k: v for k, v in cnn.items() if k != "arch"} == {k: v for k, v in ref.items() if k != "arch"}
     assert profiles.get("official").model_seeds == (0,)  # one published model per family
-    assert profiles.get("cpu").model_seeds == profiles.get("cpu").sae_seeds == (0, 1)  # the seeds as they were
+    # the exploratory runs: four model seeds (the two of every earlier run first), two SAE seeds each
+    assert profiles.get("cpu").model_seeds == profiles.EXPLORATORY_SEEDS == (0, 1, 2, 3)
+    assert profiles.get("cpu").sae_seeds == (0, 1)
     for bad in (2, [], [0, 0], [-1], [0.5]):
         with pytest.raises(ValueError, match="must be a non-empty list of distinct non-negative integer seeds"):
             profiles.Profile("x", "x", {}, model_seeds=bad)
@@ -86,7 +90,7 @@ def test_the_layer_table_fixes_pairs_by_relative_depth_and_reads_them_at_equal_s
     4x4 grid: 512 values, the MLP's width), half of the MLP's four blocks, the ResNet's nearest block; three quarters;
     the last hidden layers. The same table whatever the seed: it reads architectures only."""
     table = profiles.layer_table("cpu")
-    assert list(table) == ["mid", "late", "hidden"]
+    assert list(table) == ["hidden", "mid", "late"]
     mid = table["mid"]
     assert (mid["cnn"]["layer"], mid["cnn"]["shape"], mid["cnn"]["grid"], mid["cnn"]["size"]) == \
         ("features.16", (32, 8, 8), 4, 512)

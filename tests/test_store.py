@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from helpers import profiles, sae_study, store, verdict
+from helpers import profiles, sae_study, store
 from helpers.models import build_model
 from helpers.paths import ROOT
 from helpers.sae import SparseAutoencoder
@@ -110,9 +110,9 @@ def test_only_the_sae_not_cached_is_trained_and_the_stack_keeps_each_ones_result
     assert torch.equal(first[specs[0]][0].W_dec, every[specs[0]][0].W_dec)
 
 
-def test_the_layer_map_caches_measurements_and_decides_when_read(monkeypatch, data_env):
-    """The CKA maps are cached under the networks' fingerprints; the mid-layer choice is made from them by the rule
-    in verdict each time, so a change to the rule (or to a network) never reuses an old choice."""
+def test_the_layer_map_is_cached_under_the_networks_weights(monkeypatch, data_env):
+    """The CKA maps are cached under the networks' fingerprints: other weights compute them again. They describe;
+    nothing is chosen from them (the layer pairs are fixed by depth)."""
     from helpers import train
     nets = {"cnn": lambda: build_model("cnn", width=1 / 16), "mlp": lambda: build_model("mlp", depth=3, width=16,
                                                                                         expansion=2, resolution=32),
@@ -129,11 +129,10 @@ def test_the_layer_map_caches_measurements_and_decides_when_read(monkeypatch, da
     first = sae_study.layer_map("smoke")
     saved = torch.load(store.path("layer_map", profile="smoke"), weights_only=True)["value"]
     assert "choice" not in saved and saved["trained"].shape == (len(first["cnn_layers"]), len(first["mlp_layers"]))
-    monkeypatch.setattr(verdict, "mid_layer_candidates", lambda cnn, mlp: ([0], [len(mlp) - 1]))
-    chosen = sae_study.layer_map("smoke")["choice"]
-    assert {k: chosen[k] for k in ("cnn", "mlp")} == dict(cnn=first["cnn_layers"][0], mlp=first["mlp_layers"][-1])
-    assert chosen["resnet"].startswith("blocks.")  # the reference's block beside the chosen CNN layer
+    assert first["reference"].shape == (len(first["cnn_layers"]), len(first["reference_layers"]))
     before = store.path("layer_map", profile="smoke").stat().st_mtime_ns
+    sae_study.layer_map("smoke")
+    assert store.path("layer_map", profile="smoke").stat().st_mtime_ns == before  # loaded, not computed
     weights["seed"] = 1  # other weights: the maps are computed again
     sae_study.layer_map("smoke")
     assert store.path("layer_map", profile="smoke").stat().st_mtime_ns != before

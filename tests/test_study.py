@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import manifest, study
+from helpers import manifest, profiles, study
 
 
 def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_path, data_env):
@@ -33,15 +33,15 @@ def test_a_step_runs_unless_this_machine_ran_it_with_the_same_parameters(tmp_pat
 
 def test_steps_cover_the_study_in_order():
     names = [(source, target.name) for source, target, _ in study.steps("cpu")]
-    assert [n for n, _ in names] == ["00_train.ipynb"] * 8 + ["01_activation_maximization.ipynb"] + [
-        "02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + ["02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + [
+    assert [n for n, _ in names] == ["00_train.ipynb"] * 16 + ["01_activation_maximization.ipynb"] + (
+        ["02_sae.ipynb"] * 3 + ["03_compare.ipynb"]) * 3 + [
         "01_activation_maximization.ipynb", "02_sae.ipynb", "02_sae.ipynb", "03_compare.ipynb",
         "06_training.ipynb"] + ["05_atlas.ipynb"] * 2 + ["04_answers.ipynb"]
     trained = [(p["model"], p["seed"]) for source, _, p in study.steps("cpu") if source == "00_train.ipynb"]
-    assert trained == [(f, s) for f in ("cnn", "mlp", "resnet", "mlp-small") for s in (0, 1)]
+    assert trained == [(f, s) for f in ("cnn", "mlp", "resnet", "mlp-small") for s in profiles.EXPLORATORY_SEEDS]
     assert all(set(p) <= {"profile", "model", "seed", "layer", "explorer"} for _, _, p in study.steps("cpu"))
-    assert [p["layer"] for source, _, p in study.steps("cpu") if source == "03_compare.ipynb"] == ["hidden", "mid",
-                                                                                                   "hidden"]
+    assert [p["layer"] for source, _, p in study.steps("cpu") if source == "03_compare.ipynb"] == [
+        "hidden", "mid", "late", "hidden"]
     # the competence-matched pair runs both predictions' pages on its own profile, the CNNs' SAEs only
     matched = [(source, p) for source, _, p in study.steps("cpu") if p["profile"] == "cpu-matched"]
     assert [(s, p.get("model")) for s, p in matched] == [("01_activation_maximization.ipynb", "both"),
@@ -59,7 +59,7 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
     monkeypatch.setattr(study, "BOOK", tmp_path / "book")
     study.main(["--profile", "smoke", "--no-book"])
     first = capsys.readouterr().out
-    assert first.count("[done]") == len(study.steps("smoke")) == 25 and "[skip]" not in first
+    assert first.count("[done]") == len(study.steps("smoke")) == 29 and "[skip]" not in first
     assert sorted(p.name for p in (tmp_path / "book" / "smoke").glob("*.ipynb")) == sorted(
         target.name for _, target, _ in study.steps("smoke"))
     assert {"am_summary.json", "conclusions_hidden.json", "sae_hidden_cnn-metrics.csv"} <= {
@@ -177,8 +177,10 @@ def test_every_page_runs_after_the_pages_that_write_what_it_reads():
             assert set(step.after) <= set(order[:i]), (profile, step.page)
     steps = {s.page: s for s in manifest.steps("cpu")}
     assert set(steps["03_compare"].after) >= {"02_sae_cnn", "02_sae_mlp", "02_sae_resnet", "01_activation_maximization"}
-    assert steps["02_sae_mlp_mid"].after == ("02_sae_mlp",)  # the hidden page harvests both layers
-    assert {"00_train_cnn", "00_train_resnet_seed1"} <= set(steps["02_sae_mlp"].after)  # the layer map reads all
+    assert steps["02_sae_mlp_mid"].after == ("02_sae_mlp",)  # the hidden page harvests every study layer
+    assert steps["02_sae_mlp_late"].after == ("02_sae_mlp",)
+    assert {s for s in steps["02_sae_mlp"].after if s.startswith("00_train")} == {
+        "00_train_mlp", "00_train_mlp_seed1", "00_train_mlp_seed2", "00_train_mlp_seed3"}  # its own family's only
     assert "00_train_resnet" not in steps["01_activation_maximization"].after  # AM reads the compared pair only
     assert "02_sae_cnn" in steps["matched_02_sae_cnn"].after  # it reuses the base's random-init SAEs
     assert {"02_sae_mlp", "matched_02_sae_cnn"} <= set(steps["matched_03_compare"].after)  # the base's MLP SAEs

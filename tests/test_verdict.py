@@ -67,61 +67,96 @@ def test_prediction2_direction_reaches_every_outcome(kwargs, expected):
     assert got == expected, reason
 
 
-def study_rows(question=V.SUPPORTED, reference=V.SUPPORTED, sanity=V.SUPPORTED, arms=("l1", "topk")):
-    """A synthetic directions table: every comparison in both directions of every arm."""
+def study_rows(question=V.SUPPORTED, reference=V.SUPPORTED, sanity=V.SUPPORTED, arms=("l1", "topk"),
+               questions=tuple(V.QUESTIONS)):
+    """A synthetic directions table: every comparison in both directions of every arm and question."""
     verdicts = dict(question=question, reference=reference, sanity=sanity, beside=V.NOT_SUPPORTED)
-    return [dict(comparison=c, arm=arm, direction=d, verdict=verdicts[c] if isinstance(verdicts[c], str)
-                 else verdicts[c][i], reason="synthetic")
-            for arm in arms for c in verdicts for i, d in enumerate(("a->b", "b->a"))]
+    return [dict(comparison=c, arm=arm, question=q, direction=d, reason="synthetic",
+                 verdict=verdicts[c] if isinstance(verdicts[c], str) else verdicts[c][i])
+            for arm in arms for q in questions for c in verdicts for i, d in enumerate(("a->b", "b->a"))]
 
 
-@pytest.mark.parametrize("rows,expected", [
-    (study_rows(), V.SUPPORTED),
-    (study_rows(question=V.NOT_SUPPORTED), V.NOT_SUPPORTED),
-    (study_rows(question=(V.SUPPORTED, V.NOT_SUPPORTED)), V.INCONCLUSIVE),       # the directions disagree
-    (study_rows(question=V.INCONCLUSIVE), V.INCONCLUSIVE),
-    (study_rows(reference=(V.SUPPORTED, V.INCONCLUSIVE)), V.NOT_TESTABLE),      # the reference pair unresolved
-    (study_rows(reference=V.NOT_SUPPORTED, question=V.NOT_SUPPORTED), V.NOT_TESTABLE),
-    (study_rows(sanity=(V.NOT_TESTABLE, V.SUPPORTED)), V.NOT_TESTABLE),         # the sanity control fails
-    ([r for r in study_rows(question=V.NOT_SUPPORTED) if r["comparison"] != "reference"], V.NOT_SUPPORTED),
+ALL_SEEDS = {"l1": (4, 4), "topk": (4, 4)}
+
+
+@pytest.mark.parametrize("rows,seeds,expected", [
+    (study_rows(), ALL_SEEDS, V.SUPPORTED),
+    (study_rows(question=V.NOT_SUPPORTED), ALL_SEEDS, V.NOT_SUPPORTED),
+    (study_rows(question=(V.SUPPORTED, V.NOT_SUPPORTED)), ALL_SEEDS, V.INCONCLUSIVE),  # the directions disagree
+    (study_rows(question=V.INCONCLUSIVE), ALL_SEEDS, V.INCONCLUSIVE),
+    # the reference pair is a comparator, not a gate: unresolved or dissimilar, the question still decides
+    (study_rows(reference=(V.SUPPORTED, V.INCONCLUSIVE)), ALL_SEEDS, V.SUPPORTED),
+    (study_rows(reference=V.NOT_SUPPORTED, question=V.NOT_SUPPORTED), ALL_SEEDS, V.NOT_SUPPORTED),
+    (study_rows(sanity=(V.NOT_TESTABLE, V.SUPPORTED)), ALL_SEEDS, V.NOT_TESTABLE),  # the sanity control fails
+    (study_rows(), {"l1": (3, 4), "topk": (4, 4)}, V.SUPPORTED),         # one seed of four dropped: 3 are enough
+    (study_rows(), {"l1": (2, 4), "topk": (4, 4)}, V.NOT_TESTABLE),      # two dropped: too few
+    (study_rows(), {"l1": (1, 2), "topk": (2, 2)}, V.NOT_TESTABLE),      # of two seeds both are needed
 ])
-def test_prediction2_reaches_every_outcome_and_needs_both_controls(rows, expected):
-    got, per_arm, reasons = V.prediction2(rows)
-    assert got == expected, reasons
+def test_prediction2_reaches_every_outcome_and_needs_the_sanity_control_and_the_seeds(rows, seeds, expected):
+    got = V.prediction2(rows, "hidden", seeds)
+    assert set(got) == set(V.QUESTIONS)
+    assert got["shares"]["verdict"] == expected, got["shares"]
     if expected == V.NOT_TESTABLE:
-        assert all("does not resolve its known case" in r for r in reasons.values())
+        assert any(w in got["shares"]["reason"] for w in ("known case", "model seeds"))
 
 
-def test_arms_must_agree():
+def test_beyond_class_is_decided_only_at_the_layers_fixed_before_the_run(monkeypatch):
+    rows = study_rows(question=V.NOT_SUPPORTED)
+    described = V.prediction2(rows, "mid", ALL_SEEDS)["beyond"]
+    assert described["verdict"] == V.NOT_TESTABLE and "described, not decided" in described["reason"]
+    monkeypatch.setattr(V, "CONDITIONAL_LAYERS", ("mid",))
+    assert V.prediction2(rows, "mid", ALL_SEEDS)["beyond"]["verdict"] == V.NOT_SUPPORTED
+    assert V.prediction2(rows, "hidden", ALL_SEEDS)["beyond"]["verdict"] == V.NOT_TESTABLE
+
+
+def test_the_l1_arm_decides_and_topk_is_a_robustness_row():
     rows = study_rows()
-    assert V.prediction2(rows)[:2] == (V.SUPPORTED, {"l1": V.SUPPORTED, "topk": V.SUPPORTED})
     for r in rows:
         if r["arm"] == "topk" and r["comparison"] == "question":
             r["verdict"] = V.NOT_SUPPORTED
-    assert V.prediction2(rows)[:2] == (V.INCONCLUSIVE, {"l1": V.SUPPORTED, "topk": V.NOT_SUPPORTED})
+    got = V.prediction2(rows, "hidden", ALL_SEEDS)["shares"]
+    assert got["verdict"] == V.SUPPORTED and got["per_arm"]["topk"][0] == V.NOT_SUPPORTED
     assert V.combine([]) == V.NOT_TESTABLE
+    assert V.prediction2([r for r in rows if r["arm"] == "topk"], "hidden", ALL_SEEDS)["shares"]["verdict"] == \
+        V.NOT_TESTABLE  # without the deciding arm
+
+
+def test_seeds_whose_saes_fail_a_gate_are_dropped_per_arm():
+    from helpers.units import SAESpec
+    specs = [SAESpec(f, "trained", s, arm, t) for f in ("cnn", "mlp") for s in range(4) for arm in ("l1", "topk")
+             for t in range(2)] + [SAESpec("cnn", "random-init", 0, "l1", 0)]
+    gates = {spec.id: True for spec in specs} | {SAESpec("mlp", "trained", 2, "l1", 1).id: False,
+                                                 SAESpec("cnn", "random-init", 0, "l1", 0).id: False}
+    assert V.seeds_kept(gates, specs, "l1", [0, 1, 2, 3]) == [0, 1, 3]  # a random-init SAE drops nothing
+    assert V.seeds_kept(gates, specs, "topk", [0, 1, 2, 3]) == [0, 1, 2, 3]
+    assert V.enough_seeds(3, 4) and not V.enough_seeds(2, 4) and V.enough_seeds(2, 2) and not V.enough_seeds(1, 2)
 
 
 # ----------------------------------------------------------------------------- Prediction 2, one arm's decisions
 
 def measured_direction(comparison="question", direction="a->b", observed=0.65, nulls=None, ceiling=(0.9, 0.1),
-                       random_alive=1.0):
-    """A hand-made ``compare.DirectionMeasurement``. ``nulls``: {null: (value, p)}; ``ceiling``: (value, its null's
-    value) or None. Every statistic's replicates are its value plus one shared noise, so a difference's replicates are
-    exact and the position's interval is the position."""
+                       random_alive=1.0, ceiling_nulls=None):
+    """A hand-made ``compare.DirectionMeasurement``. ``nulls``: {null: (value, p)}; ``ceiling``: (value, its
+    conditional null's value) or None; ``ceiling_nulls``: the ceiling's other nulls (default: the full shuffle 0.0,
+    the random-init 0.15). Every statistic's replicates are its value plus one shared noise, so a difference's
+    replicates are exact and the position's interval is the position."""
     from helpers.compare import DirectionMeasurement
     nulls = nulls or {"null-conditional-shuffle": (0.1, 0.001), "null-full-shuffle": (0.0, 0.001),
                       "null-random-init": (0.2, 0.001)}
     values = {"observed": observed, **{k: v for k, (v, _) in nulls.items()}}
-    values.update({"ceiling": ceiling[0], "ceiling-null": ceiling[1]} if ceiling else {})
+    if ceiling:
+        values.update({"ceiling": ceiling[0], "ceiling-null": ceiling[1]},
+                      **(ceiling_nulls or {"ceiling-null-full-shuffle": 0.0, "ceiling-null-random-init": 0.15}))
     noise = 0.01 * torch.randn(100, generator=torch.Generator().manual_seed(0))
     replicates = {k: v + noise for k, v in values.items()}
     statistics = {k: dict(value=v, low=v - 0.02, high=v + 0.02) for k, v in values.items()}
     for k, (v, p) in nulls.items():
         statistics[k].update(p=p, diff=observed - v, diff_low=observed - v - 0.01, diff_high=observed - v + 0.01)
+    alive = {k: random_alive if k.endswith("random-init") else None for k in values if k not in ("observed",
+                                                                                               "ceiling")}
     return DirectionMeasurement(comparison, "l1", direction, [f"{direction}-a", f"{direction}-b"], statistics,
-                                replicates, {k: random_alive if k == "null-random-init" else None for k in nulls},
-                                "model seed" if ceiling else "none", dict(median=0.55, code_cka=0.7))
+                                replicates, alive, "model seed" if ceiling else "none",
+                                dict(median=0.55, code_cka=0.7))
 
 
 def passed(*measured):
@@ -130,52 +165,74 @@ def passed(*measured):
 
 def test_prediction2_arm_rows_hold_the_measurement_and_its_validity():
     m = measured_direction()
-    rows, (entry,) = V.prediction2_arm([m], passed(m))
+    rows, (shares, beyond) = V.prediction2_arm([m], passed(m))
     assert [r["statistic"] for r in rows] == list(m.statistics)
     assert all(r["valid"] is True for r in rows) and all(r == dict(
         comparison="question", arm="l1", direction="a->b", statistic=r["statistic"], **m.statistics[r["statistic"]],
         valid=True, **({"p_holm": r["p_holm"]} if "p_holm" in r else {})) for r in rows)
-    assert entry["strongest_null"] == "null-random-init" and entry["null_value"] == 0.2
-    assert entry["span"] == pytest.approx(0.8) and entry["position"] == pytest.approx(0.5625)
-    assert entry["position_low"] == pytest.approx(0.5625) == entry["position_high"]  # the shared noise cancels
-    assert entry["position_vs_conditional-shuffle"] == pytest.approx(0.6875)
-    assert entry["position_vs_full-shuffle"] == pytest.approx(0.8125)
-    assert entry["median"] == 0.55 and entry["code_cka"] == 0.7 and entry["gates_ok"]  # the diagnostics carried
-    assert (entry["verdict"], entry["ceiling_kind"]) == (V.SUPPORTED, "model seed")
+    # "shares features": the random-init null (0.2) sets the zero, the ceiling over its own random-init null (0.15)
+    assert (shares["question"], shares["strongest_null"], shares["null_value"]) == ("shares", "null-random-init", 0.2)
+    assert shares["span"] == pytest.approx(0.75) and shares["position"] == pytest.approx(0.6)
+    assert shares["position_low"] == pytest.approx(0.6) == shares["position_high"]  # the shared noise cancels
+    assert shares["position_vs_full-shuffle"] == pytest.approx(0.65 / 0.9)
+    # "beyond class and predictions": the conditional shuffle (0.1), the ceiling over its own (0.1)
+    assert (beyond["strongest_null"], beyond["span"]) == ("null-conditional-shuffle", pytest.approx(0.8))
+    assert beyond["position"] == pytest.approx(0.6875) and "position_vs_random-init" not in beyond
+    assert shares["median"] == 0.55 and shares["code_cka"] == 0.7 and shares["gates_ok"]  # the diagnostics carried
+    assert (shares["verdict"], beyond["verdict"], shares["ceiling_kind"]) == (V.SUPPORTED, V.SUPPORTED, "model seed")
 
 
 def test_prediction2_arm_never_uses_an_invalid_random_init_null():
     strong_random = {"null-conditional-shuffle": (0.1, 0.001), "null-full-shuffle": (0.0, 0.001),
                      "null-random-init": (0.4, 0.5)}
     valid = measured_direction(nulls=strong_random)
-    rows, (entry,) = V.prediction2_arm([valid], passed(valid))
+    rows, (entry, _) = V.prediction2_arm([valid], passed(valid))
     assert next(r for r in rows if r["statistic"] == "null-random-init")["valid"]
     assert entry["strongest_null"] == "null-random-init" and entry["verdict"] == V.NOT_SUPPORTED
     invalid = measured_direction(nulls=strong_random, random_alive=V.MIN_ALIVE_SHARE_FOR_NULL - 0.01)
-    rows, (entry,) = V.prediction2_arm([invalid], passed(invalid))
+    rows, (entry, _) = V.prediction2_arm([invalid], passed(invalid))
     random = next(r for r in rows if r["statistic"] == "null-random-init")
     assert random["valid"] is False and "p_holm" not in random  # not tested, and not the strongest
-    assert entry["strongest_null"] == "null-conditional-shuffle" and entry["position"] == pytest.approx(0.6875)
+    # the full shuffle takes its place, with the ceiling over the ceiling's full shuffle
+    assert entry["strongest_null"] == "null-full-shuffle" and entry["position"] == pytest.approx(0.65 / 0.9)
     assert entry["verdict"] == V.SUPPORTED  # its p of 0.5 does not count
-    assert entry["position_vs_random-init"] == pytest.approx(0.3125)  # reported beside, against every null
 
 
-def test_prediction2_arm_adjusts_each_comparisons_valid_nulls_together():
+def test_prediction2_arm_adjusts_each_comparisons_and_questions_valid_nulls_together():
     ps = lambda *p: dict(zip(V.NULLS, [(0.1, p[0]), (0.0, p[1]), (0.2, p[2])]))  # noqa: E731
     measured = [measured_direction("question", "a->b", nulls=ps(0.01, 0.02, 0.03), random_alive=0.2),
                 measured_direction("question", "b->a", nulls=ps(0.01, 0.04, 0.001)),
                 measured_direction("reference", "a->c", nulls=ps(0.01, 0.01, 0.01))]
     rows, directions = V.prediction2_arm(measured, passed(*measured))
-    tested = lambda c: [r for r in rows if r["comparison"] == c and "p_holm" in r]  # noqa: E731
-    assert [r["p"] for r in tested("question")] == [0.01, 0.02, 0.01, 0.04, 0.001]  # the invalid null left out
-    assert [r["p_holm"] for r in tested("question")] == pytest.approx(stats.holm([0.01, 0.02, 0.01, 0.04, 0.001]))
-    assert [r["p_holm"] for r in tested("reference")] == pytest.approx([0.03] * 3)  # its own family
-    assert [d["direction"] for d in directions] == ["a->b", "b->a", "a->c"]
+
+    def tested(c, question):
+        return [r for r in rows if r["comparison"] == c and r["statistic"] in V.QUESTIONS[question] and "p_holm" in r]
+    assert [r["p"] for r in tested("question", "shares")] == [0.02, 0.04, 0.001]  # the invalid null left out
+    assert [r["p_holm"] for r in tested("question", "shares")] == pytest.approx(stats.holm([0.02, 0.04, 0.001]))
+    assert [r["p_holm"] for r in tested("question", "beyond")] == pytest.approx([0.02, 0.02])
+    assert [r["p_holm"] for r in tested("reference", "shares")] == pytest.approx([0.02] * 2)  # its own family
+    assert [(d["direction"], d["question"]) for d in directions] == [
+        ("a->b", "shares"), ("a->b", "beyond"), ("b->a", "shares"), ("b->a", "beyond"), ("a->c", "shares"),
+        ("a->c", "beyond")]
+
+
+def test_the_mlp_is_read_beside_the_reference_pair():
+    measured = [measured_direction("question", "cnn->mlp", observed=0.4),
+                measured_direction("reference", "cnn->resnet", observed=0.8)]
+    _, directions = V.prediction2_arm(measured, passed(*measured))
+    mine = next(d for d in directions if d["direction"] == "cnn->mlp" and d["question"] == "shares")
+    assert mine["vs_reference"] == pytest.approx(-0.4 / 0.75)
+    assert mine["reference_outcome"] == "less similar to the VGG than the ResNet is"
+    alike = [measured_direction("question", "cnn->mlp"), measured_direction("reference", "cnn->resnet")]
+    mine = next(d for d in V.prediction2_arm(alike, passed(*alike))[1] if d["direction"] == "cnn->mlp")
+    assert mine["reference_outcome"] == "not distinguishable from the ResNet's similarity to the VGG"
+    alone = V.prediction2_arm(measured[:1], passed(*measured))[1][0]
+    assert alone["reference_outcome"] == "no reference pair to compare with"
 
 
 def test_prediction2_arm_without_a_ceiling_or_with_a_failed_gate_is_not_testable():
     m = measured_direction(ceiling=None)
-    rows, (entry,) = V.prediction2_arm([m], passed(m))
+    rows, (entry, _) = V.prediction2_arm([m], passed(m))
     assert "ceiling" not in {r["statistic"] for r in rows} and entry["ceiling_kind"] == "none"
     assert all(entry[k] != entry[k] for k in ("null_value", "ceiling", "ceiling_null", "span", "position",
                                                 "position_low", "position_high"))  # NaN
@@ -272,19 +329,9 @@ def test_holm_families_hold_exactly_the_tests_of_each_verdict():
             dict(statistic="null-conditional-shuffle", valid=True, p=0.02),
             dict(statistic="ceiling", valid=True)]
     V.adjust_prediction2(rows)
-    assert [r.get("p_holm") for r in rows] == [None, pytest.approx(0.02), None, pytest.approx(0.02), None]
-
-
-def test_the_mid_layer_rule_picks_the_largest_margin_among_mid_depth_candidates():
-    cnn = [f"features.{i}" for i in range(9)] + ["classifier.1", "classifier.4"]
-    mlp = ["linear_in"] + [f"residual.{i}" for i in range(4)]
-    rows, cols = V.mid_layer_candidates(cnn, mlp)
-    assert rows == [3, 4, 5] and cols == [1, 2, 3]
-    trained, null = torch.zeros(len(cnn), len(mlp)), torch.zeros(len(cnn), len(mlp))
-    trained[0, 0] = 1.0            # the largest margin of all, but not a mid-depth pair
-    trained[4, 2], null[4, 2] = 0.9, 0.2
-    trained[5, 3], null[5, 3] = 0.95, 0.6
-    assert V.best_aligned_pair(trained, [null], rows, cols) == (4, 2)
+    # one family per question: "shares" holds the full shuffle alone (its random-init null is invalid), "beyond" the
+    # conditional shuffle alone
+    assert [r.get("p_holm") for r in rows] == [None, pytest.approx(0.01), None, pytest.approx(0.02), None]
 
 
 def test_am_success_reads_the_gate_when_it_judges(monkeypatch):

@@ -1,5 +1,6 @@
 """What to maximize: one value per image, so one batch optimizes many units at once; objectives stack into one
 batch, and name a network's layers (pre-activations, units, channels, directions)."""
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -107,7 +108,8 @@ def direction(layer, vectors):
     """The projection of ``layer``'s activation onto ``vectors[i]`` for image i (e.g. SAE encoder rows).
 
     For a conv layer with vectors over channels, the projection is averaged over positions; with vectors over the
-    pooled map the SAEs read (``sae.pooled``), it is taken on that pooled map.
+    pooled map the SAEs read (``activations.pooled``), it is taken on that map, whose grid the vectors' length gives
+    (channels x g²).
     """
     from helpers.activations import pooled
     vectors = torch.as_tensor(vectors, dtype=torch.float32)
@@ -117,7 +119,7 @@ def direction(layer, vectors):
         if act.ndim == 4 and v.shape[1] == act.shape[1]:
             return act.mean((2, 3)) @ v.T
         if act.ndim == 4 and v.shape[1] != act[0].numel():
-            act = pooled(act)
+            act = pooled(act, round(math.sqrt(v.shape[1] / act.shape[1])))
         return act.flatten(1) @ v.T
     return Objective(layer, values, f"{layer} direction", list(range(len(vectors))))
 

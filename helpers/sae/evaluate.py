@@ -36,12 +36,13 @@ def reconstruction_metrics(sae, acts, batch_size=4096):
 
 
 @torch.no_grad()
-def spliced_accuracies(model, layer, images, labels, replacements, batch_size=500, outputs=None):
+def spliced_accuracies(model, layer, images, labels, replacements, batch_size=500, outputs=None, grid=None):
     """Accuracy and loss of ``model`` with ``layer``'s output replaced by each of ``replacements`` (functions of the
     output), in one pass over ``images``: the layers before ``layer`` run once per batch and the rest once per
     replacement, on a batch stacked from every replacement's output. ``outputs``: the layer's output on ``images``
     where it is at hand (a cached harvest): at the model's last hidden layer only the layers after it then run
-    (``logits_from_hidden``). Returns one dict per replacement."""
+    (``logits_from_hidden``). ``grid``: the readout grid a conv map is read on (``activations.pooled``). Returns one
+    dict per replacement."""
     name, module = resolve_layer(model, layer)
     device = next(model.parameters()).device
     n = len(replacements)
@@ -50,7 +51,7 @@ def spliced_accuracies(model, layer, images, labels, replacements, batch_size=50
         if out.dim() == 2:
             return torch.cat([replace(out) for replace in replacements])
         # a conv map is read pooled: its pooled part is swapped for the replacement, finer detail is kept
-        coarse = pooled(out)
+        coarse = pooled(out, grid)
         up = lambda t: F.interpolate(t, size=out.shape[-2:], mode="nearest")  # noqa: E731
         return torch.cat([out - up(coarse) + up(replace(coarse.flatten(1)).reshape(coarse.shape))
                           for replace in replacements])
@@ -77,9 +78,9 @@ def spliced_accuracies(model, layer, images, labels, replacements, batch_size=50
     return [dict(accuracy=c / len(images), loss=v / len(images)) for c, v in zip(correct.tolist(), loss.tolist())]
 
 
-def spliced_accuracy(model, layer, images, labels, replace, batch_size=500):
+def spliced_accuracy(model, layer, images, labels, replace, batch_size=500, grid=None):
     """Accuracy and loss of ``model`` when ``layer``'s output is replaced by ``replace(output)``."""
-    return spliced_accuracies(model, layer, images, labels, [replace], batch_size)[0]
+    return spliced_accuracies(model, layer, images, labels, [replace], batch_size, grid=grid)[0]
 
 
 # ----------------------------------------------------------------------------- ground truth
