@@ -101,7 +101,8 @@ class ComparePage:
             seeds[arm] = (kept, len(self.model_seeds))
             # too few seeds left for a verdict: every seed is still measured, to be shown (its verdict is not testable)
             used = kept if verdict.enough_seeds(len(kept), len(self.model_seeds)) else self.model_seeds
-            specs = [spec for spec in self.summary if spec.net != "trained" or spec.model_seed in used]
+            specs = [spec for spec in self.summary if spec.net != "trained" or spec.model_seed in used
+                     or self.sanity_unit(spec, gates_ok)]
             measured, f = compare.prediction2_arm(
                 {spec.id: self.features[spec.id] for spec in specs}, specs, alive_share, arm, self.predicted,
                 self.test_labels, seed=self.seed, shuffles=self.settings.shuffles,
@@ -126,6 +127,13 @@ class ComparePage:
         questions = verdict.prediction2(directions.to_dict("records"), self.layer, counts,
                                         powered=bool(table and table["adequate"]))
         return Prediction2(stats, directions, per_feature, seeds, questions, cka, noise, table)
+
+    def sanity_unit(self, spec, gates_ok):
+        """Is ``spec`` one of the sanity control's VGG SAEs (the first model seed, whose layer is mapped), each of which
+        passed its gates? They stay in the sanity comparison when another family's SAE drops that seed."""
+        first = [s for s in self.summary if s.family == saes.SANITY_FAMILY and s.net == "trained"
+                 and s.model_seed == self.model_seeds[0] and s.arm == spec.arm]
+        return spec in first and all(gates_ok.get(s.id, False) for s in first)
 
     def statistics_table(self, result):
         stats = result.stats

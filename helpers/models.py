@@ -6,7 +6,6 @@ so activation maximization and activation harvesting treat both families the sam
 import contextlib
 import copy
 import hashlib
-import math
 import warnings
 from pathlib import Path
 
@@ -362,10 +361,11 @@ def depth_layers(model):
 
 
 def layer_at_depth(model, depth):
-    """The first of ``depth_layers`` whose relative depth, (index + 1) / count, reaches ``depth``: half of VGG13's ten
-    convolutions is the fifth, three quarters of them the eighth (0.8; of two equally near, the deeper)."""
+    """The one of ``depth_layers`` whose relative depth, (index + 1) / count, is nearest ``depth`` (of two equally
+    near, the deeper): half of VGG13's ten convolutions is the fifth, three quarters of them the eighth (0.8 against
+    0.7); of the cpu ResNet's three blocks, the second (2/3) at both half and three quarters of depth."""
     layers = depth_layers(model)
-    return layers[max(0, math.ceil(depth * len(layers) - 1e-9) - 1)]
+    return min(reversed(layers), key=lambda name: abs((layers.index(name) + 1) / len(layers) - depth))
 
 
 def meta_model(family, **arch):

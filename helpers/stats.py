@@ -68,6 +68,34 @@ def nested_average(per_unit, replicates, seed):
     return stacked[pick_outer[:, :, None], pick_inner, rep].mean((1, 2))
 
 
+def pair_average(per_pair, replicates, seed):
+    """Replicates of the mean over ordered pairs of distinct seeds (a ceiling: every seed matched in every other),
+    ``per_pair`` {((i, j), inner): (B,) replicates}: the seeds are resampled (a pair weighs how often each of its two
+    seeds was drawn, so that pairs sharing a seed are not counted as independent), the inner units within each pair,
+    and the images. The seeds are drawn as ``nested_average`` draws its outer units with the same ``seed``, so a
+    ceiling's replicates go with the observation's. A draw of one seed only (no pair) weighs every pair alike."""
+    pairs = sorted({p for p, _ in per_pair}, key=str)
+    inner = sorted({t for _, t in per_pair}, key=str)
+    seeds = sorted({s for p in pairs for s in p}, key=str)
+    missing = [(p, t) for p in pairs for t in inner if (p, t) not in per_pair]
+    if missing:
+        raise ValueError(f"pair_average needs every (pair, inner) unit; missing {missing}")
+    stacked = torch.stack([torch.stack([torch.as_tensor(per_pair[(p, t)]) for t in inner]) for p in pairs])
+    n_pairs, n_inner, b = stacked.shape
+    g = torch.Generator().manual_seed(seed)
+    picks = torch.randint(len(seeds), (b, len(seeds)), generator=g)
+    counts = torch.zeros(b, len(seeds), dtype=stacked.dtype).scatter_add_(
+        1, picks, torch.ones(b, len(seeds), dtype=stacked.dtype))  # (B, seeds): how often each seed was drawn
+    pick_inner = torch.randint(n_inner, (b, n_pairs, n_inner), generator=g)
+    values = stacked.permute(2, 0, 1).gather(2, pick_inner).mean(2)  # (B, pairs)
+    index = {s: k for k, s in enumerate(seeds)}
+    first = torch.tensor([index[p[0]] for p in pairs])
+    second = torch.tensor([index[p[1]] for p in pairs])
+    weights = counts[:, first] * counts[:, second]
+    weights[weights.sum(1) == 0] = 1.0
+    return (weights * values).sum(1) / weights.sum(1)
+
+
 def cliffs_delta(a, b):
     """Cliff's δ = P(a > b) - P(a < b) over all pairs: from -1 (every a below every b) to 1 (every a above)."""
     a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)

@@ -11,6 +11,7 @@ Every rule returns one of four verdicts:
   not testable    an instrument failed its quality gate, or no valid null or ceiling exists to compare against.
 """
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -108,14 +109,25 @@ PREDICTION2 = dict(
 # question is described, not decided. Provisional until the freeze: set from the exploratory run (see the methods).
 CONDITIONAL_LAYERS = ()
 
-# The two questions, each with the nulls that set its zero and, for each, the ceiling's matching null (the ceiling is
-# read against the same kind of baseline as the observation):
+@dataclass(frozen=True)
+class Question:
+    """One of Prediction 2's questions: the null that sets its zero, the ceiling's null of the same kind (the ceiling
+    is read against the same baseline as the observation), and the floors the observation must also beat."""
+    zero: str
+    ceiling_null: str
+    floors: tuple = ()
+
+    @property
+    def nulls(self):
+        return (self.zero, *self.floors)
+
+
 QUESTIONS = {
-    # "shares features": beyond a randomly initialized network of the matched family, and above a full shuffle (a
-    # floor): the proposal's question
-    "shares": {"null-random-init": "ceiling-null-random-init", "null-full-shuffle": "ceiling-null-full-shuffle"},
+    # "shares features": beyond a randomly initialized network of the matched family, the full shuffle a floor (the
+    # proposal's question)
+    "shares": Question("null-random-init", "ceiling-null-random-init", ("null-full-shuffle",)),
     # "shares features beyond class and both models' predictions": against the shuffle within those groups
-    "beyond": {"null-conditional-shuffle": "ceiling-null"},
+    "beyond": Question("null-conditional-shuffle", "ceiling-null"),
 }
 QUESTION_WORDS = {"shares": "shares features", "beyond": "shares features beyond class and predictions"}
 NULLS = ("null-conditional-shuffle", "null-full-shuffle", "null-random-init")
@@ -158,8 +170,8 @@ def enough_seeds(kept, total, rule=PREDICTION2):
 def adjust_prediction2(stats):
     """Holm's adjustment over the family of one comparison's tests in one arm and question: every observed-vs-null
     row (both directions) whose null is one of the question's and valid. Sets ``p_holm`` on those rows, in place."""
-    for nulls in QUESTIONS.values():
-        tests = [r for r in stats if r["statistic"] in nulls and r["valid"]]
+    for question in QUESTIONS.values():
+        tests = [r for r in stats if r["statistic"] in question.nulls and r["valid"]]
         for r, p in zip(tests, holm([r["p"] for r in tests])):
             r["p_holm"] = p
 
@@ -173,25 +185,26 @@ def combine(verdicts):
     return verdicts[0] if all(v == verdicts[0] for v in verdicts) else INCONCLUSIVE
 
 
-def prediction2_direction(gates_ok, nulls, position, span, rule=PREDICTION2):
+def prediction2_direction(gates_ok, nulls, position, span_low, rule=PREDICTION2):
     """The verdict for one comparison, arm, direction and question: are the two sides' dictionaries similar?
 
     gates_ok: every SAE behind the observation passed its gates.
-    nulls: the question's nulls, a list of dicts with ``valid`` (bool), ``p_holm`` (Holm-adjusted p of observed >
-        null) and ``diff_low`` (lower confidence bound of observed minus null).
-    position: dict(value, low, high): (observed - strongest valid null) / (ceiling - the ceiling's matching null),
-        with its confidence interval.
-    span: the ceiling minus its matching null (NaN when there is no ceiling).
+    nulls: the question's nulls, its zero first, each a dict with ``valid`` (bool; for the zero, its ceiling's
+        matching null valid too), ``p_holm`` (Holm-adjusted p of observed > null) and ``diff_low`` (lower confidence
+        bound of observed minus null).
+    position: dict(value, low, high): (observed - the zero) / (ceiling - the ceiling's matching null), with its
+        confidence interval.
+    span_low: the lower confidence bound of the ceiling minus its matching null (NaN when there is no ceiling).
     Returns (verdict, reason).
     """
     if not gates_ok:
         return NOT_TESTABLE, "an SAE failed its quality gates"
+    if not nulls or not nulls[0]["valid"]:
+        return NOT_TESTABLE, "the question's null (its zero) is not valid"
+    if not span_low > rule["min_resolution"]:
+        return NOT_TESTABLE, (f"the ceiling's lower bound over its own null is {span_low:.3f}, not more than "
+                              f"{rule['min_resolution']}" if span_low == span_low else "no ceiling")
     valid = [n for n in nulls if n["valid"]]
-    if not valid:
-        return NOT_TESTABLE, "no valid null"
-    if not span > rule["min_resolution"]:
-        return NOT_TESTABLE, (f"the ceiling exceeds its own null by {span:.3f}, not more than "
-                              f"{rule['min_resolution']}" if span == span else "no ceiling")
     beats = all(n["p_holm"] < rule["alpha"] and n["diff_low"] > 0 for n in valid)
     if beats and position["low"] >= rule["min_position"]:
         return SUPPORTED, "above every valid null, and the position's lower bound reaches the threshold"
@@ -253,45 +266,49 @@ def prediction2_row(measured, statistic):
 
 def prediction2_entry(measured, rows, gates_ok, question):
     """One direction's row in one ``question`` from its statistics ``rows`` ({statistic: row}, Holm-adjusted): the
-    observation, whether every SAE behind it passed its gates, the question's strongest valid null, the position
-    (``prediction2_position``), the per-feature diagnostics, and the verdict with its reason
-    (``prediction2_direction``). Returns (the row, the position's bootstrap replicates or None)."""
-    nulls = {k: r for k, r in rows.items() if k in QUESTIONS[question]}
+    observation, whether every SAE behind it passed its gates, the question's zero (``strongest_null``, kept as the
+    column's name), the position (``prediction2_position``), the per-feature diagnostics, and the verdict with its
+    reason (``prediction2_direction``). Returns (the row, the position's bootstrap replicates or None)."""
+    q = QUESTIONS[question]
+    zero_valid = q.zero in rows and rows[q.zero]["valid"] and rows.get(q.ceiling_null, {}).get("valid", True)
     entry = dict(comparison=measured.comparison, arm=measured.arm, direction=measured.direction, question=question,
                  observed=rows["observed"]["value"], gates_ok=all_passed(gates_ok, measured.sae_ids),
-                 strongest_null=strongest_null({k: r["value"] for k, r in nulls.items()},
-                                               {k: r["valid"] for k, r in nulls.items()}),
-                 ceiling_kind=measured.ceiling_kind)
-    place, reps = prediction2_position(rows, measured.replicates, entry["strongest_null"], QUESTIONS[question])
+                 strongest_null=q.zero if zero_valid else None, ceiling_kind=measured.ceiling_kind)
+    place, reps = prediction2_position(rows, measured.replicates, entry["strongest_null"], q)
     entry.update(place, **measured.diagnostics)
+    nulls = [dict(valid=bool(zero_valid), p_holm=rows.get(q.zero, {}).get("p_holm", 1.0),
+                  diff_low=rows.get(q.zero, {}).get("diff_low", math.nan))]
+    nulls += [dict(valid=rows[k]["valid"], p_holm=rows[k].get("p_holm", 1.0), diff_low=rows[k]["diff_low"])
+              for k in q.floors if k in rows]
     entry["verdict"], entry["reason"] = prediction2_direction(
-        entry["gates_ok"], [dict(valid=r["valid"], p_holm=r.get("p_holm", 1.0), diff_low=r["diff_low"])
-                            for r in nulls.values()],
-        dict(value=entry["position"], low=entry["position_low"], high=entry["position_high"]), entry["span"])
+        entry["gates_ok"], nulls, dict(value=entry["position"], low=entry["position_low"],
+                                       high=entry["position_high"]), entry["span_low"])
     return entry, reps
 
 
-def prediction2_position(rows, replicates, strongest, ceiling_nulls):
-    """A direction's place on one question's position scale: the ``strongest`` valid null's value, the ceiling and
-    its matching null (``ceiling_nulls``: {null: the ceiling's}), the span between them, the position (``position``)
-    with the interval of its bootstrap ``replicates`` ({statistic: (B,)}), and the position against each of the
-    question's nulls in turn. All NaN without a valid null, a ceiling or the ceiling's matching null. Returns (that
-    dict, the position's replicates or None)."""
-    keys = ("null_value", "ceiling", "ceiling_null", "span", "position", "position_low", "position_high")
-    if strongest is None or "ceiling" not in rows or ceiling_nulls[strongest] not in rows:
+def prediction2_position(rows, replicates, zero, question):
+    """A direction's place on one question's position scale: its ``zero`` null's value (None: not valid), the ceiling
+    and its matching null, the span between them with its lower bound, the position (``position``) with the interval
+    of its bootstrap ``replicates`` ({statistic: (B,)}), and the position against each of the question's nulls in
+    turn (each over its own ceiling null where there is one). All NaN without the zero, a ceiling or the ceiling's
+    matching null. Returns (that dict, the position's replicates or None)."""
+    keys = ("null_value", "ceiling", "ceiling_null", "span", "span_low", "position", "position_low",
+            "position_high")
+    if zero is None or "ceiling" not in rows or question.ceiling_null not in rows:
         return dict.fromkeys(keys, math.nan), None
-    matched = ceiling_nulls[strongest]
-    observed, null = rows["observed"]["value"], rows[strongest]["value"]
-    ceiling, ceiling_null = rows["ceiling"]["value"], rows[matched]["value"]
-    reps = position(replicates["observed"] - replicates[strongest], 0.0,
-                    replicates["ceiling"] - replicates[matched])
+    observed, null = rows["observed"]["value"], rows[zero]["value"]
+    ceiling, ceiling_null = rows["ceiling"]["value"], rows[question.ceiling_null]["value"]
+    span_reps = replicates["ceiling"] - replicates[question.ceiling_null]
+    reps = position(replicates["observed"] - replicates[zero], 0.0, span_reps)
     low, high = interval(reps)
     span = ceiling - ceiling_null
-    out = dict(null_value=null, ceiling=ceiling, ceiling_null=ceiling_null, span=span, position_low=low,
-               position_high=high, position=position(observed - null, 0.0, span))
+    out = dict(null_value=null, ceiling=ceiling, ceiling_null=ceiling_null, span=span,
+               span_low=interval(span_reps)[0], position_low=low, position_high=high,
+               position=position(observed - null, 0.0, span))
+    matching = {question.zero: question.ceiling_null, "null-full-shuffle": "ceiling-null-full-shuffle"}
     out.update({f"position_vs_{k.removeprefix('null-')}": position(observed - rows[k]["value"], 0.0,
-                                                                   rows["ceiling"]["value"] - rows[c]["value"])
-                for k, c in ceiling_nulls.items() if k in rows and c in rows})
+                                                                   ceiling - rows[matching[k]]["value"])
+                for k in question.nulls if k in rows and matching.get(k) in rows})
     return out, reps
 
 
@@ -493,21 +510,24 @@ def describe_prediction2(rule=PREDICTION2):
             f"every feature's distance from the threshold (more power at the same seeds); that share, the mean over "
             f"entering features that also reproduce across SAE seeds, and the mean over every feature are reported "
             f"beside it. The same filter applies to the observation, every null and the ceiling. "
-            f"**Two questions.** *Shares features*: against the SAE of a randomly initialized network of the matched "
-            f"family, with a full shuffle of the images as a floor; the ceiling (two training seeds of the matched "
-            f"side's family; with one model, two SAE seeds) is read against its own random-init and full-shuffle "
-            f"nulls. *Shares features beyond class and predictions*: against images shuffled within (class, both "
-            f"models' predicted classes), the ceiling against its own such shuffle; decided only at the layers where "
-            f"the exploratory ceiling beat that null by {rule['conditional_margin']:g} ({conditional}), described "
-            f"elsewhere. *Position* = (observed − the question's strongest valid null) / (ceiling − the ceiling's "
-            f"matching null). Intervals are bootstrap 95% intervals over model seeds, then SAE seeds, then images; "
+            f"**Two questions.** *Shares features*: its zero is the SAE of a randomly initialized network of the "
+            f"matched family (not testable if that SAE is too empty to be a valid null), and the observation must also "
+            f"beat a full shuffle of the images (a floor); the ceiling (two training seeds of the matched side's "
+            f"family; with one model, two SAE seeds) is read against its own random-init null. *Shares features "
+            f"beyond class and predictions*: its zero is the images shuffled within (class, both models' predicted "
+            f"classes), the ceiling's its own such shuffle; decided only at the layers where the exploratory ceiling "
+            f"beat that null by {rule['conditional_margin']:g} ({conditional}), described elsewhere. *Position* = "
+            f"(observed − the question's zero) / (ceiling − the ceiling's matching null). Intervals are bootstrap 95% "
+            f"intervals over model seeds (a ceiling's pairs of seeds resampled through their seeds), then SAE seeds, "
+            f"then images; "
             f"p-values are exact permutation p-values (never below 1/(R+1)) for the shuffles and sign-flip p-values "
             f"for the random-init null, Holm-adjusted over each comparison's and question's tests. "
             f"**The rule**, per direction: **supported** when the observation exceeds every valid null of the "
             f"question (Holm p < {rule['alpha']:g} and the interval of the difference above 0) and the position's "
             f"lower bound is at least {rule['min_position']:g}; **not supported** when the position's upper bound is "
-            f"below {rule['min_position']:g}; **not testable** when an SAE failed a gate, no null is valid, or the "
-            f"ceiling exceeds its null by no more than {rule['min_resolution']:g}; otherwise **inconclusive**. "
+            f"below {rule['min_position']:g}; **not testable** when an SAE failed a gate, the question's zero is not "
+            f"valid, or the lower bound of the ceiling over its null is not above {rule['min_resolution']:g}; "
+            f"otherwise **inconclusive**. "
             f"**The verdict** of a question: both directions of VGG ↔ MLP must agree. It counts only where the "
             f"sanity control is supported in both directions (the instrument can say yes), and only with at least "
             f"{rule['min_seed_share']:.0%} of the model seeds left after dropping every seed with an SAE that failed "

@@ -575,3 +575,33 @@ def test_a_ridge_maps_bootstrap_replicates_reweight_its_held_out_images():
     assert replicates.tolist() == pytest.approx([r2, r2], abs=1e-5)  # unit weights: the plain R²
     _, spread, _ = ridge.score(y, evaluate, stats.bootstrap_weights(len(evaluate), 200))
     assert 0 < spread.std() < 0.1 and abs(spread.mean() - r2) < 0.02
+
+
+def test_a_ceilings_pairs_of_seeds_are_resampled_through_their_seeds():
+    """Every ordered pair of four seeds moves with both of its seeds: resampled as twelve independent units their
+    spread would be understated; resampled through the seeds it is not, and the seeds drawn are the observation's."""
+    g = torch.Generator().manual_seed(0)
+    effect = torch.randn(4, generator=g)
+    pairs = {((i, j), t): float(effect[i] + effect[j]) / 2 + 0.001 * torch.randn(200, generator=g)
+             for i in range(4) for j in range(4) if i != j for t in range(2)}
+    through_seeds = stats.pair_average(pairs, 200, seed=3)
+    as_units = stats.nested_average({(k, t): v for (k, t), v in pairs.items()}, 200, seed=3)
+    assert through_seeds.std() > 2 * as_units.std()
+    assert through_seeds.mean() == pytest.approx(effect.mean().item(), abs=0.3)
+    # the observation's seeds, drawn with the same bootstrap seed, are the ceiling's: a seed's effect moves both
+    per_seed = {(s, t): float(effect[s]) + 0.001 * torch.randn(200, generator=g) for s in range(4) for t in range(2)}
+    observed = stats.nested_average(per_seed, 200, seed=3)
+    assert torch.corrcoef(torch.stack([observed, through_seeds]))[0, 1] > 0.8
+
+
+def test_the_linear_conditional_nulls_shuffle_within_each_comparisons_own_groups():
+    """Two comparisons with the same second side and different predictions: each conditional shuffle is within its own
+    (class, both models' predictions) groups, never another comparison's."""
+    reps, random, resampling = _planted_layers(True)
+    layers = compare.LinearLayers(reps, random, resampling, replicates=10)
+    key_mlp, rows_mlp = layers.shuffled("cnn", 0, (("mlp", 0), ("cnn", 0)), 1000)
+    key_resnet, rows_resnet = layers.shuffled("cnn", 0, (("resnet", 0), ("cnn", 0)), 1000)
+    assert key_mlp != key_resnet and not torch.equal(rows_mlp, rows_resnet)
+    groups = resampling.groups(("resnet", 0), ("cnn", 0))
+    order = compare.shuffle_order(len(groups), 1000, groups)
+    assert torch.equal(rows_resnet, reps[("cnn", 0)][order]) and torch.equal(groups[order], groups)

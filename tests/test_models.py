@@ -254,5 +254,6 @@ def test_relative_depth_counts_convolutions_and_blocks_and_ties_go_deeper():
     assert [layer_at_depth(mlp, d) for d in (0.25, 0.5, 0.75, 1.0)] == [f"residual.{i}" for i in range(4)]
     resnet = meta_model("resnet", width=1 / 8, stages=(0, 1, 1, 1), head=512)
     assert layer_at_depth(resnet, 0.5) == "blocks.1"  # 0.33 and 0.67 are equally near: the deeper
+    assert layer_at_depth(resnet, 0.75) == "blocks.1"  # 0.67 is nearer than 1.0: the nearest, not the first past it
     assert readout_grid((32, 8, 8), 512) == 4 and readout_grid((64, 4, 4), 512) == 3 and readout_grid((7,), 9) is None
     assert readout_grid((2, 4, 4), 10) == 2  # 8 and 18 are 2 and 8 away: 2x2

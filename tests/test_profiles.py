@@ -97,6 +97,7 @@ def test_the_layer_table_fixes_pairs_by_relative_depth_and_reads_them_at_equal_s
     assert (mid["mlp"]["layer"], mid["mlp"]["grid"], mid["mlp"]["size"]) == ("residual.1", None, 512)
     assert mid["resnet"]["layer"] == "blocks.1" and mid["resnet"]["size"] == 512
     assert table["late"]["cnn"]["layer"] == "features.26" and table["late"]["mlp"]["layer"] == "residual.2"
+    assert table["late"]["resnet"]["layer"] == "blocks.1"  # its nearest block (2/3) to three quarters
     assert {f: e["layer"] for f, e in table["hidden"].items()} == dict(cnn="classifier.4", mlp="residual.3",
                                                                          resnet="pool")
     for row in table.values():  # every CNN map read within a factor 1.5 of the MLP layer's size

@@ -54,14 +54,15 @@ def null(valid=True, p=0.001, low=0.05):
     (dict(position=dict(value=0.5, low=0.3, high=0.7)), V.INCONCLUSIVE),
     (dict(position=dict(value=0.8, low=0.6, high=0.9), nulls=[null(p=0.2)]), V.INCONCLUSIVE),
     (dict(position=dict(value=0.8, low=0.6, high=0.9), nulls=[null(low=-0.01)]), V.INCONCLUSIVE),
+    (dict(nulls=[null(), null(p=0.2)]), V.INCONCLUSIVE),                  # a floor not beaten
     (dict(gates_ok=False), V.NOT_TESTABLE),
-    (dict(nulls=[null(valid=False)]), V.NOT_TESTABLE),
-    (dict(span=0.01), V.NOT_TESTABLE),
-    (dict(span=float("nan")), V.NOT_TESTABLE),   # no ceiling at all
+    (dict(nulls=[null(valid=False), null()]), V.NOT_TESTABLE),            # the zero invalid: no fallback
+    (dict(span_low=0.01), V.NOT_TESTABLE),
+    (dict(span_low=float("nan")), V.NOT_TESTABLE),   # no ceiling at all
 ])
 def test_prediction2_direction_reaches_every_outcome(kwargs, expected):
     args = dict(gates_ok=True, nulls=[null(), null(valid=False, p=0.9, low=-1)],
-                position=dict(value=0.8, low=0.6, high=0.9), span=0.3)
+                position=dict(value=0.8, low=0.6, high=0.9), span_low=0.3)
     args.update(kwargs)
     got, reason = V.prediction2_direction(**args)
     assert got == expected, reason
@@ -182,7 +183,7 @@ def test_prediction2_arm_rows_hold_the_measurement_and_its_validity():
     assert (shares["verdict"], beyond["verdict"], shares["ceiling_kind"]) == (V.SUPPORTED, V.SUPPORTED, "model seed")
 
 
-def test_prediction2_arm_never_uses_an_invalid_random_init_null():
+def test_shares_features_is_read_from_the_random_init_null_and_is_not_testable_without_it():
     strong_random = {"null-conditional-shuffle": (0.1, 0.001), "null-full-shuffle": (0.0, 0.001),
                      "null-random-init": (0.4, 0.5)}
     valid = measured_direction(nulls=strong_random)
@@ -190,12 +191,27 @@ def test_prediction2_arm_never_uses_an_invalid_random_init_null():
     assert next(r for r in rows if r["statistic"] == "null-random-init")["valid"]
     assert entry["strongest_null"] == "null-random-init" and entry["verdict"] == V.NOT_SUPPORTED
     invalid = measured_direction(nulls=strong_random, random_alive=V.MIN_ALIVE_SHARE_FOR_NULL - 0.01)
-    rows, (entry, _) = V.prediction2_arm([invalid], passed(invalid))
+    rows, (entry, beyond) = V.prediction2_arm([invalid], passed(invalid))
     random = next(r for r in rows if r["statistic"] == "null-random-init")
-    assert random["valid"] is False and "p_holm" not in random  # not tested, and not the strongest
-    # the full shuffle takes its place, with the ceiling over the ceiling's full shuffle
-    assert entry["strongest_null"] == "null-full-shuffle" and entry["position"] == pytest.approx(0.65 / 0.9)
-    assert entry["verdict"] == V.SUPPORTED  # its p of 0.5 does not count
+    assert random["valid"] is False and "p_holm" not in random  # not tested
+    # no silent fallback to the full shuffle: the question loses its zero
+    assert entry["strongest_null"] is None and entry["verdict"] == V.NOT_TESTABLE and "zero" in entry["reason"]
+    assert beyond["verdict"] == V.SUPPORTED  # the other question keeps its own null
+
+
+def test_a_floor_that_sits_above_the_zero_must_be_beaten_but_does_not_move_the_position():
+    m = measured_direction(nulls={"null-conditional-shuffle": (0.1, 0.001), "null-full-shuffle": (0.3, 0.2),
+                                  "null-random-init": (0.2, 0.001)})
+    entry = V.prediction2_arm([m], passed(m))[1][0]
+    assert entry["position"] == pytest.approx(0.6) and entry["verdict"] == V.INCONCLUSIVE  # p 0.2 for the floor
+
+
+def test_a_ceiling_whose_lower_bound_does_not_clear_its_null_is_not_testable():
+    m = measured_direction(ceiling=(0.3, 0.1), ceiling_nulls={"ceiling-null-full-shuffle": 0.0,
+                                                              "ceiling-null-random-init": 0.27})
+    entry = V.prediction2_arm([m], passed(m))[1][0]
+    assert entry["span"] == pytest.approx(0.03) and entry["verdict"] == V.NOT_TESTABLE and "lower bound" in \
+        entry["reason"]
 
 
 def test_prediction2_arm_adjusts_each_comparisons_and_questions_valid_nulls_together():
@@ -206,7 +222,8 @@ def test_prediction2_arm_adjusts_each_comparisons_and_questions_valid_nulls_toge
     rows, directions = V.prediction2_arm(measured, passed(*measured))
 
     def tested(c, question):
-        return [r for r in rows if r["comparison"] == c and r["statistic"] in V.QUESTIONS[question] and "p_holm" in r]
+        return [r for r in rows if r["comparison"] == c and r["statistic"] in V.QUESTIONS[question].nulls
+                and "p_holm" in r]
     assert [r["p"] for r in tested("question", "shares")] == [0.02, 0.04, 0.001]  # the invalid null left out
     assert [r["p_holm"] for r in tested("question", "shares")] == pytest.approx(stats.holm([0.02, 0.04, 0.001]))
     assert [r["p_holm"] for r in tested("question", "beyond")] == pytest.approx([0.02, 0.02])
