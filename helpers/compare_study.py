@@ -185,7 +185,9 @@ class ComparePage:
                  f"≥ {power.REQUIRED['null_not_supported']:.0%}"),
                 ("a pair planted at the null: supported", result.power["null_supported"],
                  f"≤ {power.REQUIRED['null_supported_at_most']:.0%}"),
-                ("95% intervals covering the planted position", result.power["coverage"],
+                ("95% intervals covering a similar pair's planted position", result.power["coverage_similar"],
+                 f"≥ {power.REQUIRED['coverage']:.0%}"),
+                ("95% intervals covering a null pair's planted position", result.power["coverage_null"],
                  f"≥ {power.REQUIRED['coverage']:.0%}")]
         return pd.DataFrame(rows, columns=["simulated studies", "share", "required"]).round(3)
 

@@ -48,3 +48,14 @@ def test_seeds_lost_to_failed_gates_leave_too_few_for_a_verdict():
 def test_a_planted_position_is_measured_where_it_was_planted(position):
     got = [power.simulate_study(position, 4, SURE, seed=s)[1] for s in range(20)]
     assert sum(got) / len(got) == pytest.approx(position, abs=0.05)
+
+
+def test_the_compare_page_shows_every_requirement_of_the_power_table():
+    from types import SimpleNamespace
+
+    from helpers.compare_study import ComparePage
+    got = power.power(4, studies=10, noise=SURE)
+    table = ComparePage.power_table(None, SimpleNamespace(power=got))
+    assert len(table) == 5 and table["share"].tolist() == [got["similar_supported"], got["null_not_supported"],
+                                                            got["null_supported"], got["coverage_similar"],
+                                                            got["coverage_null"]]
