@@ -42,7 +42,9 @@ def checkpoint_grams(model, profile, seed, modules, images):
     out = {}
     for entry in training_record(model, profile, seed)["history"]:
         net = load_epoch(model, profile, seed, entry["epoch"], device="cpu")
-        reps = layer_representations(net, images, [m for m, _ in modules.values()], grids=dict(modules.values()))
+        # two study layers may read one module (the cpu ResNet's nearest block at half and three quarters of depth)
+        reps = layer_representations(net, images, list(dict.fromkeys(m for m, _ in modules.values())),
+                                     grids=dict(modules.values()))
         for layer, (module, _) in modules.items():
             gram = compare.centered_gram(reps[module]).float()
             out[(layer, entry["epoch"])] = (gram / gram.norm()).flatten()
