@@ -101,8 +101,9 @@ class ComparePage:
             seeds[arm] = (kept, len(self.model_seeds))
             # too few seeds left for a verdict: every seed is still measured, to be shown (its verdict is not testable)
             used = kept if verdict.enough_seeds(len(kept), len(self.model_seeds)) else self.model_seeds
+            sanity = self.sanity_units(arm, gates_ok)
             specs = [spec for spec in self.summary if spec.net != "trained" or spec.model_seed in used
-                     or self.sanity_unit(spec, gates_ok)]
+                     or spec in sanity]
             measured, f = compare.prediction2_arm(
                 {spec.id: self.features[spec.id] for spec in specs}, specs, alive_share, arm, self.predicted,
                 self.test_labels, seed=self.seed, shuffles=self.settings.shuffles,
@@ -128,12 +129,12 @@ class ComparePage:
                                         powered=bool(table and table["adequate"]))
         return Prediction2(stats, directions, per_feature, seeds, questions, cka, noise, table)
 
-    def sanity_unit(self, spec, gates_ok):
-        """Is ``spec`` one of the sanity control's VGG SAEs (the first model seed, whose layer is mapped), each of which
-        passed its gates? They stay in the sanity comparison when another family's SAE drops that seed."""
+    def sanity_units(self, arm, gates_ok):
+        """The sanity control's VGG SAEs in ``arm`` (the first model seed, whose layer is mapped), where each passed
+        its gates: they stay in the sanity comparison when another family's SAE drops that seed."""
         first = [s for s in self.summary if s.family == saes.SANITY_FAMILY and s.net == "trained"
-                 and s.model_seed == self.model_seeds[0] and s.arm == spec.arm]
-        return spec in first and all(gates_ok.get(s.id, False) for s in first)
+                 and s.model_seed == self.model_seeds[0] and s.arm == arm]
+        return set(first) if all(gates_ok.get(s.id, False) for s in first) else set()
 
     def statistics_table(self, result):
         stats = result.stats

@@ -50,16 +50,22 @@ def sign_flip_p(differences, repeats=10000, seed=0):
     return (int((flipped >= d.mean()).sum()) + 1) / (repeats + 1)
 
 
-def nested_average(per_unit, replicates, seed):
-    """Replicates of the mean over (model seed, SAE seed) units, resampling both levels (model seeds, then the SAE
-    seeds within each) on top of the images' bootstrap: ``per_unit`` {(model seed, SAE seed): (B,) replicates}, with
-    the same SAE seeds under every model seed."""
+def _unit_grid(per_unit, caller):
+    """{(outer, inner): (B,) replicates} as its sorted outer keys and one (outer, inner, B) tensor; every (outer,
+    inner) pair must be there."""
     outer = sorted({u[0] for u in per_unit}, key=str)
     inner = sorted({u[1] for u in per_unit}, key=str)
     missing = [(o, i) for o in outer for i in inner if (o, i) not in per_unit]
     if missing:
-        raise ValueError(f"nested_average needs every (model seed, SAE seed) pair; missing {missing}")
-    stacked = torch.stack([torch.stack([torch.as_tensor(per_unit[(o, i)]) for i in inner]) for o in outer])
+        raise ValueError(f"{caller} needs every (outer, inner) unit, e.g. (model seed, SAE seed); missing {missing}")
+    return outer, torch.stack([torch.stack([torch.as_tensor(per_unit[(o, i)]) for i in inner]) for o in outer])
+
+
+def nested_average(per_unit, replicates, seed):
+    """Replicates of the mean over (model seed, SAE seed) units, resampling both levels (model seeds, then the SAE
+    seeds within each) on top of the images' bootstrap: ``per_unit`` {(model seed, SAE seed): (B,) replicates}, with
+    the same SAE seeds under every model seed."""
+    _, stacked = _unit_grid(per_unit, "nested_average")
     n_outer, n_inner, b = stacked.shape
     g = torch.Generator().manual_seed(seed)
     pick_outer = torch.randint(n_outer, (b, n_outer), generator=g)
@@ -74,13 +80,8 @@ def pair_average(per_pair, replicates, seed):
     seeds was drawn, so that pairs sharing a seed are not counted as independent), the inner units within each pair,
     and the images. The seeds are drawn as ``nested_average`` draws its outer units with the same ``seed``, so a
     ceiling's replicates go with the observation's. A draw of one seed only (no pair) weighs every pair alike."""
-    pairs = sorted({p for p, _ in per_pair}, key=str)
-    inner = sorted({t for _, t in per_pair}, key=str)
+    pairs, stacked = _unit_grid(per_pair, "pair_average")
     seeds = sorted({s for p in pairs for s in p}, key=str)
-    missing = [(p, t) for p in pairs for t in inner if (p, t) not in per_pair]
-    if missing:
-        raise ValueError(f"pair_average needs every (pair, inner) unit; missing {missing}")
-    stacked = torch.stack([torch.stack([torch.as_tensor(per_pair[(p, t)]) for t in inner]) for p in pairs])
     n_pairs, n_inner, b = stacked.shape
     g = torch.Generator().manual_seed(seed)
     picks = torch.randint(len(seeds), (b, len(seeds)), generator=g)
