@@ -51,18 +51,19 @@ def variants(family, profile, layer="hidden"):
     return out
 
 
-def train_variants(profile, layer, specs, nets, module, acts, settings, fingerprints=None):
+def train_variants(profile, layer, specs, nets, module, acts, settings, fingerprints=None, grid=None):
     """The SAEs of ``specs`` on ``module``, each cached by everything it depends on (``store.SAE_TRAINING``): those
     not cached train first, one arm at a time in stacks (``iter_saes``), each saved as soon as it is trained and let
     go, so that training never holds the page's other SAEs; then all are loaded. ``nets[spec]`` is the network an SAE
     reads, ``acts[spec]`` its training vectors; ``settings`` the profile's SAE settings; ``fingerprints``: {spec: its
-    network's ``fingerprint``} where the caller has them. Returns {spec: (sae, log)}."""
+    network's ``fingerprint``} where the caller has them; ``grid``: the conv map's readout grid (part of the key, as
+    in the harvest's). Returns {spec: (sae, log)}."""
     if fingerprints is None:
         hashed = {id(net): fingerprint(net) for net in nets.values()}  # a hash of the weights: once per network
         fingerprints = {spec: hashed[id(net)] for spec, net in nets.items()}
 
     def inputs(spec):
-        return dict(sae=spec.as_dict(), model=fingerprints[spec], layer=module,
+        return dict(sae=spec.as_dict(), model=fingerprints[spec], layer=module, pool=grid or POOL,
                     augment_copies=settings.augment_copies, training=settings.training())
     todo = [spec for spec in specs if not store.SAE_TRAINING.has(_fields(profile, layer, spec), **inputs(spec))]
     for spec in todo:  # before training: a page never trains what another profile's folder holds
@@ -294,7 +295,7 @@ class SAEPage:
         metrics, gates and the features ``03_compare`` reads written."""
         saes = train_variants(self.profile, self.layer, self.specs, {s: self.nets[self.net_of(s)] for s in self.specs},
                               self.module, {s: harvest.train[s.network] for s in self.specs}, self.settings,
-                              {s: self.fingerprints[self.net_of(s)] for s in self.specs})
+                              {s: self.fingerprints[self.net_of(s)] for s in self.specs}, self.grid)
         evaluated = self.evaluate(harvest, saes)
         summary, rows, gate_rows = {}, [], []
         for spec in self.specs:

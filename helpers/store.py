@@ -189,7 +189,7 @@ class CachedStep:
 
 HARVEST = CachedStep("activations", "activations", inputs=("model", "layer", "split", "augment_copies", "seed", "pool"),
                      modules=("helpers.activations", "helpers.models", "helpers.data"))
-SAE_TRAINING = CachedStep("sae", "sae", inputs=("sae", "model", "layer", "augment_copies", "training"),
+SAE_TRAINING = CachedStep("sae", "sae", inputs=("sae", "model", "layer", "pool", "augment_copies", "training"),
                           modules=("helpers.sae", "helpers.activations", "helpers.models", "helpers.data"))
 AM_SUITE = CachedStep("am", "am_run", inputs=("model", "network", "layers", "kinds", "units", "am_seed",
                                               "image_seed", "natural_images", "render"),
