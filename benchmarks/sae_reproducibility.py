@@ -1,11 +1,13 @@
 """How SAE features reproduce across SAE seeds against training steps (issue 36: SAEs whose features reproduce).
 
-    python benchmarks/sae_reproducibility.py [--families cnn mlp] [--steps 1000 2000 4000 8000] [--lr-scale 1 2]
+    python benchmarks/sae_reproducibility.py [--families cnn mlp] [--layer hidden] [--steps 1000 2000 4000 8000]
+                                             [--lr-scale 1 2] [--batch 256 1024] [--target-l0 32]
                                              [--out benchmarks/sae_reproducibility.json]
 
 Needs the cpu study's trained models (``Data/``, or ``$INTERPRET_MLP_DATA``). For each family's first model seed, at
-the last hidden layer (``--layer``), two SAEs (SAE seeds 0 and 1, the study's arm and sizes) are trained at each step
-count and learning-rate scale, and measured on the test images: each seed's features matched in the other's
+a study layer (``--layer``: hidden, mid or late, read as the study reads it, ``profiles.readout``), two SAEs (SAE
+seeds 0 and 1, the study's arm and sizes) are trained at each step count, learning-rate scale, batch size and
+target L0, and measured on the test images: each seed's features matched in the other's
 (``compare.Halves``, held out), the share of entering features (``compare.MIN_FIRING_IMAGES``) whose partner reaches
 held-out r >= 0.5 (``compare.entering_statistics``; mean over both directions), with the explained variance, L0 and
 dead share. The rule it reports: the fewest steps whose reproducible share reaches 90% of the share at four times as
@@ -28,12 +30,13 @@ from helpers.paths import write_json  # noqa: E402
 from helpers.train import load_trained  # noqa: E402
 
 
-def measure(train, test, settings, steps, lr_scale, arm):
+def measure(train, test, settings, steps, lr_scale, arm, batch_size=None, target_l0=None):
     """Two SAE seeds trained on ``train`` and compared on ``test``: one row."""
     lr = saelib.learning_rate(arm, settings.expansion * train.shape[1]) * lr_scale
+    batch_size, target_l0 = batch_size or settings.batch_size, target_l0 or settings.target_l0
     start = time.perf_counter()
-    trained = saelib.train_saes([train, train], arm, [0, 1], target_l0=settings.target_l0,
-                                expansion=settings.expansion, batch_size=settings.batch_size, steps=steps, lr=lr,
+    trained = saelib.train_saes([train, train], arm, [0, 1], target_l0=target_l0,
+                                expansion=settings.expansion, batch_size=batch_size, steps=steps, lr=lr,
                                 progress=False)
     seconds = time.perf_counter() - start
     metrics = [saelib.reconstruction_metrics(sae, test)[0] for sae, _ in trained]
@@ -42,7 +45,7 @@ def measure(train, test, settings, steps, lr_scale, arm):
     halves = [compare.Halves(c, select, evaluate) for c in codes]
     shares = [compare.entering_statistics(halves[i].match(halves[1 - i], replicates=False), halves[i].entering())
               for i in (0, 1)]
-    return dict(steps=steps, lr=lr, lr_scale=lr_scale, seconds=seconds,
+    return dict(steps=steps, lr=lr, lr_scale=lr_scale, batch_size=batch_size, target_l0=target_l0, seconds=seconds,
                 reproducible_share=sum(s["matched_share"] for s in shares) / 2,
                 entering_share=sum(s["entering_share"] for s in shares) / 2,
                 mean_r=sum(s["mean"] for s in shares) / 2,
@@ -50,15 +53,21 @@ def measure(train, test, settings, steps, lr_scale, arm):
                 dead_share=[m["dead"] / m["n_features"] for m in metrics])
 
 
+def setting_of(row):
+    """A row's training setting besides its steps (rows of earlier runs lack batch and L0: the study's then)."""
+    return (row["lr_scale"], row.get("batch_size", 256), row.get("target_l0", 32))
+
+
 def chosen_steps(rows, of_all=False):
-    """The fewest steps whose reproducible share reaches 90% of the share at four times as many, per lr scale: the
-    share of entering features, or (``of_all``) of all features, which counts the entering population's growth."""
+    """The fewest steps whose reproducible share reaches 90% of the share at four times as many, per setting
+    (lr scale, batch, target L0): the share of entering features, or (``of_all``) of all features, which counts the
+    entering population's growth."""
     out = {}
-    for scale in sorted({r["lr_scale"] for r in rows}):
+    for setting in sorted({setting_of(r) for r in rows}):
         share = {r["steps"]: r["reproducible_share"] * (r["entering_share"] if of_all else 1)
-                 for r in rows if r["lr_scale"] == scale}
+                 for r in rows if setting_of(r) == setting}
         ok = [s for s in sorted(share) if 4 * s in share and share[s] >= 0.9 * share[4 * s]]
-        out[str(scale)] = ok[0] if ok else None
+        out[" ".join(f"{v:g}" for v in setting)] = ok[0] if ok else None
     return out
 
 
@@ -77,6 +86,8 @@ def main(argv=None):
     parser.add_argument("--arm", default="l1", choices=saelib.ARMS)
     parser.add_argument("--steps", nargs="+", type=int, default=[1000, 2000, 4000, 8000])
     parser.add_argument("--lr-scale", nargs="+", type=float, default=[1.0])
+    parser.add_argument("--batch", nargs="+", type=int, default=[None])
+    parser.add_argument("--target-l0", nargs="+", type=int, default=[None])
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("sae_reproducibility.json"))
     parser.add_argument("--merge", type=Path, help="an earlier run's file whose rows this run's join (same arm)")
     args = parser.parse_args(argv)
@@ -84,21 +95,25 @@ def main(argv=None):
     record = dict(arm=args.arm, layer=args.layer, threads=torch.get_num_threads(), families={})
     if args.merge:
         record["families"] = json.loads(args.merge.read_text())["families"]
+    grid = [(scale, batch, l0, steps) for scale in args.lr_scale for batch in args.batch for l0 in args.target_l0
+            for steps in args.steps]
     for family in args.families:
         net = load_trained(family, "cpu", 0)
-        acts = [harvest_layers(net, [args.layer], split)[args.layer][0] for split in ("train", "test")]
+        module, readout_grid = profiles.readout("cpu", args.layer, family)
+        acts = [harvest_layers(net, [module], split, grids={module: readout_grid})[module][0]
+                for split in ("train", "test")]
         rows = record["families"].get(family, {}).get("rows", [])
-        for scale in args.lr_scale:
-            for steps in args.steps:
-                r = measure(*acts, settings, steps, scale, args.arm)
-                rows = sorted([old for old in rows if (old["steps"], old["lr_scale"]) != (steps, scale)] + [r],
-                              key=lambda row: (row["lr_scale"], row["steps"]))
-                print(f"{family} lr x{scale} {steps:>5} steps: reproducible {r['reproducible_share']:.3f} of "
-                      f"{r['entering_share']:.2f} entering, mean r {r['mean_r']:.3f}, EV "
-                      f"{sum(r['explained_variance']) / 2:.3f}, L0 {sum(r['l0']) / 2:.1f}, dead "
-                      f"{sum(r['dead_share']) / 2:.3f}, {r['seconds']:.0f} s", flush=True)
-                record["families"][family] = dict(rows=rows)
-                write_json(args.out, with_choices(record))  # kept on a crash
+        for scale, batch, l0, steps in grid:
+            r = measure(*acts, settings, steps, scale, args.arm, batch, l0)
+            rows = sorted([old for old in rows if (old["steps"], *setting_of(old)) != (steps, *setting_of(r))] + [r],
+                          key=lambda row: (*setting_of(row), row["steps"]))
+            print(f"{family} {module} lr x{scale} batch {r['batch_size']} L0 {r['target_l0']} {steps:>5} steps: "
+                  f"reproducible {r['reproducible_share']:.3f} of "
+                  f"{r['entering_share']:.2f} entering, mean r {r['mean_r']:.3f}, EV "
+                  f"{sum(r['explained_variance']) / 2:.3f}, L0 {sum(r['l0']) / 2:.1f}, dead "
+                  f"{sum(r['dead_share']) / 2:.3f}, {r['seconds']:.0f} s", flush=True)
+            record["families"][family] = dict(rows=rows)
+            write_json(args.out, with_choices(record))  # kept on a crash
         print(f"{family}: chosen steps {chosen_steps(rows)} (share of entering features), "
               f"{chosen_steps(rows, of_all=True)} (of all)")
 

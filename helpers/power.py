@@ -68,7 +68,7 @@ def _direction(comparison, direction, position, noise, seeds, sae_seeds, replica
     def pair_levels(mean):
         z = {s: torch.randn((), generator=g) for s in seeds}
         return {(i, j): mean + noise.between_seeds * (z[i] + z[j]) / math.sqrt(2) for i in seeds for j in seeds
-                if i != j}
+                if i < j}  # the study's pairs (``compare.ceiling_pairs``)
     span = noise.ceiling - noise.ceiling_null
     levels = {"null-random-init": seed_levels(noise.null), "null-full-shuffle": seed_levels(noise.floor),
               "null-conditional-shuffle": seed_levels(noise.null)}

@@ -252,7 +252,7 @@ class SAEPage:
         profiles.check_family(self.model)
         profiles.check_seed(self.seed)
         p = profiles.get(self.profile)
-        self.settings = p.sae.with_overrides(self.overrides)
+        self.settings = p.sae_at(self.layer).with_overrides(self.overrides)
         self.name = profiles.FAMILY[self.model].architecture
         self.module, self.grid = profiles.readout(self.profile, self.layer, self.model)
         self.specs = variants(self.model, self.profile, self.layer)

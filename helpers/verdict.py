@@ -105,9 +105,11 @@ PREDICTION2 = dict(
     deciding_arm="l1",  # the proposal's SAE (Bricken et al.); the TopK arm is a robustness row
 )
 # The layers where "beyond class and predictions" is decided: those whose exploratory ceiling (two training seeds of
-# one family) beat its own conditional-shuffle null by at least ``conditional_margin`` in every family. Elsewhere that
-# question is described, not decided. Provisional until the freeze: set from the exploratory run (see the methods).
-CONDITIONAL_LAYERS = ()
+# one family) beat its own conditional-shuffle null by at least ``conditional_margin`` in every family, arm and
+# measure (the span's lower bound). Elsewhere that question is described, not decided. Set from the exploratory run of
+# f70bef2 (seeds 0-3; ``compare_<layer>_directions.csv``): the lowest lower bound was 0.113 at the last hidden layers
+# (the ResNet's TopK ceiling), 0.196 at half depth, 0.202 at three quarters.
+CONDITIONAL_LAYERS = ("hidden", "mid", "late")
 
 @dataclass(frozen=True)
 class Question:
@@ -136,6 +138,7 @@ CEILING_NULLS = ("ceiling-null", "ceiling-null-full-shuffle", "ceiling-null-rand
 # basis) must be supported in both directions for a layer's verdicts to count: it shows the instrument can say yes.
 # The reference pair (VGG against a ResNet) is a comparator, read beside the MLP, not a gate.
 SANITY, REFERENCE = "sanity", "reference"
+QUESTION_FAMILIES = ("cnn", "mlp")  # the question's two families: only their SAEs' gates drop a model seed
 
 
 def strongest_null(values, valid):
@@ -154,11 +157,13 @@ def position(observed, null, ceiling):
     return (observed - null) / max(ceiling - null, 1e-6)
 
 
-def seeds_kept(gates_ok, specs, arm, model_seeds):
-    """The model seeds whose trained SAEs in ``arm`` (every family's, every SAE seed) all passed their gates:
-    a seed with one failed SAE is dropped from that arm (and reported). ``gates_ok``: {SAE id: passed};
+def seeds_kept(gates_ok, specs, arm, model_seeds, families=QUESTION_FAMILIES):
+    """The model seeds whose trained SAEs in ``arm`` of the question's ``families`` (every SAE seed) all passed their
+    gates: a seed with one failed SAE is dropped from that arm (and reported). The reference family's SAEs drop no
+    seed: a comparator, not a gate, its failed SAEs make its own rows not testable. ``gates_ok``: {SAE id: passed};
     ``specs``: the ``units.SAESpec`` of the layer."""
-    failed = {s.model_seed for s in specs if s.arm == arm and s.net == "trained" and not gates_ok.get(s.id, False)}
+    failed = {s.model_seed for s in specs if s.arm == arm and s.net == "trained" and s.family in families
+              and not gates_ok.get(s.id, False)}
     return [s for s in model_seeds if s not in failed]
 
 
@@ -248,6 +253,9 @@ def against_reference(mine, reference, mine_replicates, reference_replicates):
     if reference is None or mine_replicates is None or reference_replicates is None:
         return dict(vs_reference=math.nan, vs_reference_low=math.nan, vs_reference_high=math.nan,
                     reference_outcome="no reference pair to compare with")
+    if not reference["gates_ok"]:
+        return dict(vs_reference=math.nan, vs_reference_low=math.nan, vs_reference_high=math.nan,
+                    reference_outcome="not compared: an SAE of the reference pair failed its gates")
     low, high = interval(mine_replicates - reference_replicates)
     outcome = ("less similar to the VGG than the ResNet is" if high < 0 else
                "more similar to the VGG than the ResNet is" if low > 0 else

@@ -151,5 +151,8 @@ def test_the_reproducibility_rule_takes_the_fewest_steps_within_90_percent_of_fo
     rows = [dict(steps=s, lr_scale=1.0, reproducible_share=v)
             for s, v in ((1000, 0.20), (2000, 0.27), (4000, 0.30), (8000, 0.29))]
     rows += [dict(steps=s, lr_scale=2.0, reproducible_share=v) for s, v in ((1000, 0.1), (4000, 0.3))]
-    # 1000: 0.20 < 0.9 x 0.30; 2000: 0.27 >= 0.9 x 0.29. At lr x2, 0.1 < 0.27: none qualifies
-    assert module.chosen_steps(rows) == {"1.0": 2000, "2.0": None}
+    rows += [dict(steps=s, lr_scale=1.0, batch_size=1024, target_l0=32, reproducible_share=v)
+             for s, v in ((1000, 0.5), (4000, 0.52))]
+    # 1000: 0.20 < 0.9 x 0.30; 2000: 0.27 >= 0.9 x 0.29. At lr x2, 0.1 < 0.27: none qualifies. Batches of 1,024 are
+    # their own setting (rows without a batch or L0 are the study's 256 and 32)
+    assert module.chosen_steps(rows) == {"1 256 32": 2000, "1 1024 32": 1000, "2 256 32": None}

@@ -125,6 +125,10 @@ def test_paired_correlations_and_bootstrap():
     assert replicates.shape == (300, 3)
     low, high = stats.interval(replicates[:, 0])
     assert low < 2 ** -0.5 < high and high - low < 0.1  # the true correlation is 1/sqrt(2)
+    # some columns only (the entering features): the same values as those columns of the whole
+    columns = torch.tensor([True, False, True])
+    part = compare.PairedColumns(x, weights).correlations(y[:, columns], True, columns)
+    assert torch.allclose(part, replicates[:, columns], atol=1e-6)
 
 
 def test_permutation_and_sign_flip_p_values():
@@ -308,8 +312,12 @@ def test_the_random_init_null_and_its_sign_flip_p():
 def test_the_ceiling_pairs_model_seeds_or_else_sae_seeds():
     units = {u: f"cnn{u}" for u in UNITS}
     kind, pairs, models = compare.ceiling_pairs(units, "cnn")
-    assert kind == "model seed" and pairs[((0, 1), 1)] == ("cnn(0, 1)", "cnn(1, 1)") and len(pairs) == 4
-    assert models[((1, 0), 0)] == (("cnn", 1), ("cnn", 0))
+    assert kind == "model seed" and pairs[((0, 1), 1)] == ("cnn(0, 1)", "cnn(1, 1)") and len(pairs) == 2
+    assert models[((0, 1), 0)] == (("cnn", 0), ("cnn", 1))
+    # four model seeds: the six pairs of them, each once (two seeds of one family are exchangeable)
+    four = {(m, t): f"cnn{(m, t)}" for m in range(4) for t in range(2)}
+    assert sorted({k for k, _ in compare.ceiling_pairs(four, "cnn")[1]}) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3),
+                                                                            (2, 3)]
     kind, pairs, models = compare.ceiling_pairs({(0, 0): "x", (0, 1): "y"}, "mlp")
     assert kind == "SAE seed" and pairs == {((0, 1), 0): ("x", "y"), ((1, 0), 0): ("y", "x")}
     assert set(models.values()) == {(("mlp", 0),)}
@@ -328,7 +336,8 @@ def test_the_ceiling_of_a_family_with_its_own_null(model_seeds, kind):
     assert abs(full.value) < 0.1 and full.value < conditional.value  # a full shuffle keeps nothing groups share
     assert ceiling.estimate.replicates.shape == conditional.replicates.shape == (40,)
     assert "ceiling-null-random-init" not in ceiling.nulls  # no random-init SAE given
-    assert len(ceiling.estimate.per_feature) == (4 if model_seeds == 2 else 2) * 30  # every pair's features
+    # every pair's features: one pair of model seeds, or both orders of two SAE seeds
+    assert len(ceiling.estimate.per_feature) == 2 * 30
     assert set(ceiling.reproducibility) == set(units)
     assert compare.ceiling(_halves(features), {(0, 0): units[(0, 0)]}, "cnn", None) is None
 

@@ -103,6 +103,7 @@ def test_prediction2_reaches_every_outcome_and_needs_the_sanity_control_and_the_
 
 def test_beyond_class_is_decided_only_at_the_layers_fixed_before_the_run(monkeypatch):
     rows = study_rows(question=V.NOT_SUPPORTED)
+    monkeypatch.setattr(V, "CONDITIONAL_LAYERS", ())
     described = V.prediction2(rows, "mid", ALL_SEEDS)["beyond"]
     assert described["verdict"] == V.NOT_TESTABLE and "described, not decided" in described["reason"]
     monkeypatch.setattr(V, "CONDITIONAL_LAYERS", ("mid",))
@@ -124,11 +125,13 @@ def test_the_l1_arm_decides_and_topk_is_a_robustness_row():
 
 def test_seeds_whose_saes_fail_a_gate_are_dropped_per_arm():
     from helpers.units import SAESpec
-    specs = [SAESpec(f, "trained", s, arm, t) for f in ("cnn", "mlp") for s in range(4) for arm in ("l1", "topk")
-             for t in range(2)] + [SAESpec("cnn", "random-init", 0, "l1", 0)]
+    specs = [SAESpec(f, "trained", s, arm, t) for f in ("cnn", "mlp", "resnet") for s in range(4)
+             for arm in ("l1", "topk") for t in range(2)] + [SAESpec("cnn", "random-init", 0, "l1", 0)]
     gates = {spec.id: True for spec in specs} | {SAESpec("mlp", "trained", 2, "l1", 1).id: False,
-                                                 SAESpec("cnn", "random-init", 0, "l1", 0).id: False}
-    assert V.seeds_kept(gates, specs, "l1", [0, 1, 2, 3]) == [0, 1, 3]  # a random-init SAE drops nothing
+                                                 SAESpec("cnn", "random-init", 0, "l1", 0).id: False,
+                                                 SAESpec("resnet", "trained", 0, "topk", 0).id: False}
+    # a random-init SAE drops nothing, nor does the reference family's (a comparator)
+    assert V.seeds_kept(gates, specs, "l1", [0, 1, 2, 3]) == [0, 1, 3]
     assert V.seeds_kept(gates, specs, "topk", [0, 1, 2, 3]) == [0, 1, 2, 3]
     assert V.enough_seeds(3, 4) and not V.enough_seeds(2, 4) and V.enough_seeds(2, 2) and not V.enough_seeds(1, 2)
 
@@ -245,6 +248,10 @@ def test_the_mlp_is_read_beside_the_reference_pair():
     assert mine["reference_outcome"] == "not distinguishable from the ResNet's similarity to the VGG"
     alone = V.prediction2_arm(measured[:1], passed(*measured))[1][0]
     assert alone["reference_outcome"] == "no reference pair to compare with"
+    failed = passed(*measured) | {"cnn->resnet-b": False}
+    mine = next(d for d in V.prediction2_arm(measured, failed)[1] if d["direction"] == "cnn->mlp")
+    assert mine["reference_outcome"].startswith("not compared") and mine["vs_reference"] != mine["vs_reference"]
+    assert mine["verdict"] != V.NOT_TESTABLE  # the comparator's failure leaves the question's own row decided
 
 
 def test_prediction2_arm_without_a_ceiling_or_with_a_failed_gate_is_not_testable():
