@@ -311,7 +311,8 @@ class ComparePage:
                    "two SAE seeds of the same model, which bounds what the instrument can read rather than what two "
                    "trained models share.")
         verdicts = "\n".join(f"- **{verdict.QUESTION_WORDS[q].capitalize()}: {v['verdict']}** ({v['reason']}); "
-                              f"{v['status']}." for q, v in result.questions.items())
+                              f"{v['status']}." + (f" *Finding:* {v['finding']}." if v.get("finding") else "")
+                              for q, v in result.questions.items())
         text = f"""
 **Profile {self.profile!r}** ({p.models}).
 

@@ -35,6 +35,20 @@ class Noise:
     between_sae_seeds: float = 0.01
     images: float = 0.01
     gate_failure: float = 0.05
+    # the question's other direction (MLP -> VGG), whose zero, floor, ceiling and ceiling null are its own (the MLP's
+    # ceiling spans far less than the VGG's); None: the same as VGG -> MLP
+    reverse_null: float = None
+    reverse_floor: float = None
+    reverse_ceiling: float = None
+    reverse_ceiling_null: float = None
+
+    def levels(self, reverse=False):
+        """(zero, floor, ceiling, ceiling null) of VGG -> MLP, or (``reverse``) of MLP -> VGG."""
+        forward = (self.null, self.floor, self.ceiling, self.ceiling_null)
+        if not reverse:
+            return forward
+        other = (self.reverse_null, self.reverse_floor, self.reverse_ceiling, self.reverse_ceiling_null)
+        return tuple(f if o is None else o for f, o in zip(forward, other))
 
 
 NOISE = Noise()
@@ -57,11 +71,13 @@ def _units(levels, noise, sae_seeds, replicates, g):
     return out
 
 
-def _direction(comparison, direction, position, noise, seeds, sae_seeds, replicates, g):
+def _direction(comparison, direction, position, noise, seeds, sae_seeds, replicates, g, reverse=False):
     """A synthetic ``compare.DirectionMeasurement`` of one direction planted at ``position``: per model seed, the
-    nulls and the observation (at ``position`` of the ceiling's expected span above the zero); per ordered pair of
-    seeds, the ceiling and its nulls (a pair's level moves with both of its seeds). One bootstrap seed for every
-    statistic, so that their replicates are paired as the study's are."""
+    nulls and the observation (at ``position`` of the ceiling's expected span above the zero); per pair of seeds,
+    the ceiling and its nulls (a pair's level moves with both of its seeds); the levels of VGG -> MLP, or
+    (``reverse``) of MLP -> VGG (``Noise.levels``). One bootstrap seed for every statistic, so that their replicates
+    are paired as the study's are."""
+    null, floor, ceiling, ceiling_null = noise.levels(reverse)
     def seed_levels(mean):
         return {s: mean + noise.between_seeds * torch.randn((), generator=g) for s in seeds}
 
@@ -69,12 +85,12 @@ def _direction(comparison, direction, position, noise, seeds, sae_seeds, replica
         z = {s: torch.randn((), generator=g) for s in seeds}
         return {(i, j): mean + noise.between_seeds * (z[i] + z[j]) / math.sqrt(2) for i in seeds for j in seeds
                 if i < j}  # the study's pairs (``compare.ceiling_pairs``)
-    span = noise.ceiling - noise.ceiling_null
-    levels = {"null-random-init": seed_levels(noise.null), "null-full-shuffle": seed_levels(noise.floor),
-              "null-conditional-shuffle": seed_levels(noise.null)}
+    span = ceiling - ceiling_null
+    levels = {"null-random-init": seed_levels(null), "null-full-shuffle": seed_levels(floor),
+              "null-conditional-shuffle": seed_levels(null)}
     levels["observed"] = {s: v + position * span + noise.between_seeds * torch.randn((), generator=g)
                           for s, v in levels["null-random-init"].items()}
-    for name, mean in zip(_CEILINGS, (noise.ceiling, noise.ceiling_null, noise.floor, noise.null)):
+    for name, mean in zip(_CEILINGS, (ceiling, ceiling_null, floor, null)):
         levels[name] = pair_levels(mean)
     boot = int(torch.randint(1 << 30, (), generator=g))
     measured = {}
@@ -111,7 +127,8 @@ def simulate_study(position, n_seeds, noise=NOISE, sae_seeds=2, replicates=200, 
     for comparison, where in planted.items():
         for direction in ("a->b", "b->a"):
             name = "cnn->mlp" if (comparison, direction) == ("question", "a->b") else direction
-            measured.append(_direction(comparison, name, where, noise, kept, sae_seeds, replicates, g))
+            reverse = (comparison, direction) == ("question", "b->a")  # MLP -> VGG, at its own levels
+            measured.append(_direction(comparison, name, where, noise, kept, sae_seeds, replicates, g, reverse))
     _, directions = verdict.prediction2_arm(measured, {m.sae_ids[0]: True for m in measured})
     decided = verdict.prediction2(directions, layer, {"l1": (len(kept), n_seeds)})["shares"]
     mine = next(d for d in directions if d["direction"] == "cnn->mlp" and d["question"] == "shares")
@@ -144,11 +161,13 @@ def power(n_seeds, studies=1000, noise=NOISE, first_seed=0):
 
 def noise_from(per_feature, statistics, directions, seeds, arm="l1"):
     """The noise a layer's exploratory measurements show (``compare_study.Prediction2``'s tables), at its upper end
-    where there is a choice: the question's null, ceiling and ceiling-null levels (VGG -> MLP, "shares features");
+    where there is a choice: the question's null, ceiling and ceiling-null levels in each direction ("shares
+    features"; MLP -> VGG's as ``reverse_*``);
     the largest SD between model seeds, and between SAE seeds of one model, of any comparison's per-seed observation
     (its entering features' mean r per (model seed, SAE seed)); the images' SD per unit, bounded by the observation's
     interval (whose width also holds the seeds' spread): sqrt(units) x width / 3.92; and the share of model seeds
-    dropped for a failed gate (at least 0.05). ``seeds``: {arm: (kept, total)}. None without the question's row."""
+    dropped for a failed gate (at least 0.05). ``seeds``: {arm: (kept, total)}. None without the question's row or
+    without a seed kept."""
     import pandas as pd
     if per_feature.empty:
         return None
@@ -159,17 +178,28 @@ def noise_from(per_feature, statistics, directions, seeds, arm="l1"):
     between_model = per_model.mean().groupby(level=[0, 1]).std()
     between_sae = per_model.std().groupby(level=[0, 1]).mean()
     d, st = pd.DataFrame(directions), pd.DataFrame(statistics)
-    mine = d[(d.arm == arm) & (d.comparison == "question") & (d.direction == "cnn->mlp") & (d.question == "shares")]
-    question = st[(st.arm == arm) & (st.comparison == "question") & (st.direction == "cnn->mlp")].set_index(
-        "statistic")
-    if mine.empty or "observed" not in question.index or mine.iloc[0].null_value != mine.iloc[0].null_value:
-        return None
-    r, o = mine.iloc[0], question.loc["observed"]
-    floor = float(question.loc["null-full-shuffle", "value"]) if "null-full-shuffle" in question.index else 0.0
+
+    def question_rows(direction):
+        row = d[(d.arm == arm) & (d.comparison == "question") & (d.direction == direction) & (d.question == "shares")]
+        stats_ = st[(st.arm == arm) & (st.comparison == "question") & (st.direction == direction)].set_index(
+            "statistic")
+        if row.empty or "observed" not in stats_.index or row.iloc[0].null_value != row.iloc[0].null_value:
+            return None
+        floor_ = float(stats_.loc["null-full-shuffle", "value"]) if "null-full-shuffle" in stats_.index else 0.0
+        return row.iloc[0], stats_, floor_
+    found, back = question_rows("cnn->mlp"), question_rows("mlp->cnn")
     kept, total = seeds[arm]
+    if found is None or kept == 0:  # no seed left: the noise, and so the power, is undefined
+        return None
+    r, question, floor = found
+    o = question.loc["observed"]
+    reverse = {} if back is None else dict(reverse_null=float(back[0].null_value), reverse_floor=back[2],
+                                           reverse_ceiling=float(back[0].ceiling),
+                                           reverse_ceiling_null=float(back[0].ceiling_null))
     n_units = len(units.loc[("question", "cnn->mlp")]) if ("question", "cnn->mlp") in units.index.droplevel(
         [2, 3]) else 1
     return Noise(null=float(r.null_value), floor=floor, ceiling=float(r.ceiling), ceiling_null=float(r.ceiling_null),
                  between_seeds=float(between_model.fillna(0).max()),
                  between_sae_seeds=float(between_sae.fillna(0).max()),
-                 images=math.sqrt(n_units) * float(o.high - o.low) / 3.92, gate_failure=max(1 - kept / total, 0.05))
+                 images=math.sqrt(n_units) * float(o.high - o.low) / 3.92, gate_failure=max(1 - kept / total, 0.05),
+                 **reverse)

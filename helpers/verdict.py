@@ -103,6 +103,8 @@ PREDICTION2 = dict(
     conditional_margin=0.10,  # "beyond class and predictions" is decided only at the layers where the exploratory
                               # ceiling beat its own conditional null by this much (``CONDITIONAL_LAYERS``)
     deciding_arm="l1",  # the proposal's SAE (Bricken et al.); the TopK arm is a robustness row
+    dictionary_free_arm="linear",  # held-out ridge R² (``compare.LINEAR_ARM``): where its verdict and the deciding
+                                   # arm's differ, the disagreement is reported as a finding (``measure_finding``)
 )
 # The layers where "beyond class and predictions" is decided: those whose exploratory ceiling (two training seeds of
 # one family) beat its own conditional-shuffle null by at least ``conditional_margin`` in every family, arm and
@@ -363,8 +365,23 @@ def prediction2(directions, layer, seeds, powered=True, rule=PREDICTION2):
     for question in QUESTIONS:
         per_arm = {arm: prediction2_question(directions, arm, question, layer, seeds[arm], rule) for arm in arms}
         decided = per_arm.get(rule["deciding_arm"], (NOT_TESTABLE, f"no {rule['deciding_arm']} arm"))
-        out[question] = dict(verdict=decided[0], reason=decided[1], status=status, per_arm=per_arm)
+        out[question] = dict(verdict=decided[0], reason=decided[1], status=status, per_arm=per_arm,
+                             finding=measure_finding(per_arm, rule))
     return out
+
+
+def measure_finding(per_arm, rule=PREDICTION2):
+    """The SAE measure (the deciding arm) beside the dictionary-free one in one question ({arm: (verdict, reason)}):
+    a sentence when they differ, a finding to report rather than a choice to make (the same features in another
+    basis read high on the linear measure and low on feature matching); None when they agree or either is missing."""
+    sae, free = per_arm.get(rule["deciding_arm"]), per_arm.get(rule["dictionary_free_arm"])
+    if sae is None or free is None or sae[0] == free[0]:
+        return None
+    if sae[0] == NOT_TESTABLE:
+        return (f"only the dictionary-free measure can answer here: the {rule['deciding_arm']} SAEs are not testable "
+                f"({sae[1]}), the {rule['dictionary_free_arm']} measure reads {free[0]}")
+    return (f"the measures disagree: the {rule['deciding_arm']} SAEs read {sae[0]}, the dictionary-free "
+            f"{rule['dictionary_free_arm']} measure reads {free[0]} (a finding, not resolved by choosing one)")
 
 
 # ----------------------------------------------------------------------------- Prediction 1 (activation maximization)
@@ -541,8 +558,11 @@ def describe_prediction2(rule=PREDICTION2):
             f"{rule['min_seed_share']:.0%} of the model seeds left after dropping every seed with an SAE that failed "
             f"a gate (each dropped seed is reported). The reference pair is a comparator, not a gate: the MLP's "
             f"position from the VGG minus the ResNet's, with its paired interval, reads as *less similar to the VGG "
-            f"than the ResNet is*, *not distinguishable* or *more similar*. The proposal's L1 arm decides; the TopK "
-            f"arm is a robustness row.")
+            f"than the ResNet is*, *not distinguishable* or *more similar*; only the question's two families' failed "
+            f"SAEs drop a seed (a failed ResNet SAE makes its own rows not testable). The proposal's L1 arm decides; "
+            f"the TopK arm is a robustness row. The dictionary-free measure (held-out ridge R², the "
+            f"{rule['dictionary_free_arm']} arm) goes through the same rule; where its verdict differs from the L1 "
+            f"arm's, the disagreement is reported as a finding, not resolved by choosing one.")
 
 
 def describe_am_gates(gates=AM_GATES):
@@ -552,6 +572,30 @@ def describe_am_gates(gates=AM_GATES):
             f"least {gates['min_success_share']:.0%} of its images, and at least {gates['min_successful_images']}, "
             f"succeed, and at most {gates['max_saturated_share']:.0%} of its pixels are saturated (within 1/255 of 0 "
             f"or 1). A failed gate is reported and makes the comparisons that need the group *not testable*.")
+
+
+# The bias the proposal names, measured without activation maximization (``helpers.invariance``, issue 37): a layer's
+# invariance to circular shifts gained by training (trained minus its random-init network). Provisional until the
+# freeze, and its power is still to be shown by simulation.
+SHIFT_INVARIANCE = dict(
+    min_position=0.5,  # the MLP "has approximated the CNN's shift invariance" when its gain is at least half the VGG's
+)
+
+
+def shift_invariance_verdict(cnn_gain, position, rule=SHIFT_INVARIANCE):
+    """Has the MLP approximated the CNN's shift invariance at one layer pair? ``cnn_gain``: dict(value, low, high) of
+    the VGG's invariance gained by training; ``position``: dict(value, low, high) of the MLP's gain as a share of the
+    VGG's (paired bootstrap). Not testable without a CNN premise (the VGG's gain's lower bound not above 0);
+    supported when the position's lower bound reaches ``min_position``; not supported when its upper bound is below
+    it; else inconclusive. Returns (verdict, reason)."""
+    if not cnn_gain["low"] > 0:
+        return NOT_TESTABLE, (f"training did not make the VGG's layer more shift-invariant (gain's lower bound "
+                              f"{cnn_gain['low']:.3f}): there is no CNN invariance to approximate")
+    if position["low"] >= rule["min_position"]:
+        return SUPPORTED, f"the MLP's gain is at least {rule['min_position']:g} of the VGG's (lower bound)"
+    if position["high"] < rule["min_position"]:
+        return NOT_SUPPORTED, f"the MLP's gain is below {rule['min_position']:g} of the VGG's (upper bound)"
+    return INCONCLUSIVE, f"the interval of the MLP's share of the VGG's gain contains {rule['min_position']:g}"
 
 
 def describe_prediction1(rule=PREDICTION1, controls=MEASURE_CONTROLS):

@@ -59,3 +59,33 @@ def test_the_compare_page_shows_every_requirement_of_the_power_table():
     assert len(table) == 5 and table["share"].tolist() == [got["similar_supported"], got["null_not_supported"],
                                                             got["null_supported"], got["coverage_similar"],
                                                             got["coverage_null"]]
+
+
+def test_the_mlp_to_vgg_direction_is_simulated_at_its_own_narrower_span():
+    """Both directions must agree for a verdict: an MLP ceiling that spans little over its null (as measured) makes a
+    planted similar pair harder to find than the VGG's span alone would say."""
+    narrow = dataclasses.replace(QUIET, reverse_null=0.25, reverse_ceiling=0.36, reverse_ceiling_null=0.25,
+                                 between_seeds=0.03, images=0.01)
+    wide = dataclasses.replace(narrow, reverse_null=None, reverse_ceiling=None, reverse_ceiling_null=None)
+    assert narrow.levels(reverse=True) == (0.25, 0.0, 0.36, 0.25) and wide.levels(True) == wide.levels()
+    assert (power.power(4, studies=200, noise=narrow)["similar_supported"]
+            < power.power(4, studies=200, noise=wide)["similar_supported"])
+
+
+def test_the_noise_is_read_from_both_directions_of_the_question():
+    import pandas as pd
+    per_feature = pd.DataFrame([dict(arm="l1", statistic="observed", entering=True, comparison="question",
+                                     direction=d, model_seed=m, sae_seed=t, heldout_r=0.3 + 0.01 * m + 0.001 * t)
+                                for d in ("cnn->mlp", "mlp->cnn") for m in range(4) for t in range(2)])
+    statistics = pd.DataFrame([dict(arm="l1", comparison="question", direction=d, statistic=k, value=v, low=v - 0.02,
+                                    high=v + 0.02)
+                               for d in ("cnn->mlp", "mlp->cnn")
+                               for k, v in (("observed", 0.3), ("null-full-shuffle", 0.01))])
+    directions = [dict(arm="l1", comparison="question", direction="cnn->mlp", question="shares", null_value=0.1,
+                       ceiling=0.45, ceiling_null=0.1),
+                  dict(arm="l1", comparison="question", direction="mlp->cnn", question="shares", null_value=0.25,
+                       ceiling=0.36, ceiling_null=0.25)]
+    got = power.noise_from(per_feature, statistics, directions, {"l1": (3, 4)})
+    assert got.levels() == (0.1, 0.01, 0.45, 0.1) and got.levels(reverse=True) == (0.25, 0.01, 0.36, 0.25)
+    assert got.gate_failure == pytest.approx(0.25) and got.between_seeds == pytest.approx(0.0129, abs=1e-3)
+    assert power.noise_from(per_feature, statistics, directions, {"l1": (0, 4)}) is None  # no seed: undefined

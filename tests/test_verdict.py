@@ -365,3 +365,34 @@ def test_am_success_reads_the_gate_when_it_judges(monkeypatch):
     assert V.am_success(torch.tensor([98.5, 50.0]), natural)[0].tolist() == [True, True]
     # above the natural quantile but not above its own start image: no success
     assert V.am_success(torch.tensor([98.5, 50.0]), natural, torch.tensor([99.0, 10.0]))[0].tolist() == [False, True]
+
+
+def test_a_disagreement_between_the_sae_and_the_dictionary_free_measure_is_a_finding():
+    sae, free = V.PREDICTION2["deciding_arm"], V.PREDICTION2["dictionary_free_arm"]
+    agree = {sae: (V.NOT_SUPPORTED, "x"), free: (V.NOT_SUPPORTED, "y")}
+    assert V.measure_finding(agree) is None
+    assert V.measure_finding({sae: (V.SUPPORTED, "x")}) is None  # no dictionary-free row: nothing to compare
+    differ = V.measure_finding({sae: (V.NOT_SUPPORTED, "x"), free: (V.SUPPORTED, "y")})
+    assert differ.startswith("the measures disagree") and "supported" in differ
+    only = V.measure_finding({sae: (V.NOT_TESTABLE, "an SAE failed its gates"), free: (V.NOT_SUPPORTED, "y")})
+    assert only.startswith("only the dictionary-free measure") and "failed its gates" in only
+    rows = study_rows()
+    for r in rows:
+        if r["arm"] == "l1" and r["comparison"] == "question":
+            r["verdict"] = V.NOT_SUPPORTED
+    linear = [dict(r, arm=free) for r in study_rows()]
+    got = V.prediction2(rows + linear, "hidden", dict(ALL_SEEDS, **{free: (4, 4)}))["shares"]
+    assert got["verdict"] == V.NOT_SUPPORTED and got["finding"].startswith("the measures disagree")
+
+
+@pytest.mark.parametrize("cnn_low,position,expected", [
+    (0.2, (0.8, 0.6, 1.0), V.SUPPORTED),
+    (0.2, (0.2, 0.1, 0.4), V.NOT_SUPPORTED),
+    (0.2, (0.5, 0.3, 0.7), V.INCONCLUSIVE),
+    (0.0, (0.8, 0.6, 1.0), V.NOT_TESTABLE),
+    (-0.1, (0.2, 0.1, 0.4), V.NOT_TESTABLE),
+])
+def test_the_shift_invariance_rule_reaches_every_outcome(cnn_low, position, expected):
+    got, reason = V.shift_invariance_verdict(dict(value=cnn_low + 0.1, low=cnn_low, high=cnn_low + 0.2),
+                                             dict(zip(("value", "low", "high"), position)))
+    assert got == expected and reason
