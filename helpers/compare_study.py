@@ -194,7 +194,9 @@ class ComparePage:
 
     def power_words(self, result):
         if result.power is None:
-            return "No power table: the question's position could not be measured."
+            return ("No power table: the simulated studies draw their noise from the question's position on the "
+                    "model seeds whose SAEs pass their gates, and here none could be measured (the power is "
+                    "undefined, and the verdicts are descriptive).")
         n = result.noise
         return (f"{result.power['studies']:,} simulated studies per planted answer at {result.power['model_seeds']} "
                 f"model seeds, through the real verdict functions, with this layer's exploratory noise at its upper "
