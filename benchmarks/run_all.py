@@ -27,6 +27,7 @@ CNN's BatchNorm statistics taken from 2,000 CIFAR-10 test images):
                CNN as a share of the peak of its convolutions (and of the matmul peak), also at VGG13_bn's full
                size; BatchNorm folding's speed-up, and its change to the images' objective values and repetition
                scores against the change between two seeds;
+  partners     the held-out match's partner search on a sparse code against the dense product it replaced;
   harvest      harvest_activations against a bare forward pass of the same model over the same images (the
                CIFAR-10 test split: ``Data/`` or ``$CIFAR10_JPG``, as for the study).
 Writes a JSON table (``--out``) that the README quotes.
@@ -194,6 +195,38 @@ def bench_stacked(repeats, quick):
             row = ratio_row(f"sae {arm} {d}->{3 * d}: {n} stacked vs one by one", "speed-up", ratios)
             row["ms_per_sae_step"] = statistics.median(times["stacked"]) / steps / n * 1000
             yield row
+
+
+def sparse_codes(n, features, active=32, seed=0):
+    """An SAE-like code: ``active`` random features of ``features`` positive per vector (2% at the study's L0)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, features)
+    return x.scatter_(1, torch.randint(features, (n, active), generator=g), torch.rand(n, active, generator=g))
+
+
+def bench_partners(repeats, quick):
+    """The held-out match's partner search (``compare.choose_partners``) on one SAE's selection half against
+    another's: its sparse form (a's rows as a CSR matrix, b's z-scores) against the dense product of both sides'
+    z-scores it replaced, the same partners (checked), interleaved, at the study's size (5,000 images, 1,536
+    features, 32 active per image)."""
+    from helpers import compare
+    n = 1000 if quick else 5000
+    a, b = sparse_codes(n, 1536, seed=0), sparse_codes(n, 1536, seed=1)
+    wide = compare.standardize_wide(b)
+
+    def dense():
+        za, _ = compare.standardize(a)
+        scores = za.T @ wide[0]
+        scores[:, ~wide[1]] = -math.inf
+        return scores.argmax(1)
+
+    def sparse():
+        return compare.choose_partners(compare.select_side(a), b_wide=wide)[1]
+    if not torch.equal(dense(), sparse()):
+        raise AssertionError("the sparse partner search chose other partners than the dense one")
+    times = interleaved({"dense": dense, "sparse": sparse}, repeats)
+    yield ratio_row(f"partner search {n} images, 1536 features", "speed-up vs the dense product",
+                    [d / s for d, s in zip(times["dense"], times["sparse"])])
 
 
 def bench_sparse(repeats, quick):
@@ -549,7 +582,7 @@ def format_row(row):
     return f"{row['benchmark']:<58} {row['measure']:<34} {figure}{rng}{extra}{status}"
 
 
-BENCHMARKS = ("sae", "stacked", "sparse", "compile", "actmax", "harvest", "sklearn")
+BENCHMARKS = ("sae", "stacked", "sparse", "partners", "compile", "actmax", "harvest", "sklearn")
 
 
 def main():
@@ -565,6 +598,7 @@ def main():
     rows = []
     benches = {"sae": lambda: bench_sae(repeats, args.quick), "stacked": lambda: bench_stacked(repeats, args.quick),
                "sparse": lambda: bench_sparse(repeats, args.quick),
+               "partners": lambda: bench_partners(repeats, args.quick),
                "compile": lambda: bench_compile(repeats, args.quick),
                "actmax": lambda: bench_actmax(repeats, args.quick),
                "harvest": lambda: bench_harvest(repeats, args.quick), "sklearn": lambda: bench_sklearn(args.quick)}

@@ -1,5 +1,5 @@
 """Prediction 1 as the study runs it (``01_activation_maximization``): the objectives of each network (pre-activations
-of privileged neurons, the primary ones shift-pooled), the AM suite (a trained network and its random-init null,
+of privileged units, the primary ones the middle layer's), the AM suite (a trained network and its random-init null,
 cached), the score table, the effects and comparisons the verdict reads, and the page's figures and summary."""
 from dataclasses import dataclass, field
 
@@ -24,19 +24,22 @@ def is_mlp(model):
 
 
 def neuron_layers(model):
-    """The layers whose single neurons Prediction 1 visualizes, each named by the module *before* its nonlinearity
-    (no objective reads a ReLU's or GELU's output: see ``actmax.NONLINEARITIES``).
+    """The layers whose units Prediction 1 visualizes, each named by the module *before* its nonlinearity (no
+    objective reads a ReLU's or GELU's output: see ``actmax.NONLINEARITIES``).
 
-    ``last``: the last hidden layer's neurons: the CNN's classifier neurons (pre-ReLU), the MLP's last block's hidden
-    neurons (pre-GELU; the block's 4×-wide layer, a privileged basis). ``earlier``: halfway through: a middle conv
-    layer (pre-ReLU) or a middle block's hidden neurons (pre-GELU). ``residual`` (MLP only): the residual stream
-    after the last block, whose coordinates are not a privileged basis; reported apart."""
+    ``mid``: the middle layer pair of the study's layer table (``profiles.LAYER_DEPTHS``, half of each network's
+    depth), where the primary test sits: the CNN's conv layer (pre-ReLU; its channels are the objective, the object of
+    Olah et al.'s recurring patterns), the MLP's block at that depth (its 4×-wide hidden neurons, pre-GELU: a
+    privileged basis). ``last``: the last hidden layer's neurons (the CNN's classifier neurons, pre-ReLU; the MLP's
+    last block's hidden neurons, pre-GELU). ``residual`` (MLP only): the residual stream after the last block, whose
+    coordinates are not a privileged basis; reported apart."""
+    from helpers.models import layer_at_depth
+    mid = layer_at_depth(model, profiles.LAYER_DEPTHS["mid"])
     if is_mlp(model):
-        depth = len(model.blocks)
-        return dict(last=f"blocks.{depth - 1}.block.0", earlier=f"blocks.{depth // 2 - 1}.block.0",
+        block = int(mid.rpartition(".")[2])  # residual.i: the stream after block i
+        return dict(mid=f"blocks.{block}.block.0", last=f"blocks.{len(model.blocks) - 1}.block.0",
                     residual=model.hidden_layer)
-    relus = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.ReLU)]
-    return dict(last=preactivation(model, model.hidden_layer), earlier=preactivation(model, relus[len(relus) // 2 - 1]))
+    return dict(mid=preactivation(model, mid), last=preactivation(model, model.hidden_layer))
 
 
 @torch.no_grad()
@@ -60,27 +63,35 @@ def pick_units(model, layer, n, images, seed=0):
 # image as contrasted as the average natural image pays ``contrast`` of the span from a natural image's median to
 # its 99th percentile. It runs the primary objective only.
 AM_SETTINGS = {"plain": dict(contrast=0.0), "contrast": dict(contrast=0.5)}
-SETTING_KINDS = {"plain": None, "contrast": ("pooled",)}  # None: every kind
+PRIMARY_KIND = "mid"
+SETTING_KINDS = {"plain": None, "contrast": (PRIMARY_KIND,)}  # None: every kind
+
+
+def suite_kinds(setting, am_seed, am_seeds):
+    """The objective kinds one suite renders (None: every kind): the setting's (``SETTING_KINDS``) at the first AM
+    seed; at the others the primary test only (the primary objective without a penalty: its AM seeds enter its
+    hierarchical interval; the robustness rows keep one), and nothing under the other setting."""
+    if am_seed == am_seeds[0]:
+        return SETTING_KINDS[setting]
+    return (PRIMARY_KIND,) if setting == verdict.PREDICTION1["setting"] else ()
 
 
 def objective_plan(model, n_units, sample_images, seed=0, kinds=None):
-    """The objectives of one network, {kind: Objective}: ``pooled`` (the primary: ``n_units`` last-hidden-layer
-    neurons, shift-pooled), ``classes`` (the 10 class logits), ``earlier`` (``n_units // 2`` neurons halfway through;
-    for a conv layer the centre position), and ``channels`` (a conv earlier layer's same channels, whole-channel
-    means) or ``residual`` (``n_units // 2`` MLP residual-stream coordinates). Units are picked among those that
-    respond to ``sample_images``. ``kinds``: only these (None: all)."""
+    """The objectives of one network, {kind: Objective}: ``mid`` (the primary: ``n_units`` units of the middle layer,
+    each family's own: a CNN channel's mean over positions, an MLP block's hidden neuron), ``pooled``
+    (``n_units`` last-hidden-layer neurons, shift-pooled), ``classes`` (the 10 class logits) and, for the MLP,
+    ``residual`` (``n_units // 2`` residual-stream coordinates). Units are picked among those that respond to
+    ``sample_images``. ``kinds``: only these (None: all)."""
     layers = neuron_layers(model)
-    secondary = max(1, n_units // 2)
-    earlier = pick_units(model, layers["earlier"], secondary, sample_images, seed)
-    plan = {"pooled": lambda: shift_pooled(unit(layers["last"], pick_units(model, layers["last"], n_units,
+    mid_objective = channel if is_conv(model, layers["mid"]) else unit
+    plan = {"mid": lambda: mid_objective(layers["mid"], pick_units(model, layers["mid"], n_units, sample_images,
+                                                                   seed)),
+            "pooled": lambda: shift_pooled(unit(layers["last"], pick_units(model, layers["last"], n_units,
                                                                             sample_images, seed)), POOL_STRIDE),
-            "classes": lambda: class_logit(range(10)),
-            "earlier": lambda: unit(layers["earlier"], earlier)}
-    if is_conv(model, layers["earlier"]):
-        plan["channels"] = lambda: channel(layers["earlier"], earlier)
+            "classes": lambda: class_logit(range(10))}
     if "residual" in layers:
-        plan["residual"] = lambda: unit(layers["residual"], pick_units(model, layers["residual"], secondary,
-                                                                       sample_images, seed))
+        plan["residual"] = lambda: unit(layers["residual"], pick_units(model, layers["residual"],
+                                                                       max(1, n_units // 2), sample_images, seed))
     return {k: make() for k, make in plan.items() if kinds is None or k in kinds}
 
 
@@ -195,16 +206,19 @@ def controls_verdict(controls):
 NAN_EFFECT = dict(delta=float("nan"), low=float("nan"), high=float("nan"), p=1.0)
 
 
-def _effect(a, b, replicates, seed):
+def _effect(a, b, measure, replicates, seed):
+    """``stats.clustered_effect`` of score-table rows ``a`` over rows ``b`` on ``measure``."""
     if len(a) < 2 or len(b) < 2:
         return NAN_EFFECT, None
-    return stats.effect_over_null(a.values, b.values, replicates, seed)
+    return stats.clustered_effect(*((t[measure].values, t.model_seed.values, t.am_seed.values) for t in (a, b)),
+                                  replicates, seed)
 
 
 def prediction1_tables(table, replicates=1000, seed=0):
     """Everything Prediction 1's verdict needs, from ``score_table``: (gates, effects, comparisons) as lists of dicts.
     Gates: per (setting, family, network, objective). Effects: Cliff's δ of trained over random-init per (setting,
-    measure, family, objective), successful images only, with each objective's own gates; and per (setting,
+    measure, family, objective), successful images only, with each objective's own gates and a hierarchical
+    interval (``stats.clustered_effect``: model seed, AM seed, image); and per (setting,
     measure, objective) of both families the MLP's trained images over the CNN's (``family="mlp-vs-cnn"``, direct,
     descriptive: the two nulls differ). Comparisons: one verdict row per (objective, measure, setting) of
     ``verdict.PREDICTION1_OBJECTIVES`` from ``verdict.prediction1_comparison``; ``primary`` marks the pre-registered
@@ -224,8 +238,8 @@ def prediction1_tables(table, replicates=1000, seed=0):
         for measure in MEASURES:
             for family in (f for f in profiles.FAMILIES if f in present):
                 here = mine & (table.family == family)
-                effect, reps = _effect(table[here & (table.network == "trained")][measure],
-                                       table[here & (table.network == "random-init")][measure], replicates, seed)
+                effect, reps = _effect(table[here & (table.network == "trained")],
+                                       table[here & (table.network == "random-init")], measure, replicates, seed)
                 replicate_sets[(setting, measure, family, objective)] = reps
                 group = AMGroup(objective)
                 effects.append(dict(setting=setting, measure=measure, family=family, objective=objective,
@@ -235,8 +249,8 @@ def prediction1_tables(table, replicates=1000, seed=0):
                                                                          (setting, family, group.null)]), **effect))
             trained = mine & (table.network == "trained")
             if present >= set(profiles.FAMILIES):
-                direct, _ = _effect(table[trained & (table.family == "mlp")][measure],
-                                    table[trained & (table.family == "cnn")][measure], replicates, seed)
+                direct, _ = _effect(table[trained & (table.family == "mlp")],
+                                    table[trained & (table.family == "cnn")], measure, replicates, seed)
                 effects.append(dict(setting=setting, measure=measure, family="mlp-vs-cnn", objective=objective,
                                     n_trained=int((trained & (table.family == "mlp")).sum()),
                                     n_null=int((trained & (table.family == "cnn")).sum()), gates_ok=True, **direct))
@@ -266,20 +280,20 @@ def prediction1_tables(table, replicates=1000, seed=0):
 
 
 def channel_control(effects):
-    """The CNN's channel objective on the primary measure and setting: the measure's positive control on real AM
-    images (``verdict.prediction1``)."""
+    """The CNN's middle-layer channels on the primary measure and setting (the primary's CNN side): the measure's
+    positive control on real AM images (``verdict.prediction1``)."""
     rule = verdict.PREDICTION1
     for e in effects:
         if (e["setting"], e["measure"], e["family"], e["objective"]) == (rule["setting"], rule["measure"], "cnn",
-                                                                          "channels"):
+                                                                          rule["objective"]):
             return e
     return dict(NAN_EFFECT, gates_ok=False)
 
 
 # ----------------------------------------------------------------------------- the page: 01_activation_maximization
 
-OBJECTIVE_WORDS = {"pooled": "last-hidden-layer neurons, shift-pooled", "classes": "class logits",
-                   "earlier": "earlier-layer neurons", "channels": "earlier-layer channels (CNN)",
+OBJECTIVE_WORDS = {"mid": "middle-layer units, CNN channels and MLP neurons",
+                   "pooled": "last-hidden-layer neurons, shift-pooled", "classes": "class logits",
                    "residual": "residual-stream coordinates (MLP)"}
 
 
@@ -347,11 +361,13 @@ class AMPage:
             lines.append(f"{profiles.FAMILY[f].architecture} ({f}), profile {self.profile!r}, model seeds "
                          f"{self.model_seeds}: {sum(p.numel() for p in net.parameters()):,} parameters; neurons of "
                          + ", ".join(f"{k} {v!r}" for k, v in layers.items()))
-        lines.append(f"{s.units} last-hidden-layer neurons (shift-pooled over {len(shift_grid(32, POOL_STRIDE))} "
-                     f"circular shifts) and {max(1, s.units // 2)} neurons of each other kind per model seed and AM "
-                     f"seed; {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM seeds, {s.steps} steps of "
+        lines.append(f"{s.units} middle-layer units (the primary: CNN channels, MLP hidden neurons) per model seed "
+                     f"and AM seed, {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM seeds; at the first AM "
+                     f"seed also {s.units} last-hidden-layer neurons (shift-pooled over "
+                     f"{len(shift_grid(32, POOL_STRIDE))} circular shifts), the class logits and "
+                     f"{max(1, s.units // 2)} MLP residual-stream coordinates; {s.steps} steps of "
                      f"Adam (lr {s.lr}), {s.parameterization} image, jitter {s.jitter} px, scale ±8%, rotation ±8°; "
-                     f"settings: {AM_SETTINGS} (the contrast setting on the shift-pooled neurons only)")
+                     f"settings: {AM_SETTINGS} (the contrast setting on the primary objective only)")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ computing
@@ -359,7 +375,8 @@ class AMPage:
     def render_all(self):
         """Every suite: {(family, setting, model seed, AM seed): {AMGroup: run}} (``suite``)."""
         return {(f, setting, m, am_seed): self.suite(f, setting, m, am_seed) for f in self.families
-                for m in self.model_seeds for setting in AM_SETTINGS for am_seed in self.settings.am_seeds}
+                for m in self.model_seeds for setting in AM_SETTINGS for am_seed in self.settings.am_seeds
+                if self.kinds(setting, am_seed) != ()}
 
     def suite(self, family, setting, model_seed, am_seed):
         """One suite of ``am_suite``: the trained network's part and its random-init null's, each cached apart
@@ -372,6 +389,9 @@ class AMPage:
             out.update({AMGroup(*k): r for k, r in saved.items()})
         return out
 
+    def kinds(self, setting, am_seed):
+        return suite_kinds(setting, am_seed, self.settings.am_seeds)
+
     def render_settings(self, setting):
         s = self.settings
         return dict(parameterization=s.parameterization, steps=s.steps, lr=s.lr, **AM_SETTINGS[setting])
@@ -380,7 +400,7 @@ class AMPage:
         """Everything one cached part depends on besides code."""
         s = self.settings
         return dict(model=self.weights[((family, model_seed), network)], network=network,
-                    layers=neuron_layers(self.nets[(family, model_seed)]), kinds=SETTING_KINDS[setting],
+                    layers=neuron_layers(self.nets[(family, model_seed)]), kinds=self.kinds(setting, am_seed),
                     units=s.units, am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
                     render=dict(self.render_settings(setting), jitter=s.jitter, pool_stride=POOL_STRIDE))
 
@@ -389,7 +409,7 @@ class AMPage:
         from helpers.actmax import standard_transforms
         s, key = self.settings, (family, model_seed)
         suite = am_suite(self.nets[key], self.random_nets[key], s.units, self.sample, self.natural, seed=am_seed,
-                         kinds=SETTING_KINDS[setting], color_matrix=self.color_matrix, networks=(network,),
+                         kinds=self.kinds(setting, am_seed), color_matrix=self.color_matrix, networks=(network,),
                          transforms=standard_transforms(jitter_pixels=s.jitter), **self.render_settings(setting))
         return {(g.objective, g.network): r for g, r in suite.items()}
 
@@ -430,6 +450,103 @@ class AMPage:
         channel = channel_control(effects)
         result, reason = verdict.prediction1(primary, (controls.passed, controls.reason), channel)
         return Judged(table, scored, medians, tables, channel, result, reason)
+
+    # ------------------------------------------------------------------ the bias itself, without AM
+
+    def shift_invariance(self, images=500):
+        """Every network's invariance to circular shifts along depth (``invariance.network_rows``, each network
+        cached apart) on ``images`` test images (the natural-image baseline's), and at each study layer pair the
+        training gains, the MLP's share of the VGG's and the rule's verdict (``verdict.shift_invariance_verdict``).
+        Writes both tables. Returns (rows, pairs) as DataFrames."""
+        import pandas as pd
+
+        from helpers import invariance
+        x = self.natural[:images]
+        frames = []
+        for (family, model_seed), net in self.nets.items():
+            for network, model in zip(NETWORKS, (net, self.random_nets[(family, model_seed)])):
+                rows = store.SHIFT_INVARIANCE(
+                    lambda m=model: invariance.network_rows(m, x),
+                    dict(profile=self.profile, family=family, model_seed=model_seed, network=network),
+                    model=self.weights[((family, model_seed), network)], network=network, images=len(x))
+                frames.append(pd.DataFrame(rows).assign(family=family, model_seed=model_seed, network=network))
+        table = pd.concat(frames, ignore_index=True)
+        table.to_csv(store.path("shift_invariance", profile=self.profile), index=False)
+        if not self.both:
+            return table, None
+        from helpers import power
+        gains = invariance.training_gains(table[table.layer != "pixels"])
+        pairs, studies = [], profiles.get(self.profile).compare.power_studies
+        for layer in profiles.STUDY_LAYERS:
+            modules = {f: self._module(f, layer) for f in self.families}
+            m = invariance.pair_gains(gains, modules, self.settings.replicates, self.seed)
+            result, reason = verdict.shift_invariance_verdict(m["cnn"], m["position"])
+            rule_power = power.gain_power(len(self.model_seeds), power.gain_noise(gains, modules), studies, self.seed)
+            if not rule_power["adequate"]:
+                reason += "; descriptive: the rule's simulated power at these seeds falls short"
+            pairs.append(dict(layer=layer, cnn_module=modules["cnn"], mlp_module=modules["mlp"],
+                              **{f"{k}_{q}": m[k][q] for k in ("cnn", "mlp") for q in ("value", "low", "high")},
+                              position=m["position"]["value"], position_low=m["position"]["low"],
+                              position_high=m["position"]["high"], verdict=result, reason=reason,
+                              **{f"power_{k}": v for k, v in rule_power.items() if k != "model_seeds"}))
+        pairs = pd.DataFrame(pairs)
+        pairs.to_csv(store.path("shift_invariance_pairs", profile=self.profile), index=False)
+        return table, pairs
+
+    def invariance_table(self, pairs):
+        """The layer pairs' shift-invariance verdicts, rounded, an undefined position said in words."""
+        if pairs is None:
+            return None
+        shown = pairs.copy()
+        for side in ("cnn", "mlp", "position"):
+            value = side if side == "position" else f"{side}_value"
+            shown[side if side == "position" else f"{side}_gain"] = [
+                "undefined (the VGG's gain may be 0)" if r[value] != r[value] else
+                f"{r[value]:.3f} [{r[f'{side}_low']:.3f}, {r[f'{side}_high']:.3f}]" for _, r in pairs.iterrows()]
+        shown["power"] = [f"{r.power_similar_supported:.2f} / {r.power_null_not_supported:.2f}"
+                          + ("" if r.power_adequate else " (short)") for r in pairs.itertuples()]
+        return shown[["layer", "cnn_module", "mlp_module", "cnn_gain", "mlp_gain", "position", "verdict", "power",
+                      "reason"]]
+
+    def _module(self, family, layer):
+        module, _ = profiles.readout(self.profile, layer, family)
+        return self.nets[(family, self.model_seeds[0])].hidden_layer if module == "hidden" else module
+
+    def shift_invariance_figure(self, table):
+        """Invariance gained by training (trained minus random-init, the mean over ``invariance.GAIN_SHIFTS``)
+        along relative depth, one line per family and model seed, and the raw invariance per shift at the middle
+        layer pair (saved)."""
+        import matplotlib.pyplot as plt
+
+        from helpers import invariance
+        gains = invariance.training_gains(table[table.layer != "pixels"])
+        depth = table.drop_duplicates(["family", "layer"]).set_index(["family", "layer"]).depth
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4))
+        colors = {"cnn": "tab:blue", "mlp": "tab:orange"}
+        for (family, model_seed), part in gains.groupby(["family", "model_seed"]):
+            per_layer = part.groupby("layer").gain.mean()
+            xs = [depth[(family, layer)] for layer in per_layer.index]
+            order = sorted(range(len(xs)), key=xs.__getitem__)
+            ax.plot([xs[i] for i in order], [per_layer.iloc[i] for i in order], "o-", color=colors.get(family),
+                    alpha=0.6, label=profiles.FAMILY[family].short if model_seed == self.model_seeds[0] else None)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xlabel="relative depth", ylabel="invariance gained by training",
+               title=f"shifts of {', '.join(map(str, invariance.GAIN_SHIFTS))} px")
+        ax.legend()
+        for family in self.families:
+            module = self._module(family, "mid")
+            for network, style in (("trained", "-"), ("random-init", ":")):
+                rows = table[(table.family == family) & (table.layer == module) & (table.network == network)]
+                curve = rows.groupby("shift").invariance.mean()
+                bx.plot(curve.index, curve.values, style, color=colors.get(family),
+                        label=f"{profiles.FAMILY[family].short} {module}, {network}")
+        pixels = table[table.layer == "pixels"].groupby("shift").invariance.mean()
+        bx.plot(pixels.index, pixels.values, "k--", label="pixels")
+        bx.set(xlabel="shift (px)", ylabel="mean unit correlation with the shifted image", title="middle layer pair")
+        bx.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(store.path("shift_invariance_figure", profile=self.profile), dpi=110)
+        return fig
 
     # ------------------------------------------------------------------ tables and figures
 
@@ -551,13 +668,13 @@ class AMPage:
     def _reading_lines(self, judged, controls):
         s, comparisons, gates = self.settings, judged.tables["am_comparisons"], judged.tables["am_gates"]
         p, ch = comparisons[comparisons.primary].iloc[0], judged.channel
-        lines = [f"Profile {self.profile!r} ({profiles.get(self.profile).models}); {s.units} shift-pooled "
-                 f"last-hidden-layer neurons × {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM seeds per "
-                 f"network, {s.steps} steps.",
+        lines = [f"Profile {self.profile!r} ({profiles.get(self.profile).models}); {s.units} middle-layer units "
+                 f"(CNN channels, MLP hidden neurons) × {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM "
+                 f"seeds per network, {s.steps} steps.",
                  f"- **The instrument.** {controls.reason[0].upper() + controls.reason[1:]}; on the "
-                 f"CNN's channel images (its positive control on real AM images) δ {ch['delta']:.2f} "
-                 f"[{ch['low']:.2f}, {ch['high']:.2f}] over their null (p {ch['p']:.3g}).",
-                 f"- **The primary test** (shift-pooled last-hidden-layer neurons, {PRIMARY_MEASURE}, no penalty): "
+                 f"CNN's channel images (the premise, and the measure's positive control on real AM images) δ "
+                 f"{ch['delta']:.2f} [{ch['low']:.2f}, {ch['high']:.2f}] over their null (p {ch['p']:.3g}).",
+                 f"- **The primary test** (middle-layer units, {PRIMARY_MEASURE}, no penalty): "
                  f"CNN δ {p.cnn_delta:.2f} [{p.cnn_low:.2f}, {p.cnn_high:.2f}] over its null (p {p.cnn_p:.3g}); "
                  f"MLP δ {p.mlp_delta:.2f} [{p.mlp_low:.2f}, {p.mlp_high:.2f}] (p {p.mlp_p:.3g}); position "
                  f"{p.position:.2f} [{p.position_low:.2f}, {p.position_high:.2f}]; MLP over CNN directly δ "

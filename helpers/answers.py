@@ -16,6 +16,11 @@ P2_HEADERS = {"comparison": "Comparison", "arm": "Arm", "direction": "Direction"
               "observed": "Held-out correlation (R² for the linear arm)",
               "position": "Position (0 = null, 1 = ceiling), 95% interval", "verdict": "Verdict"}
 ARM_WORDS = {"l1": "L1", "topk": "TopK", "linear": "linear (no dictionary)"}
+LAYER_NAMES = {"hidden": "last hidden", "mid": "half depth", "late": "three quarters"}
+INVARIANCE_HEADERS = {"layer": "Layer pair", "modules": "VGG / MLP layer",
+                      "vgg": "VGG's invariance gained by training (95% interval)", "mlp": "MLP's (interval)",
+                      "position": "Position (MLP / VGG)", "power": "Power (planted similar / null)",
+                      "verdict": "Has the MLP approximated the VGG's shift invariance?"}
 TRANSFER_HEADERS = {"direction": "AM images of → partner in", "features": "Features", "pairs": "Pairs",
                     "percentile": "Partner's percentile among the other network's features (0.5: none), 95% interval",
                     "p": "p (percentile > 0.5)"}
@@ -103,12 +108,12 @@ class AnswersPage:
     def prediction1_sentence(self):
         am, p = self.am, self.am["primary"]
         return (f"**Prediction 1: {am['prediction1']}.** Why: {am['reason']}. "
-                f"The primary test (shift-pooled last-hidden-layer neurons, motif measure, no penalty): the CNN's "
+                f"The primary test (middle-layer units: the CNN's channels, the MLP's hidden neurons; motif "
+                f"measure, no penalty): the CNN's "
                 f"images over its random-init network's δ {p['cnn_delta']:.2f} [{p['cnn_low']:.2f}, "
                 f"{p['cnn_high']:.2f}], the MLP's δ {p['mlp_delta']:.2f} [{p['mlp_low']:.2f}, {p['mlp_high']:.2f}]. "
-                f"The measure on its known answers: {am['controls']['reason']}; on the CNN's channel images, δ "
-                f"{am['channel_control']['delta']:.2f} over their null. "
-                f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} neurons × "
+                f"The measure on its known answers: {am['controls']['reason']}. "
+                f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units × "
                 f"{am['model_seeds']} model seeds × {am['am_seeds']} AM seeds per network, {am['steps']} steps.")
 
     def prediction1_table(self):
@@ -120,9 +125,27 @@ class AnswersPage:
                      objective=OBJECTIVE_WORDS.get(c["objective"], c["objective"]), measure=c["measure"],
                      setting="none" if c["setting"] == "plain" else c["setting"], cnn=interval(c, "cnn"),
                      mlp=interval(c, "mlp"), position=f"{c['position']:.2f} [{c['position_low']:.2f}, "
-                                                      f"{c['position_high']:.2f}]", verdict=c["verdict"])
+                                                      f"{c['position_high']:.2f}]" if c["position"] == c["position"]
+                     else "undefined (the CNN's effect may be 0)", verdict=c["verdict"])
                 for c in sorted(self.am["comparisons"], key=lambda c: not c["primary"])]
         return html_table(rows, P1_HEADERS)
+
+    def invariance_table(self):
+        """The shift-invariance finding at each layer pair (01's last table), as the rule returned it."""
+        import pandas as pd
+        pairs = pd.read_csv(self.figure("shift_invariance_pairs"))
+
+        def interval(r, name, value):
+            if r[value] != r[value]:
+                return "undefined (the VGG's gain may be 0)"
+            return f"{r[value]:.3f} [{r[name + '_low']:.3f}, {r[name + '_high']:.3f}]"
+        rows = [dict(layer=LAYER_NAMES.get(r.layer, r.layer), modules=f"{r.cnn_module} / {r.mlp_module}",
+                     vgg=interval(r, "cnn", "cnn_value"), mlp=interval(r, "mlp", "mlp_value"),
+                     position=interval(r, "position", "position"),
+                     power=f"{r.power_similar_supported:.2f} / {r.power_null_not_supported:.2f}"
+                     + ("" if r.power_adequate else " (short: descriptive)"), verdict=r.verdict)
+                for _, r in pairs.iterrows()]
+        return html_table(rows, INVARIANCE_HEADERS)
 
     def figure(self, artifact, **fields):
         return str(store.require(artifact, profile=self.profile, **fields))
@@ -133,10 +156,10 @@ class AnswersPage:
                                           "one image per class logit", (12, 3.6))
 
     def am_primary_side_by_side(self):
-        """The primary test's images: each family's shift-pooled last-hidden-layer neurons (the 01 gallery)."""
+        """The primary test's images: each family's middle-layer units (the 01 gallery)."""
         return self._figures_side_by_side(
-            [self.figure("am_group_figure", family=f, group="plain_pooled") for f in profiles.FAMILIES],
-            "shift-pooled last-hidden-layer neurons, trained network", (12, 13), side=True)
+            [self.figure("am_group_figure", family=f, group="plain_mid") for f in profiles.FAMILIES],
+            "middle-layer units (CNN channels, MLP hidden neurons), trained network", (12, 13), side=True)
 
     def _figures_side_by_side(self, files, what, size, side=False):
         import matplotlib.image as mpimg

@@ -132,15 +132,33 @@ def standardize_wide(acts):
     return a.div_(torch.where(kept, std, torch.ones_like(std))).mul_(kept), kept
 
 
+SPARSE_SHARE = 0.1  # a feature set's select rows are searched as a sparse matrix while at most this share is nonzero
+
+
+def select_side(rows):
+    """What ``choose_partners`` needs of a feature set's select rows: its features that vary (indices) and their rows
+    transposed, (kept, n), as they are (not z-scored). Held as a CSR matrix while at most ``SPARSE_SHARE`` of them is
+    nonzero (an SAE's code: about 2%), so that the search costs what their nonzeros do, not a dense product."""
+    rows = torch.as_tensor(rows).float()
+    mean = rows.mean(0)
+    std = (rows - mean).pow(2).mean(0).sqrt()
+    keep = torch.nonzero(std > 1e-5 * mean.abs().clamp_min(1e-20)).flatten()  # as ``standardize`` keeps them
+    kept = rows[:, keep].T.contiguous()
+    return (kept.to_sparse_csr() if (kept != 0).float().mean() <= SPARSE_SHARE else kept), keep
+
+
 def choose_partners(a_select, b_rows=None, b_wide=None):
     """Each feature of ``a`` that varies on the select images, and the feature of ``b`` that correlates best with it
-    there, from ``a``'s select-half z-scores (``standardize(a[select])``) and ``b``'s select rows (or their
-    ``standardize_wide``, ``b_wide``, when it is at hand). Returns (a indices, b indices)."""
-    za, keep_a = a_select
+    there, from ``a``'s ``select_side`` and ``b``'s select rows (or their ``standardize_wide``, ``b_wide``, when it is
+    at hand). Returns (a indices, b indices).
+
+    The product of a's rows as they are with b's z-scores ranks each a feature's partners as the correlations do: b's
+    z-scores sum to 0 over the images, so a's centring drops out, and a's scale is one positive factor per row."""
+    a_rows, keep_a = a_select
     zb, kept_b = standardize_wide(b_rows) if b_wide is None else b_wide
     if len(keep_a) == 0 or not kept_b.any():
         return keep_a, keep_a[:0]
-    scores = za.T @ zb
+    scores = a_rows @ zb
     scores[:, ~kept_b] = -math.inf  # a constant feature is nobody's partner
     return keep_a, scores.argmax(1)
 
@@ -227,8 +245,8 @@ class Match(NamedTuple):
 
 class Halves:
     """One SAE's features on the two halves of the images (``split_halves``), with what a held-out match needs of
-    them made once, on first use: each half's rows, the select half's z-scores (``standardize``, for matching these
-    features) and its ``standardize_wide`` (for matching others in them), the features that enter the primary
+    them made once, on first use: each half's rows, the select half's ``select_side`` (for matching these features)
+    and its ``standardize_wide`` (for matching others in them), the features that enter the primary
     statistic (``entering``), and the evaluate half's ``PairedColumns`` of the features that vary on the select half,
     with the bootstrap ``weights`` (B, len(evaluate)) or None. ``min_images``: the entering threshold
     (``MIN_FIRING_IMAGES``; 0 lets every feature in)."""
@@ -246,8 +264,8 @@ class Halves:
         return self.acts[self.evaluate]
 
     @cached_property
-    def z_select(self):
-        return standardize(self.select_rows)
+    def searched(self):
+        return select_side(self.select_rows)
 
     @cached_property
     def wide_select(self):
@@ -255,7 +273,7 @@ class Halves:
 
     @cached_property
     def prepared(self):
-        return PairedColumns(self.evaluate_rows[:, self.z_select[1]], self.weights)
+        return PairedColumns(self.evaluate_rows[:, self.searched[1]], self.weights)
 
     @cached_property
     def entering_mask(self):
@@ -274,10 +292,10 @@ class Halves:
         ``b_order``: a permutation of b's images (a shuffle null, ``shuffle_order``), applied by indexing rather than
         by a shuffled copy; ``replicates``: also the mean per bootstrap replicate (with ``weights``). A ``Match``."""
         if b_order is None:
-            ia, ib = choose_partners(self.z_select, b_wide=b.wide_select)
+            ia, ib = choose_partners(self.searched, b_wide=b.wide_select)
             b_evaluate = b.evaluate_rows
         else:
-            ia, ib = choose_partners(self.z_select, b.acts[b_order[self.select]])
+            ia, ib = choose_partners(self.searched, b.acts[b_order[self.select]])
             b_evaluate = b.acts[b_order[self.evaluate]]
         with_replicates = replicates and self.weights is not None
         if len(ib) == 0:
@@ -522,7 +540,7 @@ def reproducibility(halves, units):
         other = [u for u in sae_seeds if u != t]
         if other:
             b = halves[units[(s, other[0])]]
-            ia, ib = choose_partners(halves[a].z_select, b_wide=b.wide_select)
+            ia, ib = choose_partners(halves[a].searched, b_wide=b.wide_select)
             r = torch.zeros(halves[a].acts.shape[1])
             r[ia] = paired_correlations(halves[a].select_rows[:, ia], b.select_rows[:, ib]) if len(ib) else 0.0
             out[(s, t)] = r
@@ -758,7 +776,8 @@ RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 class RidgeMap:
     """Ridge maps from ``x`` (rows are images) fitted on the ``fit`` rows, for any number of targets: x's SVD there is
     made once. Each target's penalty is chosen among ``alphas`` (relative to the mean eigenvalue of x's covariance)
-    by leave-one-out error on the fit rows (``score``)."""
+    by generalized cross-validation on the fit rows (``score``): leave-one-out's error with the hat matrix's mean
+    diagonal, computed in the SVD's basis without an image-by-target residual per penalty."""
 
     def __init__(self, x, fit, alphas=RIDGE_ALPHAS):
         # float32: on the exploratory VGG -> MLP layers at half depth R² agreed with float64's to 1e-7, at about 0.6
@@ -770,12 +789,13 @@ class RidgeMap:
 
     def _shrink(self, yf):
         uty = self.u.T @ yf
+        outside = (yf.pow(2).sum() - uty.pow(2).sum()).clamp_min(0)  # y's part outside x's span: no fit moves it
+        per_component = uty.pow(2).sum(1)
         best = None
         for alpha in self.alphas:
             shrink = self.s ** 2 / (self.s ** 2 + alpha * self.scale)
-            hat = (self.u ** 2 * shrink).sum(1)  # the hat matrix's diagonal, for the leave-one-out residuals
-            residual = (yf - self.u @ (shrink[:, None] * uty)) / (1 - hat).clamp_min(1e-12)[:, None]
-            error = residual.pow(2).sum().item()
+            residual = outside + ((1 - shrink) ** 2 * per_component).sum()  # ||(I - hat) y||²
+            error = (residual / (1 - shrink.sum() / len(yf)).clamp_min(1e-12) ** 2).item()
             if best is None or error < best[0]:
                 best = (error, alpha, shrink)
         return best[1], self.vh.T @ ((best[2] / self.s.clamp_min(1e-30))[:, None] * uty)

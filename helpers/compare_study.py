@@ -332,7 +332,8 @@ and the ceiling (1), the ceiling over its matching null.{reference}{ceiling} Mod
 
 SAEs of trained models that failed a gate: {', '.join(f'{v} ({r.failed})' for v, r in failed.iterrows()) or 'none'}.
 
-**Limits.** {small}{len(self.model_seeds)} training seed(s) per family and {len(p.sae_seeds)} SAE seeds per model; \
+**Limits.** {small}{len(self.model_seeds)} training seed(s) per family and {len(p.sae_seeds_of("l1"))} SAE seed(s) per \
+model in the L1 arm ({len(p.sae_seeds_of("topk"))} in the TopK robustness row); \
 {self.readout_words()}.
 """
         write_json(store.path("conclusions", **self.where()), dict(

@@ -53,19 +53,33 @@ def layer_outputs(model, images, layers, batch_size=250):
     return {layer: torch.cat(v) for layer, v in out.items()}
 
 
-def shift_invariance(model, images, layers, shifts=SHIFTS):
+def invariance_rows(model, images, layers, shifts=SHIFTS, blocks=1):
     """Each layer's invariance to circular shifts of uint8 or float ``images``, per shift in pixels (the mean of a
-    horizontal and a vertical shift), beside the pixels' own: {layer or 'pixels': {shift: invariance}}, and the gain
-    over the pixels, {layer: {shift: invariance - the pixels'}}."""
+    horizontal and a vertical shift) and per block of images (``blocks`` equal parts, each read on its own: units
+    for a bootstrap over images), beside the pixels' own (layer ``"pixels"``): a list of dict(layer, shift, block,
+    invariance)."""
     x = cifar.to_float(images) if images.dtype == torch.uint8 else images.float()
     base = layer_outputs(model, x, layers)
-    raw = {name: {} for name in ("pixels", *layers)}
+    parts = torch.arange(len(x)).chunk(blocks)
+    rows = []
     for s in shifts:
         moved = {axis: shift_images(x, s, axis) for axis in AXES}
         outputs = {axis: layer_outputs(model, m, layers) for axis, m in moved.items()}
-        raw["pixels"][s] = sum(unit_invariance(x.flatten(1), m.flatten(1)) for m in moved.values()) / len(AXES)
-        for layer in layers:
-            raw[layer][s] = sum(unit_invariance(base[layer], o[layer]) for o in outputs.values()) / len(AXES)
+        for block, part in enumerate(parts):
+            pixels = sum(unit_invariance(x[part].flatten(1), m[part].flatten(1)) for m in moved.values())
+            rows.append(dict(layer="pixels", shift=s, block=block, invariance=pixels / len(AXES)))
+            rows += [dict(layer=layer, shift=s, block=block, invariance=sum(
+                unit_invariance(base[layer][part], o[layer][part]) for o in outputs.values()) / len(AXES))
+                for layer in layers]
+    return rows
+
+
+def shift_invariance(model, images, layers, shifts=SHIFTS):
+    """``invariance_rows`` over all images as {layer or 'pixels': {shift: invariance}}, and the gain over the pixels,
+    {layer: {shift: invariance - the pixels'}}."""
+    raw = {name: {} for name in ("pixels", *layers)}
+    for row in invariance_rows(model, images, layers, shifts):
+        raw[row["layer"]][row["shift"]] = row["invariance"]
     gain = {layer: {s: raw[layer][s] - raw["pixels"][s] for s in shifts} for layer in layers}
     return raw, gain
 
@@ -99,3 +113,52 @@ def weight_locality(weight, side=32, window=8):
     padded = torch.cat([padded, padded[:, :, :window - 1]], 2)
     boxes = padded.unfold(1, window, 1).unfold(2, window, 1).sum((-1, -2))  # (units, side, side): every window
     return (boxes.flatten(1).amax(1) / energy.flatten(1).sum(1).clamp_min(1e-300)).float()
+
+
+# ----------------------------------------------------------------------------- the study's measurement (01's last part)
+
+# The shifts the rule reads: up to twice the training crops (2 px). At 8 px a conv map at 1/8 resolution is exactly
+# permuted one position, so its units cannot be invariant there by design; those shifts are measured and shown.
+GAIN_SHIFTS = (1, 2, 4)
+IMAGE_BLOCKS = 5  # the test images in equal blocks, each read on its own: the bootstrap's units below the model seed
+
+
+def study_layers(model):
+    """The layers measured along depth: ``models.depth_layers`` and the last hidden layer."""
+    from helpers.models import depth_layers
+    layers = depth_layers(model)
+    return layers + [model.hidden_layer] * (model.hidden_layer not in layers)
+
+
+def network_rows(model, images, blocks=IMAGE_BLOCKS):
+    """``invariance_rows`` of every ``study_layers`` layer, with each layer's relative depth: a list of dicts."""
+    layers = study_layers(model)
+    depth = {layer: (i + 1) / len(layers) for i, layer in enumerate(layers)}
+    return [dict(row, depth=depth.get(row["layer"], 0.0)) for row in invariance_rows(model, images, layers,
+                                                                                      SHIFTS, blocks)]
+
+
+def training_gains(table):
+    """Per (family, model seed, block, layer): the invariance gained by training, the trained network's minus its
+    random-init network's, averaged over ``GAIN_SHIFTS`` (pandas). ``table``: rows of ``network_rows`` with family,
+    model_seed and network columns."""
+    rows = table[table["shift"].isin(GAIN_SHIFTS)]
+    mean = rows.groupby(["family", "model_seed", "block", "layer", "network"]).invariance.mean().unstack("network")
+    return (mean["trained"] - mean["random-init"]).rename("gain").reset_index()
+
+
+def pair_gains(gains, modules, replicates=1000, seed=0):
+    """At one layer pair (``modules``: {family: module}), each family's training gain with a hierarchical bootstrap
+    interval (model seeds, then image blocks within each), and the MLP's gain as a share of the VGG's with the
+    interval of the ratio of their replicates (undefined, NaN, unless the VGG's gain is above 0 across its
+    interval). Returns {"cnn": dict(value, low, high), "mlp": ..., "position": ...}."""
+    from helpers import stats
+    out, reps = {}, {}
+    for family, module in modules.items():
+        part = gains[(gains.family == family) & (gains.layer == module)]
+        units = {(r.model_seed, r.block): torch.full((replicates,), float(r.gain)) for r in part.itertuples()}
+        reps[family] = stats.nested_average(units, replicates, seed)
+        low, high = stats.interval(reps[family])
+        out[family] = dict(value=float(part.groupby("model_seed").gain.mean().mean()), low=low, high=high)
+    out["position"] = stats.effect_ratio(reps["mlp"], reps["cnn"], out["mlp"]["value"], out["cnn"]["value"])
+    return out

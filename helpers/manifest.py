@@ -52,7 +52,7 @@ def steps(profile, seed=0):
     out = [Step("00_train.ipynb", f"00_train_{m}" + (f"_seed{s}" if s else ""),
                 f"Training the {profiles.FAMILY[m].role}" + (SEED_WORDS[i] if i < len(SEED_WORDS) else f", seed {s}"),
                 dict(model=m, seed=s), (("training_record", dict(family=m, seed=s)),))
-           for m in p.trained_models for i, s in enumerate(p.model_seeds)] if not p.official else []
+           for m in p.trained_models for i, s in enumerate(p.seeds_of(m))] if not p.official else []
     out.append(Step("01_activation_maximization.ipynb", "01_activation_maximization",
                     "Activation maximization (Prediction 1)", dict(model="both", seed=seed, explorer=False),
                     tuple((a, {}) for a in AM_DOWNLOADS), reads=am_reads(profile)))
@@ -127,7 +127,7 @@ def model_reads(profile, families, epochs=False):
     if p.official:
         return ()
     kinds = ("training_record", "epoch_checkpoint") if epochs else ("training_record",)
-    return tuple((a, dict(profile=profile, family=f, seed=s)) for f in families for s in p.model_seeds for a in kinds)
+    return tuple((a, dict(profile=profile, family=f, seed=s)) for f in families for s in p.seeds_of(f) for a in kinds)
 
 
 def shared_reads(name, profile, families, **fields):
@@ -146,7 +146,9 @@ def sae_reads(profile, family, layer):
     """02 at the last hidden layer reads its family's models and the SAEs its profile shares with another; at another
     study layer, the harvest that the family's hidden-layer page made of every study layer in one pass."""
     if layer != "hidden":
-        return (("activations", dict(profile=profile, family=family, layer="hidden")),)
+        first = profiles.sae_layer(profile, layer, family)  # the page that trains this readout's SAEs
+        return (("activations", dict(profile=profile, family=family, layer="hidden")),) + (
+            (("sae_summary", dict(profile=profile, family=family, layer=first)),) if first != layer else ())
     return model_reads(profile, (family,)) + shared_reads("sae", profile, (family,), layer=layer)
 
 
@@ -184,7 +186,7 @@ def answers_reads(profile):
     figures = tuple((a, dict(profile=profile, family=f)) for f in profiles.FAMILIES
                     for a in ("am_classes_figure", "am_group_figure"))
     pages = tuple(("conclusions", dict(profile=profile, layer=layer)) for layer in p.layer_arms if layer != "hidden")
-    pages += (("atlas", dict(profile=profile, layer="hidden")),
+    pages += (("atlas", dict(profile=profile, layer="hidden")), ("shift_invariance_pairs", dict(profile=profile)),
              ("am_scores_figure", dict(profile=profile)), ("compare_figure", dict(profile=profile, layer="hidden")),
              ("compare_distributions", dict(profile=profile, layer="hidden")))
     curve = (("trajectory_figure", dict(profile=profile)),) if p.scale_models else ()

@@ -203,3 +203,68 @@ def noise_from(per_feature, statistics, directions, seeds, arm="l1"):
                  between_sae_seeds=float(between_sae.fillna(0).max()),
                  images=math.sqrt(n_units) * float(o.high - o.low) / 3.92, gate_failure=max(1 - kept / total, 0.05),
                  **reverse)
+
+
+# ----------------------------------------------------------------------------- the shift-invariance rule's power
+
+@dataclass(frozen=True)
+class GainNoise:
+    """The spread of the shift-invariance measurement at one layer pair (``invariance.training_gains``): the VGG's
+    mean training gain, the SD of a model seed's mean gain (each family's) and of an image block's gain within a seed
+    (the larger family's)."""
+    cnn_gain: float
+    cnn_seeds: float
+    mlp_seeds: float
+    blocks: float
+
+
+PLANTED_GAIN = dict(similar=verdict.SHIFT_INVARIANCE["min_position"] + 0.25, null=0.0)
+
+
+def gain_noise(gains, modules):
+    """The ``GainNoise`` of one layer pair (``modules``: {family: module}) in a ``training_gains`` table."""
+    part = {f: gains[(gains.family == f) & (gains.layer == m)] for f, m in modules.items()}
+    per_seed = {f: p.groupby("model_seed").gain for f, p in part.items()}
+    return GainNoise(cnn_gain=float(per_seed["cnn"].mean().mean()), cnn_seeds=float(per_seed["cnn"].mean().std()),
+                     mlp_seeds=float(per_seed["mlp"].mean().std()),
+                     blocks=max(float(per_seed[f].std().mean()) for f in part))
+
+
+def simulate_gains(position, n_seeds, noise, blocks=None, replicates=200, seed=0):
+    """One simulated shift-invariance measurement with the MLP's gain planted at ``position`` times the VGG's, through
+    the real ``invariance.pair_gains`` and ``verdict.shift_invariance_verdict``: (verdict, (position low, high))."""
+    import pandas as pd
+
+    from helpers import invariance
+    blocks = blocks or invariance.IMAGE_BLOCKS
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for family, level, sd in (("cnn", noise.cnn_gain, noise.cnn_seeds), ("mlp", position * noise.cnn_gain,
+                                                                         noise.mlp_seeds)):
+        seeds = level + sd * torch.randn(n_seeds, generator=g)
+        values = seeds[:, None] + noise.blocks * torch.randn(n_seeds, blocks, generator=g)
+        rows += [dict(family=family, model_seed=s, block=b, layer=family, gain=float(values[s, b]))
+                 for s in range(n_seeds) for b in range(blocks)]
+    m = invariance.pair_gains(pd.DataFrame(rows), {"cnn": "cnn", "mlp": "mlp"}, replicates, seed)
+    return verdict.shift_invariance_verdict(m["cnn"], m["position"])[0], (m["position"]["low"], m["position"]["high"])
+
+
+def gain_power(n_seeds, noise, studies=1000, first_seed=0):
+    """``power``'s table for the shift-invariance rule at one layer pair's ``GainNoise``."""
+    outcomes = {name: [simulate_gains(where, n_seeds, noise, seed=first_seed + i + k * 1_000_000)
+                       for i in range(studies)] for k, (name, where) in enumerate(PLANTED_GAIN.items())}
+
+    def coverage(name):
+        covered = [low <= PLANTED_GAIN[name] <= high for _, (low, high) in outcomes[name] if low == low]
+        return sum(covered) / len(covered) if covered else math.nan
+
+    def share(name, v):
+        return sum(o[0] == v for o in outcomes[name]) / studies
+    out = dict(model_seeds=n_seeds, studies=studies, similar_supported=share("similar", verdict.SUPPORTED),
+               null_not_supported=share("null", verdict.NOT_SUPPORTED), null_supported=share("null", verdict.SUPPORTED),
+               coverage_similar=coverage("similar"), coverage_null=coverage("null"))
+    out["adequate"] = (out["similar_supported"] >= REQUIRED["similar_supported"]
+                       and out["null_not_supported"] >= REQUIRED["null_not_supported"]
+                       and out["null_supported"] <= REQUIRED["null_supported_at_most"]
+                       and min(out["coverage_similar"], out["coverage_null"]) >= REQUIRED["coverage"])
+    return out

@@ -39,12 +39,13 @@ def primary_spec(family, profile):
 
 def variants(family, profile, layer="hidden"):
     """Every SAE the study trains on one family's ``layer``: one per (model seed, arm of the profile at that layer,
-    SAE seed); one per arm on a randomly initialized network (a null: the architecture initialized with the first
-    model seed, the first SAE seed); and for ``SANITY_FAMILY`` one per arm on the first model seed's layer under
-    ``activations.linear_map`` (the sanity control), with the first SAE seed."""
+    SAE seed of the arm: ``Profile.sae_seeds_of``); one per arm on a randomly initialized network (a null: the
+    architecture initialized with the first model seed, the first SAE seed); and for ``SANITY_FAMILY`` one per arm
+    on the first model seed's layer under ``activations.linear_map`` (the sanity control), with the first SAE
+    seed."""
     p = profiles.get(profile)
     arms, first, first_sae = p.arms(layer), p.model_seeds[0], p.sae_seeds[0]
-    out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms for t in p.sae_seeds]
+    out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms for t in p.sae_seeds_of(arm)]
     out += [SAESpec(family, "random-init", first, arm, first_sae) for arm in arms]
     if family == SANITY_FAMILY:
         out += [SAESpec(family, "linear-map", first, arm, first_sae) for arm in arms]
@@ -65,18 +66,19 @@ def train_variants(profile, layer, specs, nets, module, acts, settings, fingerpr
     def inputs(spec):
         return dict(sae=spec.as_dict(), model=fingerprints[spec], layer=module, pool=grid or POOL,
                     augment_copies=settings.augment_copies, training=settings.training())
-    todo = [spec for spec in specs if not store.SAE_TRAINING.has(_fields(profile, layer, spec), **inputs(spec))]
+    todo = [spec for spec in specs if not store.SAE_TRAINING.has(_sae_fields(profile, layer, spec), **inputs(spec))]
     for spec in todo:  # before training: a page never trains what another profile's folder holds
-        store.SAE_TRAINING.check_writer(_fields(profile, layer, spec))
+        store.SAE_TRAINING.check_writer(_sae_fields(profile, layer, spec))
 
     def train(arm):  # a function, so that nothing of the last stack outlives it
         mine = [spec for spec in todo if spec.arm == arm]
         trained = iter_saes([acts[spec] for spec in mine], arm, [spec.sae_seed for spec in mine], **settings.training())
         for spec, (sae, log) in zip(mine, trained):
-            store.SAE_TRAINING.save(_fields(profile, layer, spec), dict(state=sae.to_state(), log=log), **inputs(spec))
+            store.SAE_TRAINING.save(_sae_fields(profile, layer, spec), dict(state=sae.to_state(), log=log),
+                                    **inputs(spec))
     for arm in ARMS:
         train(arm)
-    saved = {spec: store.SAE_TRAINING.load(_fields(profile, layer, spec), **inputs(spec)) for spec in specs}
+    saved = {spec: store.SAE_TRAINING.load(_sae_fields(profile, layer, spec), **inputs(spec)) for spec in specs}
     return {spec: (SparseAutoencoder.from_state(v["state"]), v["log"]) for spec, v in saved.items()}
 
 
@@ -85,9 +87,15 @@ def _fields(profile, layer, spec):
     return dict(profile=profile, layer=layer, sae=spec.id, family=spec.family, network=spec.net)
 
 
+def _sae_fields(profile, layer, spec):
+    """The fields of ``spec``'s trained SAE: those of the first study layer with ``layer``'s readout
+    (``profiles.sae_layer``), so that a module read twice on one grid has its SAEs trained once."""
+    return _fields(profile, profiles.sae_layer(profile, layer, spec.family), spec)
+
+
 def load_sae(profile, layer, spec):
     """The SAE that ``train_variants`` saved for ``spec`` (``02_sae`` writes it)."""
-    path = store.require("sae", **_fields(profile, layer, spec))
+    path = store.require("sae", **_sae_fields(profile, layer, spec))
     return SparseAutoencoder.from_state(torch.load(path, map_location="cpu", weights_only=True)["value"]["state"])
 
 

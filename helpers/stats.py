@@ -119,6 +119,38 @@ def effect_over_null(trained, null, replicates=1000, seed=0):
     return dict(delta=cliffs_delta(a, b), low=low, high=high, p=p), reps
 
 
+def clustered_effect(trained, null, replicates=1000, seed=0):
+    """Cliff's δ of ``trained`` scores over ``null`` scores with a hierarchical bootstrap: model seeds, then the AM
+    seeds within each, then the images within each (model seed, AM seed) cell. Both sides are (values, model seeds, AM
+    seeds) arrays; the draws of seeds are shared by the two sides (a trained network and its random-init null come
+    from one model seed, their images from one AM seed), the images are drawn per side (Poisson weights). The p-value
+    is the bootstrap's: (replicates at or below 0 + 1) / (replicates + 1), which, unlike a Mann-Whitney test, does not
+    count the images of one network as independent. Returns (dict(delta, low, high, p), replicate δs)."""
+    (a, a_model, a_am), (b, b_model, b_am) = ((np.array(x) for x in side) for side in (trained, null))
+    models = sorted(set(a_model.tolist()) | set(b_model.tolist()))
+    ams = sorted(set(a_am.tolist()) | set(b_am.tolist()))
+    g = torch.Generator().manual_seed(seed)
+    pick_model = torch.randint(len(models), (replicates, len(models)), generator=g)
+    pick_am = torch.randint(len(ams), (replicates, len(models), len(ams)), generator=g)
+    cells = torch.zeros(replicates, len(models), len(ams), dtype=torch.float64)  # how often each cell was drawn
+    for slot in range(len(models)):  # each drawn model seed brings its own draw of AM seeds
+        counts = torch.zeros(replicates, len(ams), dtype=torch.float64).scatter_add_(
+            1, pick_am[:, slot], torch.ones(replicates, len(ams), dtype=torch.float64))
+        cells[torch.arange(replicates), pick_model[:, slot]] += counts
+
+    def weights(model, am):
+        cell = cells[:, [models.index(m) for m in model.tolist()], [ams.index(x) for x in am.tolist()]]
+        return cell * torch.poisson(torch.ones(replicates, len(model), dtype=torch.float64), generator=g)
+    wa, wb = weights(a_model, a_am), weights(b_model, b_am)
+    sign = torch.sign(torch.as_tensor(a, dtype=torch.float64)[:, None] - torch.as_tensor(b, dtype=torch.float64)[None])
+    total = wa.sum(1) * wb.sum(1)
+    reps = ((wa @ sign) * wb).sum(1) / total.clamp_min(1e-12)
+    reps = reps[total > 0]
+    low, high = torch.quantile(reps, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    p = (int((reps <= 0).sum()) + 1) / (len(reps) + 1)
+    return dict(delta=cliffs_delta(a, b), low=low, high=high, p=p), reps
+
+
 def effect_ratio(mlp_reps, cnn_reps, mlp_delta, cnn_delta):
     """The MLP's effect as a share of the CNN's (Prediction 1's position), with the interval of the ratio of their
     bootstrap replicates.

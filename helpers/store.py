@@ -70,6 +70,11 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("am_classes_figure", _R + "am_{family}_classes.png", "01_activation_maximization.ipynb", "page"),
     Artifact("am_group_figure", _R + "am_{family}_{group}.png", "01_activation_maximization.ipynb", "page"),
     Artifact("am_scores_figure", _R + "am_repetition_scores.png", "01_activation_maximization.ipynb"),
+    Artifact("shift_invariance_cache", _R + "invariance/{family}{model_seed}_{network}.pt",
+             "01_activation_maximization.ipynb"),
+    Artifact("shift_invariance", _R + "shift_invariance.csv", "01_activation_maximization.ipynb"),
+    Artifact("shift_invariance_pairs", _R + "shift_invariance_pairs.csv", "01_activation_maximization.ipynb"),
+    Artifact("shift_invariance_figure", _R + "shift_invariance.png", "01_activation_maximization.ipynb"),
     Artifact("layer_map", _R + "layer_map.pt", "03_compare.ipynb"),
     Artifact("layer_map_table", _R + "layer_map.csv", "03_compare.ipynb"),
     Artifact("layer_map_figure", _R + "layer_map.png", "03_compare.ipynb"),
@@ -194,9 +199,11 @@ SAE_TRAINING = CachedStep("sae", "sae", inputs=("sae", "model", "layer", "pool",
 AM_SUITE = CachedStep("am", "am_run", inputs=("model", "network", "layers", "kinds", "units", "am_seed",
                                               "image_seed", "natural_images", "render"),
                       modules=("helpers.actmax", "helpers.am_study", "helpers.models", "helpers.data"))
+SHIFT_INVARIANCE = CachedStep("shift_invariance", "shift_invariance_cache", inputs=("model", "network", "images"),
+                              modules=("helpers.invariance", "helpers.models", "helpers.data"))
 LAYER_MAP = CachedStep("layer_map", "layer_map", inputs=("models", "random_models", "n_images", "seed", "pool"),
                        modules=("helpers.activations", "helpers.compare", "helpers.models", "helpers.data"))
 TRAJECTORY = CachedStep("trajectory", "trajectory_cache", inputs=("records", "configs", "modules", "n_images", "seed"),
                         modules=("helpers.trajectory", "helpers.activations", "helpers.compare", "helpers.models",
                                  "helpers.train", "helpers.data"))
-CACHED_STEPS = (HARVEST, SAE_TRAINING, AM_SUITE, LAYER_MAP, TRAJECTORY)
+CACHED_STEPS = (HARVEST, SAE_TRAINING, AM_SUITE, SHIFT_INVARIANCE, LAYER_MAP, TRAJECTORY)

@@ -63,7 +63,7 @@ def alignment_table(profile, seed=0):
     partners = [m for m in PARTNERS if m in p.trained_models]
     models = ["cnn", *partners]
     seeds = p.model_seeds
-    records = {(m, s): training_record(m, profile, s) for m in models for s in seeds}
+    records = {(m, s): training_record(m, profile, s) for m in models for s in p.seeds_of(m)}
     modules = {m: {layer: module for layer in profiles.STUDY_LAYERS
                    if (module := study_modules(profile, m, layer)) is not None} for m in models}
 
@@ -71,9 +71,10 @@ def alignment_table(profile, seed=0):
         images = held_out_images(n_images, seed)
         rows = []
         for s in seeds:
-            grams = {m: checkpoint_grams(m, profile, s, modules[m], images) for m in models}
-            accuracy = {m: {h["epoch"]: h["test_acc"] for h in records[(m, s)]["history"]} for m in models}
-            for partner in partners:
+            here = [m for m in models if s in p.seeds_of(m)]
+            grams = {m: checkpoint_grams(m, profile, s, modules[m], images) for m in here}
+            accuracy = {m: {h["epoch"]: h["test_acc"] for h in records[(m, s)]["history"]} for m in here}
+            for partner in here[1:]:
                 for layer in modules[partner]:
                     cnn_epochs, partner_epochs = sorted(accuracy["cnn"]), sorted(accuracy[partner])
                     a = torch.stack([grams["cnn"][(layer, e)] for e in cnn_epochs])
@@ -181,7 +182,7 @@ class TrainingPage:
         for m in ["cnn", *[m for m in PARTNERS if m in p.trained_models]]:
             r = training_record(m, self.profile, p.model_seeds[0])
             accs = ", ".join(f"{training_record(m, self.profile, s)['test_accuracy']:.1%}"
-                             for s in p.model_seeds)
+                             for s in p.seeds_of(m))
             parts.append(f"{profiles.FAMILY[m].architecture} ({r['config']['arch']}, {r['parameters']:,} parameters): "
                          f"{r['config']['epochs']} epochs, final test accuracy {accs}")
         return (f"profile {self.profile!r}; linear CKA on {p.compare.trajectory_images:,} held-out test images at "

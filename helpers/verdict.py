@@ -400,9 +400,10 @@ PREDICTION1 = dict(
     min_position=0.5,           # "shows the CNN's patterns" means at least half the CNN's effect over its own null
     min_reference_effect=0.147,  # the CNN's Cliff's δ over its null must reach this (Romano et al.'s bound of a
                                  # negligible effect), else there is no CNN pattern to approximate
-    # The primary test, fixed before the run: shift-pooled last-hidden-layer neurons, the motif measure, no penalty.
-    # Every other objective, measure and setting is a robustness check, reported and never a veto.
-    objective="pooled",
+    # The primary test, where the proposal's premise has been seen: the middle layer pair, each family's own unit
+    # (the CNN's channels, the MLP's hidden neurons), the motif measure, no penalty. Every other objective, measure
+    # and setting is a robustness check, reported and never a veto.
+    objective="mid",
     measure="motif",
     setting="plain",
 )
@@ -423,11 +424,12 @@ def am_gates(n_images, n_successful, saturated_share, gates=AM_GATES):
                  passed=saturated_share <= gates["max_saturated_share"])]
 
 
-# Objective kinds that exist in both families with the same meaning, compared family against family: shift-pooled
-# last-hidden-layer neurons (the primary), class logits and earlier-layer neurons. The CNN's channel objective (a mean
-# over positions, which rewards tiling) is the measure's positive control on real AM images; the MLP's residual-stream
-# coordinates (not a privileged basis) are reported apart.
-PREDICTION1_OBJECTIVES = ("pooled", "classes", "earlier")
+# Objective kinds compared family against family: the middle layer's own units (the primary: a CNN channel, the
+# object of the recurring patterns Olah et al. saw, against an MLP block's hidden neuron as it is: if the MLP has
+# learned shift-invariant detectors, its neurons' images repeat their motif unasked), the last hidden layer's neurons
+# shift-pooled on the 8-pixel grid (the grid rewards 8-periodic tilings, so a robustness row only) and the class
+# logits. The MLP's residual-stream coordinates (not a privileged basis) are reported apart.
+PREDICTION1_OBJECTIVES = ("mid", "pooled", "classes")
 
 
 def am_success(final_values, natural_values, start_values=None, quantile=None):
@@ -490,9 +492,9 @@ def prediction1_comparison(gates_ok, cnn, mlp, position, rule=PREDICTION1):
 def prediction1(primary, controls, channel_control, rule=PREDICTION1):
     """Prediction 1's verdict from its primary comparison (a row of ``prediction1_comparison`` with ``verdict`` and
     ``reason``), once the instrument is shown able to say yes: ``controls`` = (passed, reason) of
-    ``measure_controls_passed``, and ``channel_control`` the CNN's channel images' effect over their null on the
-    primary measure (they tile visibly: a measure that misses them cannot see the CNN's patterns), with its gates
-    (``gates_ok``). Returns (verdict, reason)."""
+    ``measure_controls_passed``, and ``channel_control`` the CNN's middle-layer channel images' effect over their
+    null on the primary measure (the primary's CNN side: they tile visibly, and a measure that misses them cannot see
+    the CNN's patterns), with its gates (``gates_ok``). Returns (verdict, reason)."""
     passed, reason = controls
     if not passed:
         return NOT_TESTABLE, reason
@@ -574,9 +576,9 @@ def describe_am_gates(gates=AM_GATES):
             f"or 1). A failed gate is reported and makes the comparisons that need the group *not testable*.")
 
 
-# The bias the proposal names, measured without activation maximization (``helpers.invariance``, issue 37): a layer's
-# invariance to circular shifts gained by training (trained minus its random-init network). Provisional until the
-# freeze, and its power is still to be shown by simulation.
+# The bias the proposal names, measured without activation maximization (``helpers.invariance``): a layer's
+# invariance to circular shifts gained by training (trained minus its random-init network, the mean over shifts of
+# 1, 2 and 4 px), at each layer pair of the layer table. Provisional until the freeze.
 SHIFT_INVARIANCE = dict(
     min_position=0.5,  # the MLP "has approximated the CNN's shift invariance" when its gain is at least half the VGG's
 )
@@ -600,25 +602,44 @@ def shift_invariance_verdict(cnn_gain, position, rule=SHIFT_INVARIANCE):
 
 def describe_prediction1(rule=PREDICTION1, controls=MEASURE_CONTROLS):
     return (
-        f"**The primary test.** The objective: single neurons of each network's last hidden layer (the CNN's "
-        f"classifier neurons, the MLP's last block's hidden neurons; before their nonlinearity), each averaged over "
-        f"16 circularly shifted copies of the image, so that the image must drive the neuron wherever its content "
-        f"sits. The measure: *motif*, each image's patch self-similarity minus that of its phase-randomized "
-        f"surrogates (same power spectrum, motifs destroyed). No penalty. Each family's effect is Cliff's δ of its "
-        f"trained network's successful images over those of a randomly initialized network of the same "
-        f"architecture, with a bootstrap 95% interval and a one-sided Mann-Whitney p-value; *position* = the MLP's δ "
-        f"/ the CNN's δ, with the interval of the ratio of their bootstrap replicates. "
+        f"**The primary test.** The objective sits at the middle layer pair (half of each network's depth, the "
+        f"layer table of Prediction 2), each family's own unit before its nonlinearity: for the CNN a channel's mean "
+        f"over positions (the object of the recurring patterns of Olah et al.), for the MLP a hidden neuron of the "
+        f"block at that depth, as it is. If the MLP has learned the shift-invariant detectors the proposal supposes, "
+        f"its neurons' images repeat their motif without being asked to; nothing in the objective rewards "
+        f"repetition for either family. The measure: *motif*, each image's patch self-similarity minus that of its "
+        f"phase-randomized surrogates (same power spectrum, motifs destroyed). No penalty. Each family's effect is "
+        f"Cliff's δ of its trained network's successful images over those of a randomly initialized network of the "
+        f"same architecture, with a hierarchical bootstrap 95% interval (model seeds, then AM seeds, then images) "
+        f"and the bootstrap's one-sided p-value; *position* = the MLP's δ / the CNN's δ, with the interval of the "
+        f"ratio of their bootstrap replicates. "
         f"**The instrument first.** The measure must score its known answers right (a motif stamped at irregular "
         f"positions and a tiling at least {controls['min_high']:g}; the same stamped images phase-randomized, "
         f"smooth blobs, natural images and the optimizer's start images at most {controls['max_low']:g}, by their "
-        f"medians), and must find the CNN's channel images (whole-channel means, which tile visibly) above their "
-        f"null by the premise's test below; else Prediction 1 is **not testable**. "
-        f"**The rule.** **Not testable**: a group behind the primary test failed a gate, or the CNN's images do not "
-        f"show motifs beyond its null (p < {rule['alpha']:g}, interval above 0 and δ ≥ "
+        f"medians), else Prediction 1 is **not testable**. "
+        f"**The rule.** **Not testable**: a group behind the primary test failed a gate, or the CNN's channel images "
+        f"do not show motifs beyond its null (p < {rule['alpha']:g}, interval above 0 and δ ≥ "
         f"{rule['min_reference_effect']:g}: the premise). **Supported**: the MLP's images beat its null (same test "
         f"without the δ floor) and the position's lower bound is at least {rule['min_position']:g}. **Not "
         f"supported**: the position's upper bound is below {rule['min_position']:g}. Otherwise **inconclusive**. "
-        f"The same rule on the other objectives (class logits, earlier-layer neurons), the two spectral measures "
-        f"and the second setting (a contrast penalty on each target's natural-image scale) is reported as a "
-        f"robustness check, not a veto."
+        f"The same rule on the other objectives (last-hidden-layer neurons shift-pooled on an 8-pixel grid, class "
+        f"logits; one AM seed each), the two spectral measures and the second setting (a contrast penalty on each "
+        f"target's natural-image scale, primary objective) is reported as a robustness check, not a veto."
     )
+
+
+def describe_shift_invariance(rule=SHIFT_INVARIANCE):
+    from helpers.invariance import GAIN_SHIFTS, IMAGE_BLOCKS
+    return (f"**The measure.** Each unit's correlation, across test images, between its value on an image and on the "
+            f"same image shifted circularly (horizontally and vertically, averaged), averaged over the units that "
+            f"vary; a conv map is read unpooled, each position a unit, so an equivariant map that merely moves is not "
+            f"counted as invariant. The pixels' own value (natural images are smooth) is shown beside it. The "
+            f"*training gain* at a layer is the trained network's invariance minus its randomly initialized "
+            f"network's, averaged over shifts of {', '.join(map(str, GAIN_SHIFTS))} px (up to twice the training "
+            f"crops; at 8 px a map at 1/8 resolution is moved by exactly one position). Intervals: a hierarchical "
+            f"bootstrap over model seeds, then {IMAGE_BLOCKS} blocks of images. *Position* = the MLP's gain / the "
+            f"VGG's. **The rule**, at each layer pair: **not testable** when the VGG's gain's lower bound is not "
+            f"above 0 (no CNN invariance to approximate); **supported** (the MLP has approximated the CNN's shift "
+            f"invariance) when the position's lower bound is at least {rule['min_position']:g}; **not supported** "
+            f"when its upper bound is below {rule['min_position']:g}; otherwise **inconclusive**. A finding of its "
+            f"own, beside Prediction 1: the bias Prediction 1 attributes the patterns to, measured directly.")

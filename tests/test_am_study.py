@@ -1,6 +1,7 @@
 """Prediction 1's tables from a score table with a known answer: the effects, the primary row, the gates and the
 verdict each comparison gets; and the objectives themselves: shift-pooled ones are shift-invariant, none reads a
 nonlinearity's output."""
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,24 +12,71 @@ from helpers.models import build_model, resolve_layer
 from helpers.repetition import MEASURES
 from helpers.units import AMGroup
 
-KINDS = {"cnn": ("pooled", "classes", "earlier", "channels"), "mlp": ("pooled", "classes", "earlier", "residual")}
+KINDS = {"cnn": ("mid", "pooled", "classes"), "mlp": ("mid", "pooled", "classes", "residual")}
+AM_SEEDS = (0, 1)
 
 
 def score_table(mlp_shift, n=32, success=True, seed=0):
     """A score table where every trained CNN image scores 0.5 above its null, and every trained MLP image
-    ``mlp_shift`` above its own, for every objective, setting and measure."""
+    ``mlp_shift`` above its own, for every objective, setting and measure, over two model seeds and the AM seeds each
+    suite renders (``am_study.suite_kinds``)."""
     g = torch.Generator().manual_seed(seed)
     rows = []
     for family, shift in (("cnn", 0.5), ("mlp", mlp_shift)):
         for setting in am_study.AM_SETTINGS:
-            kinds = am_study.SETTING_KINDS[setting] or KINDS[family]
-            for objective in kinds:
-                for network in ("trained", "random-init"):
-                    base = (shift if network == "trained" else 0.0) + 0.02 * torch.randn(n, generator=g)
-                    rows += [dict(family=family, setting=setting, model_seed=0, am_seed=0, network=network,
-                                  objective=objective, success=success, saturated=0.0,
-                                  **{m: float(v) for m in MEASURES}) for v in base]
+            for model_seed in (0, 1):
+                for am_seed in AM_SEEDS:
+                    kinds = am_study.suite_kinds(setting, am_seed, AM_SEEDS)
+                    kinds = KINDS[family] if kinds is None else kinds
+                    for objective in kinds:
+                        for network in ("trained", "random-init"):
+                            base = (shift if network == "trained" else 0.0) + 0.02 * torch.randn(n, generator=g)
+                            rows += [dict(family=family, setting=setting, model_seed=model_seed, am_seed=am_seed,
+                                          network=network, objective=objective, success=success, saturated=0.0,
+                                          **{m: float(v) for m in MEASURES}) for v in base]
     return pd.DataFrame(rows)
+
+
+def test_only_the_primary_objective_renders_at_later_am_seeds():
+    assert am_study.suite_kinds("plain", 0, (0, 1, 2)) is None
+    assert am_study.suite_kinds("plain", 2, (0, 1, 2)) == (verdict.PREDICTION1["objective"],)
+    assert am_study.suite_kinds("contrast", 1, (0, 1, 2)) == ()
+
+
+def _clustered(shift, seed_sd, seeds=4, am_seeds=3, n=20, seed=0):
+    """Scores of a trained group ``shift`` above its null, with a spread between model seeds of ``seed_sd`` (drawn
+    apart for the trained network and its null) and a smaller one between AM seeds."""
+    g = np.random.default_rng(seed)
+    sides = []
+    for level in (shift, 0.0):
+        values, models, ams = [], [], []
+        for m in range(seeds):
+            offset = g.normal(0, seed_sd)
+            for a in range(am_seeds):
+                values += list(g.normal(level + offset + g.normal(0, 0.1), 1, n))
+                models += [m] * n
+                ams += [a] * n
+        sides.append((np.array(values), np.array(models), np.array(ams)))
+    return sides
+
+
+def test_the_hierarchical_interval_covers_the_spread_between_model_seeds():
+    """With a planted spread between model seeds, the images' bootstrap alone covers the population δ far less often
+    than the hierarchical one, which covers it in most draws."""
+    from scipy.stats import norm
+
+    from helpers import stats
+    shift, seed_sd, draws = 0.5, 0.5, 40
+    # trained - null ~ N(shift, 2 + 2 seed_sd² + 2 0.1²): the population δ = 2 Φ(shift / sd) - 1
+    truth = 2 * norm.cdf(shift / np.sqrt(2 + 2 * seed_sd ** 2 + 2 * 0.01)) - 1
+    covered = {"hierarchical": 0, "images": 0}
+    for d in range(draws):
+        trained, null = _clustered(shift, seed_sd, seed=d)
+        e, _ = stats.clustered_effect(trained, null, replicates=300, seed=d)
+        covered["hierarchical"] += e["low"] <= truth <= e["high"]
+        e, _ = stats.effect_over_null(trained[0], null[0], replicates=300, seed=d)
+        covered["images"] += e["low"] <= truth <= e["high"]
+    assert covered["hierarchical"] >= 0.8 * draws and covered["images"] <= 0.6 * draws, covered
 
 
 @pytest.mark.parametrize("mlp_shift,expected", [(0.5, verdict.SUPPORTED), (0.0, verdict.NOT_SUPPORTED)])
@@ -46,7 +94,7 @@ def test_a_known_answer_is_found(mlp_shift, expected):
     assert channels["delta"] == 1.0 and channels["gates_ok"] and verdict.cnn_pattern(channels)
     controls = (True, "passed")
     assert verdict.prediction1(primary[0], controls, channels)[0] == expected
-    direct = [e for e in effects if e["family"] == "mlp-vs-cnn" and e["objective"] == "pooled"]
+    direct = [e for e in effects if e["family"] == "mlp-vs-cnn" and e["objective"] == "mid"]
     assert direct and all((e["delta"] < -0.9) == (mlp_shift == 0.0) for e in direct)
 
 
@@ -89,6 +137,14 @@ def test_no_objective_reads_a_nonmonotone_or_flat_nonlinearity(family):
         _, module = resolve_layer(model, plan["pooled"].layer)
         assert isinstance(module, nn.Linear) and module.out_features == 4 * 64
     assert plan["pooled"].pool_stride == am_study.POOL_STRIDE and not plan["classes"].pool_stride
+    # the primary: the middle layer pair's own units, a CNN channel's mean or an MLP block's hidden neuron
+    mid = am_study.neuron_layers(model)["mid"]
+    assert plan["mid"].layer == mid and not plan["mid"].pool_stride
+    _, module = resolve_layer(model, mid)
+    if family == "mlp":
+        assert isinstance(module, nn.Linear) and module.out_features == 4 * 64
+    else:
+        assert isinstance(module, nn.BatchNorm2d) and plan["mid"].name.endswith("channel")
     # a GELU named as a layer is read before it, as a ReLU is
     assert actmax.preactivation(build_model("mlp", **FAMILIES["mlp"]), "blocks.0.block.1") == "blocks.0.block.0"
 

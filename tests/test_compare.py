@@ -101,7 +101,7 @@ def test_halves_are_the_one_heldout_match_made_once_and_shuffled_by_index():
     assert found.per_feature[:10].min() > 0.999 and abs(found.per_feature[10:].mean()) < 0.1
     assert torch.equal(found.partners[0], torch.arange(20)) and torch.equal(found.partners[1][:10], torch.arange(10))
     assert found.replicates.shape == (30,) and found.value == pytest.approx(found.replicates.mean().item(), abs=0.02)
-    assert {"z_select", "prepared"} <= set(vars(ha)) and "wide_select" in vars(hb)  # kept for the next match
+    assert {"searched", "prepared"} <= set(vars(ha)) and "wide_select" in vars(hb)  # kept for the next match
     # a shuffle of b's images, by index, is the match in a shuffled copy of b
     order = compare.shuffle_order(2000, seed=3)
     shuffled = ha.match(hb, order, replicates=False)

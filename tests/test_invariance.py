@@ -1,9 +1,10 @@
-"""The shift-invariance measures of issue 37 on networks whose answer is known."""
+"""The shift-invariance measures on networks whose answer is known, and the rule on planted gains."""
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from helpers import invariance
+from helpers import invariance, verdict
 
 
 def circular_cnn():
@@ -57,3 +58,35 @@ def test_weight_locality_reads_one_for_a_unit_inside_a_window_and_the_window_sha
     even = torch.ones(3, 32, 32)
     got = invariance.weight_locality(torch.stack([local, even]).flatten(1))
     assert got[0] == pytest.approx(1.0) and got[1] == pytest.approx((8 / 32) ** 2)
+
+
+def _gains(cnn, mlp, seeds=4, blocks=5, sd=0.01, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rows = [dict(family=family, model_seed=s, block=b, layer=layer,
+                 gain=level + sd * torch.randn(1, generator=g).item())
+            for family, level, layer in (("cnn", cnn, "features.16"), ("mlp", mlp, "residual.1"))
+            for s in range(seeds) for b in range(blocks)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("mlp,expected", [(0.2, verdict.SUPPORTED), (0.0, verdict.NOT_SUPPORTED),
+                                          (0.1, verdict.INCONCLUSIVE)])
+def test_a_planted_gain_reads_as_planted(mlp, expected):
+    m = invariance.pair_gains(_gains(0.2, mlp, sd=0.01 if mlp != 0.1 else 0.2),
+                              {"cnn": "features.16", "mlp": "residual.1"}, replicates=300)
+    assert abs(m["cnn"]["value"] - 0.2) < 0.1 and m["cnn"]["low"] > 0
+    result, _ = verdict.shift_invariance_verdict(m["cnn"], m["position"])
+    assert result == expected, (m, result)
+
+
+def test_without_a_cnn_gain_the_rule_cannot_judge():
+    m = invariance.pair_gains(_gains(0.0, 0.2), {"cnn": "features.16", "mlp": "residual.1"}, replicates=300)
+    assert m["position"]["value"] != m["position"]["value"]  # undefined: the VGG's gain may be 0
+    assert verdict.shift_invariance_verdict(m["cnn"], m["position"])[0] == verdict.NOT_TESTABLE
+
+
+def test_training_gains_subtract_the_random_init_network_over_the_rule_shifts():
+    rows = [dict(family="cnn", model_seed=0, block=0, layer="a", network=n, shift=s, invariance=v + (s == 8))
+            for n, v in (("trained", 0.7), ("random-init", 0.5)) for s in invariance.SHIFTS]
+    gains = invariance.training_gains(pd.DataFrame(rows))
+    assert gains.gain.tolist() == pytest.approx([0.2])

@@ -68,26 +68,31 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
     )
     text = outputs(nb)
     assert "Prediction 1 on this profile" in text and "The rule, as written before the run" in text
-    # the controls, classes x2, the gallery (4 kinds and their nulls per family, the primary pair under the penalty),
-    # convergence, scores
-    assert images(nb) >= 25
+    # the controls, classes x2, the gallery (3 kinds for the CNN, 4 for the MLP, and their nulls; the primary pair
+    # under the penalty), convergence, scores, the shift invariance along depth
+    assert images(nb) >= 24
     folder = data_env / "results" / "smoke"
     for name in ("am/cnn0_trained_plain_seed0.pt", "am/cnn0_random-init_plain_seed0.pt",
                  "am/mlp1_trained_contrast_seed0.pt", "am_scores.csv", "am_gates.csv",
                  "am_effects.csv", "am_comparisons.csv", "am_summary.json", "am_controls.csv", "am_controls.png",
                  "am_repetition_scores.png", "am_cnn_classes.png", "am_mlp_plain_pooled.png",
-                 "am_mlp_plain_random-init_residual.png", "am_cnn_plain_channels.png",
-                 "am_cnn_contrast_random-init_pooled.png"):
+                 "am_mlp_plain_random-init_residual.png", "am_cnn_plain_mid.png", "am_cnn_contrast_random-init_mid.png",
+                 "am/mlp0_trained_plain_seed1.pt", "shift_invariance.csv", "shift_invariance_pairs.csv",
+                 "shift_invariance.png"):
         assert (folder / name).is_file(), name
+    # the second AM seed renders the primary test only
+    assert not (folder / "am/mlp0_trained_contrast_seed1.pt").exists()
+    pairs = pd.read_csv(folder / "shift_invariance_pairs.csv")
+    assert list(pairs.layer) == list(profiles.STUDY_LAYERS) and set(pairs.verdict) <= set(verdict.VERDICTS)
     summary = json.loads((folder / "am_summary.json").read_text())
-    assert summary["prediction1"] in verdict.VERDICTS and summary["primary"]["objective"] == "pooled"
+    assert summary["prediction1"] in verdict.VERDICTS and summary["primary"]["objective"] == "mid"
     assert summary["primary"]["primary"] and summary["model_seeds"] == 2
     scores = pd.read_csv(folder / "am_scores.csv")
     assert set(scores.model_seed) == {0, 1} and {"gain", "natural_quantile", "motif"} <= set(scores.columns)
     assert set(pd.read_csv(folder / "am_controls.csv").control) >= {"stamped motif", "tiled motif"}
     # smoke AM runs 6 units for 24 steps: fewer successful images than the gate asks, so never a verdict beyond it
     gates = pd.read_csv(folder / "am_gates.csv")
-    primary = gates[(gates.setting == "plain") & (gates.objective == "pooled")]
+    primary = gates[(gates.setting == "plain") & (gates.objective == "mid")]
     if not primary.passed.all():
         assert summary["prediction1"] == verdict.NOT_TESTABLE
     # A rerun with the same parameters loads the cached AM images instead of optimizing again.
@@ -121,8 +126,10 @@ def test_sae_notebook_smoke(model, smoke_models, tmp_path, data_env):
     assert images(nb) >= 5
     folder = data_env / "results" / "smoke" / "sae" / "hidden"
     summary = json.loads((folder / f"{model}-summary.json").read_text())
+    # two SAE seeds in the L1 arm, one in the TopK robustness row (``Profile.sae_seeds_of``)
     trained = {f"{model}-seed{s}-{arm}" + (f"-saeseed{t}" if t else "") for s in (0, 1) for arm in ("l1", "topk")
-               for t in (0, 1)}
+               for t in profiles.get("smoke").sae_seeds_of(arm)}
+    assert profiles.get("smoke").sae_seeds_of("topk") == (0,)
     mapped = {f"cnn-mapped0-{arm}" for arm in ("l1", "topk")} if model == "cnn" else set()
     assert set(summary) == trained | {f"{model}-random-l1", f"{model}-random-topk"} | mapped
     for vid, s in summary.items():

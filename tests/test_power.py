@@ -89,3 +89,13 @@ def test_the_noise_is_read_from_both_directions_of_the_question():
     assert got.levels() == (0.1, 0.01, 0.45, 0.1) and got.levels(reverse=True) == (0.25, 0.01, 0.36, 0.25)
     assert got.gate_failure == pytest.approx(0.25) and got.between_seeds == pytest.approx(0.0129, abs=1e-3)
     assert power.noise_from(per_feature, statistics, directions, {"l1": (0, 4)}) is None  # no seed: undefined
+
+
+def test_the_shift_invariance_rule_finds_a_planted_gain_and_rejects_a_null_at_low_noise():
+    """Through the real ``invariance.pair_gains`` and ``verdict.shift_invariance_verdict``: at a VGG gain well above
+    its seed spread the planted answers come back; at a seed spread as large as the gain (the exploratory middle
+    layers) the power falls short and the table says so."""
+    quiet = power.gain_power(4, power.GainNoise(cnn_gain=0.2, cnn_seeds=0.02, mlp_seeds=0.01, blocks=0.02), studies=60)
+    assert quiet["similar_supported"] >= 0.8 and quiet["null_not_supported"] >= 0.8 and quiet["null_supported"] <= 0.05
+    noisy = power.gain_power(4, power.GainNoise(cnn_gain=0.08, cnn_seeds=0.09, mlp_seeds=0.01, blocks=0.03), studies=60)
+    assert not noisy["adequate"] and noisy["similar_supported"] < 0.5

@@ -1,15 +1,10 @@
 """The sparse autoencoder as a module, a stack of them trained as one, and the definitions of a dead, a dense and a
 silent feature."""
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 DENSE_FREQUENCY = 0.1   # a feature firing on more than this share of held-out vectors is dense
-# torch.sparse's CSR matrices (``Entries.dots``, in the sparse training step) warn on every construction that they
-# are in beta
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
 def dead(frequency):
