@@ -236,10 +236,13 @@ def prediction1_tables(table, replicates=1000, seed=0):
         present = set(table[kind].family)  # the MLP has no channel objective, the CNN no residual stream
         mine = kind & table.success
         for measure in MEASURES:
-            for family in (f for f in profiles.FAMILIES if f in present):
+            for k, family in enumerate(f for f in profiles.FAMILIES if f in present):
                 here = mine & (table.family == family)
+                # each family's seeds drawn on their own: the CNN and the MLP of one seed number are unrelated
+                # networks, and a shared draw would tie their replicates (and the position's interval) to the labels
                 effect, reps = _effect(table[here & (table.network == "trained")],
-                                       table[here & (table.network == "random-init")], measure, replicates, seed)
+                                       table[here & (table.network == "random-init")], measure, replicates,
+                                       seed + 1_000 * k)
                 replicate_sets[(setting, measure, family, objective)] = reps
                 group = AMGroup(objective)
                 effects.append(dict(setting=setting, measure=measure, family=family, objective=objective,

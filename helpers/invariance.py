@@ -154,10 +154,10 @@ def pair_gains(gains, modules, replicates=1000, seed=0):
     interval). Returns {"cnn": dict(value, low, high), "mlp": ..., "position": ...}."""
     from helpers import stats
     out, reps = {}, {}
-    for family, module in modules.items():
+    for k, (family, module) in enumerate(modules.items()):  # each family's seeds drawn on their own (unrelated nets)
         part = gains[(gains.family == family) & (gains.layer == module)]
         units = {(r.model_seed, r.block): torch.full((replicates,), float(r.gain)) for r in part.itertuples()}
-        reps[family] = stats.nested_average(units, replicates, seed)
+        reps[family] = stats.nested_average(units, replicates, seed + 1_000 * k)
         low, high = stats.interval(reps[family])
         out[family] = dict(value=float(part.groupby("model_seed").gain.mean().mean()), low=low, high=high)
     out["position"] = stats.effect_ratio(reps["mlp"], reps["cnn"], out["mlp"]["value"], out["cnn"]["value"])

@@ -221,12 +221,22 @@ class GainNoise:
 PLANTED_GAIN = dict(similar=verdict.SHIFT_INVARIANCE["min_position"] + 0.25, null=0.0)
 
 
+def sd_upper(sd, n, level=0.8):
+    """The upper ``level`` confidence bound of an SD estimated from ``n`` values: with four model seeds the estimate
+    has three degrees of freedom, and the true spread may be well above it."""
+    from scipy.stats import chi2
+    return sd * math.sqrt((n - 1) / chi2.ppf(1 - level, n - 1)) if n > 1 else sd
+
+
 def gain_noise(gains, modules):
-    """The ``GainNoise`` of one layer pair (``modules``: {family: module}) in a ``training_gains`` table."""
+    """The ``GainNoise`` of one layer pair (``modules``: {family: module}) in a ``training_gains`` table, its SDs at
+    the upper end of their estimates (``sd_upper``)."""
     part = {f: gains[(gains.family == f) & (gains.layer == m)] for f, m in modules.items()}
     per_seed = {f: p.groupby("model_seed").gain for f, p in part.items()}
-    return GainNoise(cnn_gain=float(per_seed["cnn"].mean().mean()), cnn_seeds=float(per_seed["cnn"].mean().std()),
-                     mlp_seeds=float(per_seed["mlp"].mean().std()),
+    n = {f: p.model_seed.nunique() for f, p in part.items()}
+    return GainNoise(cnn_gain=float(per_seed["cnn"].mean().mean()),
+                     cnn_seeds=sd_upper(float(per_seed["cnn"].mean().std()), n["cnn"]),
+                     mlp_seeds=sd_upper(float(per_seed["mlp"].mean().std()), n["mlp"]),
                      blocks=max(float(per_seed[f].std().mean()) for f in part))
 
 
