@@ -112,6 +112,10 @@ class AnswersPage:
                 f"measure, no penalty): the CNN's "
                 f"images over its random-init network's δ {p['cnn_delta']:.2f} [{p['cnn_low']:.2f}, "
                 f"{p['cnn_high']:.2f}], the MLP's δ {p['mlp_delta']:.2f} [{p['mlp_low']:.2f}, {p['mlp_high']:.2f}]. "
+                f"The MLP's images over the CNN's directly: δ {p['direct_delta']:.2f} [{p['direct_low']:.2f}, "
+                f"{p['direct_high']:.2f}] (the position compares each family's gain over its own random-init "
+                f"network; a position near 1 with a direct δ far below 0 means the MLP gained as much repetition "
+                f"from training as the CNN did, while its images repeat less than the CNN's). "
                 f"The measure on its known answers: {am['controls']['reason']}. "
                 f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units × "
                 f"{am['model_seeds']} model seeds × {am['am_seeds']} AM seeds per network, {am['steps']} steps.")
