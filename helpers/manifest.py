@@ -36,8 +36,8 @@ class Step:
         return [p for p in paths if p.exists()]
 
 
-AM_DOWNLOADS = ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons", "am_summary", "shift_invariance",
-                "shift_invariance_pairs")
+AM_DOWNLOADS = ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons", "am_summary",
+                "shift_invariance", "shift_invariance_pairs")
 COMPARE_DOWNLOADS = ("compare_gates", "compare_statistics", "compare_directions", "compare_features", "compare_cka")
 SEED_WORDS = ("", ", second seed", ", third seed", ", fourth seed")  # the profile's first to fourth training seed
 LAYER_TAGS = {"hidden": "", "mid": "_mid", "late": "_late"}  # a study layer's suffix in its pages' names
