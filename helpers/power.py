@@ -142,9 +142,16 @@ def power(n_seeds, studies=1000, noise=NOISE, first_seed=0):
     share meets ``REQUIRED``."""
     outcomes = {name: [simulate_study(where, n_seeds, noise, seed=first_seed + i + k * 1_000_000)
                        for i in range(studies)] for k, (name, where) in enumerate(PLANTED.items())}
+    return power_table({name: [(o[0], o[2]) for o in found] for name, found in outcomes.items()}, PLANTED, n_seeds)
+
+
+def power_table(outcomes, planted, n_seeds):
+    """The power table of simulated outcomes, {planting: [(verdict, (interval low, high))]} for the plantings
+    "similar" and "null" of ``planted`` ({planting: planted value}): the shares ``REQUIRED`` names and ``adequate``."""
+    studies = len(outcomes["similar"])
 
     def coverage(name):
-        covered = [low <= PLANTED[name] <= high for _, _, (low, high) in outcomes[name] if low == low]
+        covered = [low <= planted[name] <= high for _, (low, high) in outcomes[name] if low == low]
         return sum(covered) / len(covered) if covered else math.nan
 
     def share(name, v):
@@ -263,18 +270,4 @@ def gain_power(n_seeds, noise, studies=1000, first_seed=0):
     """``power``'s table for the shift-invariance rule at one layer pair's ``GainNoise``."""
     outcomes = {name: [simulate_gains(where, n_seeds, noise, seed=first_seed + i + k * 1_000_000)
                        for i in range(studies)] for k, (name, where) in enumerate(PLANTED_GAIN.items())}
-
-    def coverage(name):
-        covered = [low <= PLANTED_GAIN[name] <= high for _, (low, high) in outcomes[name] if low == low]
-        return sum(covered) / len(covered) if covered else math.nan
-
-    def share(name, v):
-        return sum(o[0] == v for o in outcomes[name]) / studies
-    out = dict(model_seeds=n_seeds, studies=studies, similar_supported=share("similar", verdict.SUPPORTED),
-               null_not_supported=share("null", verdict.NOT_SUPPORTED), null_supported=share("null", verdict.SUPPORTED),
-               coverage_similar=coverage("similar"), coverage_null=coverage("null"))
-    out["adequate"] = (out["similar_supported"] >= REQUIRED["similar_supported"]
-                       and out["null_not_supported"] >= REQUIRED["null_not_supported"]
-                       and out["null_supported"] <= REQUIRED["null_supported_at_most"]
-                       and min(out["coverage_similar"], out["coverage_null"]) >= REQUIRED["coverage"])
-    return out
+    return power_table(outcomes, PLANTED_GAIN, n_seeds)
