@@ -63,7 +63,7 @@ def pick_units(model, layer, n, images, seed=0):
 # image as contrasted as the average natural image pays ``contrast`` of the span from a natural image's median to
 # its 99th percentile. It runs the primary objective only.
 AM_SETTINGS = {"plain": dict(contrast=0.0), "contrast": dict(contrast=0.5)}
-PRIMARY_KIND = "mid"
+PRIMARY_KIND = verdict.PREDICTION1["objective"]
 SETTING_KINDS = {"plain": None, "contrast": (PRIMARY_KIND,)}  # None: every kind
 
 
@@ -512,8 +512,9 @@ class AMPage:
                       "reason"]]
 
     def _module(self, family, layer):
+        from helpers.models import resolve_layer
         module, _ = profiles.readout(self.profile, layer, family)
-        return self.nets[(family, self.model_seeds[0])].hidden_layer if module == "hidden" else module
+        return resolve_layer(self.nets[(family, self.model_seeds[0])], module)[0]  # 'hidden': the network's name
 
     def shift_invariance_figure(self, table):
         """Invariance gained by training (trained minus random-init, the mean over ``invariance.GAIN_SHIFTS``)
