@@ -471,7 +471,8 @@ class AMPage:
                 rows = store.SHIFT_INVARIANCE(
                     lambda m=model: invariance.network_rows(m, x),
                     dict(profile=self.profile, family=family, model_seed=model_seed, network=network),
-                    model=self.weights[((family, model_seed), network)], network=network, images=len(x))
+                    model=self.weights[((family, model_seed), network)], network=network, images=len(x),
+                    image_seed=self.seed)  # the page's seed draws which test images are read
                 frames.append(pd.DataFrame(rows).assign(family=family, model_seed=model_seed, network=network))
         table = pd.concat(frames, ignore_index=True)
         table.to_csv(store.path("shift_invariance", profile=self.profile), index=False)

@@ -199,7 +199,8 @@ SAE_TRAINING = CachedStep("sae", "sae", inputs=("sae", "model", "layer", "pool",
 AM_SUITE = CachedStep("am", "am_run", inputs=("model", "network", "layers", "kinds", "units", "am_seed",
                                               "image_seed", "natural_images", "render"),
                       modules=("helpers.actmax", "helpers.am_study", "helpers.models", "helpers.data"))
-SHIFT_INVARIANCE = CachedStep("shift_invariance", "shift_invariance_cache", inputs=("model", "network", "images"),
+SHIFT_INVARIANCE = CachedStep("shift_invariance", "shift_invariance_cache",
+                              inputs=("model", "network", "images", "image_seed"),
                               modules=("helpers.invariance", "helpers.models", "helpers.data"))
 LAYER_MAP = CachedStep("layer_map", "layer_map", inputs=("models", "random_models", "n_images", "seed", "pool"),
                        modules=("helpers.activations", "helpers.compare", "helpers.models", "helpers.data"))
