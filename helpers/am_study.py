@@ -10,13 +10,30 @@ from helpers import profiles, stats, store, verdict
 from helpers.actmax import Stacked, channel, class_logit, is_conv, preactivation, render, shift_grid, shift_pooled, unit
 from helpers.actmax.transforms import circular_shift
 from helpers.models import fingerprint, record
-from helpers.repetition import MEASURES, PRIMARY_MEASURE, measure_controls, saturated_share
+from helpers.repetition import (
+                                MEASURES,
+                                PRIMARY_MEASURE,
+                                dose_response_images,
+                                measure_controls,
+                                phase_randomized,
+                                saturated_share,
+)
 from helpers.units import NETWORKS, AMGroup
 
 # A unit responds to a set of images when it is positive on more than this share of them: AM can move its image (a
 # ReLU unit that is never on has no gradient). Not the SAE's "dead", which is about held-out firing.
 RESPONSIVE_SHARE = 0.01
-POOL_STRIDE = 8  # the shift-pooled objective's grid: 16 circular shifts of a 32-pixel image
+POOL_STRIDE = 8  # the last-layer shift-pooled objective's grid: 16 circular shifts of a 32-pixel image
+# Each objective kind's pooling stride (0: not pooled; 1: every circular shift), in the AM cache key.
+KIND_POOLING = {"mid": 0, "mid-pooled": 1, "pooled": POOL_STRIDE, "classes": 0, "residual": 0}
+# A pooled objective is evaluated (``objective_values``) over its whole grid when it has at most this many shifts,
+# else over this many drawn from it (seeded, the same for every image): the middle layer's every-shift pooling has
+# 1,024, and an unbiased estimate of their mean is what its images were optimized for.
+EVAL_SHIFTS = 16
+# Prediction 1's power table: simulated studies per planting and seed count. Each runs the whole table code (about
+# 0.1 s on a CPU); 150 put a share near the required 0.8 within about ±0.03 (one standard error).
+MOTIF_POWER_STUDIES = 150
+ARTIFACT_SIZE = 5  # the artifact control's template: a random localized ReLU unit of this many pixels a side
 
 
 def is_mlp(model):
@@ -78,16 +95,20 @@ def suite_kinds(setting, am_seed, am_seeds):
 
 def objective_plan(model, n_units, sample_images, seed=0, kinds=None):
     """The objectives of one network, {kind: Objective}: ``mid`` (the primary: ``n_units`` units of the middle layer,
-    each family's own: a CNN channel's mean over positions, an MLP block's hidden neuron), ``pooled``
+    each family's own: a CNN channel's mean over positions, an MLP block's hidden neuron), ``mid-pooled`` (the same
+    units pooled over every circular shift: a secondary row, since pooling imposes the very invariance under test;
+    see ``artifact_control``), ``pooled``
     (``n_units`` last-hidden-layer neurons, shift-pooled), ``classes`` (the 10 class logits) and, for the MLP,
     ``residual`` (``n_units // 2`` residual-stream coordinates). Units are picked among those that respond to
     ``sample_images``. ``kinds``: only these (None: all)."""
     layers = neuron_layers(model)
     mid_objective = channel if is_conv(model, layers["mid"]) else unit
-    plan = {"mid": lambda: mid_objective(layers["mid"], pick_units(model, layers["mid"], n_units, sample_images,
-                                                                   seed)),
+    mid_units = lambda: pick_units(model, layers["mid"], n_units, sample_images, seed)  # noqa: E731
+    plan = {"mid": lambda: mid_objective(layers["mid"], mid_units()),
+            "mid-pooled": lambda: shift_pooled(mid_objective(layers["mid"], mid_units()), KIND_POOLING["mid-pooled"]),
             "pooled": lambda: shift_pooled(unit(layers["last"], pick_units(model, layers["last"], n_units,
-                                                                            sample_images, seed)), POOL_STRIDE),
+                                                                            sample_images, seed)),
+                                           KIND_POOLING["pooled"]),
             "classes": lambda: class_logit(range(10))}
     if "residual" in layers:
         plan["residual"] = lambda: unit(layers["residual"], pick_units(model, layers["residual"],
@@ -95,13 +116,24 @@ def objective_plan(model, n_units, sample_images, seed=0, kinds=None):
     return {k: make() for k, make in plan.items() if kinds is None or k in kinds}
 
 
+def evaluated_shifts(size, stride, most=EVAL_SHIFTS, seed=0):
+    """The circular shifts a pooled objective is evaluated over: its whole grid (``shift_grid``) when it has at most
+    ``most`` shifts (None: always), else ``most`` of them drawn without replacement (seeded); no pooling: none."""
+    if not stride:
+        return torch.zeros(1, 2).long()
+    grid = shift_grid(size, stride)
+    if most is None or len(grid) <= most:
+        return grid
+    return grid[torch.randperm(len(grid), generator=torch.Generator().manual_seed(seed))[:most]]
+
+
 @torch.no_grad()
-def objective_values(model, objective, images, batch_size=500):
+def objective_values(model, objective, images, batch_size=500, most_shifts=EVAL_SHIFTS):
     """Every target's objective value on every image (floats in [0, 1]), without the optimizer's random transforms:
-    (len(images), n). A shift-pooled objective is averaged over its whole grid of circular shifts."""
+    (len(images), n). A shift-pooled objective is averaged over ``evaluated_shifts``."""
     device = next(model.parameters()).device
     layers = objective.layers
-    shifts = shift_grid(images.shape[-1], objective.pool_stride) if objective.pool_stride else torch.zeros(1, 2).long()
+    shifts = evaluated_shifts(images.shape[-1], objective.pool_stride, most_shifts)
     out = []
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(device)
@@ -113,6 +145,33 @@ def objective_values(model, objective, images, batch_size=500):
                 total = total + objective.values(acts[objective.layer]).cpu()
         out.append(total / len(shifts))
     return torch.cat(out)
+
+
+class LocalizedUnits(nn.Module):
+    """The artifact control of shift pooling: ``n`` random localized ReLU units, each a random mean-free
+    ``size``-pixel colour template read at the image's centre (a circular convolution, then ReLU; module
+    ``response``). Pooled over every circular shift, such a unit asks for its template at every position of the
+    image: its images show the repetition that pooling alone puts into an image."""
+
+    def __init__(self, n, size=ARTIFACT_SIZE, seed=0):
+        super().__init__()
+        self.templates = nn.Conv2d(3, n, size, padding=size // 2, padding_mode="circular", bias=False)
+        w = torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+        w = w - w.mean((1, 2, 3), keepdim=True)  # mean-free: a flat image does not drive it, only its pattern does
+        with torch.no_grad():
+            self.templates.weight.copy_(w / w.flatten(1).norm(dim=1)[:, None, None, None])
+        self.response = nn.ReLU()
+
+    def forward(self, x):
+        return self.response(self.templates(x))
+
+
+def artifact_control(n, seed=0, **settings):
+    """The artifact control's images: ``LocalizedUnits`` pooled over every circular shift, rendered as the AM suite
+    renders (``settings`` go to ``render``). Returns (images, start images)."""
+    model = LocalizedUnits(n, seed=seed)
+    result = render(model, shift_pooled(unit("response", range(n)), 1), seed=seed, **settings)
+    return result.images, result.start
 
 
 def natural_contrast(images):
@@ -203,26 +262,55 @@ def controls_verdict(controls):
     return verdict.measure_controls_passed(medians, expected)
 
 
+def dose_table(doses):
+    """The primary measure and its companion (``periodic``) on ``repetition.dose_response_images``: one row per
+    image (factor, level, motif, periodic)."""
+    import pandas as pd
+    return pd.concat([pd.DataFrame(dict(factor=factor, level=level, motif=MEASURES[PRIMARY_MEASURE](x).tolist(),
+                                        periodic=MEASURES["periodic"](x).tolist())) for factor, level, x in doses])
+
+
+def dose_verdict(doses):
+    """``verdict.dose_response_monotone`` on a ``dose_table``'s medians of the primary measure."""
+    medians = doses.groupby(["factor", "level"], sort=False)[PRIMARY_MEASURE].median()
+    return verdict.dose_response_monotone({f: medians[f].tolist() for f in doses.factor.unique()})
+
+
+def natural_path(model, images, natural, layer, low=0.01, high=0.99):
+    """Whether ``images`` take the natural path (Geirhos et al. 2024) at ``layer``: for each image the share of the
+    layer's values (every unit and position) inside the ``low``-``high`` quantile range of the same value on
+    ``natural`` images. Natural images score about ``high - low``; an image that drives the layer where no natural
+    image does scores less."""
+    def values(x):
+        with torch.no_grad(), record(model, [layer]) as acts:
+            model(x.to(next(model.parameters()).device))
+        return acts[layer].flatten(1).float().cpu()
+    reference = values(natural)
+    lo, hi = torch.quantile(reference, torch.tensor([low, high]), dim=0)
+    v = values(images)
+    return ((v >= lo) & (v <= hi)).float().mean(1)
+
+
 NAN_EFFECT = dict(delta=float("nan"), low=float("nan"), high=float("nan"), p=1.0)
 
 
-def _effect(a, b, measure, replicates, seed):
+def _effect(a, b, measure, replicates, seed, paired_seeds=True):
     """``stats.clustered_effect`` of score-table rows ``a`` over rows ``b`` on ``measure``."""
     if len(a) < 2 or len(b) < 2:
         return NAN_EFFECT, None
     return stats.clustered_effect(*((t[measure].values, t.model_seed.values, t.am_seed.values) for t in (a, b)),
-                                  replicates, seed)
+                                  replicates, seed, paired_seeds)
 
 
-def prediction1_tables(table, replicates=1000, seed=0):
+def prediction1_tables(table, replicates=1000, seed=0, measures=tuple(MEASURES)):
     """Everything Prediction 1's verdict needs, from ``score_table``: (gates, effects, comparisons) as lists of dicts.
     Gates: per (setting, family, network, objective). Effects: Cliff's δ of trained over random-init per (setting,
     measure, family, objective), successful images only, with each objective's own gates and a hierarchical
-    interval (``stats.clustered_effect``: model seed, AM seed, image); and per (setting,
-    measure, objective) of both families the MLP's trained images over the CNN's (``family="mlp-vs-cnn"``, direct,
-    descriptive: the two nulls differ). Comparisons: one verdict row per (objective, measure, setting) of
-    ``verdict.PREDICTION1_OBJECTIVES`` from ``verdict.prediction1_comparison``; ``primary`` marks the pre-registered
-    one (``verdict.PREDICTION1``)."""
+    interval (``stats.clustered_effect``: model seed, AM seed, image); and per (setting, measure, objective) of
+    both families the MLP's trained images over the CNN's (``family="mlp-vs-cnn"``, direct: the rule's absolute
+    criterion; each family's model seeds drawn apart). Comparisons: one verdict row per (objective, measure, setting)
+    of ``verdict.PREDICTION1_OBJECTIVES`` from ``verdict.prediction1_comparison``; ``primary`` marks the pre-registered
+    one (``verdict.PREDICTION1``). ``measures``: the score columns read (the power simulation has the primary only)."""
     gates, passed, effects, replicate_sets = [], {}, [], {}
     for (setting, family, network, objective), part in table.groupby(
             ["setting", "family", "network", "objective"], sort=False):
@@ -235,7 +323,7 @@ def prediction1_tables(table, replicates=1000, seed=0):
         kind = (table.setting == setting) & (table.objective == objective)
         present = set(table[kind].family)  # the MLP has no channel objective, the CNN no residual stream
         mine = kind & table.success
-        for measure in MEASURES:
+        for measure in measures:
             for k, family in enumerate(f for f in profiles.FAMILIES if f in present):
                 here = mine & (table.family == family)
                 # each family's seeds drawn on their own: the CNN and the MLP of one seed number are unrelated
@@ -253,14 +341,15 @@ def prediction1_tables(table, replicates=1000, seed=0):
             trained = mine & (table.network == "trained")
             if present >= set(profiles.FAMILIES):
                 direct, _ = _effect(table[trained & (table.family == "mlp")],
-                                    table[trained & (table.family == "cnn")], measure, replicates, seed)
+                                    table[trained & (table.family == "cnn")], measure, replicates, seed,
+                                    paired_seeds=False)
                 effects.append(dict(setting=setting, measure=measure, family="mlp-vs-cnn", objective=objective,
                                     n_trained=int((trained & (table.family == "mlp")).sum()),
                                     n_null=int((trained & (table.family == "cnn")).sum()), gates_ok=True, **direct))
     find = {(e["setting"], e["measure"], e["family"], e["objective"]): e for e in effects}
     rule, comparisons = verdict.PREDICTION1, []
     for objective in verdict.PREDICTION1_OBJECTIVES:
-        for measure in MEASURES:
+        for measure in measures:
             for setting in AM_SETTINGS:
                 cnn, mlp = (find.get((setting, measure, f, objective)) for f in profiles.FAMILIES)
                 if cnn is None or mlp is None:
@@ -269,8 +358,8 @@ def prediction1_tables(table, replicates=1000, seed=0):
                 pos = stats.effect_ratio(reps_m, reps_c, mlp["delta"], cnn["delta"]) if reps_c is not None and \
                     reps_m is not None else dict(value=float("nan"), low=float("nan"), high=float("nan"))
                 gates_ok = cnn["gates_ok"] and mlp["gates_ok"]
-                result, reason = verdict.prediction1_comparison(gates_ok, cnn, mlp, pos)
                 direct = find[(setting, measure, "mlp-vs-cnn", objective)]
+                result, reason = verdict.prediction1_comparison(gates_ok, cnn, mlp, pos, direct)
                 comparisons.append(dict(
                     objective=objective, measure=measure, setting=setting,
                     primary=(objective, measure, setting) == (rule["objective"], rule["measure"], rule["setting"]),
@@ -296,17 +385,20 @@ def channel_control(effects):
 # ----------------------------------------------------------------------------- the page: 01_activation_maximization
 
 OBJECTIVE_WORDS = {"mid": "middle-layer units, CNN channels and MLP neurons",
+                   "mid-pooled": "middle-layer units pooled over every circular shift",
                    "pooled": "last-hidden-layer neurons, shift-pooled", "classes": "class logits",
                    "residual": "residual-stream coordinates (MLP)"}
 
 
 @dataclass
 class Controls:
-    """The primary measure on its known answers: the images, one score per image, and whether it passed."""
+    """The primary measure on its known answers and across its range: the images, one score per image, and whether
+    it passed both."""
     images: dict    # {control: (images, "high" or "low")}
     rows: object    # ``control_table``
     passed: bool
     reason: str
+    doses: object = None  # ``dose_table``
 
 
 @dataclass
@@ -320,6 +412,7 @@ class Judged:
     channel: dict = None
     verdict: str = None
     reason: str = None
+    power: object = None      # ``power.motif_power`` at the run's seeds and at twice as many (DataFrame)
 
 
 @dataclass
@@ -345,10 +438,12 @@ class AMPage:
         self.random_nets = {(f, m): random_model(f, self.profile, m) for f in self.families for m in self.model_seeds}
         self.weights = {(k, network): fingerprint(net) for network, nets in zip(NETWORKS, (self.nets, self.random_nets))
                         for k, net in nets.items()}  # each network's identity in the cache keys, hashed once
-        test_x, _, self.classes = load_cifar10("test")
+        test_x, test_y, self.classes = load_cifar10("test")
         order = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(self.seed))
         self.sample = to_float(test_x[order[:512]])                                      # to pick responsive units
-        self.natural = to_float(test_x[order[512:512 + self.settings.natural_images]])   # thresholds, a baseline
+        natural = order[512:512 + self.settings.natural_images]
+        self.natural = to_float(test_x[natural])                                        # thresholds, a baseline
+        self.natural_uint8, self.natural_labels = test_x[natural], test_y[natural]      # accuracy under shifts
         self.color_matrix = cifar_color_matrix()
 
     @property
@@ -366,7 +461,8 @@ class AMPage:
                          + ", ".join(f"{k} {v!r}" for k, v in layers.items()))
         lines.append(f"{s.units} middle-layer units (the primary: CNN channels, MLP hidden neurons) per model seed "
                      f"and AM seed, {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM seeds; at the first AM "
-                     f"seed also {s.units} last-hidden-layer neurons (shift-pooled over "
+                     f"seed also the same middle-layer units pooled over every circular shift, {s.units} "
+                     f"last-hidden-layer neurons (shift-pooled over "
                      f"{len(shift_grid(32, POOL_STRIDE))} circular shifts), the class logits and "
                      f"{max(1, s.units // 2)} MLP residual-stream coordinates; {s.steps} steps of "
                      f"Adam (lr {s.lr}), {s.parameterization} image, jitter {s.jitter} px, scale ±8%, rotation ±8°; "
@@ -402,10 +498,13 @@ class AMPage:
     def suite_inputs(self, family, setting, model_seed, am_seed, network):
         """Everything one cached part depends on besides code."""
         s = self.settings
+        net = self.nets[(family, model_seed)]
+        kinds = self.kinds(setting, am_seed)
         return dict(model=self.weights[((family, model_seed), network)], network=network,
-                    layers=neuron_layers(self.nets[(family, model_seed)]), kinds=self.kinds(setting, am_seed),
+                    layers=neuron_layers(net), kinds=tuple(KIND_POOLING) if kinds is None else kinds,
                     units=s.units, am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
-                    render=dict(self.render_settings(setting), jitter=s.jitter, pool_stride=POOL_STRIDE))
+                    render=dict(self.render_settings(setting), jitter=s.jitter, pooling=KIND_POOLING,
+                                eval_shifts=EVAL_SHIFTS))
 
     def render(self, family, setting, model_seed, am_seed, network):
         """One network's part of a suite, keyed by plain (objective, network) pairs (a safe load)."""
@@ -425,11 +524,102 @@ class AMPage:
         return torch.cat([r["start"] for r in self.first(runs, self.families[0]).values()])
 
     def controls(self, runs):
-        """The primary measure on its known answers (written to ``am_controls.csv``)."""
+        """The primary measure on its known answers and its dose–response (``am_controls.csv``,
+        ``am_dose_response.csv``); it passes when both do."""
         images = measure_controls(self.natural, self.starts(runs), seed=self.seed)
         rows = control_table(images)
         rows.to_csv(store.path("am_controls", profile=self.profile), index=False)
-        return Controls(images, rows, *controls_verdict(rows))
+        g = torch.Generator().manual_seed(self.seed)
+        backgrounds = {"natural images, phase-randomized": phase_randomized(self.natural[:32], g),
+                       "the AM start images": self.starts(runs)[:32]}
+        doses = dose_table(dose_response_images(backgrounds, seed=self.seed))
+        doses.to_csv(store.path("am_dose_response", profile=self.profile), index=False)
+        (known, known_reason), (monotone, dose_reason) = controls_verdict(rows), dose_verdict(doses)
+        return Controls(images, rows, known and monotone, f"{known_reason}; {dose_reason}", doses)
+
+    def dose_response_figure(self, controls, judged):
+        """The primary measure and its companion along each dose factor, with every AM group's median read against
+        them (saved)."""
+        from helpers.plots import dose_response_figure
+        fig = dose_response_figure(controls.doses, judged.medians, ("motif", "periodic"))
+        fig.savefig(store.path("am_dose_response_figure", profile=self.profile), dpi=110)
+        return fig
+
+    def pooling_control(self, runs, judged):
+        """The every-shift pooled row beside its artifact control: ``artifact_control``'s images (random localized
+        ReLU units under the same pooling and render), each family's pooled images of the middle layer's units,
+        trained and random-init, on every measure; and Cliff's δ of each trained group over the artifact control
+        (images only: the control has no model seed; its images are not success-judged, having no natural-image
+        scale) and over its random-init null (``prediction1_tables``' hierarchical effect). Written to
+        ``am_pooling.csv``; (None, images) on a one-family page."""
+        import pandas as pd
+
+        from helpers.actmax import standard_transforms
+        s = self.settings
+        images, _ = artifact_control(s.units, seed=self.seed, progress=False, color_matrix=self.color_matrix,
+                                     transforms=standard_transforms(jitter_pixels=s.jitter),
+                                     parameterization=s.parameterization, steps=s.steps, lr=s.lr)
+        artifact = {name: fn(images).numpy() for name, fn in MEASURES.items()}
+        if judged.tables is None:
+            return None, images  # the comparison needs both families' tables
+        table, rows = judged.table, []
+        pooled = table[(table.objective == "mid-pooled") & (table.setting == "plain") & table.success]
+        effects = judged.tables["am_effects"].set_index(["setting", "measure", "family", "objective"])
+        for family in self.families:
+            mine = pooled[pooled.family == family]
+            trained, null = mine[mine.network == "trained"], mine[mine.network == "random-init"]
+            for name in MEASURES:
+                over_artifact = stats.effect_over_null(trained[name].values, artifact[name], s.replicates,
+                                                       self.seed)[0] if len(trained) > 1 else NAN_EFFECT
+                over_null = effects.loc[("plain", name, family, "mid-pooled")]  # hierarchical, as every effect
+                rows.append(dict(family=family, measure=name, trained=float(trained[name].median()),
+                                 random_init=float(null[name].median()), artifact=float(pd.Series(artifact[name])
+                                                                                       .median()),
+                                 **{f"over_artifact_{k}": over_artifact[k] for k in ("delta", "low", "high")},
+                                 **{f"over_null_{k}": over_null[k] for k in ("delta", "low", "high")}))
+        out = pd.DataFrame(rows)
+        out.to_csv(store.path("am_pooling", profile=self.profile), index=False)
+        return out, images
+
+    def natural_path(self, runs):
+        """Per family, network and objective group (plain setting): the median share of an AM image's values at the
+        network's quarter-depth layer inside the natural images' 1-99% range (``natural_path``), beside held-out
+        natural images' own. Written to ``am_natural_path.csv``."""
+        import pandas as pd
+
+        from helpers.models import layer_at_depth
+        rows = []
+        held_out = self.sample[:len(self.natural)]
+        for (family, setting, model_seed, am_seed), suite in runs.items():
+            if setting != "plain" or am_seed != self.settings.am_seeds[0]:
+                continue
+            for network, model in zip(NETWORKS, (self.nets[(family, model_seed)],
+                                                 self.random_nets[(family, model_seed)])):
+                layer = layer_at_depth(model, 0.25)
+                groups = {g.label: r["images"] for g, r in suite.items() if g.network == network}
+                groups["natural images (held out)"] = held_out
+                for label, images in groups.items():
+                    inside = natural_path(model, images, self.natural, layer)
+                    rows.append(dict(family=family, model_seed=model_seed, network=network, layer=layer,
+                                     group=label, inside=float(inside.median())))
+        out = pd.DataFrame(rows)
+        out.to_csv(store.path("am_natural_path", profile=self.profile), index=False)
+        return out.groupby(["family", "network", "group"], sort=False).inside.agg(["median", "min", "max"]).round(3)
+
+    def network_facts(self):
+        """Each trained and random-init network's accuracy under circular shifts and, for the MLP, its first layer's
+        locality and shifted copies (``invariance.network_facts``), on the page's natural images. Written to
+        ``network_facts.csv``; returned with the mean and range over model seeds."""
+        import pandas as pd
+
+        from helpers import invariance
+        rows = [dict(family=f, model_seed=m, network=network,
+                     **invariance.network_facts(model, self.natural_uint8, self.natural_labels))
+                for (f, m), net in self.nets.items()
+                for network, model in zip(NETWORKS, (net, self.random_nets[(f, m)]))]
+        out = pd.DataFrame(rows)
+        out.to_csv(store.path("network_facts", profile=self.profile), index=False)
+        return out.drop(columns="model_seed").groupby(["family", "network"]).agg(["mean", "min", "max"]).round(3)
 
     def judge(self, runs, controls):
         """The score table and, with both families, the gates, effects and comparisons (each written), the channel
@@ -452,7 +642,37 @@ class AMPage:
         primary = next(c for c in comparisons if c["primary"])
         channel = channel_control(effects)
         result, reason = verdict.prediction1(primary, (controls.passed, controls.reason), channel)
-        return Judged(table, scored, medians, tables, channel, result, reason)
+        rule_power = self.rule_power(table)
+        if result != verdict.NOT_TESTABLE:
+            if rule_power is None:
+                reason += "; descriptive: the rule's power cannot be simulated (too few model seeds or images)"
+            elif not rule_power.adequate.iloc[0]:
+                reason += "; descriptive: the rule's simulated power at these seeds falls short"
+        return Judged(table, scored, medians, tables, channel, result, reason, rule_power)
+
+    def rule_power(self, table):
+        """Prediction 1's rule on simulated studies at the noise this run shows (``power.motif_noise``), at its model
+        seeds and at twice as many (``power.motif_power``), or None where the noise cannot be estimated. Written to
+        ``am_power.csv``."""
+        import pandas as pd
+
+        from helpers import power
+        noise = power.motif_noise(table)
+        if noise is None:
+            return None
+        studies = min(profiles.get(self.profile).compare.power_studies, MOTIF_POWER_STUDIES)
+        out = pd.DataFrame([dict(power.motif_power(n, len(self.settings.am_seeds), noise, studies, self.seed),
+                                 **{f"noise_{k}": v for k, v in vars(noise).items()})
+                            for n in (len(self.model_seeds), 2 * len(self.model_seeds))])
+        out.to_csv(store.path("am_power", profile=self.profile), index=False)
+        return out
+
+    def power_table(self, judged):
+        if judged.power is None:
+            return "The rule's power cannot be simulated here (too few model seeds or successful images)."
+        return judged.power[["model_seeds", "studies", "similar_supported", "apart_not_supported",
+                             "null_not_supported", "null_supported", "coverage_similar", "coverage_null",
+                             "adequate"]].round(2)
 
     # ------------------------------------------------------------------ the bias itself, without AM
 
@@ -666,6 +886,7 @@ class AMPage:
             channel_control={k: (v if isinstance(v, bool) else float(v)) for k, v in judged.channel.items()
                              if isinstance(v, (bool, int, float))},
             primary=comparisons[comparisons.primary].iloc[0].to_dict(), reading=reading,
+            power=None if judged.power is None else judged.power.iloc[0].to_dict(),
             comparisons=comparisons.to_dict("records"), settings=dict(s.as_dict(), overrides=self.overrides),
             summary=judged.medians.reset_index().to_dict("records")))
         return reading
@@ -695,6 +916,11 @@ class AMPage:
         if len(failed):
             lines.append("- Failed gates: " + "; ".join(f"{r.setting} {r.family} {r.group}: {r.gate} {r.value:.3g}"
                                                        for r in failed.itertuples()) + ".")
+        if judged.power is not None:
+            pw = judged.power.iloc[0]
+            lines.append(f"- **Power** (simulated at this run's noise, {int(pw.model_seeds)} model seeds): the rule "
+                         f"supports a planted MLP like the CNN in {pw.similar_supported:.0%} of studies, rejects a "
+                         f"planted null in {pw.null_not_supported:.0%} (adequate: {bool(pw.adequate)}).")
         lines.append(f"**Prediction 1 on this profile: {judged.verdict}** ({judged.reason}).")
         return lines
 

@@ -3,6 +3,7 @@ them, read from the results the other pages wrote, as a reader takes them in: on
 table with readable headers, then the images the verdict is about."""
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from helpers import profiles, store
 from helpers.paths import atomic_path
@@ -116,9 +117,38 @@ class AnswersPage:
                 f"{p['direct_high']:.2f}] (the position compares each family's gain over its own random-init "
                 f"network; a position near 1 with a direct δ far below 0 means the MLP gained as much repetition "
                 f"from training as the CNN did, while its images repeat less than the CNN's). "
-                f"The measure on its known answers: {am['controls']['reason']}. "
+                f"The measure on its known answers and its dose–response: {am['controls']['reason']}. "
+                f"{self.power_sentence()} {self.pooling_sentence()} "
                 f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units × "
                 f"{am['model_seeds']} model seeds × {am['am_seeds']} AM seeds per network, {am['steps']} steps.")
+
+    def power_sentence(self):
+        """The rule's simulated power at this run's seeds and noise (01's power table)."""
+        pw = self.am.get("power")
+        if pw is None:
+            return "The rule's power could not be simulated here (too few model seeds or successful images)."
+        return (f"The rule's power, simulated at this run's noise and {int(pw['model_seeds'])} model seeds: a planted "
+                f"MLP like the CNN comes back supported in {pw['similar_supported']:.0%} of studies, a planted null "
+                f"not supported in {pw['null_not_supported']:.0%} "
+                + ("(adequate)." if pw["adequate"] else "(short of what the rule needs, `power.REQUIRED`: the verdict "
+                                                        "is descriptive).")
+                )
+
+    def pooling_sentence(self):
+        """The every-shift pooled row beside its artifact control (01's pooling table), primary measure."""
+        import pandas as pd
+        rows = pd.read_csv(self.figure("am_pooling"))
+        rows = rows[rows.measure == "motif"].set_index("family")
+        if "mlp" not in rows.index:
+            return ""
+        r = rows.loc["mlp"]
+        if r.over_artifact_delta != r.over_artifact_delta:
+            return "The MLP's pooled images: too few succeeded to compare with the artifact control."
+        return (f"Pooled over every shift (a secondary row: pooling imposes the invariance under test), the MLP's "
+                f"middle-layer images score motif median {r.trained:.3f} against {r.artifact:.3f} for random "
+                f"localized ReLU units under the same pooling (δ {r.over_artifact_delta:.2f} "
+                f"[{r.over_artifact_low:.2f}, {r.over_artifact_high:.2f}]) and {r.random_init:.3f} for its "
+                f"random-init network (δ {r.over_null_delta:.2f} [{r.over_null_low:.2f}, {r.over_null_high:.2f}]).")
 
     def prediction1_table(self):
         from helpers.am_study import OBJECTIVE_WORDS
@@ -250,3 +280,30 @@ class AnswersPage:
         """``landing_text``, written for the book's landing page (``book.write_intro`` reads it)."""
         with atomic_path(store.path("landing", profile=self.profile)) as tmp:
             tmp.write_text(self.landing_text())
+
+
+def rule_history(changes=None):
+    """``verdict.RULE_CHANGES`` with each change's commit and date read from git (``git log -S`` finds the commit that
+    added a marker); "not in this clone's history" where git cannot tell. An HTML table."""
+    import subprocess
+
+    from helpers import verdict
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    rows = []
+    shallow = git("rev-parse", "--is-shallow-repository") != "false"  # git log -S would name the boundary commit
+    for c in verdict.RULE_CHANGES if changes is None else changes:
+        if shallow:
+            found = ""
+        else:
+            found = git("show", "-s", "--format=%h %cs", c["commit"]) if "commit" in c else git(
+                "log", "--reverse", "--format=%h %cs", "-S", c["marker"], "--", "helpers/verdict.py").split("\n")[0]
+        commit, _, date = found.partition(" ") if found else ("not in this clone's history", "", "")
+        rows.append(dict(commit=commit, date=date, rule=c["rule"], change=c["change"], seen=c["seen"]))
+    return html_table(rows, dict(commit="commit", date="date", rule="rule", change="what changed",
+                                 seen="what had been seen by then"))

@@ -115,6 +115,37 @@ def weight_locality(weight, side=32, window=8):
     return (boxes.flatten(1).amax(1) / energy.flatten(1).sum(1).clamp_min(1e-300)).float()
 
 
+def shifted_copies(weight, side=32, threshold=0.5, chunk=32):
+    """How many of an MLP's first-layer units are shifted copies of another: per unit, the highest cosine between its
+    weights (C, side, side) and another unit's under any circular shift (FFT cross-correlation over the channels),
+    and whether it reaches ``threshold``. Returns (best cosine per unit, share of units at or above threshold)."""
+    units = weight.shape[0]
+    w = weight.detach().float().reshape(units, -1, side, side)
+    w = w / w.flatten(1).norm(dim=1).clamp_min(1e-12)[:, None, None, None]
+    spectrum = torch.fft.rfft2(w)
+    best = torch.empty(units)
+    for start in range(0, units, chunk):
+        mine = spectrum[start:start + chunk]
+        cross = torch.fft.irfft2((mine[:, None] * spectrum[None].conj()).sum(2), s=(side, side))  # (chunk, units, ..)
+        top = cross.flatten(2).amax(2)
+        top[torch.arange(len(mine)), torch.arange(start, start + len(mine))] = -1.0  # not itself
+        best[start:start + len(mine)] = top.amax(1)
+    return best, float((best >= threshold).float().mean())
+
+
+def network_facts(model, images, labels, shifts=(0, 1, 2, 4, 8)):
+    """The bias read off a network without any probe images: its test accuracy under circular shifts (uint8
+    ``images`` with their ``labels``) and, for an MLP, how local its first-layer units are (``weight_locality``, the
+    median) and the share that are shifted copies of another (``shifted_copies``). A dict."""
+    accuracy = shifted_accuracy(model, images, labels, shifts)
+    out = {f"accuracy_{s}px": a for s, a in accuracy.items()}
+    first = getattr(model, "linear_in", None)
+    if first is not None:
+        out["locality"] = float(weight_locality(first.weight, model.resolution).median())
+        out["shifted_copies"] = shifted_copies(first.weight, model.resolution)[1]
+    return out
+
+
 # ----------------------------------------------------------------------------- the study's measurement (01's last part)
 
 # The shifts the rule reads: up to twice the training crops (2 px). At 8 px a conv map at 1/8 resolution is exactly

@@ -37,7 +37,8 @@ class Step:
 
 
 AM_DOWNLOADS = ("am_scores", "am_controls", "am_gates", "am_effects", "am_comparisons", "am_summary",
-                "shift_invariance", "shift_invariance_pairs")
+                "shift_invariance", "shift_invariance_pairs", "am_dose_response", "am_pooling", "am_natural_path",
+                "am_power", "network_facts")
 COMPARE_DOWNLOADS = ("compare_gates", "compare_statistics", "compare_directions", "compare_features", "compare_cka")
 SEED_WORDS = ("", ", second seed", ", third seed", ", fourth seed")  # the profile's first to fourth training seed
 LAYER_TAGS = {"hidden": "", "mid": "_mid", "late": "_late"}  # a study layer's suffix in its pages' names

@@ -126,6 +126,33 @@ def controls_figure(controls, rows, rule, measure):
     return fig
 
 
+def dose_response_figure(doses, medians, measures):
+    """Each measure (a column of ``doses``: factor, level, one score column per measure) along each dose factor, the
+    median and interquartile range per level, with the AM groups' medians (``medians``: indexed by (family, group))
+    as horizontal lines to read them against the dose."""
+    factors = list(doses.factor.unique())
+    fig, axes = plt.subplots(len(measures), len(factors), figsize=(2.6 * len(factors), 2.8 * len(measures)),
+                             squeeze=False, sharey="row")
+    for row, measure in zip(axes, measures):
+        for ax, factor in zip(row, factors):
+            part = doses[doses.factor == factor].groupby("level", sort=False)[measure]
+            q = part.quantile([0.25, 0.5, 0.75]).unstack()
+            ax.fill_between(range(len(q)), q[0.25], q[0.75], color="tab:grey", alpha=0.3)
+            ax.plot(range(len(q)), q[0.5], "ko-", ms=3)
+            ax.set_xticks(range(len(q)), [f"{v:g}" for v in q.index], fontsize=7)
+            ax.set_title(factor, fontsize=8)
+            for (family, group), value in medians[measure].items():
+                if family in ("cnn", "mlp") and group in ("mid", "random-init mid"):
+                    ax.axhline(value, color="tab:blue" if family == "cnn" else "tab:orange",
+                               ls="-" if group == "mid" else ":", lw=1)
+        row[0].set_ylabel(f"{measure} score")
+    axes[0, 0].plot([], [], color="tab:blue", label="CNN mid, trained (dotted: random-init)")
+    axes[0, 0].plot([], [], color="tab:orange", label="MLP mid, trained (dotted: random-init)")
+    axes[0, 0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def am_gallery(images, rows, measure, title):
     """One AM group's images at reading size, each titled with its target, its ``measure`` score and ✓ when it
     succeeded (``rows``: the group's rows of the score table, in the images' order)."""

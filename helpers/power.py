@@ -271,3 +271,97 @@ def gain_power(n_seeds, noise, studies=1000, first_seed=0):
     outcomes = {name: [simulate_gains(where, n_seeds, noise, seed=first_seed + i + k * 1_000_000)
                        for i in range(studies)] for k, (name, where) in enumerate(PLANTED_GAIN.items())}
     return power_table(outcomes, PLANTED_GAIN, n_seeds)
+
+
+# ----------------------------------------------------------------------------- Prediction 1's rule
+
+@dataclass(frozen=True)
+class MotifNoise:
+    """The spread of Prediction 1's primary measurement (the motif score of successful AM images): per family its
+    random-init images' mean score; the VGG's gain from training (trained minus random-init mean); SDs of a model
+    seed's mean, of an AM seed's mean within a model seed and of an image within an (model seed, AM seed) cell, each
+    the larger family's; successful images per cell."""
+    cnn_null: float
+    mlp_null: float
+    cnn_gain: float
+    model_seeds: float
+    am_seeds: float
+    images: float
+    per_cell: int
+
+
+# "similar": the MLP's images as the CNN's (same null level, same gain: position 1, direct δ 0); "apart": the same gain
+# from the MLP's own null level (the position alike, the images far apart: the absolute criterion's case); "null": no
+# gain. The rule must support "similar" and reject "null" (``REQUIRED``); "apart" is reported.
+PLANTED_MOTIF = dict(similar=("cnn_null", 1.0), apart=("mlp_null", 1.0), null=("mlp_null", 0.0))
+
+
+def motif_noise(table, rule=verdict.PREDICTION1):
+    """The ``MotifNoise`` of Prediction 1's primary test in an ``am_study.score_table`` (successful images of the
+    primary objective and setting), or None where it cannot be estimated (a group without images, or fewer than two
+    model seeds). The variance components by the method of moments (a seed's mean carries its AM seeds' and images'
+    variance, which the simulation adds again: they are subtracted, floored at 0), the model seeds' SD at the upper
+    end of its estimate (``sd_upper``); each component the larger family's."""
+    import numpy as np
+    rows = table[table.success & (table.objective == rule["objective"]) & (table.setting == rule["setting"])]
+    value = rule["measure"]
+    level, parts = {}, {"model": [], "am": [], "images": []}
+    for (family, network), part in rows.groupby(["family", "network"]):
+        cells = part.groupby(["model_seed", "am_seed"])[value]
+        per_cell, am_seeds = cells.size().mean(), part.groupby("model_seed").am_seed.nunique().mean()
+        images = float(np.nanmean(cells.var()))                                       # within a cell
+        am = float(np.nanmean(cells.mean().groupby("model_seed").var())) - images / per_cell
+        seeds = part.groupby("model_seed")[value].mean()
+        model = float(seeds.var()) - max(am, 0.0) / am_seeds - images / (am_seeds * per_cell)
+        level[(family, network)] = float(part[value].mean())
+        parts["images"].append(images)
+        parts["am"].append(max(am, 0.0) if am == am else 0.0)
+        parts["model"].append(sd_upper(math.sqrt(max(model, 0.0)), len(seeds)) if len(seeds) > 1 else math.nan)
+    groups = [(f, n) for f in ("cnn", "mlp") for n in ("trained", "random-init")]
+    if any(g not in level for g in groups) or any(v != v for v in parts["model"] + parts["images"]):
+        return None
+    return MotifNoise(cnn_null=level[("cnn", "random-init")], mlp_null=level[("mlp", "random-init")],
+                      cnn_gain=level[("cnn", "trained")] - level[("cnn", "random-init")],
+                      model_seeds=max(parts["model"]), am_seeds=math.sqrt(max(parts["am"])),
+                      images=math.sqrt(max(parts["images"])),
+                      per_cell=int(rows.groupby(["family", "network", "model_seed", "am_seed"]).size().median()))
+
+
+def simulate_motifs(planted, n_seeds, am_seeds, noise, replicates=200, seed=0, rule=verdict.PREDICTION1):
+    """One simulated Prediction 1 primary test, ``planted`` a key of ``PLANTED_MOTIF``: a score table drawn at
+    ``noise`` through the real ``am_study.prediction1_tables`` (and so ``verdict.prediction1_comparison``). Returns
+    (verdict, (position low, high))."""
+    import pandas as pd
+
+    from helpers.am_study import prediction1_tables
+    base, share = PLANTED_MOTIF[planted]
+    levels = {("cnn", "random-init"): noise.cnn_null, ("cnn", "trained"): noise.cnn_null + noise.cnn_gain,
+              ("mlp", "random-init"): getattr(noise, base), ("mlp", "trained"): getattr(noise, base)
+              + share * noise.cnn_gain}
+    g = torch.Generator().manual_seed(seed)
+    frames = []
+    for (family, network), level in levels.items():
+        cells = (level + noise.model_seeds * torch.randn(n_seeds, 1, 1, generator=g)
+                 + noise.am_seeds * torch.randn(n_seeds, am_seeds, 1, generator=g)
+                 + noise.images * torch.randn(n_seeds, am_seeds, noise.per_cell, generator=g))
+        m, a, _ = torch.meshgrid(torch.arange(n_seeds), torch.arange(am_seeds), torch.arange(noise.per_cell),
+                                 indexing="ij")
+        frames.append(pd.DataFrame({rule["measure"]: cells.flatten().numpy(), "model_seed": m.flatten().numpy(),
+                                    "am_seed": a.flatten().numpy()}).assign(
+            family=family, network=network, objective=rule["objective"], setting=rule["setting"], success=True,
+            saturated=0.0))
+    _, _, comparisons = prediction1_tables(pd.concat(frames, ignore_index=True), replicates, seed,
+                                           measures=(rule["measure"],))
+    primary = next(c for c in comparisons if c["primary"])
+    return primary["verdict"], (primary["position_low"], primary["position_high"])
+
+
+def motif_power(n_seeds, am_seeds, noise, studies=200, first_seed=0):
+    """``power_table`` of Prediction 1's rule at ``noise``: how often each planting of ``PLANTED_MOTIF`` comes back
+    supported, not supported and inconclusive, and whether the rule meets ``REQUIRED``."""
+    outcomes = {name: [simulate_motifs(name, n_seeds, am_seeds, noise, seed=first_seed + i + k * 1_000_000)
+                       for i in range(studies)] for k, name in enumerate(PLANTED_MOTIF)}
+    planted = {name: share for name, (_, share) in PLANTED_MOTIF.items()}
+    table = power_table(outcomes, planted, n_seeds)
+    table["apart_not_supported"] = sum(v == verdict.NOT_SUPPORTED for v, _ in outcomes["apart"]) / studies
+    return table

@@ -126,11 +126,45 @@ def motif_score(images, surrogates=4, seed=0):
     return self_similarity(x) - surrogate
 
 
+def radial_surrogate(images, generator):
+    """A surrogate of each image whose power spectrum is averaged over rings of equal spatial frequency: its texture
+    scale (how power falls off with frequency) stays, its lines and orientations go. A tiling's spectrum is a set of
+    lines, which ``phase_randomized`` keeps (its surrogate tiles too, so ``motif_score`` subtracts part of every
+    exact tiling); this surrogate does not. Each channel keeps its phase offsets from the others (one random phase
+    field is added to all three), so the colours stay as correlated as the image's. Circular (no padding): only the
+    ring averages are kept. Rescaled to the image's contrast and mean; clamped to [0, 1]."""
+    x = torch.as_tensor(images).float()
+    n, c, h, w = x.shape
+    mean = x.mean((2, 3), keepdim=True)
+    spectrum = torch.fft.fft2(x - mean)
+    fy, fx = torch.fft.fftfreq(h) * h, torch.fft.fftfreq(w) * w
+    ring = (fy[:, None] ** 2 + fx[None] ** 2).sqrt().round().long().flatten()
+    rings = int(ring.max()) + 1
+    power = torch.zeros(n, c, rings).index_add_(2, ring, spectrum.abs().pow(2).flatten(2))
+    counts = torch.zeros(rings).index_add_(0, ring, torch.ones(len(ring)))
+    amplitude = (power / counts).sqrt()[..., ring].reshape(n, c, h, w)
+    phase = torch.fft.fft2(torch.randn(n, 1, h, w, generator=generator)).angle()  # the phases of a real signal
+    out = torch.fft.ifft2(torch.polar(amplitude, spectrum.angle() + phase)).real
+    out = out * ((x - mean).std((1, 2, 3), keepdim=True) / out.std((1, 2, 3), keepdim=True).clamp_min(1e-12))
+    return (out + mean).clamp(0, 1)
+
+
+def periodic_motif_score(images, surrogates=4, seed=0):
+    """The companion of ``motif_score`` that does not subtract exact tilings: ``self_similarity`` minus its mean over
+    ``radial_surrogate``s. It reads any recurring pattern, gratings and tilings included; white noise scores about
+    0. Seeded."""
+    x = torch.as_tensor(images).float()
+    generator = torch.Generator().manual_seed(seed)
+    surrogate = torch.stack([self_similarity(radial_surrogate(x, generator)) for _ in range(surrogates)]).mean(0)
+    return self_similarity(x) - surrogate
+
+
 PRIMARY_MEASURE = "motif"
 # The measures, each a function of a batch of images (N, 3, H, W) in [0, 1] returning one score per image. The primary
-# one is the verdict's; the other two see only the power spectrum and are reported as robustness checks.
-MEASURES = {"motif": motif_score, "autocorrelation": lambda images: repetition_score(images)[0],
-            "spectral": spectral_score}
+# one is the verdict's; the others are robustness checks: the companion that keeps tilings (``periodic``), and two
+# that see only the power spectrum.
+MEASURES = {"motif": motif_score, "periodic": periodic_motif_score,
+            "autocorrelation": lambda images: repetition_score(images)[0], "spectral": spectral_score}
 
 
 def measure_controls(natural, start, n=32, seed=0):
@@ -156,3 +190,55 @@ def measure_controls(natural, start, n=32, seed=0):
             "stamped, phase-randomized": (phase_randomized(stamped.clamp(0, 1), g), "low"),
             "smooth blobs": (blobs.clamp(0, 1), "low"), "natural images": (torch.as_tensor(natural)[:n], "low"),
             "start images": (torch.as_tensor(start)[:n], "low")}
+
+
+# ----------------------------------------------------------------------------- the measure across its range
+
+DOSES = dict(contrast=(0.0, 0.1, 0.2, 0.3, 0.5, 1.0), repeats=(1, 2, 3, 4, 6, 8), size=(3, 5, 7, 9, 11),
+             tiled=(0.0, 0.1, 0.2, 0.3, 0.5, 1.0), background=(0.0, 0.3, 0.6, 1.0))
+DOSE_BASE = dict(contrast=0.3, repeats=4, size=7)  # what the factors not varied are held at
+
+
+def stamped(background, motif, repeats, contrast, generator):
+    """``motif`` (n, 3, s, s) blended into each ``background`` image at ``repeats`` random positions that do not
+    overlap (fewer where they cannot fit), with weight ``contrast`` against the background beneath."""
+    out = background.clone()
+    n, _, size, _ = motif.shape
+    side = out.shape[-1]
+    for i in range(n):
+        placed = []
+        for y, x in torch.randint(0, side - size + 1, (200, 2), generator=generator).tolist():
+            if all(abs(y - a) >= size or abs(x - b) >= size for a, b in placed):
+                placed.append((y, x))
+                if len(placed) == repeats:
+                    break
+        for y, x in placed:
+            patch = out[i, :, y:y + size, x:x + size]
+            out[i, :, y:y + size, x:x + size] = patch + contrast * (motif[i] - patch)
+    return out.clamp(0, 1)
+
+
+def dose_response_images(backgrounds, n=32, seed=0):
+    """Images whose dose of recurring motif is known, to read an AM group's score on the measure's own scale: a random
+    motif stamped at irregular positions on flat noise, varying one factor of ``DOSES`` at a time (its contrast, how
+    many copies, its size; the others at ``DOSE_BASE``), a random 8-pixel tile covering the image at a varying
+    contrast (``tiled``), and each of ``backgrounds`` ({name: images}, e.g. natural images phase-randomized and the
+    optimizer's start images) under the base motif at the contrasts of ``DOSES['background']``.
+    Returns [(factor, level, images)]."""
+    g = torch.Generator().manual_seed(seed)
+    flat = 0.5 + 0.03 * torch.randn(n, 3, 32, 32, generator=g)
+    motifs = {size: torch.rand(n, 3, size, size, generator=g) for size in DOSES["size"]}
+    base = {k: DOSE_BASE[k] for k in ("repeats", "contrast")}
+    out = []
+    for factor in ("contrast", "repeats", "size"):
+        for level in DOSES[factor]:
+            dose = dict(base, **{factor: level}) if factor != "size" else base
+            motif = motifs[level if factor == "size" else DOSE_BASE["size"]]
+            out.append((factor, level, stamped(flat, motif, dose["repeats"], dose["contrast"], g)))
+    tile = torch.rand(n, 3, 8, 8, generator=g).repeat(1, 1, 4, 4)
+    out += [("tiled", level, (flat + level * (tile - flat)).clamp(0, 1)) for level in DOSES["tiled"]]
+    for name, images in backgrounds.items():
+        x = torch.as_tensor(images).float()[:n]
+        out += [(f"on {name}", level, stamped(x, motifs[DOSE_BASE["size"]][:len(x)], DOSE_BASE["repeats"], level, g))
+                for level in DOSES["background"]]
+    return out

@@ -119,35 +119,44 @@ def effect_over_null(trained, null, replicates=1000, seed=0):
     return dict(delta=cliffs_delta(a, b), low=low, high=high, p=p), reps
 
 
-def clustered_effect(trained, null, replicates=1000, seed=0):
+def clustered_effect(trained, null, replicates=1000, seed=0, paired_seeds=True):
     """Cliff's δ of ``trained`` scores over ``null`` scores with a hierarchical bootstrap: model seeds, then the AM
     seeds within each, then the images within each (model seed, AM seed) cell. Both sides are (values, model seeds, AM
     seeds) arrays; the draws of seeds are shared by the two sides (a trained network and its random-init null come
-    from one model seed, their images from one AM seed), the images are drawn per side (Poisson weights). The p-value
+    from one model seed, their images from one AM seed), the images are drawn per side (Poisson weights).
+    ``paired_seeds=False``: each side draws its own model seeds (two families' networks of one seed number are
+    unrelated; the AM seeds stay shared: one AM seed gives both the same start images). The p-value
     is the bootstrap's: (replicates at or below 0 + 1) / (replicates + 1), which, unlike a Mann-Whitney test, does not
     count the images of one network as independent. Returns (dict(delta, low, high, p), replicate δs)."""
     (a, a_model, a_am), (b, b_model, b_am) = ((np.array(x) for x in side) for side in (trained, null))
     models = sorted(set(a_model.tolist()) | set(b_model.tolist()))
     ams = sorted(set(a_am.tolist()) | set(b_am.tolist()))
     g = torch.Generator().manual_seed(seed)
-    pick_model = torch.randint(len(models), (replicates, len(models)), generator=g)
-    pick_am = torch.randint(len(ams), (replicates, len(models), len(ams)), generator=g)
-    cells = torch.zeros(replicates, len(models), len(ams), dtype=torch.float64)  # how often each cell was drawn
-    for slot in range(len(models)):  # each drawn model seed brings its own draw of AM seeds
-        counts = torch.zeros(replicates, len(ams), dtype=torch.float64).scatter_add_(
-            1, pick_am[:, slot], torch.ones(replicates, len(ams), dtype=torch.float64))
-        cells[torch.arange(replicates), pick_model[:, slot]] += counts
 
-    def weights(model, am):
+    def draw_cells():  # how often each (model seed, AM seed) cell was drawn, per replicate
+        pick_model = torch.randint(len(models), (replicates, len(models)), generator=g)
+        pick_am = torch.randint(len(ams), (replicates, len(models), len(ams)), generator=g)
+        cells = torch.zeros(replicates, len(models), len(ams), dtype=torch.float64)
+        for slot in range(len(models)):  # each drawn model seed brings its own draw of AM seeds
+            counts = torch.zeros(replicates, len(ams), dtype=torch.float64).scatter_add_(
+                1, pick_am[:, slot], torch.ones(replicates, len(ams), dtype=torch.float64))
+            cells[torch.arange(replicates), pick_model[:, slot]] += counts
+        return cells
+
+    def weights(cells, model, am):
         cell = cells[:, [models.index(m) for m in model.tolist()], [ams.index(x) for x in am.tolist()]]
         return cell * torch.poisson(torch.ones(replicates, len(model), dtype=torch.float64), generator=g)
-    wa, wb = weights(a_model, a_am), weights(b_model, b_am)
+    cells_a = draw_cells()
+    cells_b = cells_a if paired_seeds else draw_cells()
+    wa, wb = weights(cells_a, a_model, a_am), weights(cells_b, b_model, b_am)
     sign = torch.sign(torch.as_tensor(a, dtype=torch.float64)[:, None] - torch.as_tensor(b, dtype=torch.float64)[None])
     total = wa.sum(1) * wb.sum(1)
-    reps = ((wa @ sign) * wb).sum(1) / total.clamp_min(1e-12)
-    reps = reps[total > 0]
-    low, high = torch.quantile(reps, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
-    p = (int((reps <= 0).sum()) + 1) / (len(reps) + 1)
+    # a replicate that drew no image on one side has no δ: NaN, kept in place so that two families' replicates
+    # stay aligned (``effect_ratio`` divides them one by one)
+    reps = torch.where(total > 0, ((wa @ sign) * wb).sum(1) / total.clamp_min(1e-12), torch.nan)
+    low, high = torch.nanquantile(reps, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    drawn = reps[~reps.isnan()]
+    p = (int((drawn <= 0).sum()) + 1) / (len(drawn) + 1)
     return dict(delta=cliffs_delta(a, b), low=low, high=high, p=p), reps
 
 
@@ -159,10 +168,10 @@ def effect_ratio(mlp_reps, cnn_reps, mlp_delta, cnn_delta):
     has no bounded interval (the ratio's replicates run to ±1e6). The verdict never reads it then, since the CNN
     shows no pattern (``verdict.cnn_pattern``)."""
     cnn_reps = torch.as_tensor(cnn_reps)
-    if cnn_delta <= 0 or torch.quantile(cnn_reps.double(), 0.025) <= 0:
+    if cnn_delta <= 0 or torch.nanquantile(cnn_reps.double(), 0.025) <= 0:
         return dict(value=float("nan"), low=float("nan"), high=float("nan"))
-    ratio = torch.as_tensor(mlp_reps) / cnn_reps.clamp_min(1e-6)
-    low, high = torch.quantile(ratio, torch.tensor([0.025, 0.975], dtype=ratio.dtype)).tolist()
+    ratio = torch.as_tensor(mlp_reps) / cnn_reps.clamp_min(1e-6)  # NaN where either drew no image
+    low, high = torch.nanquantile(ratio, torch.tensor([0.025, 0.975], dtype=ratio.dtype)).tolist()
     return dict(value=mlp_delta / max(cnn_delta, 1e-6), low=low, high=high)
 
 

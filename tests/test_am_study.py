@@ -12,7 +12,8 @@ from helpers.models import build_model, resolve_layer
 from helpers.repetition import MEASURES
 from helpers.units import AMGroup
 
-KINDS = {"cnn": ("mid", "pooled", "classes"), "mlp": ("mid", "pooled", "classes", "residual")}
+KINDS = {"cnn": ("mid", "mid-pooled", "pooled", "classes"),
+         "mlp": ("mid", "mid-pooled", "pooled", "classes", "residual")}
 AM_SEEDS = (0, 1)
 
 
@@ -81,7 +82,8 @@ def test_the_hierarchical_interval_covers_the_spread_between_model_seeds():
 
 @pytest.mark.parametrize("mlp_shift,expected", [(0.5, verdict.SUPPORTED), (0.0, verdict.NOT_SUPPORTED)])
 def test_a_known_answer_is_found(mlp_shift, expected):
-    gates, effects, comparisons = am_study.prediction1_tables(score_table(mlp_shift), replicates=200)
+    # 64 images a group: the direct δ between two unrelated networks' images needs them (two model seeds)
+    gates, effects, comparisons = am_study.prediction1_tables(score_table(mlp_shift, n=64), replicates=200)
     assert all(g["passed"] for g in gates)
     assert {c["verdict"] for c in comparisons} == {expected}
     primary = [c for c in comparisons if c["primary"]]
@@ -183,3 +185,75 @@ def test_success_is_rejudged_when_the_gate_changes_without_rendering(monkeypatch
     monkeypatch.setitem(verdict.AM_GATES, "success_quantile", 0.05)
     # above the natural quantile but below its own start value: the third still fails
     assert am_study.score_table({("cnn", "plain", 0, 0): suite}).success.tolist() == [True, True, False] * 2
+
+
+def test_the_every_shift_pooled_objective_is_invariant_to_any_circular_shift():
+    """Pooled over every shift (stride 1, evaluated over the whole grid), the MLP's middle-layer neurons do not move
+    under a shift that is no multiple of 8 (the CNN's channels take the same code path; 1,024 of its passes would
+    take minutes)."""
+    torch.manual_seed(0)
+    model = build_model("mlp", **FAMILIES["mlp"]).eval()
+    plan = am_study.objective_plan(model, 3, torch.rand(64, 3, 32, 32), kinds=("mid-pooled",))
+    pooled = plan["mid-pooled"]
+    images = torch.rand(4, 3, 32, 32)
+    shifted = torch.roll(images, shifts=(3, 7), dims=(2, 3))
+    a, b = (am_study.objective_values(model, pooled, x, most_shifts=None) for x in (images, shifted))
+    assert torch.allclose(a, b, atol=1e-4)
+    assert len(am_study.evaluated_shifts(32, 1)) == am_study.EVAL_SHIFTS  # the study's estimate: a sample
+    assert len(am_study.evaluated_shifts(32, 8)) == 16                   # a 16-shift grid: all of it
+
+
+def test_the_artifact_control_repeats_under_pooling_and_not_without():
+    """Random localized ReLU units pooled over every shift put repetition into their images; the same units
+    unpooled (one position) do not."""
+    from helpers.repetition import MEASURES
+    kw = dict(steps=96, lr=0.05, parameterization="fft", progress=False,
+              transforms=actmax.standard_transforms(jitter_pixels=2), color_matrix=actmax.cifar_color_matrix())
+    pooled, start = am_study.artifact_control(12, seed=0, **kw)
+    plain = actmax.render(am_study.LocalizedUnits(12, seed=0), actmax.unit("response", range(12)), seed=0,
+                          **kw).images
+    for name in ("motif", "periodic"):
+        score = MEASURES[name]
+        assert score(pooled).median() > score(plain).median() + 0.03, name
+        assert score(pooled).median() > score(start).median() + 0.03, name
+
+
+def test_the_rule_supports_a_planted_mlp_like_the_cnn_and_rejects_a_planted_null():
+    """Prediction 1's power simulation through the real table code: at a clear effect and low noise the planted
+    answers come back."""
+    from helpers import power
+    noise = power.MotifNoise(cnn_null=0.08, mlp_null=0.01, cnn_gain=0.06, model_seeds=0.005, am_seeds=0.003,
+                             images=0.03, per_cell=24)
+    got = {name: [power.simulate_motifs(name, 4, 2, noise, replicates=100, seed=s)[0] for s in range(6)]
+           for name in power.PLANTED_MOTIF}
+    assert got["similar"].count(verdict.SUPPORTED) >= 5, got
+    assert got["null"].count(verdict.NOT_SUPPORTED) >= 5, got
+    assert got["apart"].count(verdict.SUPPORTED) == 0, got   # the position alike, the images far apart
+
+
+def test_motif_noise_recovers_planted_variance_components():
+    """Levels, and the SDs between model seeds, between AM seeds and between images, each read without the lower
+    levels' variance (which the simulation adds again); the model seeds' at the upper end of its estimate."""
+    from helpers import power
+    g = np.random.default_rng(0)
+    rows = []
+    for family in ("cnn", "mlp"):
+        for network, level in (("trained", 0.3), ("random-init", 0.1)):
+            for m in range(12):
+                seed_level = level + g.normal(0, 0.02)
+                for a in range(3):
+                    cell = seed_level + g.normal(0, 0.01)
+                    rows += [dict(family=family, network=network, model_seed=m, am_seed=a, objective="mid",
+                                  setting="plain", success=True, motif=v) for v in g.normal(cell, 0.05, 40)]
+    noise = power.motif_noise(pd.DataFrame(rows))
+    assert abs(noise.cnn_gain - 0.2) < 0.02 and noise.per_cell == 40
+    assert 0.045 < noise.images < 0.055 and noise.am_seeds < 0.02
+    assert 0.015 < noise.model_seeds < 0.045  # 0.02, at its upper 80% bound from 12 seeds
+    one_seed = pd.DataFrame(rows).query("model_seed == 0")
+    assert power.motif_noise(one_seed) is None  # no spread between seeds to read: no power table
+
+
+def test_the_pooled_objective_is_evaluated_on_the_same_sample_of_its_shifts_every_time():
+    first, again = am_study.evaluated_shifts(32, 1), am_study.evaluated_shifts(32, 1)
+    assert torch.equal(first, again) and len({tuple(s) for s in first.tolist()}) == am_study.EVAL_SHIFTS
+    assert ((first >= 0) & (first < 32)).all()

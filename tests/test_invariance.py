@@ -90,3 +90,14 @@ def test_training_gains_subtract_the_random_init_network_over_the_rule_shifts():
             for n, v in (("trained", 0.7), ("random-init", 0.5)) for s in invariance.SHIFTS]
     gains = invariance.training_gains(pd.DataFrame(rows))
     assert gains.gain.tolist() == pytest.approx([0.2])
+
+
+def test_shifted_copies_finds_a_unit_that_is_a_shifted_copy_of_another():
+    torch.manual_seed(0)
+    base = torch.zeros(3, 32, 32)
+    base[:, 4:9, 6:11] = torch.randn(3, 5, 5)
+    copy = torch.roll(base, shifts=(7, 13), dims=(1, 2))
+    others = torch.randn(6, 3, 32, 32)
+    best, share = invariance.shifted_copies(torch.stack([base, copy, *others]).flatten(1))
+    assert best[0] > 0.999 and best[1] > 0.999
+    assert (best[2:] < 0.3).all() and share == 2 / 8

@@ -78,7 +78,8 @@ def test_activation_maximization_notebook_smoke(smoke_models, tmp_path, data_env
                  "am_repetition_scores.png", "am_cnn_classes.png", "am_mlp_plain_pooled.png",
                  "am_mlp_plain_random-init_residual.png", "am_cnn_plain_mid.png", "am_cnn_contrast_random-init_mid.png",
                  "am/mlp0_trained_plain_seed1.pt", "shift_invariance.csv", "shift_invariance_pairs.csv",
-                 "shift_invariance.png"):
+                 "shift_invariance.png", "am_dose_response.csv", "am_dose_response.png", "am_pooling.csv",
+                 "am_natural_path.csv", "am_power.csv", "network_facts.csv"):
         assert (folder / name).is_file(), name
     # the second AM seed renders the primary test only
     assert not (folder / "am/mlp0_trained_contrast_seed1.pt").exists()

@@ -282,16 +282,32 @@ def test_am_gates_pass_and_each_one_can_fail():
     assert not V.gates_passed(V.am_gates(0, 0, 0.0))
 
 
+ALIKE = dict(delta=0.0, low=-0.2, high=0.2)  # the MLP's images against the CNN's, directly
+
+
 def test_prediction1_every_outcome_is_reachable():
     near = dict(value=0.9, low=0.7, high=1.1)
     far = dict(value=0.1, low=-0.1, high=0.3)
     wide = dict(value=0.5, low=0.1, high=1.0)
-    assert V.prediction1_comparison(True, STRONG, STRONG, near)[0] == V.SUPPORTED
-    assert V.prediction1_comparison(True, STRONG, dict(delta=0.05, low=-0.2, p=0.4), far)[0] == V.NOT_SUPPORTED
-    assert V.prediction1_comparison(True, STRONG, STRONG, wide)[0] == V.INCONCLUSIVE
+    assert V.prediction1_comparison(True, STRONG, STRONG, near, ALIKE)[0] == V.SUPPORTED
+    assert V.prediction1_comparison(True, STRONG, dict(delta=0.05, low=-0.2, p=0.4), far, ALIKE)[0] == \
+        V.NOT_SUPPORTED
+    assert V.prediction1_comparison(True, STRONG, STRONG, wide, ALIKE)[0] == V.INCONCLUSIVE
     # the MLP reaches the CNN's effect on average but does not beat its own null: not "supported"
-    assert V.prediction1_comparison(True, STRONG, dict(delta=0.7, low=-0.1, p=0.2), near)[0] == V.INCONCLUSIVE
-    assert V.prediction1_comparison(False, STRONG, STRONG, near)[0] == V.NOT_TESTABLE
+    assert V.prediction1_comparison(True, STRONG, dict(delta=0.7, low=-0.1, p=0.2), near, ALIKE)[0] == \
+        V.INCONCLUSIVE
+    assert V.prediction1_comparison(False, STRONG, STRONG, near, ALIKE)[0] == V.NOT_TESTABLE
+
+
+def test_prediction1_needs_the_mlps_images_near_the_cnns_in_absolute_terms():
+    """Each family's gain over its own null alike, but the MLP's images repeat far less than the CNN's: the position
+    alone would say supported."""
+    near = dict(value=0.9, low=0.7, high=1.1)
+    far_below = dict(delta=-0.97, low=-1.0, high=-0.93)
+    result, reason = V.prediction1_comparison(True, STRONG, STRONG, near, far_below)
+    assert result == V.NOT_SUPPORTED and "-0.97" in reason
+    straddles = dict(delta=-0.5, low=-0.7, high=-0.3)
+    assert V.prediction1_comparison(True, STRONG, STRONG, near, straddles)[0] == V.INCONCLUSIVE
 
 
 def test_prediction1_needs_a_cnn_pattern_to_approximate():
@@ -299,7 +315,16 @@ def test_prediction1_needs_a_cnn_pattern_to_approximate():
     for cnn in (dict(delta=0.8, low=0.6, p=0.2),       # not significant
                 dict(delta=0.8, low=-0.05, p=1e-4),    # interval reaches 0
                 dict(delta=0.1, low=0.02, p=1e-4)):    # significant but negligible
-        assert V.prediction1_comparison(True, cnn, STRONG, near)[0] == V.NOT_TESTABLE
+        assert V.prediction1_comparison(True, cnn, STRONG, near, ALIKE)[0] == V.NOT_TESTABLE
+
+
+def test_the_dose_response_must_rise_and_never_fall():
+    assert V.dose_response_monotone({"contrast": [0.0, 0.1, 0.3, 0.5], "on texture": [0.03, 0.02, 0.05]})[0]
+    passed, reason = V.dose_response_monotone({"contrast": [0.0, 0.3, 0.2, 0.5]})
+    assert not passed and "contrast falls by 0.100" in reason
+    passed, reason = V.dose_response_monotone({"repeats": [0.0, 0.02, 0.05]})
+    assert not passed and "rises by 0.050" in reason
+    assert V.dose_response_monotone({"on texture": [0.03, 0.03, 0.04]})[0]  # a background needs no rise
 
 
 CONTROLS_OK = (True, "the motif measure passed its known-answer controls")
@@ -396,3 +421,26 @@ def test_the_shift_invariance_rule_reaches_every_outcome(cnn_low, position, expe
     got, reason = V.shift_invariance_verdict(dict(value=cnn_low + 0.1, low=cnn_low, high=cnn_low + 0.2),
                                              dict(zip(("value", "low", "high"), position)))
     assert got == expected and reason
+
+
+def test_every_rule_change_names_a_commit_or_a_marker_git_can_find():
+    """The methods page's history reads each change's commit and date from git; a change not yet committed when it
+    was written names a string its commit added to verdict.py (``git log -S`` finds it)."""
+    import subprocess
+    from pathlib import Path
+
+    from helpers.answers import rule_history
+    source = Path(V.__file__).read_text()
+    for change in V.RULE_CHANGES:
+        assert ("commit" in change) != ("marker" in change) and change["seen"] and change["change"]
+        if "marker" in change:
+            assert source.count(change["marker"]) >= 1, change["marker"]
+    table = rule_history()
+    for change in V.RULE_CHANGES:
+        if "commit" not in change:
+            continue
+        known = subprocess.run(["git", "show", "-s", "--format=%cs", change["commit"]], capture_output=True,
+                               text=True, cwd=Path(V.__file__).parents[1])
+        # a clone without the history says so in words; one with it shows the commit beside git's date
+        row = f"<td>{change['commit']}</td>\n      <td>{known.stdout.strip()}</td>"
+        assert (row in table) if known.returncode == 0 else "not in this clone's history" in table

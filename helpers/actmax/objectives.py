@@ -92,7 +92,8 @@ def shift_pooled(objective, stride=8):
     ``stride`` pixels in y and x (16 copies of a 32-pixel image at stride 8): it asks for an image that drives the
     target wherever its content sits. Exactly invariant to a circular shift of the input by a multiple of
     ``stride``. ``render`` optimizes it with one random grid shift per image and step (an unbiased estimate of the
-    mean); ``helpers.am_study.objective_values`` evaluates the whole grid."""
+    mean); ``helpers.am_study.objective_values`` evaluates the whole grid, or a sample of a large one
+    (``am_study.evaluated_shifts``)."""
     if stride < 1:
         raise ValueError(f"stride={stride}: use a positive number of pixels (8 for 32-pixel images).")
     return replace(objective, name=f"{objective.name}, shift-pooled", pool_stride=stride)
