@@ -118,18 +118,36 @@ class AnswersPage:
                 f"network; a position near 1 with a direct δ far below 0 means the MLP gained as much repetition "
                 f"from training as the CNN did, while its images repeat less than the CNN's). "
                 f"The measure on its known answers and its dose–response: {am['controls']['reason']}. "
-                f"{self.power_sentence()} {self.pooling_sentence()} "
+                f"{self.earlier_rule_sentence()} {self.power_sentence()} {self.pooling_sentence()} "
                 f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units × "
                 f"{am['model_seeds']} model seeds × {am['am_seeds']} AM seeds per network, {am['steps']} steps.")
+
+    def earlier_rule_sentence(self):
+        """The primary test under the rule before the absolute criterion (``verdict.RULE_CHANGES``): the relative arm
+        alone, read from the same numbers."""
+        from helpers import verdict
+        p = self.am["primary"]
+        side = {f: dict(delta=p[f"{f}_delta"], low=p[f"{f}_low"], high=p[f"{f}_high"], p=p[f"{f}_p"])
+                for f in ("cnn", "mlp")}
+        position = dict(value=p["position"], low=p["position_low"], high=p["position_high"])
+        direct = dict(delta=p["direct_delta"], low=p["direct_low"], high=p["direct_high"])
+        earlier, _ = verdict.prediction1_comparison(bool(p["gates_ok"]), side["cnn"], side["mlp"], position, direct,
+                                                    rule=dict(verdict.PREDICTION1, min_direct=-1.0))
+        if earlier == p["verdict"]:
+            return "Without the absolute criterion (the rule before it was added) the primary test reads the same."
+        return (f"Without the absolute criterion (the rule before it was added, after an exploratory run had been "
+                f"seen) the primary test would read {earlier}: the verdict turns on that criterion.")
 
     def power_sentence(self):
         """The rule's simulated power at this run's seeds and noise (01's power table)."""
         pw = self.am.get("power")
         if pw is None:
             return "The rule's power could not be simulated here (too few model seeds or successful images)."
+        wrong = pw.get("similar_not_supported")
         return (f"The rule's power, simulated at this run's noise and {int(pw['model_seeds'])} model seeds: a planted "
-                f"MLP like the CNN comes back supported in {pw['similar_supported']:.0%} of studies, a planted null "
-                f"not supported in {pw['null_not_supported']:.0%} "
+                f"MLP like the CNN comes back supported in {pw['similar_supported']:.0%} of studies"
+                + (f" (not supported in {wrong:.0%})" if wrong is not None else "")
+                + f", a planted null not supported in {pw['null_not_supported']:.0%} "
                 + ("(adequate)." if pw["adequate"] else "(short of what the rule needs, `power.REQUIRED`: the verdict "
                                                         "is descriptive).")
                 )

@@ -364,4 +364,6 @@ def motif_power(n_seeds, am_seeds, noise, studies=200, first_seed=0):
     planted = {name: share for name, (_, share) in PLANTED_MOTIF.items()}
     table = power_table(outcomes, planted, n_seeds)
     table["apart_not_supported"] = sum(v == verdict.NOT_SUPPORTED for v, _ in outcomes["apart"]) / studies
+    # the error the rule must not make: a truly similar MLP read as not supported
+    table["similar_not_supported"] = sum(v == verdict.NOT_SUPPORTED for v, _ in outcomes["similar"]) / studies
     return table

@@ -105,3 +105,11 @@ def test_the_layer_table_fixes_pairs_by_relative_depth_and_reads_them_at_equal_s
     paper = profiles.layer_table("paper")["mid"]
     assert paper["mlp"]["layer"] == "residual.5" and (paper["cnn"]["grid"], paper["cnn"]["size"]) == (2, 1024)
     assert set(profiles.layer_table("official")["mid"]) == {"cnn", "mlp"}
+
+
+def test_every_mlp_trains_with_the_cnns_crops():
+    """Prediction 1 asks whether the MLP learned the shift invariance the CNN has: both are shown the same shifts."""
+    for name in ("smoke", "cpu", "paper"):
+        training = profiles.get(name).training
+        for mlp in ("mlp", "mlp-small"):
+            assert training[mlp].crop == training["cnn"].crop > 0, (name, mlp)
