@@ -279,10 +279,11 @@ class AnswersPage:
     def landing_text(self):
         """The answers as the book's landing page states them, with links to the pages behind them."""
         p2 = "; ".join(f"at {WHERE_SHORT[layer]}, **{c['prediction2']}**" for layer, c in self.conclusions.items())
+        short = "descriptive: the rule is short of power at these seeds; " if "descriptive" in self.am["reason"] else ""
         return (f"**The answers** (profile `{self.profile}`: {profiles.get(self.profile).models}).\n\n"
                 f"- **Prediction 1** (recurring patterns in activation maximization): **{self.am['prediction1']}** "
-                f"(each family's images against its own random-init network's; the MLP's images against the CNN's "
-                f"directly: δ {self.am['primary']['direct_delta']:.2f} [{self.am['primary']['direct_low']:.2f}, "
+                f"({short}each family's images against its own random-init network's; the MLP's images against the "
+                f"CNN's directly: δ {self.am['primary']['direct_delta']:.2f} [{self.am['primary']['direct_low']:.2f}, "
                 f"{self.am['primary']['direct_high']:.2f}]).\n"
                 f"- **Prediction 2** (similar dictionaries): {p2}.\n"
                 + "".join(f"- **With the CNNs at the MLP's accuracy** (an earlier epoch of the same training): "
