@@ -276,19 +276,18 @@ def dose_verdict(doses):
     return verdict.dose_response_monotone({f: medians[f].tolist() for f in doses.factor.unique()})
 
 
-def natural_path(model, images, natural, layer, low=0.01, high=0.99):
-    """Whether ``images`` take the natural path (Geirhos et al. 2024) at ``layer``: for each image the share of the
-    layer's values (every unit and position) inside the ``low``-``high`` quantile range of the same value on
-    ``natural`` images. Natural images score about ``high - low``; an image that drives the layer where no natural
-    image does scores less."""
-    def values(x):
-        with torch.no_grad(), record(model, [layer]) as acts:
-            model(x.to(next(model.parameters()).device))
-        return acts[layer].flatten(1).float().cpu()
-    reference = values(natural)
-    lo, hi = torch.quantile(reference, torch.tensor([low, high]), dim=0)
-    v = values(images)
-    return ((v >= lo) & (v <= hi)).float().mean(1)
+def natural_path(model, groups, natural, layer, low=0.01, high=0.99):
+    """Whether each group of images ({label: images}) takes the natural path (Geirhos et al. 2024) at ``layer``: for
+    each image the share of the layer's values (every unit and position) inside the ``low``-``high`` quantile range
+    of the same value on ``natural`` images, the range read once for all groups. Natural images score about
+    ``high - low``; an image that drives the layer where no natural image does scores less. {label: shares}."""
+    from helpers.invariance import layer_outputs
+    lo, hi = torch.quantile(layer_outputs(model, natural, [layer])[layer], torch.tensor([low, high]), dim=0)
+    out = {}
+    for label, images in groups.items():
+        v = layer_outputs(model, images, [layer])[layer]
+        out[label] = ((v >= lo) & (v <= hi)).float().mean(1)
+    return out
 
 
 NAN_EFFECT = dict(delta=float("nan"), low=float("nan"), high=float("nan"), p=1.0)
@@ -598,8 +597,7 @@ class AMPage:
                 layer = layer_at_depth(model, 0.25)
                 groups = {g.label: r["images"] for g, r in suite.items() if g.network == network}
                 groups["natural images (held out)"] = held_out
-                for label, images in groups.items():
-                    inside = natural_path(model, images, self.natural, layer)
+                for label, inside in natural_path(model, groups, self.natural, layer).items():
                     rows.append(dict(family=family, model_seed=model_seed, network=network, layer=layer,
                                      group=label, inside=float(inside.median())))
         out = pd.DataFrame(rows)
