@@ -84,6 +84,22 @@ PRIMARY_KIND = verdict.PREDICTION1["objective"]
 SETTING_KINDS = {"plain": None, "contrast": (PRIMARY_KIND,)}  # None: every kind
 
 
+def kind_units(kind, n_units):
+    """How many units ``kind`` renders per model seed and AM seed: ``n_units`` for the primary objective, half as
+    many for each robustness row (the residual stream a quarter; the class logits are always their 10). The rows
+    beside the primary describe, and at four model seeds their halves fit the study's budget (the README's first
+    cut of the AM stage)."""
+    if kind == "classes":
+        return 10
+    return n_units if kind == PRIMARY_KIND else max(1, n_units // (4 if kind == "residual" else 2))
+
+
+def setting_units(setting, n_units):
+    """The units per objective that ``setting`` starts from: all of them under the primary's setting, half under
+    the contrast robustness row."""
+    return n_units if setting == verdict.PREDICTION1["setting"] else max(1, n_units // 2)
+
+
 def suite_kinds(setting, am_seed, am_seeds):
     """The objective kinds one suite renders (None: every kind): the setting's (``SETTING_KINDS``) at the first AM
     seed; at the others the primary test only (the primary objective without a penalty: its AM seeds enter its
@@ -94,25 +110,25 @@ def suite_kinds(setting, am_seed, am_seeds):
 
 
 def objective_plan(model, n_units, sample_images, seed=0, kinds=None):
-    """The objectives of one network, {kind: Objective}: ``mid`` (the primary: ``n_units`` units of the middle layer,
-    each family's own: a CNN channel's mean over positions, an MLP block's hidden neuron), ``mid-pooled`` (the same
-    units pooled over every circular shift: a secondary row, since pooling imposes the very invariance under test;
-    see ``artifact_control``), ``pooled``
-    (``n_units`` last-hidden-layer neurons, shift-pooled), ``classes`` (the 10 class logits) and, for the MLP,
-    ``residual`` (``n_units // 2`` residual-stream coordinates). Units are picked among those that respond to
-    ``sample_images``. ``kinds``: only these (None: all)."""
+    """The objectives of one network, {kind: Objective}, each of ``kind_units`` units: ``mid`` (the primary:
+    ``n_units`` units of the middle layer, each family's own: a CNN channel's mean over positions, an MLP block's
+    hidden neuron), ``mid-pooled`` (half of the same units pooled over every circular shift: a secondary row, since
+    pooling imposes the very invariance under test; see ``artifact_control``), ``pooled`` (last-hidden-layer
+    neurons, shift-pooled), ``classes`` (the 10 class logits) and, for the MLP, ``residual`` (residual-stream
+    coordinates). Units are picked among those that respond to ``sample_images`` (a smaller pick of a layer is a
+    subset of a larger one). ``kinds``: only these (None: all)."""
     layers = neuron_layers(model)
     mid_objective = channel if is_conv(model, layers["mid"]) else unit
-    mid_units = lambda: pick_units(model, layers["mid"], n_units, sample_images, seed)  # noqa: E731
-    plan = {"mid": lambda: mid_objective(layers["mid"], mid_units()),
-            "mid-pooled": lambda: shift_pooled(mid_objective(layers["mid"], mid_units()), KIND_POOLING["mid-pooled"]),
-            "pooled": lambda: shift_pooled(unit(layers["last"], pick_units(model, layers["last"], n_units,
-                                                                            sample_images, seed)),
-                                           KIND_POOLING["pooled"]),
+
+    def picked(kind, layer):
+        return pick_units(model, layers[layer], kind_units(kind, n_units), sample_images, seed)
+    plan = {"mid": lambda: mid_objective(layers["mid"], picked("mid", "mid")),
+            "mid-pooled": lambda: shift_pooled(mid_objective(layers["mid"], picked("mid-pooled", "mid")),
+                                               KIND_POOLING["mid-pooled"]),
+            "pooled": lambda: shift_pooled(unit(layers["last"], picked("pooled", "last")), KIND_POOLING["pooled"]),
             "classes": lambda: class_logit(range(10))}
     if "residual" in layers:
-        plan["residual"] = lambda: unit(layers["residual"], pick_units(model, layers["residual"],
-                                                                       max(1, n_units // 2), sample_images, seed))
+        plan["residual"] = lambda: unit(layers["residual"], picked("residual", "residual"))
     return {k: make() for k, make in plan.items() if kinds is None or k in kinds}
 
 
@@ -460,12 +476,13 @@ class AMPage:
                          + ", ".join(f"{k} {v!r}" for k, v in layers.items()))
         lines.append(f"{s.units} middle-layer units (the primary: CNN channels, MLP hidden neurons) per model seed "
                      f"and AM seed, {len(self.model_seeds)} model seeds × {len(s.am_seeds)} AM seeds; at the first AM "
-                     f"seed also the same middle-layer units pooled over every circular shift, {s.units} "
-                     f"last-hidden-layer neurons (shift-pooled over "
-                     f"{len(shift_grid(32, POOL_STRIDE))} circular shifts), the class logits and "
-                     f"{max(1, s.units // 2)} MLP residual-stream coordinates; {s.steps} steps of "
+                     f"seed also {kind_units('mid-pooled', s.units)} of the same middle-layer units pooled over "
+                     f"every circular shift, {kind_units('pooled', s.units)} last-hidden-layer neurons (shift-pooled "
+                     f"over {len(shift_grid(32, POOL_STRIDE))} circular shifts), the class logits and "
+                     f"{kind_units('residual', s.units)} MLP residual-stream coordinates; {s.steps} steps of "
                      f"Adam (lr {s.lr}), {s.parameterization} image, jitter {s.jitter} px, scale ±8%, rotation ±8°; "
-                     f"settings: {AM_SETTINGS} (the contrast setting on the primary objective only)")
+                     f"settings: {AM_SETTINGS} (the contrast setting on {setting_units('contrast', s.units)} of the "
+                     f"primary objective's units only)")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ computing
@@ -501,7 +518,8 @@ class AMPage:
         kinds = self.kinds(setting, am_seed)
         return dict(model=self.weights[((family, model_seed), network)], network=network,
                     layers=neuron_layers(net), kinds=tuple(KIND_POOLING) if kinds is None else kinds,
-                    units=s.units, am_seed=am_seed, image_seed=self.seed, natural_images=s.natural_images,
+                    units=setting_units(setting, s.units), am_seed=am_seed, image_seed=self.seed,
+                    natural_images=s.natural_images,
                     render=dict(self.render_settings(setting), jitter=s.jitter, pooling=KIND_POOLING,
                                 eval_shifts=EVAL_SHIFTS))
 
@@ -509,8 +527,9 @@ class AMPage:
         """One network's part of a suite, keyed by plain (objective, network) pairs (a safe load)."""
         from helpers.actmax import standard_transforms
         s, key = self.settings, (family, model_seed)
-        suite = am_suite(self.nets[key], self.random_nets[key], s.units, self.sample, self.natural, seed=am_seed,
-                         kinds=self.kinds(setting, am_seed), color_matrix=self.color_matrix, networks=(network,),
+        suite = am_suite(self.nets[key], self.random_nets[key], setting_units(setting, s.units), self.sample,
+                         self.natural, seed=am_seed, kinds=self.kinds(setting, am_seed), color_matrix=self.color_matrix,
+                         networks=(network,),
                          transforms=standard_transforms(jitter_pixels=s.jitter), **self.render_settings(setting))
         return {(g.objective, g.network): r for g, r in suite.items()}
 
@@ -555,7 +574,8 @@ class AMPage:
 
         from helpers.actmax import standard_transforms
         s = self.settings
-        images, _ = artifact_control(s.units, seed=self.seed, progress=False, color_matrix=self.color_matrix,
+        images, _ = artifact_control(kind_units("mid-pooled", s.units), seed=self.seed, progress=False,
+                                     color_matrix=self.color_matrix,
                                      transforms=standard_transforms(jitter_pixels=s.jitter),
                                      parameterization=s.parameterization, steps=s.steps, lr=s.lr)
         artifact = {name: fn(images).numpy() for name, fn in MEASURES.items()}

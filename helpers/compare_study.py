@@ -124,7 +124,8 @@ class ComparePage:
         per_feature.round(4).to_csv(store.path("compare_features", **self.where()), index=False)
         counts = {arm: (len(k), n) for arm, (k, n) in seeds.items()}
         noise = power.noise_from(per_feature, rows, directions.to_dict("records"), counts)
-        table = power.power(len(self.model_seeds), self.settings.power_studies, noise, self.seed) if noise else None
+        table = (power.power(len(self.model_seeds), self.settings.power_studies, noise, self.seed,
+                             len(profiles.get(self.profile).sae_seeds_of("l1", self.layer))) if noise else None)
         questions = verdict.prediction2(directions.to_dict("records"), self.layer, counts,
                                         powered=bool(table and table["adequate"]))
         return Prediction2(stats, directions, per_feature, seeds, questions, cka, noise, table)
@@ -332,8 +333,9 @@ and the ceiling (1), the ceiling over its matching null.{reference}{ceiling} Mod
 
 SAEs of trained models that failed a gate: {', '.join(f'{v} ({r.failed})' for v, r in failed.iterrows()) or 'none'}.
 
-**Limits.** {small}{len(self.model_seeds)} training seed(s) per family and {len(p.sae_seeds_of("l1"))} SAE seed(s) per \
-model in the L1 arm ({len(p.sae_seeds_of("topk"))} in the TopK robustness row); \
+**Limits.** {small}{len(self.model_seeds)} training seed(s) per family and \
+{len(p.sae_seeds_of("l1", self.layer))} SAE seed(s) per model in the L1 arm \
+({len(p.sae_seeds_of("topk", self.layer))} in the TopK robustness row); \
 {self.readout_words()}.
 """
         write_json(store.path("conclusions", **self.where()), dict(

@@ -61,14 +61,13 @@ _CEILINGS = ("ceiling", "ceiling-null-random-init", "ceiling-null-full-shuffle",
 
 def _units(levels, noise, sae_seeds, replicates, g):
     """{(unit, SAE seed): (B,) replicates} from {unit: level}: each unit adds its SAE seed's offset and its images'
-    error to its estimate, and its bootstrap replicates spread around that estimate."""
-    out = {}
-    for unit, level in levels.items():
-        for t in range(sae_seeds):
-            estimate = level + noise.between_sae_seeds * torch.randn((), generator=g) + noise.images * torch.randn(
-                (), generator=g)
-            out[(unit, t)] = estimate + noise.images * torch.randn(replicates, generator=g)
-    return out
+    error to its estimate, and its bootstrap replicates spread around that estimate. One draw for every unit (the
+    simulation's hot loop)."""
+    keys = [(unit, t) for unit in levels for t in range(sae_seeds)]
+    level = torch.tensor([float(levels[unit]) for unit, _ in keys])
+    z = torch.randn(len(keys), 2 + replicates, generator=g)
+    estimate = level + noise.between_sae_seeds * z[:, 0] + noise.images * z[:, 1]
+    return dict(zip(keys, estimate[:, None] + noise.images * z[:, 2:]))
 
 
 def _direction(comparison, direction, position, noise, seeds, sae_seeds, replicates, g, reverse=False):
@@ -96,7 +95,7 @@ def _direction(comparison, direction, position, noise, seeds, sae_seeds, replica
     measured = {}
     for name, per in levels.items():
         units = _units(per, noise, sae_seeds, replicates, g)
-        value = sum(u.mean() for u in units.values()).item() / len(units)  # the estimates' mean
+        value = torch.stack(list(units.values())).mean().item()  # the estimates' mean
         average = stats.pair_average if name in _CEILINGS else stats.nested_average
         measured[name] = (value, average(units, replicates, boot))
     observed = measured["observed"][1]
@@ -135,12 +134,13 @@ def simulate_study(position, n_seeds, noise=NOISE, sae_seeds=2, replicates=200, 
     return decided["verdict"], mine["position"], (mine["position_low"], mine["position_high"])
 
 
-def power(n_seeds, studies=1000, noise=NOISE, first_seed=0):
-    """The rule's behaviour over ``studies`` simulated studies per planted answer at ``n_seeds`` model seeds: the share
+def power(n_seeds, studies=1000, noise=NOISE, first_seed=0, sae_seeds=2):
+    """The rule's behaviour over ``studies`` simulated studies per planted answer at ``n_seeds`` model seeds and
+    ``sae_seeds`` SAE seeds per model (the L1 arm's, ``Profile.sae_seeds_of``): the share
     of "supported" for a similar pair, of "not supported" and of "supported" for a pair at the null, and for each
     planting the share of 95% intervals (from VGG) covering the planted position. A dict, with ``adequate``: every
     share meets ``REQUIRED``."""
-    outcomes = {name: [simulate_study(where, n_seeds, noise, seed=first_seed + i + k * 1_000_000)
+    outcomes = {name: [simulate_study(where, n_seeds, noise, sae_seeds, seed=first_seed + i + k * 1_000_000)
                        for i in range(studies)] for k, (name, where) in enumerate(PLANTED.items())}
     return power_table({name: [(o[0], o[2]) for o in found] for name, found in outcomes.items()}, PLANTED, n_seeds)
 

@@ -45,7 +45,8 @@ def variants(family, profile, layer="hidden"):
     seed."""
     p = profiles.get(profile)
     arms, first, first_sae = p.arms(layer), p.model_seeds[0], p.sae_seeds[0]
-    out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms for t in p.sae_seeds_of(arm)]
+    out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms
+           for t in p.sae_seeds_of(arm, layer)]
     out += [SAESpec(family, "random-init", first, arm, first_sae) for arm in arms]
     if family == SANITY_FAMILY:
         out += [SAESpec(family, "linear-map", first, arm, first_sae) for arm in arms]
@@ -65,14 +66,15 @@ def train_variants(profile, layer, specs, nets, module, acts, settings, fingerpr
 
     def inputs(spec):
         return dict(sae=spec.as_dict(), model=fingerprints[spec], layer=module, pool=grid or POOL,
-                    augment_copies=settings.augment_copies, training=settings.training())
+                    augment_copies=settings.augment_copies, training=settings.training(spec.arm))
     todo = [spec for spec in specs if not store.SAE_TRAINING.has(_sae_fields(profile, layer, spec), **inputs(spec))]
     for spec in todo:  # before training: a page never trains what another profile's folder holds
         store.SAE_TRAINING.check_writer(_sae_fields(profile, layer, spec))
 
     def train(arm):  # a function, so that nothing of the last stack outlives it
         mine = [spec for spec in todo if spec.arm == arm]
-        trained = iter_saes([acts[spec] for spec in mine], arm, [spec.sae_seed for spec in mine], **settings.training())
+        trained = iter_saes([acts[spec] for spec in mine], arm, [spec.sae_seed for spec in mine],
+                             **settings.training(arm))
         for spec, (sae, log) in zip(mine, trained):
             store.SAE_TRAINING.save(_sae_fields(profile, layer, spec), dict(state=sae.to_state(), log=log),
                                     **inputs(spec))
@@ -345,7 +347,7 @@ class SAEPage:
                       f"{self.name} ({self.model}, {self.profile} profile, {spec.net}, model seed {spec.model_seed})",
                       dict(spec.as_dict(), profile=self.profile, layer=self.layer,
                            model_fingerprint=self.fingerprints[self.net_of(spec)],
-                           training=self.settings.training(), augment_copies=self.settings.augment_copies,
+                           training=self.settings.training(spec.arm), augment_copies=self.settings.augment_copies,
                            linear_map=spec.net == "linear-map"))
 
     def write_summary(self, saes, summary, rows, gate_rows):
@@ -387,7 +389,8 @@ class SAEPage:
                 f"each ({n_train // (1 + s.augment_copies):,} images + {s.augment_copies} augmented copies), "
                 f"{len(self.test_images):,} held-out test vectors\n"
                 f"each SAE: {d} -> {s.expansion * d} features, target L0 {s.target_l0}, batch {s.batch_size}, "
-                f"{s.steps} steps ({s.steps * s.batch_size / n_train:.1f} epochs), Adam lr {rates}; "
+                + ", ".join(f"{arm} {n} steps ({n * s.batch_size / n_train:.1f} epochs)" for arm, n in
+                            ((arm, s.training(arm)["steps"]) for arm in rates)) + f", Adam lr {rates}; "
                 f"torch threads: {torch.get_num_threads()}")
 
     def metrics_table(self, trained):

@@ -1,5 +1,7 @@
 """The study's statistics, in one place: effect sizes, bootstrap intervals, permutation and sign-flip p-values,
 and Holm's adjustment. Measurement code calls these; ``helpers.verdict`` decides from what they return."""
+import math
+
 import numpy as np
 import torch
 
@@ -10,12 +12,34 @@ def bootstrap_weights(n, replicates=200, seed=0):
     return torch.poisson(torch.ones(replicates, n), generator=g)
 
 
+# Poisson(1)'s distribution function at 0, 1, ..., 19 (the chance of 20 or more is below 1e-18)
+_POISSON_ONE_CDF = torch.tensor([math.exp(-1) * sum(1 / math.factorial(j) for j in range(k + 1)) for k in range(20)],
+                                dtype=torch.float64)
+
+
+def poisson_one(shape, generator):
+    """Poisson(1) draws (float64) by inverting the distribution function at uniform draws: the same law as
+    ``torch.poisson(torch.ones(shape))``, at about half its cost (the AM bootstrap's hot loop)."""
+    return torch.searchsorted(_POISSON_ONE_CDF, torch.rand(shape, generator=generator, dtype=torch.float64),
+                              right=True).double()
+
+
 def interval(replicates, level=0.95):
     """Percentile confidence interval of bootstrap replicates: (low, high)."""
-    r = torch.as_tensor(replicates, dtype=torch.float64)
-    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    low, high = torch.quantile(r, q).tolist()
-    return low, high
+    r = torch.as_tensor(replicates, dtype=torch.float64).flatten()
+    if len(r) == 0:
+        raise ValueError("interval() needs at least one bootstrap replicate; got none")
+    if torch.isnan(r).any():  # as torch.quantile: NaN in, NaN out
+        return math.nan, math.nan
+    # torch.quantile's linear interpolation, from one sort (a tenth of its cost on the power simulations' 200)
+    r = r.sort().values
+    out = []
+    for q in ((1 - level) / 2, (1 + level) / 2):
+        position = q * (len(r) - 1)
+        below = int(math.floor(position))
+        above = min(below + 1, len(r) - 1)
+        out.append((r[below] + (r[above] - r[below]) * (position - below)).item())
+    return tuple(out)
 
 
 def permutation_p(observed, null_values):
@@ -145,7 +169,7 @@ def clustered_effect(trained, null, replicates=1000, seed=0, paired_seeds=True):
 
     def weights(cells, model, am):
         cell = cells[:, [models.index(m) for m in model.tolist()], [ams.index(x) for x in am.tolist()]]
-        return cell * torch.poisson(torch.ones(replicates, len(model), dtype=torch.float64), generator=g)
+        return cell * poisson_one((replicates, len(model)), g)
     cells_a = draw_cells()
     cells_b = cells_a if paired_seeds else draw_cells()
     wa, wb = weights(cells_a, a_model, a_am), weights(cells_b, b_model, b_am)

@@ -187,6 +187,20 @@ def test_success_is_rejudged_when_the_gate_changes_without_rendering(monkeypatch
     assert am_study.score_table({("cnn", "plain", 0, 0): suite}).success.tolist() == [True, True, False] * 2
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_robustness_rows_render_half_the_primary_units_and_a_subset_of_them(family):
+    """The budget's AM cut: the primary objective keeps every unit, each robustness row half (the residual stream a
+    quarter), and the pooled middle-layer row pools units the primary also renders."""
+    torch.manual_seed(0)
+    model = build_model(family, **FAMILIES[family]).eval()
+    plan = am_study.objective_plan(model, 8, torch.rand(64, 3, 32, 32))
+    sizes = {kind: len(objective.targets) for kind, objective in plan.items()}
+    expected = dict(mid=8, **{"mid-pooled": 4}, pooled=4, classes=10, **({"residual": 2} if family == "mlp" else {}))
+    assert sizes == expected
+    assert set(plan["mid-pooled"].targets) < set(plan["mid"].targets)
+    assert am_study.setting_units("plain", 32) == 32 and am_study.setting_units("contrast", 32) == 16
+
+
 def test_the_every_shift_pooled_objective_is_invariant_to_any_circular_shift():
     """Pooled over every shift (stride 1, evaluated over the whole grid), the MLP's middle-layer neurons do not move
     under a shift that is no multiple of 8 (the CNN's channels take the same code path; 1,024 of its passes would

@@ -113,3 +113,14 @@ def test_every_mlp_trains_with_the_cnns_crops():
         training = profiles.get(name).training
         for mlp in ("mlp", "mlp-small"):
             assert training[mlp].crop == training["cnn"].crop > 0, (name, mlp)
+
+
+def test_the_topk_robustness_row_keeps_its_base_steps_where_the_l1_arm_trains_longer():
+    """The cpu study's budget cut: at the last hidden layers the deciding L1 arm trains 2,000 steps, the TopK row
+    1,000; elsewhere both train the base count, and a profile without the cut trains both arms alike."""
+    cpu = profiles.get("cpu")
+    assert cpu.sae_at("hidden").training("l1")["steps"] == 2000
+    assert cpu.sae_at("hidden").training("topk")["steps"] == 1000
+    assert cpu.sae_at("mid").training("topk")["steps"] == cpu.sae_at("mid").training("l1")["steps"] == 1000
+    smoke = profiles.get("smoke").sae_at("hidden")
+    assert smoke.training("topk") == smoke.training("l1")
