@@ -229,6 +229,57 @@ def bench_partners(repeats, quick):
                     [d / s for d, s in zip(times["dense"], times["sparse"])])
 
 
+def bench_simulation(repeats, quick):
+    """The rules' power simulations and the AM bootstrap: one simulated Prediction 2 study (``power.simulate_study``)
+    with each statistic's units drawn in one call and intervals from one sort, against the same study with a draw
+    per unit and ``torch.quantile`` (the code before the confirmatory study's speed work), interleaved; and Poisson(1)
+    bootstrap weights by inverting the distribution function (``stats.poisson_one``) against ``torch.poisson``, at
+    the AM bootstrap's shape (1,000 replicates of a group's images)."""
+    import contextlib
+
+    from helpers import power, stats, verdict
+
+    def units_one_by_one(levels, noise, sae_seeds, replicates, g):
+        out = {}
+        for unit, level in levels.items():
+            for t in range(sae_seeds):
+                estimate = level + noise.between_sae_seeds * torch.randn((), generator=g) + noise.images * torch.randn(
+                    (), generator=g)
+                out[(unit, t)] = estimate + noise.images * torch.randn(replicates, generator=g)
+        return out
+
+    def quantile_interval(replicates, level=0.95):
+        r = torch.as_tensor(replicates, dtype=torch.float64)
+        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+        return tuple(torch.quantile(r, q).tolist())
+
+    @contextlib.contextmanager
+    def before():
+        saved = power._units, stats.interval, verdict.interval
+        power._units, stats.interval, verdict.interval = units_one_by_one, quantile_interval, quantile_interval
+        try:
+            yield
+        finally:
+            power._units, stats.interval, verdict.interval = saved
+    studies = 5 if quick else 20
+
+    def old():
+        with before():
+            return [power.simulate_study(0.75, 4, seed=i) for i in range(studies)]
+
+    def new():
+        return [power.simulate_study(0.75, 4, seed=i) for i in range(studies)]
+    times = interleaved({"old": old, "new": new}, repeats)
+    yield ratio_row(f"Prediction 2's power simulation, {studies} studies", "speed-up vs a draw per unit",
+                    [o / n for o, n in zip(times["old"], times["new"])])
+    g = torch.Generator().manual_seed(0)
+    shape = (1000, 200 if quick else 2000)
+    times = interleaved({"poisson": lambda: torch.poisson(torch.ones(shape, dtype=torch.float64), generator=g),
+                         "inverse": lambda: stats.poisson_one(shape, g)}, repeats)
+    yield ratio_row(f"Poisson(1) weights {shape[0]} x {shape[1]}", "speed-up vs torch.poisson",
+                    [p / i for p, i in zip(times["poisson"], times["inverse"])])
+
+
 def bench_sparse(repeats, quick):
     """Each arm's training step on the code's nonzeros against its dense form, the same steps on the same batches
     from the same SAEs, interleaved. L1: the step at ``SPARSE_STEP_SHARE`` 1 against 0, the SAEs' biases set so that
@@ -582,7 +633,7 @@ def format_row(row):
     return f"{row['benchmark']:<58} {row['measure']:<34} {figure}{rng}{extra}{status}"
 
 
-BENCHMARKS = ("sae", "stacked", "sparse", "partners", "compile", "actmax", "harvest", "sklearn")
+BENCHMARKS = ("sae", "stacked", "sparse", "partners", "simulation", "compile", "actmax", "harvest", "sklearn")
 
 
 def main():
@@ -599,6 +650,7 @@ def main():
     benches = {"sae": lambda: bench_sae(repeats, args.quick), "stacked": lambda: bench_stacked(repeats, args.quick),
                "sparse": lambda: bench_sparse(repeats, args.quick),
                "partners": lambda: bench_partners(repeats, args.quick),
+               "simulation": lambda: bench_simulation(repeats, args.quick),
                "compile": lambda: bench_compile(repeats, args.quick),
                "actmax": lambda: bench_actmax(repeats, args.quick),
                "harvest": lambda: bench_harvest(repeats, args.quick), "sklearn": lambda: bench_sklearn(args.quick)}

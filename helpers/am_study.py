@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from helpers import profiles, stats, store, verdict
+from helpers import freeze, profiles, stats, store, verdict
 from helpers.actmax import Stacked, channel, class_logit, is_conv, preactivation, render, shift_grid, shift_pooled, unit
 from helpers.actmax.transforms import circular_shift
 from helpers.models import fingerprint, record
@@ -669,13 +669,14 @@ class AMPage:
         return Judged(table, scored, medians, tables, channel, result, reason, rule_power)
 
     def rule_power(self, table):
-        """Prediction 1's rule on simulated studies at the noise this run shows (``power.motif_noise``), at its model
+        """Prediction 1's rule on simulated studies at the freeze's noise, or before the freeze at the noise this run
+        shows (``power.motif_noise``; the confirmatory run never sets its own rule's power), at its model
         seeds and at twice as many (``power.motif_power``), or None where the noise cannot be estimated. Written to
         ``am_power.csv``."""
         import pandas as pd
 
         from helpers import power
-        noise = power.motif_noise(table)
+        noise = freeze.frozen_noise("prediction1", self.profile) or power.motif_noise(table)  # the freeze's first
         if noise is None:
             return None
         studies = min(profiles.get(self.profile).compare.power_studies, MOTIF_POWER_STUDIES)
@@ -723,7 +724,8 @@ class AMPage:
             modules = {f: self._module(f, layer) for f in self.families}
             m = invariance.pair_gains(gains, modules, self.settings.replicates, self.seed)
             result, reason = verdict.shift_invariance_verdict(m["cnn"], m["position"])
-            rule_power = power.gain_power(len(self.model_seeds), power.gain_noise(gains, modules), studies, self.seed)
+            noise = freeze.frozen_noise("shift_invariance", self.profile, layer) or power.gain_noise(gains, modules)
+            rule_power = power.gain_power(len(self.model_seeds), noise, studies, self.seed)
             if not rule_power["adequate"]:
                 reason += "; descriptive: the rule's simulated power at these seeds falls short"
             pairs.append(dict(layer=layer, cnn_module=modules["cnn"], mlp_module=modules["mlp"],
@@ -906,7 +908,7 @@ class AMPage:
             primary=comparisons[comparisons.primary].iloc[0].to_dict(), reading=reading,
             power=None if judged.power is None else judged.power.iloc[0].to_dict(),
             comparisons=comparisons.to_dict("records"), settings=dict(s.as_dict(), overrides=self.overrides),
-            summary=judged.medians.reset_index().to_dict("records")))
+            summary=judged.medians.reset_index().to_dict("records"), freeze=freeze.digest()))
         return reading
 
     def _reading_lines(self, judged, controls):

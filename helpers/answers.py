@@ -39,8 +39,13 @@ def html_table(rows, headers):
 
 # Which pair the front page leads with, fixed before the competence-matched run: the fully trained models, the pair
 # the proposal names and every earlier verdict judged. The pair with the CNNs at the MLP's accuracy follows at once,
-# with both of its verdicts, as the test of whether a verdict is about architecture or about competence.
+# with both of its verdicts: whether a verdict moves when the CNN is held at the MLP's accuracy (``MATCHED_LIMITS``).
 LEADING_PAIR = "full"
+MATCHED_LIMITS = ("It tells whether a verdict moves when each CNN is held at its MLP's test accuracy. It does not "
+                  "separate architecture from competence: its MLP half is the full pair's, its CNNs are stopped "
+                  "early (an earlier point of the same learning-rate schedule, not networks trained to that "
+                  "accuracy), and it has two model seeds and one SAE seed per model, so a verdict that does not "
+                  "move is no evidence that competence plays no part.")
 COMPETENCE_HEADERS = {"pair": "Pair", "cnn": "CNN test accuracy (per model seed)", "mlp": "MLP test accuracy",
                       "p1": "Prediction 1", "p1_primary": "CNN δ / MLP δ over random init (primary test)",
                       "p2": "Prediction 2, last hidden layers", "p2_position": "Position VGG → MLP, MLP → VGG (L1)"}
@@ -90,7 +95,8 @@ class AnswersPage:
                            f"{r.target:.1%})" for r in t.itertuples())
         return (f"**With competence-matched CNNs** (each CNN at the epoch whose test accuracy is nearest the MLP's of "
                 f"the same seed: {epochs}): Prediction 1 is **{m.am['prediction1']}** ({m.am['reason']}); Prediction "
-                f"2 at the last hidden layers (L1 arm) is **{m.conclusions['hidden']['prediction2']}**.")
+                f"2 at the last hidden layers (L1 arm) is **{m.conclusions['hidden']['prediction2']}**. "
+                + MATCHED_LIMITS)
 
     def competence_table(self):
         """The full pair beside the competence-matched one: accuracies and both verdicts."""
@@ -235,12 +241,14 @@ class AnswersPage:
                 f"*{QUESTION_WORDS[q]}*: **{v['verdict']}** ({v['reason']}; {v['status']}; other arms: "
                 + ", ".join(f"{ARM_WORDS.get(arm, arm)} {verdict}" for arm, (verdict, _) in v["per_arm"].items()
                             if arm != "l1") + ")" for q, v in c["questions"].items())
-            beside = next((d["reference_outcome"] for d in c["directions"] if d["arm"] == "l1"
-                           and d["direction"] == "cnn->mlp" and d["question"] == "shares"
-                           and "reference_outcome" in d), None)
+            d = next((d for d in c["directions"] if d["arm"] == "l1" and d["direction"] == "cnn->mlp"
+                      and d["question"] == "shares" and "reference_outcome" in d), None)
+            beside = "" if d is None else f" Beside the reference pair, the MLP is {d['reference_outcome']}" + (
+                f" (its position minus the ResNet's {d['vs_reference']:+.2f}, 95% interval "
+                f"[{d['vs_reference_low']:+.2f}, {d['vs_reference_high']:+.2f}])."
+                if d.get("vs_reference") == d.get("vs_reference") else ".")
             out.append(f"**Prediction 2 at {WHERE_SHORT[layer]} ({', '.join(_unique(c['modules'].values()))}): "
-                       f"{c['prediction2']}.** {answers}."
-                       + (f" Beside the reference pair, the MLP is {beside}." if beside else ""))
+                       f"{c['prediction2']}.** {answers}." + beside)
         return "\n\n".join(out) + (f"\n\nThe verdict named first is *shares features* in the L1 arm (the proposal's "
                                    f"SAE): a position of 0 is the random-init null, 1 the ceiling (two trained models "
                                    f"of one family). Profile `{self.profile}`, {profiles.get(self.profile).models}.")
@@ -301,19 +309,39 @@ class AnswersPage:
             tmp.write_text(self.landing_text())
 
 
+def _git(*args):
+    """What ``git args`` prints in the repository, or "" where git cannot tell."""
+    import subprocess
+    try:
+        return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def freeze_statement():
+    """The freeze beside this run, for the methods page: the commit and date that added ``FREEZE.json`` and its hash,
+    or that there is none yet (exploratory results, provisional rules); and the commit the run's code is at."""
+    from helpers import freeze
+    head = _git("show", "-s", "--format=%h %cs", "HEAD").partition(" ")
+    changed = _git("status", "--porcelain", "--", "helpers", "notebooks")
+    dirty = " with uncommitted changes to its code" if changed else ""
+    run = f"This run's code: commit {head[0] or 'unknown'} ({head[2] or 'date unknown'}){dirty}."
+    if freeze.load() is None:
+        return ("**No freeze yet.** These results come from exploratory seeds under provisional rules; the "
+                "confirmatory run fixes its rules, seeds, layer table and primaries in `FREEZE.json` before any of "
+                "its training. " + run)
+    added = _git("log", "--diff-filter=A", "--format=%h %cs", "--", "FREEZE.json").split("\n")[-1].partition(" ")
+    commit = added[0] or "not in this clone's history"
+    return (f"**The freeze**: `FREEZE.json` (hash {freeze.digest()}), added at commit {commit}"
+            f"{f' ({added[2]})' if added[2] else ''}; every results record of the run carries its hash. " + run)
+
+
 def rule_history(changes=None):
     """``verdict.RULE_CHANGES`` with each change's commit and date read from git (``git log -S`` finds the commit that
     added a marker); "not in this clone's history" where git cannot tell. An HTML table."""
-    import subprocess
-
     from helpers import verdict
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
+    git = _git
     rows = []
     shallow = git("rev-parse", "--is-shallow-repository") != "false"  # git log -S would name the boundary commit
     for c in verdict.RULE_CHANGES if changes is None else changes:

@@ -307,6 +307,18 @@ def transfer_summary(data, replicates=2000, seed=0):
     return pd.DataFrame(out)
 
 
+def transfer_table(data):
+    """``transfer_summary`` as the atlas page shows it: one row per direction and kind of feature, the partner's
+    mean percentile beside its interval, in words."""
+    t = transfer_summary(data)
+    if t.empty:
+        return t
+    return t.assign(interval=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(t.mean_percentile, t.low, t.high)])[
+        ["direction", "features", "pairs", "interval", "above_half", "p"]].rename(columns={
+            "interval": "partner's mean percentile [95% interval]", "above_half": "share above 0.5",
+            "p": "p (Wilcoxon, > 0.5)"}).set_index(["direction", "features"])
+
+
 def matched_pairs_figure(data, kinds=("best matched", "typical (random alive)"), per_kind=3, family="cnn"):
     """The best and typical CNN features with their MLP partners: AM image and top images of each, side by side
     (for the answers page)."""

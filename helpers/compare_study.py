@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from helpers import compare, power, profiles, store, verdict
+from helpers import compare, freeze, power, profiles, store, verdict
 from helpers import sae_study as saes
 from helpers.paths import write_json
 
@@ -70,8 +70,9 @@ class ComparePage:
         g = self.groups[self.model_seeds[0]]
         return (f"profile {self.profile!r}, layers {self.modules}: {len(self.model_seeds)} trained model(s) per "
                 f"family, {len(self.summary)} SAEs, {len(self.test_labels):,} test images; conditional-shuffle "
-                f"groups: {len(g.unique())}, {(g.bincount() == 1).sum().item()} images alone in their group (they "
-                f"stay aligned, which makes that null conservative)")
+                f"groups: {len(g.unique())}, {(g.bincount() == 1).sum().item()} images alone in their group (the "
+                f"shuffle leaves them aligned, which raises that null and the ceiling's own conditional null: the "
+                f"span a position is read on shrinks, towards not testable)")
 
     def gates(self):
         """Every SAE's alive share, L0, explained variance and failed gates, from ``02_sae``'s summaries."""
@@ -123,7 +124,8 @@ class ComparePage:
         directions.to_csv(store.path("compare_directions", **self.where()), index=False)
         per_feature.round(4).to_csv(store.path("compare_features", **self.where()), index=False)
         counts = {arm: (len(k), n) for arm, (k, n) in seeds.items()}
-        noise = power.noise_from(per_feature, rows, directions.to_dict("records"), counts)
+        noise = (freeze.frozen_noise("prediction2", self.profile, self.layer)  # the freeze's, once there is one
+                 or power.noise_from(per_feature, rows, directions.to_dict("records"), counts))
         table = (power.power(len(self.model_seeds), self.settings.power_studies, noise, self.seed,
                              len(profiles.get(self.profile).sae_seeds_of("l1", self.layer))) if noise else None)
         questions = verdict.prediction2(directions.to_dict("records"), self.layer, counts,
@@ -343,7 +345,7 @@ SAEs of trained models that failed a gate: {', '.join(f'{v} ({r.failed})' for v,
             questions=result.questions, seeds={arm: dict(kept=k, total=n) for arm, (k, n) in result.seeds.items()},
             power=result.power, noise=result.noise and dataclasses.asdict(result.noise),
             directions=result.directions.to_dict("records"), markdown=text,
-            settings=dict(self.settings.as_dict(), overrides=self.overrides)))
+            settings=dict(self.settings.as_dict(), overrides=self.overrides), freeze=freeze.digest()))
         return text
 
     def readout_words(self):

@@ -314,6 +314,11 @@ _MATCHED = dict(layer_arms={"hidden": ("l1",)}, sae_seeds=(0,))
 # The cpu study's model seeds while its rules are explored (issue 36): four per family, so that the spread between
 # seeds can be estimated. Seeds 0 and 1 are those of every earlier run; the confirmatory run takes seeds never used.
 EXPLORATORY_SEEDS = (0, 1, 2, 3)
+# Every seed a run of the study has used so far, by kind: the committed runs' and the exploratory runs' model seeds,
+# their SAE seeds and their AM seeds. The confirmatory run's seeds are none of them (a test checks), so that no
+# choice made while exploring was made on its data.
+USED_SEEDS = dict(model=EXPLORATORY_SEEDS, sae=(0, 1), am=(0, 1, 2))
+CONFIRMATORY_SEEDS = dict(model=(10, 11, 12, 13), sae=(10, 11), am=(10, 11, 12))
 # SAE steps per layer (benchmarks/sae_reproducibility*.json, first model seeds, L1 arm): at the last hidden layers the
 # MLP's SAEs reach explained variance 0.703 at 1,000 steps, on the 0.70 gate (one exploratory seed failed it at 0.697,
 # which alone took the rule's power below 0.80), and 0.732 at 2,000; the VGG's entering features reproduce 0.58 ->

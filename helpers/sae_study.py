@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from helpers import data as cifar
-from helpers import profiles, store, verdict
+from helpers import freeze, profiles, store, verdict
 from helpers.activations import POOL, harvest_layers, layer_representations, linear_map
 from helpers.models import fingerprint
 from helpers.paths import atomic_path, write_json
@@ -317,7 +317,8 @@ class SAEPage:
             summary[spec.id] = dict(spec.as_dict(), metrics=metrics, gates=gates, gates_passed=passed,
                                     alive_share=1 - metrics["dead"] / metrics["n_features"],
                                     l1_coefficient=log[-1]["l1_coefficient"],
-                                    settings=dict(self.settings.as_dict(), overrides=self.overrides))
+                                    settings=dict(self.settings.as_dict(), overrides=self.overrides),
+                                    freeze=freeze.digest())
             rows.append(dict(spec.as_dict(), **{c: metrics[c] for c in ("explained_variance", "l0", "dead", "dense",
                                                                          "accuracy_spliced", "loss_recovered")},
                              accuracy_original=metrics["accuracy_original"], gates_passed=passed))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import data as cifar
-from helpers import profiles, store
+from helpers import freeze, profiles, store
 from helpers.models import OFFICIAL, build_model, load_official, load_state_dict_checked, memory_format, read_checkpoint
 from helpers.paths import atomic_path, shown_path, write_json
 from helpers.progress import tqdm
@@ -168,7 +168,8 @@ def train_model(config, seed=0, device=None, verbose=True, epochs_at=None):
                   train_seconds=history[-1]["seconds"], device=str(device),
                   device_name=torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "cpu",
                   torch_threads=torch.get_num_threads(), data_source=cifar.last_source.get("train"),
-                  parameters=sum(p.numel() for p in model.parameters()), torch_version=torch.__version__)
+                  parameters=sum(p.numel() for p in model.parameters()), torch_version=torch.__version__,
+                  freeze=freeze.digest())
     return model, record
 
 

@@ -9,6 +9,7 @@ so alignment can be read against competence. Nothing here is judged: it is the b
 proposal's, shown beside the two predictions' verdicts, and Prediction 2's own position is read in at the
 checkpoints where it ran (the competence-matched CNNs and the final ones).
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -126,6 +127,24 @@ def trend_table(curve):
                          cka_matched_final=last.cka_matched_cnn.mean(), partner_accuracy=last.partner_accuracy.mean(),
                          spearman_accuracy=rho))
     return pd.DataFrame(rows)
+
+
+def scale_difference(curve, layer="hidden"):
+    """The larger MLP's final CKA with the final CNN minus the smaller one's (their means over model seeds), with
+    Welch's 95% interval over the two sizes' model seeds: what a sentence saying "closer" must clear (with two to four
+    seeds a bootstrap of seeds would be far too narrow). A dict of difference, low and high (NaN with one seed)."""
+    from scipy.stats import t as student
+    part = curve[curve.layer == layer]
+    final = {m: torch.tensor(p[p.partner_epoch == p.partner_epoch.max()].cka_final_cnn.values, dtype=torch.float64)
+             for m, p in part.groupby("partner") if m in ("mlp", "mlp-small")}
+    large, small = final["mlp"], final["mlp-small"]
+    difference = (large.mean() - small.mean()).item()
+    if min(len(large), len(small)) < 2:
+        return dict(difference=difference, low=math.nan, high=math.nan)
+    a, b = large.var().item() / len(large), small.var().item() / len(small)
+    df = (a + b) ** 2 / max(a * a / (len(large) - 1) + b * b / (len(small) - 1), 1e-300)
+    half = student.ppf(0.975, df) * math.sqrt(a + b)
+    return dict(difference=difference, low=float(difference - half), high=float(difference + half))
 
 
 def position_table(profile):
@@ -259,10 +278,14 @@ class TrainingPage:
                          f"{r.spearman_accuracy:.2f}.")
         sizes = [m for m in ("mlp-small", "mlp") if m in hidden.index]
         if len(sizes) == 2:
-            small, large = (hidden.loc[m].cka_final for m in sizes)
-            word = "closer to" if large > small else "no closer to"
-            lines.append(f"- Scale: the larger MLP ends {word} the CNN than the smaller one ({large:.3f} against "
-                         f"{small:.3f}); the reference ResNet ends at {hidden.loc['resnet'].cka_final:.3f}"
-                         if "resnet" in hidden.index else "")
+            d = scale_difference(self.curve)
+            word = ("ends closer to the CNN than the smaller one" if d["low"] > 0 else
+                    "ends further from the CNN than the smaller one" if d["high"] < 0 else
+                    "ends as close to the CNN as the smaller one, within the seeds' spread")
+            lines.append(f"- Scale: the larger MLP {word} (difference in final CKA {d['difference']:+.3f}, 95% "
+                         f"interval over model seeds [{d['low']:+.3f}, {d['high']:+.3f}]; per seed "
+                         f"{hidden.loc['mlp'].cka_final_per_seed} against {hidden.loc['mlp-small'].cka_final_per_seed})"
+                         + (f"; the reference ResNet ends at {hidden.loc['resnet'].cka_final:.3f}"
+                            if "resnet" in hidden.index else ""))
         return (f"**At the last hidden layers ({self.profile} profile, model seeds paired):**\n\n"
                 + "\n".join(x for x in lines if x))

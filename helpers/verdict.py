@@ -103,6 +103,10 @@ PREDICTION2 = dict(
     conditional_margin=0.10,  # "beyond class and predictions" is decided only at the layers where the exploratory
                               # ceiling beat its own conditional null by this much (``CONDITIONAL_LAYERS``)
     deciding_arm="l1",  # the proposal's SAE (Bricken et al.); the TopK arm is a robustness row
+    # the question's directions whose verdicts decide it (they must agree, ``combine``; None: both), the others
+    # described. VGG -> MLP asks whether the VGG's features are found in the MLP's dictionary (the proposal's
+    # "approximate"), MLP -> VGG whether the MLP's are all found in the VGG's
+    deciding_directions=None,
     dictionary_free_arm="linear",  # held-out ridge R² (``compare.LINEAR_ARM``): where its verdict and the deciding
                                    # arm's differ, the disagreement is reported as a finding (``measure_finding``)
 )
@@ -338,8 +342,8 @@ def prediction2_question(directions, arm, question, layer, seeds, rule=PREDICTIO
     """One question's verdict in one arm at one layer, from the direction rows (``prediction2_arm``). Not testable:
     fewer than ``min_seed_share`` of the model seeds passed their gates (``seeds`` = (kept, total)); the sanity
     control is not supported in both directions; or, for "beyond", the layer is not one of ``CONDITIONAL_LAYERS``
-    (the question is described there). Else the question's (VGG <-> MLP) two directions, which must agree
-    (``combine``). Returns (verdict, reason)."""
+    (the question is described there). Else the question's (VGG <-> MLP) directions of ``deciding_directions``,
+    which must agree (``combine``); every direction's reason is given. Returns (verdict, reason)."""
     kept, total = seeds
     if not enough_seeds(kept, total, rule):
         return NOT_TESTABLE, f"only {kept} of {total} model seeds have every SAE passing its gates"
@@ -350,7 +354,9 @@ def prediction2_question(directions, arm, question, layer, seeds, rule=PREDICTIO
         return NOT_TESTABLE, ("described, not decided, here: the exploratory ceiling did not beat its own "
                               f"conditional null by {rule['conditional_margin']} at this layer")
     rows = [d for d in directions if (d["arm"], d["comparison"], d["question"]) == (arm, "question", question)]
-    return combine(d["verdict"] for d in rows), "; ".join(f"{d['direction']}: {d['reason']}" for d in rows)
+    deciding = [d["verdict"] for d in rows if rule["deciding_directions"] is None
+                or d["direction"] in rule["deciding_directions"]]
+    return combine(deciding), "; ".join(f"{d['direction']}: {d['reason']}" for d in rows)
 
 
 def prediction2(directions, layer, seeds, powered=True, rule=PREDICTION2):
@@ -622,7 +628,11 @@ def describe_prediction2(rule=PREDICTION2):
             f"below {rule['min_position']:g}; **not testable** when an SAE failed a gate, the question's zero is not "
             f"valid, or the lower bound of the ceiling over its null is not above {rule['min_resolution']:g}; "
             f"otherwise **inconclusive**. "
-            f"**The verdict** of a question: both directions of VGG ↔ MLP must agree. It counts only where the "
+            f"**The verdict** of a question: "
+            + ("both directions of VGG ↔ MLP must agree" if rule["deciding_directions"] is None else
+               f"the direction {rule['deciding_directions'][0].replace('cnn', 'VGG').replace('mlp', 'MLP')} "
+               f"decides (the other is described)")
+            + ". It counts only where the "
             f"sanity control is supported in both directions (the instrument can say yes), and only with at least "
             f"{rule['min_seed_share']:.0%} of the model seeds left after dropping every seed with an SAE that failed "
             f"a gate (each dropped seed is reported). The reference pair is a comparator, not a gate: the MLP's "

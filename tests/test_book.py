@@ -251,3 +251,27 @@ def test_every_figure_has_a_caption():
             if not text.startswith(("*Figure", "*Table")):
                 missing.append(f"{page} cell {i}")
     assert not missing, f"figures without a caption: {missing}"
+
+
+COMPARATIVES = re.compile(r"\b(closer|further from|higher than|lower than|larger than|smaller than|more similar|"
+                          r"less similar)\b", re.IGNORECASE)
+BACKED = re.compile(r"\[[^\]]*\d[^\]]*,[^\]]*\d[^\]]*\]|within (the )?seeds?'? spread|interval", re.IGNORECASE)
+
+
+def stated_sentences(page):
+    """The sentences a page states in its generated text (markdown outputs of its cells)."""
+    nb = ROOT / "book" / f"{page}.ipynb"
+    if not nb.exists():
+        return []
+    text = " ".join("".join(o.get("data", {}).get("text/markdown", "")) for c in json.loads(nb.read_text())["cells"]
+                    for o in c.get("outputs", []))
+    return [s for s in re.split(r"(?<=[.;:])\s+|\n", text) if s.strip()]
+
+
+def test_every_comparison_the_book_states_in_words_has_its_interval():
+    """A sentence of the generated text that compares ("closer", "higher than", ...) carries a 95% interval (a
+    bracketed pair of numbers) or says the difference is within the seeds' spread: a word claims no more than its
+    interval."""
+    bare = [f"{page}: {s.strip()[:160]}" for page in toc_pages() for s in stated_sentences(page)
+            if COMPARATIVES.search(s) and not BACKED.search(s)]
+    assert not bare, "comparisons without an interval:\n" + "\n".join(bare)

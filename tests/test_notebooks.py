@@ -277,7 +277,7 @@ def test_the_atlas_shows_each_chosen_feature_with_its_partner_as_03_matched_it(s
     partners = {(family, r["feature"]): r["partner"] for family in ("cnn", "mlp")
                 for r in data["families"][family]["features"] if r["partner"] is not None}
     assert all(partners[(t.direction[:3], t.feature)] == t.partner for t in transfer.itertuples())
-    assert len(transfer) == len(partners) and "mean_percentile" in outputs(nb)
+    assert len(transfer) == len(partners) and "share above 0.5" in outputs(nb)
     assert set(atlas.transfer_summary(data).direction) == {"VGG → MLP", "MLP → VGG"}
 
 

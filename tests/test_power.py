@@ -3,6 +3,7 @@ and the intervals' coverage, and a rule that falls short is declared so."""
 import dataclasses
 
 import pytest
+import torch
 
 from helpers import power, verdict
 
@@ -99,3 +100,15 @@ def test_the_shift_invariance_rule_finds_a_planted_gain_and_rejects_a_null_at_lo
     assert quiet["similar_supported"] >= 0.8 and quiet["null_not_supported"] >= 0.8 and quiet["null_supported"] <= 0.05
     noisy = power.gain_power(4, power.GainNoise(cnn_gain=0.08, cnn_seeds=0.09, mlp_seeds=0.01, blocks=0.03), studies=60)
     assert not noisy["adequate"] and noisy["similar_supported"] < 0.5
+
+
+def test_poisson_weights_by_inversion_follow_poisson_one():
+    """The AM bootstrap's weights (``stats.poisson_one``) have Poisson(1)'s frequencies: each of 0-4 within 0.005 of
+    e^-1 / k! over 400,000 draws, and nothing negative or fractional."""
+    import math
+
+    from helpers import stats
+    draws = stats.poisson_one((400, 1000), torch.Generator().manual_seed(0))
+    assert draws.dtype == torch.float64 and (draws >= 0).all() and (draws == draws.round()).all()
+    for k in range(5):
+        assert abs((draws == k).double().mean().item() - math.exp(-1) / math.factorial(k)) < 0.005, k

@@ -124,3 +124,17 @@ def test_the_topk_robustness_row_keeps_its_base_steps_where_the_l1_arm_trains_lo
     assert cpu.sae_at("mid").training("topk")["steps"] == cpu.sae_at("mid").training("l1")["steps"] == 1000
     smoke = profiles.get("smoke").sae_at("hidden")
     assert smoke.training("topk") == smoke.training("l1")
+
+
+def test_the_confirmatory_seeds_were_never_used():
+    """The confirmatory run's model, SAE and AM seeds are disjoint from every list an earlier run used, and there are
+    enough of them: four model seeds per family, two SAE seeds, three AM seeds."""
+    confirm, used = profiles.CONFIRMATORY_SEEDS, profiles.USED_SEEDS
+    assert set(confirm) == set(used) == {"model", "sae", "am"}
+    for kind in confirm:
+        assert not set(confirm[kind]) & set(used[kind]), kind
+        assert profiles.check_seeds(kind, confirm[kind]) == confirm[kind]
+    assert len(confirm["model"]) >= 4 and len(confirm["sae"]) >= 2 and len(confirm["am"]) >= 3
+    explored = profiles.get("cpu")  # the exploratory profile's lists are among the used ones
+    assert set(explored.model_seeds) <= set(used["model"]) and set(explored.sae_seeds) <= set(used["sae"])
+    assert set(explored.am.am_seeds) <= set(used["am"])

@@ -444,3 +444,16 @@ def test_every_rule_change_names_a_commit_or_a_marker_git_can_find():
         # a clone without the history says so in words; one with it shows the commit beside git's date
         row = f"<td>{change['commit']}</td>\n      <td>{known.stdout.strip()}</td>"
         assert (row in table) if known.returncode == 0 else "not in this clone's history" in table
+
+
+def test_a_rule_may_let_one_direction_decide_and_describe_the_other():
+    """With ``deciding_directions`` set to one direction, the question follows that direction alone; by default
+    (None) both must agree, and a disagreement is inconclusive."""
+    rows = study_rows(question=(V.SUPPORTED, V.NOT_SUPPORTED))
+    assert V.prediction2(rows, "hidden", ALL_SEEDS)["shares"]["verdict"] == V.INCONCLUSIVE
+    one = dict(V.PREDICTION2, deciding_directions=("a->b",))
+    got = V.prediction2(rows, "hidden", ALL_SEEDS, rule=one)["shares"]
+    assert got["verdict"] == V.SUPPORTED and "b->a: synthetic" in got["reason"]
+    assert V.prediction2(rows, "hidden", ALL_SEEDS, rule=dict(one, deciding_directions=("b->a",)))[
+        "shares"]["verdict"] == V.NOT_SUPPORTED
+    assert "decides (the other is described)" in V.describe_prediction2(dict(one, deciding_directions=("cnn->mlp",)))
