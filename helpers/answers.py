@@ -237,9 +237,12 @@ class AnswersPage:
         from helpers.verdict import QUESTION_WORDS
         out = []
         for layer, c in self.conclusions.items():
+            steps = {arm: profiles.get(self.profile).sae_at(layer).training(arm)["steps"] for arm in ("l1", "topk")}
+            words = dict(ARM_WORDS, topk=f"TopK ({steps['topk']:,} steps, the L1 arm {steps['l1']:,})"
+                         if steps["topk"] != steps["l1"] else "TopK")
             answers = "; ".join(
                 f"*{QUESTION_WORDS[q]}*: **{v['verdict']}** ({v['reason']}; {v['status']}; other arms: "
-                + ", ".join(f"{ARM_WORDS.get(arm, arm)} {verdict}" for arm, (verdict, _) in v["per_arm"].items()
+                + ", ".join(f"{words.get(arm, arm)} {verdict}" for arm, (verdict, _) in v["per_arm"].items()
                             if arm != "l1") + ")" for q, v in c["questions"].items())
             d = next((d for d in c["directions"] if d["arm"] == "l1" and d["direction"] == "cnn->mlp"
                       and d["question"] == "shares" and "reference_outcome" in d), None)

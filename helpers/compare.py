@@ -610,15 +610,16 @@ def feature_diagnostics(halves, pairs, forward, backward, reproducible=None):
                          frequency=(halves[a].acts[:, ia] > 0).float().mean(0), reproducibility=repro,
                          mutual=is_mutual))
     got = {k: torch.cat(v) for k, v in parts.items() if k != "n_features"}
+    measured = bool(reproducible) and all(u in reproducible for u in pairs)  # one SAE seed: reproducibility unknown
 
     def mean(t):
         return t.float().mean().item() if len(t) else math.nan
     return rows, dict(entering_share=len(got["entering"]) / parts["n_features"] if parts["n_features"] else math.nan,
                       median=got["entering"].median().item() if len(got["entering"]) else math.nan,
                       matched_share=mean(got["entering"] >= REPRODUCIBLE),
-                      reproducing_share=len(got["reproducing"]) / len(got["entering"]) if len(got["entering"])
-                      else math.nan,
-                      reproducing_mean=mean(got["reproducing"]), mean_all=mean(got["all"]),
+                      reproducing_share=len(got["reproducing"]) / len(got["entering"])
+                      if len(got["entering"]) and measured else math.nan,
+                      reproducing_mean=mean(got["reproducing"]) if measured else math.nan, mean_all=mean(got["all"]),
                       mutual_share=mean(got["mutual"]))
 
 

@@ -127,9 +127,9 @@ class ComparePage:
         noise = (freeze.frozen_noise("prediction2", self.profile, self.layer)  # the freeze's, once there is one
                  or power.noise_from(per_feature, rows, directions.to_dict("records"), counts))
         table = (power.power(len(self.model_seeds), self.settings.power_studies, noise, self.seed,
-                             len(profiles.get(self.profile).sae_seeds_of("l1", self.layer))) if noise else None)
+                             len(profiles.get(self.profile).sae_seeds_of("l1"))) if noise else None)
         questions = verdict.prediction2(directions.to_dict("records"), self.layer, counts,
-                                        powered=bool(table and table["adequate"]))
+                                        powered=None if table is None else bool(table["adequate"]))
         return Prediction2(stats, directions, per_feature, seeds, questions, cka, noise, table)
 
     def sanity_units(self, arm, gates_ok):
@@ -336,8 +336,8 @@ and the ceiling (1), the ceiling over its matching null.{reference}{ceiling} Mod
 SAEs of trained models that failed a gate: {', '.join(f'{v} ({r.failed})' for v, r in failed.iterrows()) or 'none'}.
 
 **Limits.** {small}{len(self.model_seeds)} training seed(s) per family and \
-{len(p.sae_seeds_of("l1", self.layer))} SAE seed(s) per model in the L1 arm \
-({len(p.sae_seeds_of("topk", self.layer))} in the TopK robustness row); \
+{len(p.sae_seeds_of("l1"))} SAE seed(s) per model in the L1 arm \
+({len(p.sae_seeds_of("topk"))} in the TopK robustness row); \
 {self.readout_words()}.
 """
         write_json(store.path("conclusions", **self.where()), dict(

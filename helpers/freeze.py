@@ -45,7 +45,7 @@ def study(profile):
     return canonical(dict(
         profile=profile, models=p.models, training=p.training, am=p.am, sae=p.sae, compare=p.compare,
         layer_arms=p.layer_arms, layer_steps=p.layer_steps, layer_table=profiles.layer_table(profile),
-        seeds=dict(model=p.model_seeds, sae=p.sae_seeds, layer_sae=p.layer_sae_seeds, am=p.am.am_seeds,
+        seeds=dict(model=p.model_seeds, sae=p.sae_seeds, am=p.am.am_seeds,
                    scale_models={m: p.seeds_of(m) for m in p.scale_models})))
 
 
@@ -60,7 +60,7 @@ def synthetic_verdicts(profile, noise, studies=SYNTHETIC_STUDIES):
         decided, (low, high) = found[0], found[-1]
         return [decided, round(low, 4), round(high, 4)]
     out = {"prediction2": {layer: {name: [pinned(power.simulate_study(
-        where, n, power.Noise(**levels), len(p.sae_seeds_of("l1", layer)), layer=layer, seed=i))
+        where, n, power.Noise(**levels), len(p.sae_seeds_of("l1")), layer=layer, seed=i))
         for i in range(studies)] for name, where in power.PLANTED.items()} for layer, levels in
         noise["prediction2"].items()}}
     motif = power.MotifNoise(**noise["prediction1"])

@@ -45,8 +45,7 @@ def variants(family, profile, layer="hidden"):
     seed."""
     p = profiles.get(profile)
     arms, first, first_sae = p.arms(layer), p.model_seeds[0], p.sae_seeds[0]
-    out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms
-           for t in p.sae_seeds_of(arm, layer)]
+    out = [SAESpec(family, "trained", s, arm, t) for s in p.model_seeds for arm in arms for t in p.sae_seeds_of(arm)]
     out += [SAESpec(family, "random-init", first, arm, first_sae) for arm in arms]
     if family == SANITY_FAMILY:
         out += [SAESpec(family, "linear-map", first, arm, first_sae) for arm in arms]

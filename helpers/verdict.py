@@ -363,10 +363,13 @@ def prediction2(directions, layer, seeds, powered=True, rule=PREDICTION2):
     """The study's verdicts at one layer: per question and arm (``prediction2_question``; ``seeds``: {arm: (kept,
     total)}). The deciding arm's (``deciding_arm``) is each question's verdict; the others are robustness rows.
     ``powered``: whether the rule's simulated power at these seeds and this noise meets its requirements
-    (``helpers.power``); if not, every verdict is declared descriptive, not a test. Returns {question: dict(verdict,
-    reason, status, per_arm={arm: (verdict, reason)})}."""
+    (``helpers.power``); if not, every verdict is declared descriptive, not a test; None: the power could not be
+    simulated (no noise to simulate at), and the verdicts are descriptive for that reason. Returns {question:
+    dict(verdict, reason, status, per_arm={arm: (verdict, reason)})}."""
     arms = list(dict.fromkeys([*seeds, *(d["arm"] for d in directions)]))
-    status = "test" if powered else "descriptive: the rule's simulated power at these seeds falls short"
+    status = ("test" if powered else "descriptive: the rule's power could not be simulated here (no seed of the "
+              "deciding arm to estimate its noise from)" if powered is None else
+              "descriptive: the rule's simulated power at these seeds falls short")
     out = {}
     for question in QUESTIONS:
         per_arm = {arm: prediction2_question(directions, arm, question, layer, seeds[arm], rule) for arm in arms}
