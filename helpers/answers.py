@@ -2,6 +2,7 @@
 them, read from the results the other pages wrote, as a reader takes them in: one sentence per prediction, a small
 table with readable headers, then the images the verdict is about."""
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,9 @@ class AnswersPage:
         if pw is None:
             return "The rule's power could not be simulated here (too few model seeds or successful images)."
         wrong = pw.get("similar_not_supported")
-        return (f"The rule's power, simulated at this run's noise and {int(pw['model_seeds'])} model seeds: a planted "
+        error = 0.5 / math.sqrt(pw["studies"])  # the largest standard error of a share over this many studies
+        return (f"The rule's power, simulated at this run's noise and {int(pw['model_seeds'])} model seeds "
+                f"({int(pw['studies'])} studies per planting: each share within about ±{2 * error:.0%}): a planted "
                 f"MLP like the CNN comes back supported in {pw['similar_supported']:.0%} of studies"
                 + (f" (not supported in {wrong:.0%})" if wrong is not None else "")
                 + f", a planted null not supported in {pw['null_not_supported']:.0%} "
