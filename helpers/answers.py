@@ -236,13 +236,24 @@ class AnswersPage:
 
     # ------------------------------------------------------------------ Prediction 2
 
+    def arm_steps(self, layer):
+        """{arm: the steps its SAEs trained at ``layer``} as the run's SAE summaries record them (the settings the
+        page ran with, which a later change to the profile does not rewrite)."""
+        from helpers.profiles import SAE
+        from helpers.sae_study import load_summaries
+        out = {}
+        for spec, summary in load_summaries(self.profile, layer).items():
+            known = {k: v for k, v in summary["settings"].items() if k in SAE.__dataclass_fields__}
+            out.setdefault(spec.arm, SAE(**known).training(spec.arm)["steps"])
+        return out
+
     def prediction2_sentences(self):
         from helpers.verdict import QUESTION_WORDS
         out = []
         for layer, c in self.conclusions.items():
-            steps = {arm: profiles.get(self.profile).sae_at(layer).training(arm)["steps"] for arm in ("l1", "topk")}
+            steps = self.arm_steps(layer)
             words = dict(ARM_WORDS, topk=f"TopK ({steps['topk']:,} steps, the L1 arm {steps['l1']:,})"
-                         if steps["topk"] != steps["l1"] else "TopK")
+                         if steps.get("topk", steps.get("l1")) != steps.get("l1") else "TopK")
             answers = "; ".join(
                 f"*{QUESTION_WORDS[q]}*: **{v['verdict']}** ({v['reason']}; {v['status']}; other arms: "
                 + ", ".join(f"{words.get(arm, arm)} {verdict}" for arm, (verdict, _) in v["per_arm"].items()
