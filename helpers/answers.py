@@ -45,8 +45,8 @@ LEADING_PAIR = "full"
 MATCHED_LIMITS = ("It tells whether a verdict moves when each CNN is held at its MLP's test accuracy. It does not "
                   "separate architecture from competence: its MLP half is the full pair's, its CNNs are stopped "
                   "early (an earlier point of the same learning-rate schedule, not networks trained to that "
-                  "accuracy), and it has two model seeds and one SAE seed per model, so a verdict that does not "
-                  "move is no evidence that competence plays no part.")
+                  "accuracy), and it has {model_seeds} model seeds and {sae_seeds} SAE seed(s) per model, so a "
+                  "verdict that does not move is no evidence that competence plays no part.")
 COMPETENCE_HEADERS = {"pair": "Pair", "cnn": "CNN test accuracy (per model seed)", "mlp": "MLP test accuracy",
                       "p1": "Prediction 1", "p1_primary": "CNN δ / MLP δ over random init (primary test)",
                       "p2": "Prediction 2, last hidden layers", "p2_position": "Position VGG → MLP, MLP → VGG (L1)"}
@@ -97,7 +97,8 @@ class AnswersPage:
         return (f"**With competence-matched CNNs** (each CNN at the epoch whose test accuracy is nearest the MLP's of "
                 f"the same seed: {epochs}): Prediction 1 is **{m.am['prediction1']}** ({m.am['reason']}); Prediction "
                 f"2 at the last hidden layers (L1 arm) is **{m.conclusions['hidden']['prediction2']}**. "
-                + MATCHED_LIMITS)
+                + MATCHED_LIMITS.format(model_seeds=len(profiles.get(m.profile).model_seeds),
+                                        sae_seeds=len(profiles.get(m.profile).sae_seeds_of("l1"))))
 
     def competence_table(self):
         """The full pair beside the competence-matched one: accuracies and both verdicts."""
@@ -244,7 +245,8 @@ class AnswersPage:
         out = {}
         for spec, summary in load_summaries(self.profile, layer).items():
             known = {k: v for k, v in summary["settings"].items() if k in SAE.__dataclass_fields__}
-            out.setdefault(spec.arm, SAE(**known).training(spec.arm)["steps"])
+            if spec.arm not in out:
+                out[spec.arm] = SAE(**known).training(spec.arm)["steps"]
         return out
 
     def prediction2_sentences(self):
@@ -358,14 +360,13 @@ def rule_history(changes=None):
     """``verdict.RULE_CHANGES`` with each change's commit and date read from git (``git log -S`` finds the commit that
     added a marker); "not in this clone's history" where git cannot tell. An HTML table."""
     from helpers import verdict
-    git = _git
     rows = []
-    shallow = git("rev-parse", "--is-shallow-repository") != "false"  # git log -S would name the boundary commit
+    shallow = _git("rev-parse", "--is-shallow-repository") != "false"  # git log -S would name the boundary commit
     for c in verdict.RULE_CHANGES if changes is None else changes:
         if shallow:
             found = ""
         else:
-            found = git("show", "-s", "--format=%h %cs", c["commit"]) if "commit" in c else git(
+            found = _git("show", "-s", "--format=%h %cs", c["commit"]) if "commit" in c else _git(
                 "log", "--reverse", "--format=%h %cs", "-S", c["marker"], "--", "helpers/verdict.py").split("\n")[0]
         commit, _, date = found.partition(" ") if found else ("not in this clone's history", "", "")
         rows.append(dict(commit=commit, date=date, rule=c["rule"], change=c["change"], seen=c["seen"]))

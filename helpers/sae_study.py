@@ -306,7 +306,7 @@ class SAEPage:
                               self.module, {s: harvest.train[s.network] for s in self.specs}, self.settings,
                               {s: self.fingerprints[self.net_of(s)] for s in self.specs}, self.grid)
         evaluated = self.evaluate(harvest, saes)
-        summary, rows, gate_rows = {}, [], []
+        summary, rows, gate_rows, frozen = {}, [], [], freeze.digest()
         for spec in self.specs:
             sae, log = saes[spec]
             metrics, frequency = evaluated[spec]
@@ -317,7 +317,7 @@ class SAEPage:
                                     alive_share=1 - metrics["dead"] / metrics["n_features"],
                                     l1_coefficient=log[-1]["l1_coefficient"],
                                     settings=dict(self.settings.as_dict(), overrides=self.overrides),
-                                    freeze=freeze.digest())
+                                    freeze=frozen)
             rows.append(dict(spec.as_dict(), **{c: metrics[c] for c in ("explained_variance", "l0", "dead", "dense",
                                                                          "accuracy_spliced", "loss_recovered")},
                              accuracy_original=metrics["accuracy_original"], gates_passed=passed))
