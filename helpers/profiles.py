@@ -14,6 +14,7 @@ benchmarks all read their settings from here; a notebook may override a few of t
   full-size-check  the official checkpoints' shapes with few steps, so a CPU runs the full-size path in minutes
                    (``benchmarks/full_size.py``).
 """
+import copy
 import functools
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -383,13 +384,18 @@ def architectures(profile):
     return {f: (f, p.training[f].arch) for f in p.families}
 
 
-@functools.cache
 def layer_table(profile):
     """The layer pairs of ``profile``'s models: {study layer: {family: dict(layer, depth, shape, grid, size)}}. The
     MLP's layer at each relative depth of ``LAYER_DEPTHS`` (its blocks counted) and each CNN's (the VGG's convolutions,
     the ResNet's residual blocks; ``models.layer_at_depth``); at depth 1 every model's last hidden layer. A conv map is
     read averaged to the g x g grid whose channels x g² is nearest the MLP layer's width (``models.readout_grid``), so
-    both families are read at about equal size: ``size`` is what the SAEs and the comparisons see."""
+    both families are read at about equal size: ``size`` is what the SAEs and the comparisons see. A fresh copy each
+    call: the table is computed once, and a caller that edits its copy cannot change anyone else's."""
+    return copy.deepcopy(_layer_table(profile))
+
+
+@functools.cache
+def _layer_table(profile):
     from helpers.models import depth_layers, layer_at_depth, layer_shapes, meta_model, readout_grid
     models = {family: meta_model(network, **arch) for family, (network, arch) in architectures(profile).items()}
     table = {}

@@ -138,3 +138,11 @@ def test_the_confirmatory_seeds_were_never_used():
     explored = profiles.get("cpu")  # the exploratory profile's lists are among the used ones
     assert set(explored.model_seeds) <= set(used["model"]) and set(explored.sae_seeds) <= set(used["sae"])
     assert set(explored.am.am_seeds) <= set(used["am"])
+
+
+def test_an_edited_layer_table_does_not_change_the_next_callers():
+    """The table is computed once per profile; a caller that edits its copy (as a freeze test does) must not leak the
+    edit into every later reader in the process."""
+    table = profiles.layer_table("smoke")
+    table["mid"]["mlp"]["layer"] = "elsewhere"
+    assert profiles.layer_table("smoke")["mid"]["mlp"]["layer"] != "elsewhere"
