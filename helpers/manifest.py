@@ -61,7 +61,7 @@ def steps(profile, seed=0):
     # Prediction 2 at the proposal's layer (the last hidden one), then at the layer pairs fixed by relative depth.
     for layer in p.layer_arms:
         tag = LAYER_TAGS[layer]
-        for m in p.families:
+        for m in p.families if p.layer_arms[layer] else ():  # a layer without SAEs: the linear measure alone
             role = profiles.FAMILY[m].role
             out.append(Step("02_sae.ipynb", f"02_sae_{m}{tag}", "Sparse autoencoder on " + (
                 f"the {role}" if layer == "hidden" else f"the {role} at {LAYER_TITLES[layer]}"),
@@ -79,7 +79,7 @@ def steps(profile, seed=0):
     if p.scale_models:
         out.append(Step("06_training.ipynb", "06_training", "Alignment along training and scale",
                         dict(seed=seed), (("trajectory", {}),), reads=trajectory_reads(profile)))
-    for layer in (a for a in ATLAS_LAYERS if a in p.layer_arms):
+    for layer in (a for a in ATLAS_LAYERS if p.layer_arms.get(a)):
         tag = LAYER_TAGS[layer]
         out.append(Step("05_atlas.ipynb", f"05_atlas{tag}", "Feature atlas" + ("" if layer == "hidden" else
                                                                                 f", {LAYER_TITLES[layer]}"),
@@ -155,10 +155,10 @@ def sae_reads(profile, family, layer):
 
 
 def compare_reads(profile, layer):
-    """03 reads every family's SAEs at its layer (trained and random-init), the AM summary and the models (it makes
-    the every-layer CKA map itself, cached)."""
+    """03 reads every family's SAEs at its layer where it has any (trained and random-init), the AM summary and the
+    models (it makes the every-layer CKA map itself, cached)."""
     p = profiles.get(profile)
-    saes = tuple((a, dict(profile=profile, family=f, network=n, layer=layer)) for f in p.families
+    saes = tuple((a, dict(profile=profile, family=f, network=n, layer=layer)) for f in p.families if p.arms(layer)
                  for a, n in (("sae_summary", None), ("sae_features", "trained"), ("sae_features", "random-init")))
     return model_reads(profile, p.families) + saes + (("am_summary", dict(profile=profile)),)
 

@@ -327,6 +327,12 @@ _CPU_LAYER_STEPS = {"hidden": 2000}
 # time at those layers (its step costs 1.5 L1 steps), over the budget at four model seeds (README, "The confirmatory
 # study's budget": the SAE stage's cut after the controls' single SAE seed).
 _CPU_SAE = SAE(robustness_steps=1000)
+# No SAEs at half depth on the cpu study: there the L1 arm cannot pass its gate (the VGG's pooled map reconstructs to
+# 0.61-0.65 against the 0.70 explained-variance gate at every setting within the budget: 4,000 steps, learning rate
+# x2-x4, batches of 1,024; benchmarks/sae_reproducibility*.json), so its verdicts were "not testable" before any run,
+# and the dictionary-free (linear) measure answers alone. The saving (about 5 minutes of the study's 66) is what
+# brings the confirmatory run within its budget. The smoke profile mirrors it, so the tests run this path.
+_CPU_LAYER_ARMS = {"hidden": ("l1", "topk"), "mid": (), "late": ("l1",)}
 
 _SMOKE_AM = AM(units=6, am_seeds=(0, 1), steps=24, natural_images=40, replicates=50)
 _SMOKE_SAE = SAE(steps=60, augment_copies=0, target_l0=8, am_features=2, am_steps=8, features_shown=2)
@@ -334,7 +340,8 @@ _SMOKE_COMPARE = Compare(shuffles=2, permutations=199, replicates=20, pairs=2, a
 
 PROFILES = {p.name: p for p in (
     Profile("smoke", "tiny test models trained for seconds", model_seeds=(0, 1), caption="tiny test models",
-            training=_SMOKE_TRAINING, am=_SMOKE_AM, sae=_SMOKE_SAE, compare=_SMOKE_COMPARE),
+            training=_SMOKE_TRAINING, am=_SMOKE_AM, sae=_SMOKE_SAE, compare=_SMOKE_COMPARE,
+            layer_arms=_CPU_LAYER_ARMS),
     Profile("smoke-matched", "tiny test models, the CNNs at the epoch whose accuracy matches the MLP's",
             model_seeds=(0, 1), caption="tiny test models, competence-matched", training=_SMOKE_TRAINING, am=_SMOKE_AM,
             sae=_SMOKE_SAE,
@@ -349,7 +356,7 @@ PROFILES = {p.name: p for p in (
     Profile("cpu", "small models trained on 2 CPU cores: VGG13_bn at 1/8 width and a 4-block, width-512 bottleneck "
                    "MLP, four exploratory training seeds each", model_seeds=EXPLORATORY_SEEDS,
             caption="small models trained on 2 CPU cores", training=_CPU_TRAINING, compare=Compare(shuffles=1),
-            layer_steps=_CPU_LAYER_STEPS, sae=_CPU_SAE),
+            layer_steps=_CPU_LAYER_STEPS, sae=_CPU_SAE, layer_arms=_CPU_LAYER_ARMS),
     # the competence-matched pair stays at the first two seeds (the budget's cut list)
     Profile("cpu-matched", "small models trained on 2 CPU cores, the CNNs at the epoch whose test accuracy matches "
                            "the MLP's", model_seeds=EXPLORATORY_SEEDS[:2], caption="small models, competence-matched",

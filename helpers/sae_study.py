@@ -117,7 +117,7 @@ def load_summaries(profile, layer):
     import json
     p = profiles.get(profile)
     out = {}
-    for family in p.families:
+    for family in p.families if p.arms(layer) else ():  # a layer without SAEs has none
         path = store.require("sae_summary", profile=profile, layer=layer, family=family)
         out.update({spec: s for s in json.loads(path.read_text()).values()
                     if (spec := SAESpec.from_dict(s)).net != "trained" or spec.model_seed in p.model_seeds})
@@ -285,8 +285,8 @@ class SAEPage:
         """Every network's layer over the training images (with the augmented copies) and the test images; and the
         sanity control's mapped copy of the first model seed's, where the family has one."""
         # every study layer of the family in one pass over the images (the other layers' pages then load it)
-        grids = dict(profiles.readout(self.profile, layer, self.model)
-                     for layer in profiles.get(self.profile).layer_arms)
+        p = profiles.get(self.profile)
+        grids = dict(profiles.readout(self.profile, layer, self.model) for layer in p.layer_arms if p.layer_arms[layer])
         train = {k: harvest_layers(net, list(grids), "train", self.settings.augment_copies,
                                    weights=self.fingerprints[k], grids=grids)[self.module][0]
                  for k, net in self.nets.items()}

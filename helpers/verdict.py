@@ -373,7 +373,7 @@ def prediction2(directions, layer, seeds, powered=True, rule=PREDICTION2):
     out = {}
     for question in QUESTIONS:
         per_arm = {arm: prediction2_question(directions, arm, question, layer, seeds[arm], rule) for arm in arms}
-        decided = per_arm.get(rule["deciding_arm"], (NOT_TESTABLE, f"no {rule['deciding_arm']} arm"))
+        decided = per_arm.get(rule["deciding_arm"], (NOT_TESTABLE, f"no {rule['deciding_arm']} SAEs at this layer"))
         out[question] = dict(verdict=decided[0], reason=decided[1], status=status, per_arm=per_arm,
                              finding=measure_finding(per_arm, rule))
     return out
@@ -384,6 +384,9 @@ def measure_finding(per_arm, rule=PREDICTION2):
     a sentence when they differ, a finding to report rather than a choice to make (the same features in another
     basis read high on the linear measure and low on feature matching); None when they agree or either is missing."""
     sae, free = per_arm.get(rule["deciding_arm"]), per_arm.get(rule["dictionary_free_arm"])
+    if sae is None and free is not None:
+        return (f"no SAEs are trained at this layer, so only the dictionary-free measure answers: the "
+                f"{rule['dictionary_free_arm']} measure reads {free[0]} ({free[1]})")
     if sae is None or free is None or sae[0] == free[0]:
         return None
     if sae[0] == NOT_TESTABLE:

@@ -401,6 +401,8 @@ def test_a_disagreement_between_the_sae_and_the_dictionary_free_measure_is_a_fin
     assert differ.startswith("the measures disagree") and "supported" in differ
     only = V.measure_finding({sae: (V.NOT_TESTABLE, "an SAE failed its gates"), free: (V.NOT_SUPPORTED, "y")})
     assert only.startswith("only the dictionary-free measure") and "failed its gates" in only
+    alone = V.measure_finding({free: (V.SUPPORTED, "y")})  # a layer without SAEs
+    assert alone.startswith("no SAEs are trained at this layer") and "reads supported (y)" in alone
     rows = study_rows()
     for r in rows:
         if r["arm"] == "l1" and r["comparison"] == "question":
@@ -457,3 +459,13 @@ def test_a_rule_may_let_one_direction_decide_and_describe_the_other():
     assert V.prediction2(rows, "hidden", ALL_SEEDS, rule=dict(one, deciding_directions=("b->a",)))[
         "shares"]["verdict"] == V.NOT_SUPPORTED
     assert "decides (the other is described)" in V.describe_prediction2(dict(one, deciding_directions=("cnn->mlp",)))
+
+
+def test_at_a_layer_without_saes_the_question_is_not_testable_and_the_linear_measure_is_the_finding():
+    free = V.PREDICTION2["dictionary_free_arm"]
+    linear = [dict(r, arm=free) for r in study_rows()]
+    got = V.prediction2(linear, "mid", {free: (4, 4)}, powered=None)
+    for q in V.QUESTIONS:
+        assert got[q]["verdict"] == V.NOT_TESTABLE and "no l1 SAEs at this layer" in got[q]["reason"]
+        assert got[q]["finding"].startswith("no SAEs are trained at this layer")
+        assert set(got[q]["per_arm"]) == {free}
