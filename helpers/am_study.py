@@ -676,7 +676,8 @@ class AMPage:
         import pandas as pd
 
         from helpers import power
-        noise = freeze.frozen_noise("prediction1", self.profile) or power.motif_noise(table)  # the freeze's first
+        noise = (freeze.frozen_noise("prediction1", self.profile) if freeze.is_frozen(self.profile)
+                 else power.motif_noise(table))
         if noise is None:
             return None
         studies = min(profiles.get(self.profile).compare.power_studies, MOTIF_POWER_STUDIES)
@@ -724,8 +725,11 @@ class AMPage:
             modules = {f: self._module(f, layer) for f in self.families}
             m = invariance.pair_gains(gains, modules, self.settings.replicates, self.seed)
             result, reason = verdict.shift_invariance_verdict(m["cnn"], m["position"])
-            noise = freeze.frozen_noise("shift_invariance", self.profile, layer) or power.gain_noise(gains, modules)
-            rule_power = power.gain_power(len(self.model_seeds), noise, studies, self.seed)
+            noise = (freeze.frozen_noise("shift_invariance", self.profile, layer) if freeze.is_frozen(self.profile)
+                     else power.gain_noise(gains, modules))
+            nan = float("nan")  # no frozen noise for this pair: the power is undefined, the verdict descriptive
+            rule_power = power.gain_power(len(self.model_seeds), noise, studies, self.seed) if noise else dict(
+                similar_supported=nan, null_not_supported=nan, adequate=False)
             if not rule_power["adequate"]:
                 reason += "; descriptive: the rule's simulated power at these seeds falls short"
             pairs.append(dict(layer=layer, cnn_module=modules["cnn"], mlp_module=modules["mlp"],
@@ -938,7 +942,8 @@ class AMPage:
                                                        for r in failed.itertuples()) + ".")
         if judged.power is not None:
             pw = judged.power.iloc[0]
-            lines.append(f"- **Power** (simulated at this run's noise, {int(pw.model_seeds)} model seeds): the rule "
+            lines.append(f"- **Power** (simulated at {freeze.noise_words(self.profile)}, {int(pw.model_seeds)} model "
+                         f"seeds): the rule "
                          f"supports a planted MLP like the CNN in {pw.similar_supported:.0%} of studies, rejects a "
                          f"planted null in {pw.null_not_supported:.0%} (adequate: {bool(pw.adequate)}).")
         lines.append(f"**Prediction 1 on this profile: {judged.verdict}** ({judged.reason}).")

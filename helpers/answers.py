@@ -133,18 +133,39 @@ class AnswersPage:
     def earlier_rule_sentence(self):
         """The primary test under the rule before the absolute criterion (``verdict.RULE_CHANGES``): the relative arm
         alone, read from the same numbers."""
+        p = self.am["primary"]
+        earlier = self.prediction1_without_direct()
+        if earlier == p["verdict"]:
+            return "Without the absolute criterion (the rule before it was added) the primary test reads the same."
+        return (f"Without the absolute criterion (the rule before it was added, after an exploratory run had been "
+                f"seen) the primary test would read {earlier}: the verdict turns on that criterion.")
+
+    def prediction1_without_direct(self):
+        """Prediction 1's primary verdict under the rule before its absolute criterion, from the same numbers."""
         from helpers import verdict
         p = self.am["primary"]
         side = {f: dict(delta=p[f"{f}_delta"], low=p[f"{f}_low"], high=p[f"{f}_high"], p=p[f"{f}_p"])
                 for f in ("cnn", "mlp")}
         position = dict(value=p["position"], low=p["position_low"], high=p["position_high"])
         direct = dict(delta=p["direct_delta"], low=p["direct_low"], high=p["direct_high"])
-        earlier, _ = verdict.prediction1_comparison(bool(p["gates_ok"]), side["cnn"], side["mlp"], position, direct,
-                                                    rule=dict(verdict.PREDICTION1, min_direct=-1.0))
-        if earlier == p["verdict"]:
-            return "Without the absolute criterion (the rule before it was added) the primary test reads the same."
-        return (f"Without the absolute criterion (the rule before it was added, after an exploratory run had been "
-                f"seen) the primary test would read {earlier}: the verdict turns on that criterion.")
+        return verdict.prediction1_comparison(bool(p["gates_ok"]), side["cnn"], side["mlp"], position, direct,
+                                              rule=dict(verdict.PREDICTION1, min_direct=-1.0))[0]
+
+    def earlier_verdicts(self):
+        """This run's verdicts under each earlier rule whose inputs it still measures, beside the frozen rule's:
+        {key of ``verdict.RULE_CHANGES``' ``earlier``: (earlier verdict, frozen verdict)}."""
+        p2 = self.conclusions["hidden"]["questions"]["shares"]
+        pooled = next((c for c in self.am["comparisons"] if (c["objective"], c["measure"], c["setting"])
+                       == ("pooled", "motif", "plain")), None)
+        primary = self.am["primary"]["verdict"]  # the primary comparison's verdict, before the controls' checks
+        return dict(
+            prediction1_without_direct=(self.prediction1_without_direct(), primary),
+            prediction1_pooled=(f"{pooled['verdict']} (the earlier primary objective, judged by the frozen rule)"
+                                if pooled else "not measured", primary),
+            prediction2_both_directions=(p2.get("both_directions", "not recorded"), p2["verdict"]))
+
+    def rule_history(self):
+        return rule_history(earlier=self.earlier_verdicts())
 
     def power_sentence(self):
         """The rule's simulated power at this run's seeds and noise (01's power table)."""
@@ -153,7 +174,8 @@ class AnswersPage:
             return "The rule's power could not be simulated here (too few model seeds or successful images)."
         wrong = pw.get("similar_not_supported")
         error = 0.5 / math.sqrt(pw["studies"])  # the largest standard error of a share over this many studies
-        return (f"The rule's power, simulated at this run's noise and {int(pw['model_seeds'])} model seeds "
+        from helpers.freeze import noise_words
+        return (f"The rule's power, simulated at {noise_words(self.profile)} and {int(pw['model_seeds'])} model seeds "
                 f"({int(pw['studies'])} studies per planting: each share within about ±{2 * error:.0%}): a planted "
                 f"MLP like the CNN comes back supported in {pw['similar_supported']:.0%} of studies"
                 + (f" (not supported in {wrong:.0%})" if wrong is not None else "")
@@ -249,17 +271,46 @@ class AnswersPage:
                 out[spec.arm] = SAE(**known).training(spec.arm)["steps"]
         return out
 
+    def prediction2_primary(self):
+        """The frozen primary test of Prediction 2 (``verdict.PRIMARIES``) in one sentence: its verdict and position,
+        the reverse direction and what both directions together would read beside it."""
+        from helpers.verdict import PRIMARIES, QUESTION_WORDS
+        primary = PRIMARIES["prediction2"]
+        c = self.conclusions[primary["layer"]]
+        q = c["questions"][primary["question"]]
+        rows = {d["direction"]: d for d in c["directions"] if (d["arm"], d["comparison"], d["question"])
+                == (primary["arm"], "question", primary["question"])}
+        first, second = primary["direction"].split("->")
+        reverse = rows.get(f"{second}->{first}")
+
+        def where(d):
+            return (f"position {d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]"
+                    if d and d["position"] == d["position"] else "position undefined (no valid null or ceiling)")
+        name = {f: profiles.side_name(f) for f in (first, second)}
+        return (f"**The primary test of Prediction 2** (fixed at the freeze: *{QUESTION_WORDS[primary['question']]}*"
+                f" at {WHERE_SHORT[primary['layer']]}, the {ARM_WORDS[primary['arm']]} SAEs, the "
+                f"{primary['statistic']}, {name[first]} → {name[second]}: are the {name[first]}'s features found in "
+                f"the {name[second]}'s dictionary?): **{q['verdict']}**, {where(rows.get(primary['direction']))}; "
+                f"{q['status']}. Beside it, {name[second]} → {name[first]}: {reverse['verdict'] if reverse else '–'}, "
+                f"{where(reverse)}; both directions together would read "
+                f"{q.get('both_directions', 'not recorded (a run before the freeze)')}. "
+                f"*Supported* here would be one-way containment, not that the dictionaries are alike.")
+
     def prediction2_sentences(self):
         from helpers.verdict import QUESTION_WORDS
-        out = []
+        out = [self.prediction2_primary(), "Every verdict below is a secondary, except the one the primary names."]
         for layer, c in self.conclusions.items():
             steps = self.arm_steps(layer)
             words = dict(ARM_WORDS, topk=f"TopK ({steps['topk']:,} steps, the L1 arm {steps['l1']:,})"
                          if steps.get("topk", steps.get("l1")) != steps.get("l1") else "TopK")
+            def both(v, arm):  # the verdict both directions together would give (recorded since the freeze)
+                found = v.get("per_arm_both", {}).get(arm)
+                return f" (both directions: {found})" if found else ""
             answers = "; ".join(
-                f"*{QUESTION_WORDS[q]}*: **{v['verdict']}** ({v['reason']}; {v['status']}; other arms: "
-                + ", ".join(f"{words.get(arm, arm)} {verdict}" for arm, (verdict, _) in v["per_arm"].items()
-                            if arm != "l1") + ")" for q, v in c["questions"].items())
+                f"*{QUESTION_WORDS[q]}*: **{v['verdict']}**{both(v, 'l1')} ({v['reason']}; {v['status']}; other "
+                f"arms: " + ", ".join(f"{words.get(arm, arm)} {verdict}{both(v, arm)}"
+                                      for arm, (verdict, _) in v["per_arm"].items() if arm != "l1") + ")"
+                for q, v in c["questions"].items())
             d = next((d for d in c["directions"] if d["arm"] == "l1" and d["direction"] == "cnn->mlp"
                       and d["question"] == "shares" and "reference_outcome" in d), None)
             beside = "" if d is None else f" Beside the reference pair, the MLP is {d['reference_outcome']}" + (
@@ -305,14 +356,23 @@ class AnswersPage:
 
     def landing_text(self):
         """The answers as the book's landing page states them, with links to the pages behind them."""
-        p2 = "; ".join(f"at {WHERE_SHORT[layer]}, **{c['prediction2']}**" for layer, c in self.conclusions.items())
-        short = "descriptive: the rule is short of power at these seeds; " if "descriptive" in self.am["reason"] else ""
+        from helpers.verdict import PRIMARIES
+        primary = PRIMARIES["prediction2"]["layer"]
+        q = self.conclusions[primary]["questions"][PRIMARIES["prediction2"]["question"]]
+        secondary = "; ".join(f"at {WHERE_SHORT[layer]}, {c['prediction2']}" for layer, c in self.conclusions.items()
+                              if layer != primary)
+        p2 = (f"primary (VGG → MLP at {WHERE_SHORT[primary]}): {_bold_if_test(q['verdict'], q['status'])} "
+              f"({q['status']}); both directions together: {q.get('both_directions', 'not recorded')}; "
+              f"secondary: {secondary}")
+        descriptive = "descriptive" in self.am["reason"]
+        short = "descriptive: the rule is short of power at these seeds; " if descriptive else ""
         return (f"**The answers** (profile `{self.profile}`: {profiles.get(self.profile).models}).\n\n"
-                f"- **Prediction 1** (recurring patterns in activation maximization): **{self.am['prediction1']}** "
+                f"- **Prediction 1** (recurring patterns in activation maximization): "
+                f"{_bold_if_test(self.am['prediction1'], 'descriptive' if descriptive else 'test')} "
                 f"({short}each family's images against its own random-init network's; the MLP's images against the "
                 f"CNN's directly: δ {self.am['primary']['direct_delta']:.2f} [{self.am['primary']['direct_low']:.2f}, "
                 f"{self.am['primary']['direct_high']:.2f}]).\n"
-                f"- **Prediction 2** (similar dictionaries): {p2}.\n"
+                f"- **Prediction 2** (are the VGG's features found in the MLP's dictionary?): {p2}.\n"
                 + "".join(f"- **With the CNNs at the MLP's accuracy** (an earlier epoch of the same training): "
                           f"Prediction 1 **{m.am['prediction1']}**; Prediction 2 at the last hidden layers "
                           f"**{m.conclusions['hidden']['prediction2']}**.\n" for m in self.matched)
@@ -326,6 +386,11 @@ class AnswersPage:
         """``landing_text``, written for the book's landing page (``book.write_intro`` reads it)."""
         with atomic_path(store.path("landing", profile=self.profile)) as tmp:
             tmp.write_text(self.landing_text())
+
+
+def _bold_if_test(verdict, status):
+    """A verdict in bold where it is a test; a descriptive one (the rule short of power) in plain words."""
+    return f"**{verdict}**" if status == "test" else verdict
 
 
 def _git(*args):
@@ -353,12 +418,16 @@ def freeze_statement():
     added = _git("log", "--diff-filter=A", "--format=%h %cs", "--", "FREEZE.json").split("\n")[-1].partition(" ")
     commit = added[0] or "not in this clone's history"
     return (f"**The freeze**: `FREEZE.json` (hash {freeze.digest()}), added at commit {commit}"
-            f"{f' ({added[2]})' if added[2] else ''}; every results record of the run carries its hash. " + run)
+            f"{f' ({added[2]})' if added[2] else ''}; every results record of the run carries its hash. " + run
+            + " The confirmatory run replicates the exploratory design on fresh model, SAE and AM seeds: the same "
+            "CIFAR-10 images, recipes and pipeline, tuned on the exploratory seeds; it tests what exploring chose.")
 
 
-def rule_history(changes=None):
+def rule_history(changes=None, earlier=None):
     """``verdict.RULE_CHANGES`` with each change's commit and date read from git (``git log -S`` finds the commit that
-    added a marker); "not in this clone's history" where git cannot tell. An HTML table."""
+    added a marker); "not in this clone's history" where git cannot tell. With ``earlier``
+    (``AnswersPage.earlier_verdicts``), this run's verdict under the rule before each change, beside the frozen
+    rule's, where the run still measures what that rule read. An HTML table."""
     from helpers import verdict
     rows = []
     shallow = _git("rev-parse", "--is-shallow-repository") != "false"  # git log -S would name the boundary commit
@@ -369,6 +438,13 @@ def rule_history(changes=None):
             found = _git("show", "-s", "--format=%h %cs", c["commit"]) if "commit" in c else _git(
                 "log", "--reverse", "--format=%h %cs", "-S", c["marker"], "--", "helpers/verdict.py").split("\n")[0]
         commit, _, date = found.partition(" ") if found else ("not in this clone's history", "", "")
-        rows.append(dict(commit=commit, date=date, rule=c["rule"], change=c["change"], seen=c["seen"]))
-    return html_table(rows, dict(commit="commit", date="date", rule="rule", change="what changed",
-                                 seen="what had been seen by then"))
+        row = dict(commit=commit, date=date, rule=c["rule"], change=c["change"], seen=c["seen"])
+        if earlier is not None:
+            before, frozen = earlier.get(c.get("earlier"), (None, None))
+            row["before"] = before or "not measured by this run (the earlier instrument or bootstrap is not run)"
+            row["frozen"] = frozen or "–"
+        rows.append(row)
+    headers = dict(commit="commit", date="date", rule="rule", change="what changed", seen="what had been seen by then")
+    if earlier is not None:
+        headers.update(before="this run under the rule before", frozen="this run under the frozen rule")
+    return html_table(rows, headers)

@@ -10,6 +10,8 @@ test runs it, so a change to a constant, a layer or a rule's behaviour after the
 import dataclasses
 import hashlib
 import json
+import math
+from pathlib import Path
 
 from helpers import compare, power, profiles, verdict
 from helpers.paths import ROOT, write_json
@@ -32,6 +34,7 @@ def rules():
     return canonical(dict(
         prediction1=verdict.PREDICTION1, prediction1_objectives=verdict.PREDICTION1_OBJECTIVES,
         prediction2=verdict.PREDICTION2, conditional_layers=verdict.CONDITIONAL_LAYERS,
+        primaries=verdict.PRIMARIES, secondary_families=verdict.SECONDARY_FAMILIES,
         shift_invariance=verdict.SHIFT_INVARIANCE, sae_gates=verdict.SAE_GATES, am_gates=verdict.AM_GATES,
         measure_controls=verdict.MEASURE_CONTROLS, dose_response=verdict.DOSE_RESPONSE,
         min_alive_share_for_null=verdict.MIN_ALIVE_SHARE_FOR_NULL, reproducible=compare.REPRODUCIBLE,
@@ -83,43 +86,196 @@ def write(profile, noise, path=FREEZE_PATH):
     write_json(path, record(profile, noise))
 
 
+# The noise fields that are spreads (SDs, failure rates): where several exploratory runs measured them, the freeze
+# takes the largest, so the rule's power is simulated at the noisier run's; levels come from the first run given.
+SPREADS = dict(prediction2=("between_seeds", "between_sae_seeds", "images", "gate_failure"),
+               prediction1=("model_seeds", "am_seeds", "images"), shift_invariance=("cnn_seeds", "mlp_seeds", "blocks"))
+
+
+def exploratory_noise(folders, profile):
+    """The noise to freeze, from exploratory runs' results folders (``Data/results/<profile>``; the first run's
+    levels, each spread the largest over the runs, ``SPREADS``): per kind as ``run_noise`` reads one run."""
+    out = _merged([run_noise(folder, profile) for folder in folders])
+    # each competence-matched profile's own noise (its CNNs differ), from its folder beside the base's where a run
+    # has one
+    out["matched"] = {}
+    for m in profiles.matched_profiles(profile):
+        found = [Path(f).parent / m for f in folders if (Path(f).parent / m / "am_power.csv").exists()]
+        if found:
+            out["matched"][m] = _merged([run_noise(folder, m) for folder in found])
+    out["sources"] = [str(f) for f in folders]
+    return out
+
+
+def _merged(runs):
+    """One noise from several runs': the first run's levels, each spread the largest (``SPREADS``)."""
+    out = runs[0]
+    for kind, fields in SPREADS.items():
+        for key, levels in (out[kind].items() if kind != "prediction1" else [(None, out[kind])]):
+            others = [r[kind] if key is None else r[kind].get(key) for r in runs[1:]]
+            for field in fields:
+                levels[field] = max([levels[field], *(o[field] for o in others if o)])
+    out["prediction1"]["per_cell"] = min(r["prediction1"]["per_cell"] for r in runs)
+    return out
+
+
+def run_noise(results, profile):
+    """One exploratory run's noise, as its pages recorded it: Prediction 2's per layer from its comparison pages
+    (``power.noise_from``; a layer without one is left out), Prediction 1's from ``am_power.csv``'s noise columns
+    (``power.motif_noise``), shift invariance's per layer pair from the run's ``shift_invariance.csv``
+    (``power.gain_noise``), each at the upper end of its estimate as the pages used it."""
+    import pandas as pd
+
+    from helpers import invariance
+    results = Path(results)
+    missing = [n for n in ("am_power.csv", "shift_invariance.csv") if not (results / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"{results} lacks {', '.join(missing)}: point --results at a finished exploratory "
+                                f"run's results folder (Data/results/<profile>)")
+    p2 = {}
+    for layer in profiles.STUDY_LAYERS:
+        path = results / f"conclusions_{layer}.json"
+        found = json.loads(path.read_text()) if path.exists() else {}
+        if found.get("profile", profile) != profile:
+            raise ValueError(f"{path} is profile {found['profile']!r}'s, not {profile!r}: pass that profile's "
+                             f"results folder")
+        if found.get("noise"):
+            p2[layer] = found["noise"]
+    am = pd.read_csv(results / "am_power.csv").iloc[0]
+    p1 = {k.removeprefix("noise_"): int(v) if k == "noise_per_cell" else float(v) for k, v in am.items()
+          if k.startswith("noise_")}
+    table = pd.read_csv(results / "shift_invariance.csv")
+    gains = invariance.training_gains(table[table.layer != "pixels"])
+    shift = {layer: dataclasses.asdict(power.gain_noise(gains, {f: row[f]["layer"] for f in ("cnn", "mlp")}))
+             for layer, row in profiles.layer_table(profile).items()}
+    return dict(prediction2=p2, prediction1=p1, shift_invariance=shift)
+
+
+def main(argv=None):
+    """``python -m helpers.freeze --profile cpu --results RUN [RUN ...]``: write ``FREEZE.json`` from the code and
+    exploratory runs' noise; ``--check``: list where the code has moved from the file."""
+    import argparse
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--profile", default="cpu", choices=profiles.STUDY_PROFILES)
+    parser.add_argument("--results", nargs="+", help="exploratory runs' results folders, whose noise the freeze "
+                        "fixes (the first run's levels, the largest spreads)")
+    parser.add_argument("--check", action="store_true", help="compare FREEZE.json with the code instead")
+    args = parser.parse_args(argv)
+    if args.check:
+        found = mismatches()
+        print("\n".join(found) or "FREEZE.json matches the code")
+        return 1 if found else 0
+    if not args.results:
+        parser.error("--results is required to write the freeze")
+    write(args.profile, exploratory_noise(args.results, args.profile))
+    print(f"wrote {FREEZE_PATH} ({digest()})")
+    return 0
+
+
+
 def load(path=FREEZE_PATH):
     """The freeze file's content, or None before the freeze."""
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def mismatches(path=FREEZE_PATH):
+def mismatches(path=FREEZE_PATH, synthetic=True):
     """Where the code has moved from the freeze file: the sections (rules, study, interval method, synthetic
-    verdicts) whose content differs, each with the first differing key. Empty when they agree."""
+    verdicts) whose content differs, each with the first differing key. Empty when they agree. ``synthetic=False``
+    leaves out the synthetic verdicts (a minute of simulation; the tests check them) for a quick check."""
     frozen = load(path)
     if frozen is None:
         raise FileNotFoundError(f"no freeze file at {path}: write it with helpers.freeze.write(profile, noise)")
-    now = record(frozen["study"]["profile"], frozen["noise"], len(next(iter(
-        frozen["synthetic_verdicts"]["prediction1"].values()))))
-    return [f"{section}: {_first_difference(frozen[section], now[section])}" for section in now
-            if frozen.get(section) != now[section]]
+    if synthetic:
+        now = record(frozen["study"]["profile"], frozen["noise"], len(next(iter(
+            frozen["synthetic_verdicts"]["prediction1"].values()))))
+    else:
+        now = dict(rules=rules(), study=study(frozen["study"]["profile"]), interval_method=INTERVAL_METHOD)
+    out = []
+    for section in now:
+        tolerance = SYNTHETIC_TOLERANCE if section == "synthetic_verdicts" else 0.0
+        found = _first_difference(frozen.get(section), now[section], tolerance)
+        if found:
+            out.append(f"{section}: {found}")
+    return out
 
 
-def _first_difference(a, b, where=""):
+# The synthetic verdicts' interval bounds are compared within this: another CPU's vector units sum the bootstrap in
+# another order (float32 differences near 1e-7), which can move a bound rounded to 4 digits by one in the last. A
+# rule's behaviour that changes moves a verdict or a bound by far more.
+SYNTHETIC_TOLERANCE = 2e-4
+
+
+def _first_difference(a, b, tolerance=0.0, where=""):
+    """The first key path where ``a`` and ``b`` differ ("path: frozen a, now b"), numbers within ``tolerance``
+    counting as equal; None where they agree."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{where}.{key}")
+            found = _first_difference(a.get(key), b.get(key), tolerance, f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, tolerance, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    if a == b or (numbers and (abs(a - b) <= tolerance or (math.isnan(a) and math.isnan(b)))):
+        return None
     return f"{where.lstrip('.') or 'value'}: frozen {a!r}, now {b!r}"
 
 
 def frozen_noise(kind, profile, layer=None, path=FREEZE_PATH):
     """The noise the freeze fixed for ``kind`` ("prediction2" and "shift_invariance" per ``layer``, "prediction1"),
-    as its ``helpers.power`` class, when the freeze is ``profile``'s; else None (before the freeze, or another
-    profile's pages: their power is simulated at their own run's noise, and their verdicts say so)."""
-    frozen = load(path)
-    if frozen is None or frozen["study"]["profile"] != profile:
+    as its ``helpers.power`` class, when the freeze is ``profile``'s or its base's (a competence-matched profile's
+    own exploratory noise, ``noise["matched"]``); else None (before the freeze, or another profile's pages: their
+    power is simulated at their own run's noise, and their verdicts say so)."""
+    if not is_frozen(profile, path):
         return None
-    levels = frozen["noise"][kind] if layer is None else frozen["noise"][kind].get(layer)
+    frozen = load(path)
+    noise = (frozen["noise"] if frozen["study"]["profile"] == profile
+             else frozen["noise"].get("matched", {}).get(profile, {}))
+    levels = noise.get(kind) if layer is None else noise.get(kind, {}).get(layer)
     cls = dict(prediction2=power.Noise, prediction1=power.MotifNoise, shift_invariance=power.GainNoise)[kind]
     return None if levels is None else cls(**levels)
+
+
+def is_frozen(profile, path=FREEZE_PATH):
+    """Whether ``profile``'s rules are frozen: its pages then simulate power at the frozen noise only, and where the
+    freeze holds none for a layer the power is undefined (never the run's own noise)."""
+    frozen = load(path)
+    matching = profiles.get(profile).matching
+    return frozen is not None and frozen["study"]["profile"] in (profile, matching and matching.base)
+
+
+def guard(profile, path=FREEZE_PATH):
+    """Refuse to run a profile with confirmatory model seeds unless ``FREEZE.json`` freezes it and the code still
+    matches the file: no confirmatory data is made under rules that were not fixed first. Other profiles pass."""
+    seeds = set(profiles.get(profile).model_seeds) & set(profiles.CONFIRMATORY_SEEDS["model"])
+    if not seeds:
+        return
+    if not is_frozen(profile, path):
+        raise SystemExit(f"profile {profile!r} runs the confirmatory model seeds {sorted(seeds)}, but {path.name} does "
+                         f"not freeze it: write the freeze first (python -m helpers.freeze --profile {profile} "
+                         f"--results <exploratory results folders>) and commit it")
+    found = mismatches(path, synthetic=False)  # the rules' behaviour on synthetic studies: tests/test_freeze.py
+    if found:
+        raise SystemExit(f"the code has moved from {path.name} since the freeze, so profile {profile!r}'s confirmatory "
+                         f"run would not be the one pre-registered: " + "; ".join(found[:5]))
+
+
+def noise_words(profile, path=FREEZE_PATH):
+    """Where the noise a page's power is simulated at comes from, in words."""
+    if is_frozen(profile, path):
+        return "the freeze's noise (measured on the exploratory runs, fixed before this run)"
+    return "this run's noise"
 
 
 def digest(path=FREEZE_PATH):
     """The freeze file's SHA-256 (the first 16 hex digits), which results records store; None before the freeze."""
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

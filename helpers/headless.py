@@ -145,8 +145,9 @@ def run(profile, seed=0, book=ROOT / "book"):
     matplotlib.use("Agg")
     import torch
 
-    from helpers import manifest
+    from helpers import freeze, manifest
     from helpers.book import prepare_for_book
+    freeze.guard(profile)  # confirmatory seeds run only under the frozen rules
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (the SAEs, AM) on the tensor cores
         torch.backends.cudnn.allow_tf32 = True

@@ -29,7 +29,7 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.log import logger
 
-from helpers import manifest, profiles
+from helpers import freeze, manifest, profiles
 from helpers.book import (  # noqa: F401
     WIDGET_VIEW,
     build_book,
@@ -266,6 +266,8 @@ def main(argv=None):
     if args.book:
         BOOK = args.book
     steps_ = manifest.steps(args.profile, args.seed)
+    if not args.step:
+        freeze.guard(args.profile)  # confirmatory seeds run only under the frozen rules
     if args.step:
         chosen = [s for s in steps_ if s.page == args.step]
         if not chosen:

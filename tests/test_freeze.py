@@ -60,8 +60,9 @@ def test_a_rule_whose_behaviour_changes_changes_the_synthetic_verdicts(tmp_path,
 
 
 def test_after_the_freeze_the_rules_power_reads_the_frozen_noise(tmp_path, monkeypatch):
-    """Once frozen, a page of the frozen profile simulates its rule's power at the exploratory noise in the file, never
-    at its own run's; another profile's pages (and every page before the freeze) get None and use their own."""
+    """Once frozen, a page of the frozen profile (or of its competence-matched profile, at that profile's own frozen
+    noise) simulates its rule's power at the exploratory noise in the file, never at its own run's; another
+    profile's pages (and every page before the freeze) get None and use their own."""
     path = tmp_path / "FREEZE.json"
     assert freeze.frozen_noise("prediction1", "smoke", path=path) is None  # no freeze yet
     monkeypatch.setattr(freeze, "SYNTHETIC_STUDIES", 1)
@@ -70,4 +71,88 @@ def test_after_the_freeze_the_rules_power_reads_the_frozen_noise(tmp_path, monke
     assert freeze.frozen_noise("prediction1", "smoke", path=path).per_cell == 20
     assert freeze.frozen_noise("shift_invariance", "smoke", "mid", path).cnn_gain == 0.1
     assert freeze.frozen_noise("shift_invariance", "smoke", "late", path) is None  # not frozen at that pair
-    assert freeze.frozen_noise("prediction2", "smoke-matched", "hidden", path) is None
+    assert freeze.frozen_noise("prediction2", "smoke-matched", "hidden", path) is None  # no matched noise frozen
+    assert freeze.is_frozen("smoke-matched", path) and not freeze.is_frozen("cpu", path)
+    matched = dict(NOISE, matched={"smoke-matched": dict(NOISE, prediction2={"hidden": dict(
+        dataclasses.asdict(power.Noise()), null=0.2)})})
+    freeze.write("smoke", matched, path)
+    assert freeze.frozen_noise("prediction2", "smoke-matched", "hidden", path).null == 0.2
+    assert freeze.frozen_noise("prediction2", "smoke", "hidden", path).null == power.Noise().null
+
+
+def test_the_noise_to_freeze_is_read_from_an_exploratory_runs_results(tmp_path):
+    """``exploratory_noise`` reads what the pages recorded: Prediction 2's per layer where a comparison recorded one,
+    Prediction 1's from the AM power table, shift invariance's per layer pair from the invariance table (in a copy
+    of a run's files, here synthetic); a folder without them says which file is missing and what to pass."""
+    import pandas as pd
+    import pytest
+    with pytest.raises(FileNotFoundError, match="lacks am_power.csv, shift_invariance.csv: point --results"):
+        freeze.exploratory_noise([tmp_path], "smoke")
+    (tmp_path / "conclusions_hidden.json").write_text(json.dumps({"noise": NOISE["prediction2"]["hidden"]}))
+    (tmp_path / "conclusions_mid.json").write_text(json.dumps({"noise": None}))  # no SAEs there: no noise
+    pd.DataFrame([{**{f"noise_{k}": v for k, v in NOISE["prediction1"].items()}, "model_seeds": 2}]).to_csv(
+        tmp_path / "am_power.csv", index=False)
+    table = profiles.layer_table("smoke")
+    rows = [dict(family=f, model_seed=s, network=n, layer=table[layer][f]["layer"], shift=shift, block=b,
+                 invariance=(0.5 if n == "trained" else 0.2) + 0.01 * s + 0.001 * b + (0.1 if f == "cnn" else 0))
+            for f in ("cnn", "mlp") for s in (0, 1) for n in ("trained", "random-init") for layer in table
+            for shift in (1, 2, 4) for b in range(3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "shift_invariance.csv", index=False)
+    got = freeze.exploratory_noise([tmp_path], "smoke")
+    assert got["prediction2"] == {"hidden": NOISE["prediction2"]["hidden"]}
+    assert got["prediction1"] == NOISE["prediction1"] and isinstance(got["prediction1"]["per_cell"], int)
+    assert set(got["shift_invariance"]) == set(profiles.STUDY_LAYERS) and got["sources"] == [str(tmp_path)]
+    assert power.GainNoise(**got["shift_invariance"]["hidden"]).cnn_gain > 0
+    # a second, noisier run: its spreads are taken, the first run's levels kept
+    import shutil
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path, other, ignore=shutil.ignore_patterns("other"))
+    noisier = dict(NOISE["prediction2"]["hidden"], between_seeds=0.2, null=0.9)
+    (other / "conclusions_hidden.json").write_text(json.dumps({"noise": noisier}))
+    both = freeze.exploratory_noise([tmp_path, other], "smoke")
+    assert both["prediction2"]["hidden"]["between_seeds"] == 0.2
+    assert both["prediction2"]["hidden"]["null"] == NOISE["prediction2"]["hidden"]["null"]
+    (other / "conclusions_hidden.json").write_text(json.dumps({"profile": "cpu", "noise": noisier}))
+    with pytest.raises(ValueError, match="is profile 'cpu'.s, not 'smoke'"):
+        freeze.exploratory_noise([tmp_path, other], "smoke")
+
+
+def test_synthetic_bounds_may_move_in_their_last_digit_but_a_verdict_may_not():
+    """Another CPU may round a synthetic bound one unit differently; a verdict or a larger move is a mismatch."""
+    frozen = {"p": [["supported", 0.5123, 0.9001]]}
+    assert freeze._first_difference(frozen, {"p": [["supported", 0.5124, 0.9001]]}, freeze.SYNTHETIC_TOLERANCE) is None
+    assert freeze._first_difference(frozen, {"p": [["inconclusive", 0.5123, 0.9001]]},
+                                    freeze.SYNTHETIC_TOLERANCE) == "p[0][0]: frozen 'supported', now 'inconclusive'"
+    assert freeze._first_difference(frozen, {"p": [["supported", 0.52, 0.9001]]}, freeze.SYNTHETIC_TOLERANCE)
+    assert freeze._first_difference({"min_position": 0.5}, {"min_position": 0.5001}) is not None  # constants: exact
+
+
+def test_the_cpu_study_runs_confirmatory_seeds_only_under_a_freeze_that_matches_the_code():
+    """Before the freeze the cpu study runs the exploratory seeds; from the freeze's commit on, the confirmatory ones,
+    and ``FREEZE.json`` still describes the code: no rule constant, primary, layer pair, seed list, setting or rule
+    behaviour (the synthetic verdicts) has moved since."""
+    if not freeze.FREEZE_PATH.exists():
+        assert profiles.CPU_SEEDS is profiles.USED_SEEDS
+        return
+    assert profiles.CPU_SEEDS is profiles.CONFIRMATORY_SEEDS
+    assert json.loads(freeze.FREEZE_PATH.read_text())["study"]["profile"] == "cpu"
+    assert freeze.mismatches() == []
+
+
+def test_the_confirmatory_seeds_run_only_under_a_freeze_that_matches_the_code(tmp_path, monkeypatch):
+    """``guard``: a profile with confirmatory model seeds is refused without a freeze of it, or once the code has moved
+    from the file; a profile of other seeds always runs."""
+    import pytest
+    freeze.guard("smoke", tmp_path / "none.json")  # not confirmatory seeds: no freeze needed
+    monkeypatch.setattr(freeze, "SYNTHETIC_STUDIES", 1)
+    smoke = profiles.get("smoke")
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(
+        smoke, model_seeds=profiles.CONFIRMATORY_SEEDS["model"][:2]))
+    with pytest.raises(SystemExit, match="runs the confirmatory model seeds \\[10, 11\\], but none.json does not"):
+        freeze.guard("smoke", tmp_path / "none.json")
+    path = tmp_path / "FREEZE.json"
+    freeze.write("smoke", NOISE, path)
+    freeze.guard("smoke", path)  # frozen and unchanged: runs
+    monkeypatch.setitem(verdict.PREDICTION2, "min_position", 0.4)
+    with pytest.raises(SystemExit, match="the code has moved from FREEZE.json since the freeze"):
+        freeze.guard("smoke", path)

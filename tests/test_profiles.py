@@ -18,19 +18,25 @@ def test_every_profile_is_complete_and_checked():
         if p.matching:
             base = profiles.get(p.matching.base)
             # its model seeds are the base's first ones (its SAEs of the MLP are the base's)
-            assert p.training == base.training and not base.matching
+            # the base's recipes, for the families it keeps (the cpu pair keeps no ResNet: the budget's cut)
+            assert p.training == {f: base.training[f] for f in p.training} and not base.matching
+            assert set(p.matching.families) <= set(p.families) - {"mlp"}
             assert p.model_seeds == base.model_seeds[:len(p.model_seeds)]
             assert p.layer_arms["hidden"][0] == "l1"  # the proposal's SAE
-        if not p.official:
+        if p.matching and profiles.REFERENCE not in p.families:
+            assert set(p.families) == set(profiles.FAMILIES) and p.matching.base in ("smoke", "cpu")
+        elif not p.official:
             assert set(p.families) == set(profiles.ALL_FAMILIES)
             assert set(p.training) == set(profiles.ALL_FAMILIES) | set(p.scale_models)
             # the reference CNN is trained with the CNN's recipe: only the architecture differs
             cnn, ref = (p.training[f].as_dict() for f in ("cnn", profiles.REFERENCE))
             assert {k: v for k, v in cnn.items() if k != "arch"} == {k: v for k, v in ref.items() if k != "arch"}
     assert profiles.get("official").model_seeds == (0,)  # one published model per family
-    # the exploratory runs: four model seeds (the two of every earlier run first), two SAE seeds each
-    assert profiles.get("cpu").model_seeds == profiles.EXPLORATORY_SEEDS == (0, 1, 2, 3)
-    assert profiles.get("cpu").sae_seeds == (0, 1)
+    # four model seeds, two SAE seeds each, three AM seeds: the exploratory lists before the freeze, then fresh ones
+    cpu = profiles.get("cpu")
+    assert (cpu.model_seeds, cpu.sae_seeds, cpu.am.am_seeds) == tuple(profiles.CPU_SEEDS[k] for k in ("model", "sae",
+                                                                                                      "am"))
+    assert len(cpu.model_seeds) == 4 and len(cpu.sae_seeds) == 2 and len(cpu.am.am_seeds) == 3
     for bad in (2, [], [0, 0], [-1], [0.5]):
         with pytest.raises(ValueError, match="must be a non-empty list of distinct non-negative integer seeds"):
             profiles.Profile("x", "x", {}, model_seeds=bad)
@@ -135,9 +141,10 @@ def test_the_confirmatory_seeds_were_never_used():
         assert not set(confirm[kind]) & set(used[kind]), kind
         assert profiles.check_seeds(kind, confirm[kind]) == confirm[kind]
     assert len(confirm["model"]) >= 4 and len(confirm["sae"]) >= 2 and len(confirm["am"]) >= 3
-    explored = profiles.get("cpu")  # the exploratory profile's lists are among the used ones
-    assert set(explored.model_seeds) <= set(used["model"]) and set(explored.sae_seeds) <= set(used["sae"])
-    assert set(explored.am.am_seeds) <= set(used["am"])
+    assert profiles.CPU_SEEDS in (confirm, used)  # the cpu profiles run one list or the other, whole
+    for name in ("cpu", "cpu-matched"):
+        p = profiles.get(name)
+        assert set(p.model_seeds) <= set(profiles.CPU_SEEDS["model"]) and p.sae_seeds == profiles.CPU_SEEDS["sae"]
 
 
 def test_an_edited_layer_table_does_not_change_the_next_callers():

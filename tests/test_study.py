@@ -36,19 +36,18 @@ def test_steps_cover_the_study_in_order():
     # no SAEs at half depth (``Profile.layer_arms``): its comparison runs the linear measure alone, and no atlas
     assert [n for n, _ in names] == ["00_train.ipynb"] * 14 + ["01_activation_maximization.ipynb"] + [
         "02_sae.ipynb"] * 3 + ["03_compare.ipynb"] * 2 + ["02_sae.ipynb"] * 3 + ["03_compare.ipynb"] + [
-        "01_activation_maximization.ipynb", "02_sae.ipynb", "02_sae.ipynb", "03_compare.ipynb",
+        "01_activation_maximization.ipynb", "02_sae.ipynb", "03_compare.ipynb",
         "06_training.ipynb", "05_atlas.ipynb", "04_answers.ipynb"]
     trained = [(p["model"], p["seed"]) for source, _, p in study.steps("cpu") if source == "00_train.ipynb"]
     assert trained == [(f, s) for f in ("cnn", "mlp", "resnet", "mlp-small")
-                       for s in profiles.EXPLORATORY_SEEDS[:profiles.SCALE_SEEDS if f == "mlp-small" else None]]
+                       for s in profiles.get("cpu").model_seeds[:profiles.SCALE_SEEDS if f == "mlp-small" else None]]
     assert all(set(p) <= {"profile", "model", "seed", "layer", "explorer"} for _, _, p in study.steps("cpu"))
     assert [p["layer"] for source, _, p in study.steps("cpu") if source == "03_compare.ipynb"] == [
         "hidden", "mid", "late", "hidden"]
-    # the competence-matched pair runs both predictions' pages on its own profile, the CNNs' SAEs only
+    # the competence-matched pair runs both predictions' pages on its own profile, the VGG's SAEs only (no ResNet)
     matched = [(source, p) for source, _, p in study.steps("cpu") if p["profile"] == "cpu-matched"]
     assert [(s, p.get("model")) for s, p in matched] == [("01_activation_maximization.ipynb", "both"),
-                                                         ("02_sae.ipynb", "cnn"), ("02_sae.ipynb", "resnet"),
-                                                         ("03_compare.ipynb", None)]
+                                                         ("02_sae.ipynb", "cnn"), ("03_compare.ipynb", None)]
     assert all(target.parent.name == "cpu" for _, target, _ in study.steps("cpu"))
 
 
@@ -183,13 +182,19 @@ def test_every_page_runs_after_the_pages_that_write_what_it_reads():
     assert not {s for s in steps["03_compare_mid"].after if s.startswith("02_sae")}  # it reads no SAEs
     assert steps["02_sae_mlp_late"].after == ("02_sae_mlp",)
     assert {s for s in steps["02_sae_mlp"].after if s.startswith("00_train")} == {
-        "00_train_mlp", "00_train_mlp_seed1", "00_train_mlp_seed2", "00_train_mlp_seed3"}  # its own family's only
-    assert "00_train_resnet" not in steps["01_activation_maximization"].after  # AM reads the compared pair only
+        _train_page("mlp", s) for s in profiles.get("cpu").model_seeds}  # its own family's only
+    first = profiles.get("cpu").model_seeds[0]
+    assert _train_page("resnet", first) not in steps["01_activation_maximization"].after  # the compared pair only
     assert "02_sae_cnn" in steps["matched_02_sae_cnn"].after  # it reuses the base's random-init SAEs
     assert {"02_sae_mlp", "matched_02_sae_cnn"} <= set(steps["matched_03_compare"].after)  # the base's MLP SAEs
-    assert steps["00_train_mlp-small"].after == () and "00_train_mlp-small" in steps["06_training"].after
+    assert steps[_train_page("mlp-small", first)].after == ()
+    assert _train_page("mlp-small", first) in steps["06_training"].after
     assert {"03_compare", "matched_03_compare"} <= set(steps["06_training"].after)  # its positions read both
     assert {"01_activation_maximization", "03_compare", "05_atlas", "06_training"} <= set(steps["answers"].after)
+
+
+def _train_page(model, seed):
+    return f"00_train_{model}" + (f"_seed{seed}" if seed else "")  # manifest.steps' names
 
 
 def _two_workers(order, seconds, chain=None):

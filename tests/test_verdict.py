@@ -70,11 +70,14 @@ def test_prediction2_direction_reaches_every_outcome(kwargs, expected):
 
 def study_rows(question=V.SUPPORTED, reference=V.SUPPORTED, sanity=V.SUPPORTED, arms=("l1", "topk"),
                questions=tuple(V.QUESTIONS)):
-    """A synthetic directions table: every comparison in both directions of every arm and question."""
+    """A synthetic directions table: every comparison in both directions of every arm and question (the question's
+    VGG -> MLP first)."""
     verdicts = dict(question=question, reference=reference, sanity=sanity, beside=V.NOT_SUPPORTED)
+    names = dict(question=("cnn->mlp", "mlp->cnn"))
     return [dict(comparison=c, arm=arm, question=q, direction=d, reason="synthetic",
                  verdict=verdicts[c] if isinstance(verdicts[c], str) else verdicts[c][i])
-            for arm in arms for q in questions for c in verdicts for i, d in enumerate(("a->b", "b->a"))]
+            for arm in arms for q in questions for c in verdicts
+            for i, d in enumerate(names.get(c, ("a->b", "b->a")))]
 
 
 ALL_SEEDS = {"l1": (4, 4), "topk": (4, 4)}
@@ -83,7 +86,9 @@ ALL_SEEDS = {"l1": (4, 4), "topk": (4, 4)}
 @pytest.mark.parametrize("rows,seeds,expected", [
     (study_rows(), ALL_SEEDS, V.SUPPORTED),
     (study_rows(question=V.NOT_SUPPORTED), ALL_SEEDS, V.NOT_SUPPORTED),
-    (study_rows(question=(V.SUPPORTED, V.NOT_SUPPORTED)), ALL_SEEDS, V.INCONCLUSIVE),  # the directions disagree
+    # the directions disagree: the frozen rule's VGG -> MLP decides (both together would be inconclusive)
+    (study_rows(question=(V.SUPPORTED, V.NOT_SUPPORTED)), ALL_SEEDS, V.SUPPORTED),
+    (study_rows(question=(V.NOT_SUPPORTED, V.SUPPORTED)), ALL_SEEDS, V.NOT_SUPPORTED),
     (study_rows(question=V.INCONCLUSIVE), ALL_SEEDS, V.INCONCLUSIVE),
     # the reference pair is a comparator, not a gate: unresolved or dissimilar, the question still decides
     (study_rows(reference=(V.SUPPORTED, V.INCONCLUSIVE)), ALL_SEEDS, V.SUPPORTED),
@@ -452,11 +457,13 @@ def test_a_rule_may_let_one_direction_decide_and_describe_the_other():
     """With ``deciding_directions`` set to one direction, the question follows that direction alone; by default
     (None) both must agree, and a disagreement is inconclusive."""
     rows = study_rows(question=(V.SUPPORTED, V.NOT_SUPPORTED))
-    assert V.prediction2(rows, "hidden", ALL_SEEDS)["shares"]["verdict"] == V.INCONCLUSIVE
-    one = dict(V.PREDICTION2, deciding_directions=("a->b",))
+    both = dict(V.PREDICTION2, deciding_directions=None)
+    assert V.prediction2(rows, "hidden", ALL_SEEDS, rule=both)["shares"]["verdict"] == V.INCONCLUSIVE
+    one = dict(V.PREDICTION2, deciding_directions=("cnn->mlp",))
     got = V.prediction2(rows, "hidden", ALL_SEEDS, rule=one)["shares"]
-    assert got["verdict"] == V.SUPPORTED and "b->a: synthetic" in got["reason"]
-    assert V.prediction2(rows, "hidden", ALL_SEEDS, rule=dict(one, deciding_directions=("b->a",)))[
+    assert got["verdict"] == V.SUPPORTED and "mlp->cnn: synthetic" in got["reason"]
+    assert got["both_directions"] == V.INCONCLUSIVE  # what both directions together would say, reported beside
+    assert V.prediction2(rows, "hidden", ALL_SEEDS, rule=dict(one, deciding_directions=("mlp->cnn",)))[
         "shares"]["verdict"] == V.NOT_SUPPORTED
     assert "decides (the other is described)" in V.describe_prediction2(dict(one, deciding_directions=("cnn->mlp",)))
 
@@ -469,3 +476,16 @@ def test_at_a_layer_without_saes_the_question_is_not_testable_and_the_linear_mea
         assert got[q]["verdict"] == V.NOT_TESTABLE and "no l1 SAEs at this layer" in got[q]["reason"]
         assert got[q]["finding"].startswith("no SAEs are trained at this layer")
         assert set(got[q]["per_arm"]) == {free}
+
+
+def test_the_rule_history_sets_this_runs_verdict_under_each_earlier_rule_beside_the_frozen_one():
+    """Where a change names how to read the run under the rule before it (``earlier``), the table shows that verdict
+    beside the frozen rule's; where the run no longer measures the earlier rule's inputs, it says so."""
+    from helpers.answers import rule_history
+    keys = {c.get("earlier") for c in V.RULE_CHANGES} - {None}
+    assert keys == {"prediction1_without_direct", "prediction1_pooled", "prediction2_both_directions"}
+    table = rule_history(earlier={"prediction2_both_directions": (V.INCONCLUSIVE, V.NOT_SUPPORTED)})
+    assert "this run under the rule before" in table and "this run under the frozen rule" in table
+    assert f"<td>{V.INCONCLUSIVE}</td>\n      <td>{V.NOT_SUPPORTED}</td>" in table
+    assert "not measured by this run" in table
+    assert "this run under the rule before" not in rule_history()
