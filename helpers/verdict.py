@@ -105,10 +105,12 @@ PREDICTION2 = dict(
     deciding_arm="l1",  # the proposal's SAE (Bricken et al.); the TopK arm is a robustness row
     # the question's directions whose verdicts decide it (they must agree, ``combine``; None: both), the others
     # described. VGG -> MLP asks whether the VGG's features are found in the MLP's dictionary (the proposal's
-    # "approximate"), MLP -> VGG whether the MLP's are all found in the VGG's. Fixed at the freeze to VGG -> MLP: on
-    # the rehearsal's noise (four model seeds, two SAE seeds) it alone reaches the required power (a planted similar
-    # pair supported in 98% of studies, a planted null rejected in 98%, supported in 0%, coverage 97%), both
-    # directions together 40%. The verdict both directions would give is reported beside (``prediction2``).
+    # "approximate"), MLP -> VGG whether the MLP's are all found in the VGG's. Fixed at the freeze to VGG -> MLP: at
+    # the frozen noise (FREEZE.json: the rehearsal of 7691412's levels, the larger spreads of it and the fourth
+    # exploratory run; four model seeds, two SAE seeds; 500 studies per planting) it alone reaches the required power
+    # (last hidden layers: a planted similar pair supported in 98% of studies, a planted null rejected in 98%,
+    # supported in 0%, coverage 97%; three quarters 90% / 98% / 0% / 91%), both directions together 42% and 25%. The
+    # verdict both directions would give is reported beside (``prediction2``).
     deciding_directions=("cnn->mlp",),
     dictionary_free_arm="linear",  # held-out ridge R² (``compare.LINEAR_ARM``): where its verdict and the deciding
                                    # arm's differ, the disagreement is reported as a finding (``measure_finding``)
@@ -622,9 +624,11 @@ RULE_CHANGES = (
                 "in the MLP's dictionary; the reverse direction and the verdict both together would give are reported "
                 "beside. No SAEs at half depth on the cpu study (their gate fails there within the budget), the "
                 "linear measure alone",
-         seen="four exploratory runs at model seeds 0-3 and the rehearsal: at the last hidden layers VGG → MLP "
-              "0.15 [0.13, 0.17] and MLP → VGG 0.31, not supported in both; the rule's simulated power with both "
-              "directions deciding 40%, with VGG → MLP alone 98%", earlier="prediction2_both_directions"),
+         seen="four exploratory runs at model seeds 0-3 and three rehearsals (a44c2df, fdd45b3, 7691412): at the "
+              "last hidden layers VGG → MLP 0.15 [0.14, 0.17] and MLP → VGG 0.34 [0.30, 0.38] (fdd45b3), not "
+              "supported in both; the rule's simulated power at the frozen noise with both directions deciding 42% "
+              "(last hidden) and 25% (three quarters), with VGG → MLP alone 98% and 90%",
+         earlier="prediction2_both_directions"),
 )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import verdict
 from helpers.study import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +188,9 @@ def test_every_page_loads_offline_with_figures_and_no_errors(built_book, tmp_pat
         for conclusions in results.glob("conclusions_*.json"):
             c = json.loads(conclusions.read_text())
             assert f"{', '.join(dict.fromkeys(c['modules'].values()))}): {c['prediction2']}." in text, conclusions.name
-            assert f"at {WHERE_SHORT[c['layer']]}, {c['prediction2']}" in landing, conclusions.name
+            # the frozen primary's layer leads ("primary (VGG → MLP at ...): verdict"), the others follow as secondaries
+            lead = "): " if c["layer"] == verdict.PRIMARIES["prediction2"]["layer"] else ", "
+            assert f"at {WHERE_SHORT[c['layer']]}{lead}{c['prediction2']}" in landing, conclusions.name
 
 
 @pytest.mark.skipif(CHROMIUM is None and not __import__("os").environ.get("CI"),
