@@ -70,7 +70,8 @@ def steps(profile, seed=0):
                 reads=sae_reads(profile, m, layer)))
         out.append(Step("03_compare.ipynb", f"03_compare{tag}", "Comparison and conclusions (Prediction 2)"
                         if layer == "hidden" else f"Comparison at {LAYER_TITLES[layer]}", dict(layer=layer, seed=seed),
-                        tuple((a, dict(layer=layer)) for a in COMPARE_DOWNLOADS)
+                        tuple((a, dict(layer=layer)) for a in COMPARE_DOWNLOADS
+                              if p.layer_arms[layer] or a != "compare_gates")  # no SAEs: no gate table
                         + (("layer_map_table", {}), ("conclusions", dict(layer=layer))),
                         reads=compare_reads(profile, layer)))
     # Both predictions again, through the same pages, with the CNNs at the epoch whose accuracy matches the MLP's.
