@@ -62,15 +62,16 @@ def test_the_compare_page_shows_every_requirement_of_the_power_table():
                                                             got["coverage_null"]]
 
 
-def test_the_mlp_to_vgg_direction_is_simulated_at_its_own_narrower_span():
-    """Both directions must agree for a verdict: an MLP ceiling that spans little over its null (as measured) makes a
-    planted similar pair harder to find than the VGG's span alone would say."""
+def test_the_mlp_to_vgg_direction_is_simulated_at_its_own_levels_and_does_not_decide():
+    """MLP -> VGG is simulated at its own (narrower, as measured) span, and the frozen rule decides by VGG -> MLP
+    alone (``verdict.PREDICTION2["deciding_directions"]``): narrowing the reverse span leaves the decided power
+    exactly as it was. Were both directions to decide again, the narrow span would lower it and this fails."""
     narrow = dataclasses.replace(QUIET, reverse_null=0.25, reverse_ceiling=0.36, reverse_ceiling_null=0.25,
                                  between_seeds=0.03, images=0.01)
     wide = dataclasses.replace(narrow, reverse_null=None, reverse_ceiling=None, reverse_ceiling_null=None)
     assert narrow.levels(reverse=True) == (0.25, 0.0, 0.36, 0.25) and wide.levels(True) == wide.levels()
-    assert (power.power(4, studies=200, noise=narrow)["similar_supported"]
-            < power.power(4, studies=200, noise=wide)["similar_supported"])
+    assert verdict.PREDICTION2["deciding_directions"] == ("cnn->mlp",)
+    assert power.power(4, studies=200, noise=narrow) == power.power(4, studies=200, noise=wide)
 
 
 def test_the_noise_is_read_from_both_directions_of_the_question():

@@ -60,7 +60,7 @@ def test_the_smoke_study_runs_end_to_end_then_skips_everything(tmp_path, data_en
     monkeypatch.setattr(study, "BOOK", tmp_path / "book")
     study.main(["--profile", "smoke", "--no-book"])
     first = capsys.readouterr().out
-    assert first.count("[done]") == len(study.steps("smoke")) == 29 and "[skip]" not in first
+    assert first.count("[done]") == len(study.steps("smoke")) == 24 and "[skip]" not in first
     assert sorted(p.name for p in (tmp_path / "book" / "smoke").glob("*.ipynb")) == sorted(
         target.name for _, target, _ in study.steps("smoke"))
     assert {"am_summary.json", "conclusions_hidden.json", "sae_hidden_cnn-metrics.csv"} <= {
