@@ -76,10 +76,13 @@ def synthetic_verdicts(profile, noise, studies=SYNTHETIC_STUDIES):
     return canonical(out)
 
 
-def record(profile, noise, studies=SYNTHETIC_STUDIES):
-    """The freeze file's content, from the code and the frozen ``noise``."""
-    return dict(rules=rules(), study=study(profile), interval_method=INTERVAL_METHOD, noise=canonical(noise),
-                synthetic_verdicts=synthetic_verdicts(profile, noise, studies))
+def record(profile, noise, studies=SYNTHETIC_STUDIES, synthetic=True):
+    """The freeze file's content, from the code and the frozen ``noise``; ``synthetic=False`` leaves out the rules'
+    verdicts on synthetic studies (a minute of simulation)."""
+    out = dict(rules=rules(), study=study(profile), interval_method=INTERVAL_METHOD, noise=canonical(noise))
+    if synthetic:
+        out["synthetic_verdicts"] = synthetic_verdicts(profile, noise, studies)
+    return out
 
 
 def write(profile, noise, path=FREEZE_PATH):
@@ -185,11 +188,8 @@ def mismatches(path=FREEZE_PATH, synthetic=True):
     frozen = load(path)
     if frozen is None:
         raise FileNotFoundError(f"no freeze file at {path}: write it with helpers.freeze.write(profile, noise)")
-    if synthetic:
-        now = record(frozen["study"]["profile"], frozen["noise"], len(next(iter(
-            frozen["synthetic_verdicts"]["prediction1"].values()))))
-    else:
-        now = dict(rules=rules(), study=study(frozen["study"]["profile"]), interval_method=INTERVAL_METHOD)
+    studies = len(next(iter(frozen["synthetic_verdicts"]["prediction1"].values())))
+    now = record(frozen["study"]["profile"], frozen["noise"], studies, synthetic)
     out = []
     for section in now:
         tolerance = SYNTHETIC_TOLERANCE if section == "synthetic_verdicts" else 0.0
@@ -221,6 +221,8 @@ def _first_difference(a, b, tolerance=0.0, where=""):
                 return found
         return None
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    if isinstance(a, bool) != isinstance(b, bool):  # True == 1 in Python, not in a rule's constants
+        return f"{where.lstrip('.') or 'value'}: frozen {a!r}, now {b!r}"
     if a == b or (numbers and (abs(a - b) <= tolerance or (math.isnan(a) and math.isnan(b)))):
         return None
     return f"{where.lstrip('.') or 'value'}: frozen {a!r}, now {b!r}"
@@ -231,9 +233,9 @@ def frozen_noise(kind, profile, layer=None, path=FREEZE_PATH):
     as its ``helpers.power`` class, when the freeze is ``profile``'s or its base's (a competence-matched profile's
     own exploratory noise, ``noise["matched"]``); else None (before the freeze, or another profile's pages: their
     power is simulated at their own run's noise, and their verdicts say so)."""
-    if not is_frozen(profile, path):
-        return None
     frozen = load(path)
+    if not _freezes(frozen, profile):
+        return None
     noise = (frozen["noise"] if frozen["study"]["profile"] == profile
              else frozen["noise"].get("matched", {}).get(profile, {}))
     levels = noise.get(kind) if layer is None else noise.get(kind, {}).get(layer)
@@ -244,7 +246,11 @@ def frozen_noise(kind, profile, layer=None, path=FREEZE_PATH):
 def is_frozen(profile, path=FREEZE_PATH):
     """Whether ``profile``'s rules are frozen: its pages then simulate power at the frozen noise only, and where the
     freeze holds none for a layer the power is undefined (never the run's own noise)."""
-    frozen = load(path)
+    return _freezes(load(path), profile)
+
+
+def _freezes(frozen, profile):
+    """Whether the freeze file's content ``frozen`` (None before the freeze) freezes ``profile`` or its base."""
     matching = profiles.get(profile).matching
     return frozen is not None and frozen["study"]["profile"] in (profile, matching and matching.base)
 

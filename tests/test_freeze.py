@@ -125,6 +125,8 @@ def test_synthetic_bounds_may_move_in_their_last_digit_but_a_verdict_may_not():
                                     freeze.SYNTHETIC_TOLERANCE) == "p[0][0]: frozen 'supported', now 'inconclusive'"
     assert freeze._first_difference(frozen, {"p": [["supported", 0.52, 0.9001]]}, freeze.SYNTHETIC_TOLERANCE)
     assert freeze._first_difference({"min_position": 0.5}, {"min_position": 0.5001}) is not None  # constants: exact
+    assert freeze._first_difference({"flag": True}, {"flag": 1}) == "flag: frozen True, now 1"  # True == 1 in Python
+    assert freeze._first_difference({"x": float("nan")}, {"x": float("nan")}) is None
 
 
 def test_the_cpu_study_runs_confirmatory_seeds_only_under_a_freeze_that_matches_the_code():
