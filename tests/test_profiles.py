@@ -2,7 +2,6 @@
 the book's table of contents follow them; notebooks stay one call per cell."""
 import json
 import re
-from dataclasses import replace
 
 import pytest
 import yaml
@@ -86,19 +85,40 @@ def test_the_readme_table_of_profiles_is_the_generated_one():
     assert profiles.table_markdown() in (ROOT / "README.md").read_text()
 
 
-def test_the_book_contents_come_from_the_manifest(monkeypatch):
-    """The committed book's contents are the manifest's at the seeds its run used (its training records): the
-    profile's own, or between the freeze and the confirmatory run the exploratory rehearsal's (``USED_SEEDS``)."""
-    ran = tuple(sorted(int(re.search(r"seed(\d+)", p.name).group(1))
-                       for p in (ROOT / "book" / "cpu" / "results").glob("cnn_cpu_seed*.json")))
-    assert ran in (profiles.CPU_SEEDS["model"], profiles.USED_SEEDS["model"]), ran
-    if ran != profiles.CPU_SEEDS["model"]:
-        for name in ("cpu", "cpu-matched"):
-            p = profiles.get(name)
-            monkeypatch.setitem(profiles.PROFILES, name, replace(p, model_seeds=ran[:len(p.model_seeds)]))
+def _committed_seeds():
+    return tuple(sorted(int(re.search(r"seed(\d+)", p.name).group(1))
+                        for p in (ROOT / "book" / "cpu" / "results").glob("cnn_cpu_seed*.json")))
+
+
+def test_the_book_contents_come_from_the_manifest():
+    """The committed book's contents are the manifest's at the seeds its run used (its training records)."""
+    assert _committed_seeds() == profiles.CPU_SEEDS["model"]
     assert yaml.safe_load((ROOT / "_toc.yml").read_text()) == manifest.toc(["cpu"])
     for step in manifest.steps("cpu"):
         assert (ROOT / "notebooks" / step.notebook).is_file()
+
+
+def _freeze_marks(record):
+    """Every ``freeze`` value a results record holds, at any depth."""
+    if isinstance(record, dict):
+        return [v for k, v in record.items() if k == "freeze"] + [m for v in record.values() for m in _freeze_marks(v)]
+    return [m for v in record for m in _freeze_marks(v)] if isinstance(record, list) else []
+
+
+def test_the_committed_book_is_the_confirmatory_run_under_the_freeze():
+    """The book's answers are the confirmatory run's: the confirmatory seeds, and every results record that can carry
+    the freeze (training records, SAE, AM and comparison summaries) carries this FREEZE.json's digest, written when the
+    record was made. The atlases hold pictures of features, not results, and carry none."""
+    from helpers import freeze
+    assert profiles.CPU_SEEDS is profiles.CONFIRMATORY_SEEDS and _committed_seeds() == profiles.CPU_SEEDS["model"]
+    records = sorted((ROOT / "book" / "cpu" / "results").glob("*.json"))
+    unmarked = [p.name for p in records if not _freeze_marks(json.loads(p.read_text()))
+                and not p.name.startswith("atlas_")]
+    trained = {f"{s.parameters['model']}_cpu_seed{s.parameters['seed']}.json" for s in manifest.steps("cpu")
+               if s.notebook == "00_train.ipynb"}
+    assert not unmarked and len(trained) == 14 and trained <= {p.name for p in records}, unmarked
+    marks = {m for p in records for m in _freeze_marks(json.loads(p.read_text()))}
+    assert marks == {freeze.digest()} and freeze.digest() is not None, marks
 
 
 def test_the_layer_table_fixes_pairs_by_relative_depth_and_reads_them_at_equal_size():
