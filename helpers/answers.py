@@ -82,8 +82,26 @@ class AnswersPage:
         shown = ", ".join(f"{d['position']:.2f} [{d['position_low']:.2f}, {d['position_high']:.2f}]"
                           for d in (positions.get("cnn->mlp"), positions.get("mlp->cnn")) if d)
         return dict(pair=pair, cnn=", ".join(f"{a:.1%}" for a in self._accuracies("cnn")),
-                    mlp=", ".join(f"{a:.1%}" for a in self._accuracies("mlp")), p1=self.am["prediction1"],
-                    p1_primary=f"{p['cnn_delta']:.2f} / {p['mlp_delta']:.2f}", p2=c["prediction2"], p2_position=shown)
+                    mlp=", ".join(f"{a:.1%}" for a in self._accuracies("mlp")),
+                    p1=self.am["prediction1"] + ("" if self.prediction1_status() == "test" else " (descriptive)"),
+                    p1_primary=f"{p['cnn_delta']:.2f} / {p['mlp_delta']:.2f}",
+                    p2=self.prediction2_words("hidden").strip("*"), p2_position=shown)
+
+    def prediction1_status(self):
+        """"test", or "descriptive" where the rule's power falls short (its reason says so)."""
+        return "descriptive" if "descriptive" in self.am["reason"] else "test"
+
+    def prediction1_words(self):
+        """Prediction 1's verdict, in bold where it is a test."""
+        return _bold_if_test(self.am["prediction1"], self.prediction1_status())
+
+    def prediction2_words(self, layer):
+        """Prediction 2's verdict at ``layer``, in bold where it is a test, else marked descriptive (the status of
+        the primary question there)."""
+        from helpers.verdict import PRIMARIES
+        c = self.conclusions[layer]
+        status = c["questions"][PRIMARIES["prediction2"]["question"]]["status"]
+        return _bold_if_test(c["prediction2"], status) + ("" if status == "test" else " (descriptive)")
 
     def competence_sentence(self):
         """Both verdicts again with the CNNs at the epoch whose accuracy matches the MLP's."""
@@ -95,8 +113,8 @@ class AnswersPage:
         epochs = "; ".join(f"{r.model} seed {r.model_seed}: epoch {r.epoch} of {r.epochs}, {r.accuracy:.1%} (MLP "
                            f"{r.target:.1%})" for r in t.itertuples())
         return (f"**With competence-matched CNNs** (each CNN at the epoch whose test accuracy is nearest the MLP's of "
-                f"the same seed: {epochs}): Prediction 1 is **{m.am['prediction1']}** ({m.am['reason']}); Prediction "
-                f"2 at the last hidden layers (L1 arm) is **{m.conclusions['hidden']['prediction2']}**. "
+                f"the same seed: {epochs}): Prediction 1 is {m.prediction1_words()} ({m.am['reason']}); Prediction 2 "
+                f"at the last hidden layers (L1 arm) is {m.prediction2_words('hidden')}. "
                 + MATCHED_LIMITS.format(model_seeds=len(profiles.get(m.profile).model_seeds),
                                         sae_seeds=len(profiles.get(m.profile).sae_seeds_of("l1"))))
 
@@ -123,8 +141,9 @@ class AnswersPage:
                 f"{p['cnn_high']:.2f}], the MLP's δ {p['mlp_delta']:.2f} [{p['mlp_low']:.2f}, {p['mlp_high']:.2f}]. "
                 f"The MLP's images over the CNN's directly: δ {p['direct_delta']:.2f} [{p['direct_low']:.2f}, "
                 f"{p['direct_high']:.2f}] (the position compares each family's gain over its own random-init "
-                f"network; a position near 1 with a direct δ far below 0 means the MLP gained as much repetition "
-                f"from training as the CNN did, while its images repeat less than the CNN's). "
+                f"network; a position of 1 means the MLP's gain over its own random-init network equals the CNN's "
+                f"gain over its own, and says nothing of how much either family's images repeat: with a direct δ far "
+                f"below 0, the MLP's images repeat less than the CNN's). "
                 f"The measure on its known answers and its dose–response: {am['controls']['reason']}. "
                 f"{self.earlier_rule_sentence()} {self.power_sentence()} {self.pooling_sentence()} "
                 f"Profile `{self.profile}` ({profiles.get(self.profile).models}); {am['units']} units × "
@@ -296,9 +315,42 @@ class AnswersPage:
                 f"{q.get('both_directions', 'not recorded (a run before the freeze)')}. "
                 f"*Supported* here would be one-way containment, not that the dictionaries are alike.")
 
+    def zero_draws(self):
+        """The question's zero in each direction of the L1 arm's *shares features*, this run's beside the level the
+        freeze holds from the exploratory runs, and the position this run's observation and span would have at that
+        zero: each zero is the SAE of one randomly initialized network (the first model seed's, the first SAE seed),
+        whose variance between draws no interval holds. Reported after the confirmatory data had been seen; it
+        changes no verdict. "" without a freeze."""
+        from helpers import freeze
+        if not freeze.is_frozen(self.profile):
+            return ""
+        noise = freeze.load()["noise"]
+        noise = noise if freeze.load()["study"]["profile"] == self.profile else noise["matched"].get(self.profile, {})
+        parts = []
+        for layer, c in self.conclusions.items():
+            levels = noise.get("prediction2", {}).get(layer)
+            for d in c["directions"]:
+                if not levels or (d["arm"], d["comparison"], d["question"]) != ("l1", "question", "shares"):
+                    continue
+                explored = levels["null" if d["direction"] == "cnn->mlp" else "reverse_null"]
+                shifted = (d["observed"] - explored) / d["span"]
+                parts.append(f"{WHERE_SHORT[layer]}, {_arrow(d['direction'])}: zero {d['null_value']:.3f} "
+                             f"(exploratory {explored:.3f}), position {d['position']:.2f} here, {shifted:.2f} at the "
+                             f"exploratory zero")
+        if not parts:
+            return ""
+        return ("**The question's zero is one draw.** In each direction it is the SAE of one randomly initialized "
+                "network of the matched family (the first model seed's, with the first SAE seed), so its spread "
+                "between draws is in no interval. This run's zero beside the exploratory runs' (the freeze's levels), "
+                "and the position this run's observation and span would have at the exploratory zero: "
+                + "; ".join(parts) + ". A verdict that turns when the zero is set to the other run's rests on one "
+                "random-init draw. (This check was added after the confirmatory data had been seen; it changes no "
+                "verdict.)")
+
     def prediction2_sentences(self):
         from helpers.verdict import QUESTION_WORDS
-        out = [self.prediction2_primary(), "Every verdict below is a secondary, except the one the primary names."]
+        out = [self.prediction2_primary(), self.zero_draws(),
+               "Every verdict below is a secondary, except the one the primary names."]
         for layer, c in self.conclusions.items():
             steps = self.arm_steps(layer)
             words = dict(ARM_WORDS, topk=f"TopK ({steps['topk']:,} steps, the L1 arm {steps['l1']:,})"
@@ -364,18 +416,18 @@ class AnswersPage:
         p2 = (f"primary (VGG → MLP at {WHERE_SHORT[primary]}): {_bold_if_test(q['verdict'], q['status'])} "
               f"({q['status']}); both directions together: {q.get('both_directions', 'not recorded')}; "
               f"secondary: {secondary}")
-        descriptive = "descriptive" in self.am["reason"]
-        short = "descriptive: the rule is short of power at these seeds; " if descriptive else ""
+        short = ("descriptive: the rule is short of power at these seeds; " if "descriptive" in self.am["reason"]
+                 else "")
         return (f"**The answers** (profile `{self.profile}`: {profiles.get(self.profile).models}).\n\n"
                 f"- **Prediction 1** (recurring patterns in activation maximization): "
-                f"{_bold_if_test(self.am['prediction1'], 'descriptive' if descriptive else 'test')} "
+                f"{self.prediction1_words()} "
                 f"({short}each family's images against its own random-init network's; the MLP's images against the "
                 f"CNN's directly: δ {self.am['primary']['direct_delta']:.2f} [{self.am['primary']['direct_low']:.2f}, "
                 f"{self.am['primary']['direct_high']:.2f}]).\n"
                 f"- **Prediction 2** (are the VGG's features found in the MLP's dictionary?): {p2}.\n"
                 + "".join(f"- **With the CNNs at the MLP's accuracy** (an earlier epoch of the same training): "
-                          f"Prediction 1 **{m.am['prediction1']}**; Prediction 2 at the last hidden layers "
-                          f"**{m.conclusions['hidden']['prediction2']}**.\n" for m in self.matched)
+                          f"Prediction 1 {m.prediction1_words()}; Prediction 2 at the last hidden layers "
+                          f"{m.prediction2_words('hidden')}.\n" for m in self.matched)
                 + "\n"
                 f"Each verdict, the numbers it rests on and the images it is about: "
                 f"[the answers]({self.profile}/answers.ipynb). "
@@ -386,6 +438,11 @@ class AnswersPage:
         """``landing_text``, written for the book's landing page (``book.write_intro`` reads it)."""
         with atomic_path(store.path("landing", profile=self.profile)) as tmp:
             tmp.write_text(self.landing_text())
+
+
+def _arrow(direction):
+    """A matching direction in the book's words, "cnn->mlp" as "VGG → MLP"."""
+    return " → ".join(profiles.side_name(f) for f in direction.split("->"))
 
 
 def _bold_if_test(verdict, status):
@@ -410,7 +467,7 @@ def freeze_statement():
     head = _git("show", "-s", "--format=%h %cs", "HEAD").partition(" ")
     changed = _git("status", "--porcelain", "--", "helpers", "notebooks")
     dirty = " with uncommitted changes to its code" if changed else ""
-    run = f"This run's code: commit {head[0] or 'unknown'} ({head[2] or 'date unknown'}){dirty}."
+    run = f"This page's code: commit {head[0] or 'unknown'} ({head[2] or 'date unknown'}){dirty}."
     if freeze.load() is None:
         return ("**No freeze yet.** These results come from exploratory seeds under provisional rules; the "
                 "confirmatory run fixes its rules, seeds, layer table and primaries in `FREEZE.json` before any of "

@@ -604,6 +604,20 @@ RULE_CHANGES = (
          change="the MLP judged only where the sanity control and the reference pair are supported; the ceiling's "
                 "span measured over its own conditional-shuffle null",
          seen="runs reporting not supported at the last hidden layers (54 minutes before)", earlier=None),
+    dict(commit="5ba36af", rule="Prediction 2",
+         change="layer pairs fixed by depth; the primary statistic the mean held-out r of the entering features "
+                "(features firing on at least 50 images; 9d48494 measured it); two named questions; the reference "
+                "pair a comparator, no longer a gate (144301c's gate undone); the sanity control the gate",
+         seen="the committed study at 0f65d87: every Prediction 2 verdict on the fully trained pair not testable",
+         earlier=None),
+    dict(commit="f44562e", rule="Prediction 2",
+         change="a model seed dropped only for the question's families' failed SAEs (a failed ResNet SAE makes its "
+                "own rows not testable); 'beyond class' decided at every layer pair; 2,000 SAE steps at the last "
+                "hidden layers",
+         seen="the first exploratory run on four seeds (f70bef2): 'shares features' not supported by both measures "
+              "at the last hidden layers, descriptive; the MLP's SAEs on the explained-variance gate at 1,000 steps; "
+              "every exploratory ceiling's span over its conditional null above 0.10",
+         earlier=None),
     dict(commit="4747f2e", rule="Prediction 1",
          change="the primary objective moved to the middle layer pair (the CNN's channels, the MLP's own neurons); "
                 "three AM seeds; a hierarchical bootstrap; the MLPs trained with the CNNs' crops",

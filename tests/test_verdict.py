@@ -489,3 +489,34 @@ def test_the_rule_history_sets_this_runs_verdict_under_each_earlier_rule_beside_
     assert f"<td>{V.INCONCLUSIVE}</td>\n      <td>{V.NOT_SUPPORTED}</td>" in table
     assert "not measured by this run" in table
     assert "this run under the rule before" not in rule_history()
+
+
+def test_the_answers_bold_a_verdict_only_where_it_is_a_test():
+    """The landing page and the competence sentence mark a test in bold; a verdict whose rule is short of power reads
+    in plain words, and Prediction 2's says "descriptive" (the matched pair's verdicts are descriptive at 2 seeds)."""
+    from helpers.answers import AnswersPage
+    page = object.__new__(AnswersPage)
+    short = "descriptive: the rule's simulated power at these seeds falls short"
+    page.am = dict(prediction1="not supported", reason="the direct δ is far below; " + short)
+    page.conclusions = {"hidden": dict(prediction2="not supported", questions={"shares": dict(status=short)})}
+    assert page.prediction1_words() == "not supported"
+    assert page.prediction2_words("hidden") == "not supported (descriptive)"
+    page.am["reason"] = "the position's upper bound is below 0.5"
+    page.conclusions["hidden"]["questions"]["shares"]["status"] = "test"
+    assert page.prediction1_words() == "**not supported**" and page.prediction2_words("hidden") == "**not supported**"
+
+
+def test_the_answers_set_each_zero_beside_the_exploratory_one():
+    """The question's zero is one random-init draw: the answers page gives this run's beside the freeze's exploratory
+    level and the position at that level, (observed - exploratory zero) / span, in each direction."""
+    from helpers import freeze
+    from helpers.answers import AnswersPage
+    page = object.__new__(AnswersPage)
+    page.profile = freeze.load()["study"]["profile"]
+    levels = freeze.load()["noise"]["prediction2"]["hidden"]
+    row = dict(arm="l1", comparison="question", question="shares", observed=0.12, span=0.12, position=0.7)
+    page.conclusions = {"hidden": dict(directions=[dict(row, direction="mlp->cnn", null_value=0.036)])}
+    text = page.zero_draws()
+    shifted = (0.12 - levels["reverse_null"]) / 0.12
+    assert "MLP → VGG: zero 0.036 (exploratory " + f"{levels['reverse_null']:.3f}), position 0.70 here, " \
+        f"{shifted:.2f} at the exploratory zero" in text and "changes no verdict" in text
