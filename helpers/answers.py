@@ -13,7 +13,7 @@ WHERE_SHORT = profiles.LAYER_WORDS
 P1_HEADERS = {"test": "Test", "objective": "Objective", "measure": "Measure", "setting": "Penalty",
               "cnn": "CNN over its random-init network (Cliff's δ, 95% interval)",
               "mlp": "MLP over its random-init network (δ, interval)", "position": "Position (MLP δ / CNN δ)",
-              "verdict": "Verdict"}
+              "direct": "MLP's images over the CNN's directly (δ, interval)", "verdict": "Verdict"}
 P2_HEADERS = {"comparison": "Comparison", "arm": "Arm", "direction": "Direction",
               "observed": "Held-out correlation (R² for the linear arm)",
               "position": "Position (0 = null, 1 = ceiling), 95% interval", "verdict": "Verdict"}
@@ -217,7 +217,17 @@ class AnswersPage:
                 f"middle-layer images score motif median {r.trained:.3f} against {r.artifact:.3f} for random "
                 f"localized ReLU units under the same pooling (δ {r.over_artifact_delta:.2f} "
                 f"[{r.over_artifact_low:.2f}, {r.over_artifact_high:.2f}]) and {r.random_init:.3f} for its "
-                f"random-init network (δ {r.over_null_delta:.2f} [{r.over_null_low:.2f}, {r.over_null_high:.2f}]).")
+                f"random-init network (δ {r.over_null_delta:.2f} [{r.over_null_low:.2f}, {r.over_null_high:.2f}])."
+                + self._pooled_row_words())
+
+    def _pooled_row_words(self):
+        """The rule on the pooled row (the symmetric objective: the MLP's units pooled over every shift too)."""
+        row = next((c for c in self.am["comparisons"] if (c["objective"], c["measure"], c["setting"])
+                    == ("mid-pooled", "motif", "plain")), None)
+        if row is None:
+            return ""
+        return (f" The rule on that row: {row['verdict']} ({row['reason']}); the MLP's pooled images against the "
+                f"CNN's directly δ {row['direct_delta']:.2f} [{row['direct_low']:.2f}, {row['direct_high']:.2f}].")
 
     def prediction1_table(self):
         from helpers.am_study import OBJECTIVE_WORDS
@@ -229,7 +239,8 @@ class AnswersPage:
                      setting="none" if c["setting"] == "plain" else c["setting"], cnn=interval(c, "cnn"),
                      mlp=interval(c, "mlp"), position=f"{c['position']:.2f} [{c['position_low']:.2f}, "
                                                       f"{c['position_high']:.2f}]" if c["position"] == c["position"]
-                     else "undefined (the CNN's effect may be 0)", verdict=c["verdict"])
+                     else "undefined (the CNN's effect may be 0)", direct=interval(c, "direct"),
+                     verdict=c["verdict"] + (f" ({c['reason']})" if c["verdict"] == "not testable" else ""))
                 for c in sorted(self.am["comparisons"], key=lambda c: not c["primary"])]
         return html_table(rows, P1_HEADERS)
 
@@ -359,10 +370,12 @@ class AnswersPage:
                 found = v.get("per_arm_both", {}).get(arm)
                 return f" (both directions: {found})" if found else ""
             answers = "; ".join(
-                f"*{QUESTION_WORDS[q]}*: **{v['verdict']}**{both(v, 'l1')} ({v['reason']}; {v['status']}; other "
+                f"*{QUESTION_WORDS[q]}*: {_bold_if_test(v['verdict'], _simulated(q, v['status']))}{both(v, 'l1')} "
+                f"({v['reason']}; {_simulated(q, v['status'])}; other "
                 f"arms: " + ", ".join(f"{words.get(arm, arm)} {verdict}{both(v, arm)}"
                                       for arm, (verdict, _) in v["per_arm"].items() if arm != "l1") + ")"
-                for q, v in c["questions"].items())
+                + (f" (a finding: {v['finding']})" if v.get("finding") else "")
+                for q, v in sorted(c["questions"].items(), key=lambda item: item[0] != "shares"))
             d = next((d for d in c["directions"] if d["arm"] == "l1" and d["direction"] == "cnn->mlp"
                       and d["question"] == "shares" and "reference_outcome" in d), None)
             beside = "" if d is None else f" Beside the reference pair, the MLP is {d['reference_outcome']}" + (
@@ -371,7 +384,7 @@ class AnswersPage:
                 if d.get("vs_reference") == d.get("vs_reference") else ".")
             out.append(f"**Prediction 2 at {WHERE_SHORT[layer]} ({', '.join(_unique(c['modules'].values()))}): "
                        f"{c['prediction2']}.** {answers}." + beside)
-        return "\n\n".join(out) + (f"\n\nThe verdict named first is *shares features* in the L1 arm (the proposal's "
+        return "\n\n".join(out) + (f"\n\nEach layer's verdict is *shares features* in the L1 arm (the proposal's "
                                    f"SAE): a position of 0 is the random-init null, 1 the ceiling (two trained models "
                                    f"of one family). Profile `{self.profile}`, {profiles.get(self.profile).models}.")
 
@@ -438,6 +451,15 @@ class AnswersPage:
         """``landing_text``, written for the book's landing page (``book.write_intro`` reads it)."""
         with atomic_path(store.path("landing", profile=self.profile)) as tmp:
             tmp.write_text(self.landing_text())
+
+
+def _simulated(question, status):
+    """A question's status as the page states it: the rule's power is simulated for *shares features* (VGG -> MLP,
+    the L1 arm: ``helpers.power``) only, so any other question's verdict is a secondary whose power is unknown."""
+    from helpers.verdict import PRIMARIES
+    if question == PRIMARIES["prediction2"]["question"]:
+        return status
+    return "a secondary: its power was not simulated"
 
 
 def _arrow(direction):

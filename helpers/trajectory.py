@@ -281,7 +281,7 @@ class TrainingPage:
             d = scale_difference(self.curve)
             word = ("ends closer to the CNN than the smaller one" if d["low"] > 0 else
                     "ends further from the CNN than the smaller one" if d["high"] < 0 else
-                    "ends as close to the CNN as the smaller one, within the seeds' spread")
+                    "is not distinguishable from the smaller one in its distance to the CNN (the interval holds 0)")
             lines.append(f"- Scale: the larger MLP {word} (difference in final CKA {d['difference']:+.3f}, 95% "
                          f"interval over model seeds [{d['low']:+.3f}, {d['high']:+.3f}]; per seed "
                          f"{hidden.loc['mlp'].cka_final_per_seed} against {hidden.loc['mlp-small'].cka_final_per_seed})"
