@@ -374,7 +374,7 @@ class AnswersPage:
                 f"({v['reason']}; {_simulated(q, v['status'])}; other "
                 f"arms: " + ", ".join(f"{words.get(arm, arm)} {verdict}{both(v, arm)}"
                                       for arm, (verdict, _) in v["per_arm"].items() if arm != "l1") + ")"
-                + (f" (a finding: {v['finding']})" if v.get("finding") else "")
+                + (f" — {v['finding']}" if v.get("finding") else "")
                 for q, v in sorted(c["questions"].items(), key=lambda item: item[0] != "shares"))
             d = next((d for d in c["directions"] if d["arm"] == "l1" and d["direction"] == "cnn->mlp"
                       and d["question"] == "shares" and "reference_outcome" in d), None)
