@@ -24,8 +24,9 @@ INVARIANCE_HEADERS = {"layer": "Layer pair", "modules": "VGG / MLP layer",
                       "position": "Position (MLP / VGG)", "power": "Power (planted similar / null)",
                       "verdict": "Has the MLP approximated the VGG's shift invariance?"}
 TRANSFER_HEADERS = {"direction": "AM images of → partner in", "features": "Features", "pairs": "Pairs",
-                    "percentile": "Partner's percentile among the other network's features (0.5: none), 95% interval",
-                    "p": "p (percentile > 0.5)"}
+                    "percentile": "Partner's mean percentile among the other network's features, 95% interval",
+                    "top": "Share of pairs in the top tenth",
+                    "p": "p (above the typical features', one-sided Mann–Whitney)"}
 
 
 def _unique(items):
@@ -258,8 +259,23 @@ class AnswersPage:
                      position=interval(r, "position", "position"),
                      power=f"{r.power_similar_supported:.2f} / {r.power_null_not_supported:.2f}"
                      + ("" if r.power_adequate else " (short: descriptive)"), verdict=r.verdict)
-                for _, r in pairs.iterrows()]
-        return html_table(rows, INVARIANCE_HEADERS)
+                for _, r in pairs.sort_values("layer", key=lambda c: c.map(DEPTH_ORDER)).iterrows()]
+        return html_table(rows, INVARIANCE_HEADERS) + f"<p>{self.invariance_beside_motif(pairs)}</p>"
+
+    def invariance_beside_motif(self, pairs):
+        """The MLP's share of the VGG's invariance gain beside its share of the CNN's motif gain (Prediction 1's
+        primary position): the proposal's account (the motifs come from shift invariance) has them move together."""
+        p = self.am["primary"]
+        if p["position"] != p["position"] or pairs.position.isna().all():
+            return ""
+        apart = (pairs.position_high < p["position_low"]).all()
+        return (f"The MLP's share of the VGG's invariance gain ({pairs.position.min():.2f} to "
+                f"{pairs.position.max():.2f} across the pairs, upper bounds up to {pairs.position_high.max():.2f}) "
+                f"beside its share of the CNN's motif gain in Prediction 1's primary test ({p['position']:.2f} "
+                f"[{p['position_low']:.2f}, {p['position_high']:.2f}]): "
+                + ("every interval of the first lies below the second's, so the motifs the MLP's images gained with "
+                   "training came with a fraction of the CNN's shift invariance, where the proposal's account would "
+                   "have the two shares agree." if apart else "their intervals overlap."))
 
     def figure(self, artifact, **fields):
         return str(store.require(artifact, profile=self.profile, **fields))
@@ -408,7 +424,8 @@ class AnswersPage:
         from helpers import atlas
         table = atlas.transfer_summary(atlas.load(self.profile, layer))
         rows = [dict(direction=r.direction, features=r.features, pairs=r.pairs,
-                     percentile=f"{r.mean_percentile:.2f} [{r.low:.2f}, {r.high:.2f}]", p=f"{r.p:.3g}")
+                     percentile=f"{r.mean_percentile:.2f} [{r.low:.2f}, {r.high:.2f}]", top=f"{r.top_share:.2f}",
+                     p="the no-transfer level" if r.p_vs_typical != r.p_vs_typical else f"{r.p_vs_typical:.3g}")
                 for r in table.itertuples()]
         return html_table(rows, TRANSFER_HEADERS)
 
@@ -451,6 +468,10 @@ class AnswersPage:
         """``landing_text``, written for the book's landing page (``book.write_intro`` reads it)."""
         with atomic_path(store.path("landing", profile=self.profile)) as tmp:
             tmp.write_text(self.landing_text())
+
+
+# The layer pairs from the input up, for tables read along depth.
+DEPTH_ORDER = {"mid": 0, "late": 1, "hidden": 2}
 
 
 def _simulated(question, status):

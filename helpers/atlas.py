@@ -1,5 +1,5 @@
 """The feature atlas (``05_atlas``): for one study layer, a page on which the reader picks a feature of either
-family's primary SAE (L1 arm, model seed 0, SAE seed 0) and sees its most activating test images, its AM image,
+family's primary SAE (L1 arm, the first model seed and SAE seed) and sees its most activating test images, its AM image,
 its firing frequency, and its best partner in the other family with their held-out correlation and the partner's
 own images. Plain HTML and JavaScript over images rendered here, so the static book needs no kernel.
 
@@ -60,7 +60,7 @@ class Atlas:
         self.test_images, self.test_labels, _ = load_cifar10("test", verbose=False)
         self.readouts = {f: profiles.readout(self.profile, self.layer, f) for f in self.families}
         self.modules = {f: module for f, (module, _) in self.readouts.items()}
-        # model seed 0 and its primary SAE, read once: AM renders along the encoder, transfer reads the codes
+        # the first model seed and its primary SAE, read once: AM renders along the encoder, transfer reads the codes
         self.nets = {f: load_trained(f, self.profile, self.primary[f].model_seed) for f in self.families}
         self.saes = {f: saes.load_sae(self.profile, self.layer, self.primary[f]) for f in self.families}
 
@@ -104,7 +104,7 @@ class Atlas:
 
     @torch.no_grad()
     def codes(self, family, images):
-        """The primary SAE's features of ``family`` (model seed 0) on float images in [0, 1], read at the study
+        """The primary SAE's features of ``family`` (the first model seed) on float images in [0, 1], read at the study
         layer as 02 harvests it."""
         from helpers.activations import pooled
         from helpers.models import record
@@ -275,7 +275,8 @@ def describe(data):
     modules = ("the last hidden layers" if data["layer"] == "hidden" else "layers " + ", ".join(
         f"{data['names'][f]} {m}" for f, m in data["modules"].items()))
     return (f"Profile `{data['profile']}` ({profiles.get(data['profile']).models}), {modules}: the L1 SAE "
-            f"of model seed 0 on each side. {counts} features: per family the {BEST} alive features best matched "
+            f"of the first model seed ({profiles.get(data['profile']).model_seeds[0]}) and the first SAE seed on each "
+            f"side. {counts} features: per family the {BEST} alive features best matched "
             f"to the other family, {RANDOM} drawn at random among the other alive ones, and the partners of the "
             f"other family's choice. For each: its AM image (framed), its {TOP_IMAGES} most activating test images "
             f"with their classes, its firing frequency, and its best partner by held-out correlation (the match "
@@ -284,10 +285,13 @@ def describe(data):
 
 def transfer_summary(data, replicates=2000, seed=0):
     """The transfer rows of ``data`` per direction and kind of feature (best matched, typical, partners): pairs,
-    the mean percentile of the partner with a bootstrap 95% interval over pairs, the share above 0.5, and the
-    one-sided Wilcoxon p of percentile > 0.5 (what no transfer gives). A pandas table."""
+    the mean percentile of the partner with a bootstrap 95% interval over pairs, the share above 0.5, the one-sided
+    Wilcoxon p of percentile > 0.5, the share in the top tenth, and the one-sided Mann-Whitney p of the kind's
+    percentiles over the typical features' in the same direction. The percentiles are bimodal (a partner silent on
+    the image ties with the other silent features near 0.5; one it drives sits near 1), so the typical features,
+    not 0.5, are the level of no transfer, and the top share says how often a partner is driven. A pandas table."""
     import pandas as pd
-    from scipy.stats import wilcoxon
+    from scipy.stats import mannwhitneyu, wilcoxon
     rows = pd.DataFrame(data["transfer"])
     if rows.empty:
         return rows
@@ -303,8 +307,18 @@ def transfer_summary(data, replicates=2000, seed=0):
         out.append(dict(direction=direction.replace("->", " → ").replace("cnn", "VGG").replace("mlp", "MLP"),
                         features=kind, pairs=len(v), mean_percentile=round(v.mean().item(), 3),
                         low=round(low, 3), high=round(high, 3), above_half=round((v > 0.5).double().mean().item(), 3),
-                        p=float(f"{p:.3g}")))
+                        p=float(f"{p:.3g}"), top_share=round((v >= 0.9).double().mean().item(), 3),
+                        p_vs_typical=_over_typical(part.percentile.values, rows, direction, kind, mannwhitneyu)))
     return pd.DataFrame(out)
+
+
+def _over_typical(values, rows, direction, kind, mannwhitneyu):
+    """One-sided Mann-Whitney p of ``values`` over the typical features' percentiles in ``direction``; NaN for the
+    typical row itself or without typical features."""
+    typical = rows[(rows.direction == direction) & (rows.kind == "typical (random alive)")].percentile.values
+    if kind == "typical (random alive)" or len(typical) == 0:
+        return float("nan")
+    return float(f"{mannwhitneyu(values, typical, alternative='greater').pvalue:.3g}")
 
 
 def transfer_table(data):

@@ -229,9 +229,17 @@ class ComparePage:
                 f"end: null {n.null:.3f}, ceiling {n.ceiling:.3f} over its null {n.ceiling_null:.3f}, between model "
                 f"seeds SD {n.between_seeds:.3f}, between SAE seeds {n.between_sae_seeds:.3f}, images "
                 f"{n.images:.3f} per unit, gate failures {n.gate_failure:.0%} of seeds. "
-                + ("The rule meets every requirement: its verdicts here are tests." if result.power["adequate"] else
+                + ("The rule meets every requirement: its verdicts of *shares features* in the L1 arm, the case "
+                   "simulated, are tests here; the other question's and arms' power was not simulated."
+                   if result.power["adequate"] else
                    "**The rule falls short of a requirement: its verdicts here are declared descriptive, not "
                    "tests.**"))
+
+    def topk_words(self):
+        """The TopK robustness row's SAE seeds, where this layer has the row."""
+        p = profiles.get(self.profile)
+        return (f" ({len(p.sae_seeds_of('topk'))} in the TopK robustness row)" if "topk" in p.arms(self.layer)
+                else "")
 
     def seeds_text(self, result):
         """Which model seeds each arm kept (a seed with an SAE that failed a gate is dropped)."""
@@ -362,8 +370,7 @@ and the ceiling (1), the ceiling over its matching null.{reference}{ceiling} Mod
 {self.failed_words(failed)}
 
 **Limits.** {small}{len(self.model_seeds)} training seed(s) per family and \
-{len(p.sae_seeds_of("l1"))} SAE seed(s) per model in the L1 arm \
-({len(p.sae_seeds_of("topk"))} in the TopK robustness row); \
+{len(p.sae_seeds_of("l1"))} SAE seed(s) per model in the L1 arm{self.topk_words()}; \
 {self.readout_words()}.
 """
         write_json(store.path("conclusions", **self.where()), dict(
