@@ -676,8 +676,7 @@ class AMPage:
         import pandas as pd
 
         from helpers import power
-        noise = (freeze.frozen_noise("prediction1", self.profile) if freeze.is_frozen(self.profile)
-                 else power.motif_noise(table))
+        noise = freeze.power_noise("prediction1", self.profile, lambda: power.motif_noise(table))
         if noise is None:
             return None
         studies = min(profiles.get(self.profile).compare.power_studies, MOTIF_POWER_STUDIES)
@@ -725,8 +724,8 @@ class AMPage:
             modules = {f: self._module(f, layer) for f in self.families}
             m = invariance.pair_gains(gains, modules, self.settings.replicates, self.seed)
             result, reason = verdict.shift_invariance_verdict(m["cnn"], m["position"])
-            noise = (freeze.frozen_noise("shift_invariance", self.profile, layer) if freeze.is_frozen(self.profile)
-                     else power.gain_noise(gains, modules))
+            noise = freeze.power_noise("shift_invariance", self.profile,
+                                       lambda: power.gain_noise(gains, modules), layer)
             nan = float("nan")  # no frozen noise for this pair: the power is undefined, the verdict descriptive
             rule_power = power.gain_power(len(self.model_seeds), noise, studies, self.seed) if noise else dict(
                 similar_supported=nan, null_not_supported=nan, adequate=False)

@@ -86,7 +86,8 @@ class AnswersPage:
                     mlp=", ".join(f"{a:.1%}" for a in self._accuracies("mlp")),
                     p1=self.am["prediction1"] + ("" if self.prediction1_status() == "test" else " (descriptive)"),
                     p1_primary=f"{p['cnn_delta']:.2f} / {p['mlp_delta']:.2f}",
-                    p2=self.prediction2_words("hidden").strip("*"), p2_position=shown)
+                    p2=c["prediction2"] + ("" if self.prediction2_status("hidden") == "test" else " (descriptive)"),
+                    p2_position=shown)
 
     def prediction1_status(self):
         """"test", or "descriptive" where the rule's power falls short (its reason says so)."""
@@ -96,13 +97,16 @@ class AnswersPage:
         """Prediction 1's verdict, in bold where it is a test."""
         return _bold_if_test(self.am["prediction1"], self.prediction1_status())
 
-    def prediction2_words(self, layer):
-        """Prediction 2's verdict at ``layer``, in bold where it is a test, else marked descriptive (the status of
-        the primary question there)."""
+    def prediction2_status(self, layer):
+        """The status of the primary question at ``layer``: "test", or why its verdict is descriptive."""
         from helpers.verdict import PRIMARIES
-        c = self.conclusions[layer]
-        status = c["questions"][PRIMARIES["prediction2"]["question"]]["status"]
-        return _bold_if_test(c["prediction2"], status) + ("" if status == "test" else " (descriptive)")
+        return self.conclusions[layer]["questions"][PRIMARIES["prediction2"]["question"]]["status"]
+
+    def prediction2_words(self, layer):
+        """Prediction 2's verdict at ``layer``, in bold where it is a test, else marked descriptive."""
+        status = self.prediction2_status(layer)
+        verdict = self.conclusions[layer]["prediction2"]
+        return _bold_if_test(verdict, status) + ("" if status == "test" else " (descriptive)")
 
     def competence_sentence(self):
         """Both verdicts again with the CNNs at the epoch whose accuracy matches the MLP's."""
@@ -175,8 +179,7 @@ class AnswersPage:
         """This run's verdicts under each earlier rule whose inputs it still measures, beside the frozen rule's:
         {key of ``verdict.RULE_CHANGES``' ``earlier``: (earlier verdict, frozen verdict)}."""
         p2 = self.conclusions["hidden"]["questions"]["shares"]
-        pooled = next((c for c in self.am["comparisons"] if (c["objective"], c["measure"], c["setting"])
-                       == ("pooled", "motif", "plain")), None)
+        pooled = self._am_comparison("pooled")
         primary = self.am["primary"]["verdict"]  # the primary comparison's verdict, before the controls' checks
         return dict(
             prediction1_without_direct=(self.prediction1_without_direct(), primary),
@@ -221,10 +224,14 @@ class AnswersPage:
                 f"random-init network (δ {r.over_null_delta:.2f} [{r.over_null_low:.2f}, {r.over_null_high:.2f}])."
                 + self._pooled_row_words())
 
+    def _am_comparison(self, objective, measure="motif", setting="plain"):
+        """One row of Prediction 1's comparisons (``am_summary.json``), or None where the run has none."""
+        return next((c for c in self.am["comparisons"] if (c["objective"], c["measure"], c["setting"])
+                     == (objective, measure, setting)), None)
+
     def _pooled_row_words(self):
         """The rule on the pooled row (the symmetric objective: the MLP's units pooled over every shift too)."""
-        row = next((c for c in self.am["comparisons"] if (c["objective"], c["measure"], c["setting"])
-                    == ("mid-pooled", "motif", "plain")), None)
+        row = self._am_comparison("mid-pooled")
         if row is None:
             return ""
         return (f" The rule on that row: {row['verdict']} ({row['reason']}); the MLP's pooled images against the "
@@ -348,18 +355,14 @@ class AnswersPage:
         zero: each zero is the SAE of one randomly initialized network (the first model seed's, the first SAE seed),
         whose variance between draws no interval holds. Reported after the confirmatory data had been seen; it
         changes no verdict. "" without a freeze."""
-        from helpers import freeze
-        if not freeze.is_frozen(self.profile):
-            return ""
-        noise = freeze.load()["noise"]
-        noise = noise if freeze.load()["study"]["profile"] == self.profile else noise["matched"].get(self.profile, {})
+        from helpers.freeze import frozen_noise
         parts = []
         for layer, c in self.conclusions.items():
-            levels = noise.get("prediction2", {}).get(layer)
+            noise = frozen_noise("prediction2", self.profile, layer)
             for d in c["directions"]:
-                if not levels or (d["arm"], d["comparison"], d["question"]) != ("l1", "question", "shares"):
+                if noise is None or (d["arm"], d["comparison"], d["question"]) != ("l1", "question", "shares"):
                     continue
-                explored = levels["null" if d["direction"] == "cnn->mlp" else "reverse_null"]
+                explored = noise.levels(reverse=d["direction"] != "cnn->mlp")[0]
                 shifted = (d["observed"] - explored) / d["span"]
                 parts.append(f"{WHERE_SHORT[layer]}, {_arrow(d['direction'])}: zero {d['null_value']:.3f} "
                              f"(exploratory {explored:.3f}), position {d['position']:.2f} here, {shifted:.2f} at the "

@@ -291,7 +291,7 @@ def transfer_summary(data, replicates=2000, seed=0):
     the image ties with the other silent features near 0.5; one it drives sits near 1), so the typical features,
     not 0.5, are the level of no transfer, and the top share says how often a partner is driven. A pandas table."""
     import pandas as pd
-    from scipy.stats import mannwhitneyu, wilcoxon
+    from scipy.stats import wilcoxon
     rows = pd.DataFrame(data["transfer"])
     if rows.empty:
         return rows
@@ -308,13 +308,14 @@ def transfer_summary(data, replicates=2000, seed=0):
                         features=kind, pairs=len(v), mean_percentile=round(v.mean().item(), 3),
                         low=round(low, 3), high=round(high, 3), above_half=round((v > 0.5).double().mean().item(), 3),
                         p=float(f"{p:.3g}"), top_share=round((v >= 0.9).double().mean().item(), 3),
-                        p_vs_typical=_over_typical(part.percentile.values, rows, direction, kind, mannwhitneyu)))
+                        p_vs_typical=_over_typical(part.percentile.values, rows, direction, kind)))
     return pd.DataFrame(out)
 
 
-def _over_typical(values, rows, direction, kind, mannwhitneyu):
+def _over_typical(values, rows, direction, kind):
     """One-sided Mann-Whitney p of ``values`` over the typical features' percentiles in ``direction``; NaN for the
     typical row itself or without typical features."""
+    from scipy.stats import mannwhitneyu
     typical = rows[(rows.direction == direction) & (rows.kind == "typical (random alive)")].percentile.values
     if kind == "typical (random alive)" or len(typical) == 0:
         return float("nan")

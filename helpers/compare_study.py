@@ -141,8 +141,8 @@ class ComparePage:
         directions.to_csv(store.path("compare_directions", **self.where()), index=False)
         per_feature.round(4).to_csv(store.path("compare_features", **self.where()), index=False)
         counts = {arm: (len(k), n) for arm, (k, n) in seeds.items()}
-        noise = (freeze.frozen_noise("prediction2", self.profile, self.layer) if freeze.is_frozen(self.profile)
-                 else power.noise_from(per_feature, rows, directions.to_dict("records"), counts))
+        noise = freeze.power_noise("prediction2", self.profile, lambda: power.noise_from(
+            per_feature, rows, directions.to_dict("records"), counts), self.layer)
         table = (power.power(len(self.model_seeds), self.settings.power_studies, noise, self.seed,
                              len(profiles.get(self.profile).sae_seeds_of("l1"))) if noise else None)
         questions = verdict.prediction2(directions.to_dict("records"), self.layer, counts,

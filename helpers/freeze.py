@@ -175,7 +175,6 @@ def main(argv=None):
     return 0
 
 
-
 def load(path=FREEZE_PATH):
     """The freeze file's content, or None before the freeze."""
     return json.loads(path.read_text()) if path.exists() else None
@@ -233,9 +232,20 @@ def frozen_noise(kind, profile, layer=None, path=FREEZE_PATH):
     as its ``helpers.power`` class, when the freeze is ``profile``'s or its base's (a competence-matched profile's
     own exploratory noise, ``noise["matched"]``); else None (before the freeze, or another profile's pages: their
     power is simulated at their own run's noise, and their verdicts say so)."""
+    return power_noise(kind, profile, lambda: None, layer, path)
+
+
+def power_noise(kind, profile, measured, layer=None, path=FREEZE_PATH):
+    """The noise a page simulates a rule's power at: once ``profile`` is frozen, the freeze's (``frozen_noise``;
+    None where the freeze holds none for ``layer``, so the power is undefined, never the run's own); before the
+    freeze, ``measured()``, the run's own noise."""
     frozen = load(path)
-    if not _freezes(frozen, profile):
-        return None
+    return _frozen_levels(frozen, kind, profile, layer) if _freezes(frozen, profile) else measured()
+
+
+def _frozen_levels(frozen, kind, profile, layer):
+    """``kind``'s frozen noise for ``profile`` (its own, or a competence-matched profile's ``noise["matched"]``) at
+    ``layer`` from the freeze file's content, as its ``helpers.power`` class; None where the freeze holds none."""
     noise = (frozen["noise"] if frozen["study"]["profile"] == profile
              else frozen["noise"].get("matched", {}).get(profile, {}))
     levels = noise.get(kind) if layer is None else noise.get(kind, {}).get(layer)

@@ -266,8 +266,6 @@ def main(argv=None):
     if args.book:
         BOOK = args.book
     steps_ = manifest.steps(args.profile, args.seed)
-    if not args.step:
-        freeze.guard(args.profile)  # confirmatory seeds run only under the frozen rules
     if args.step:
         chosen = [s for s in steps_ if s.page == args.step]
         if not chosen:
@@ -275,6 +273,7 @@ def main(argv=None):
                              f"{', '.join(s.page for s in steps_)}")
         run_step(chosen[0], args, progress=False)
         return
+    freeze.guard(args.profile)  # confirmatory seeds run only under the frozen rules
     workers = args.workers or default_workers()
     if workers < 1:
         raise SystemExit(f"--workers {workers}: give at least 1 (1 runs the pages one after another)")

@@ -65,8 +65,12 @@ def test_after_the_freeze_the_rules_power_reads_the_frozen_noise(tmp_path, monke
     profile's pages (and every page before the freeze) get None and use their own."""
     path = tmp_path / "FREEZE.json"
     assert freeze.frozen_noise("prediction1", "smoke", path=path) is None  # no freeze yet
+    assert freeze.power_noise("prediction1", "smoke", lambda: "own", path=path) == "own"  # before it, the run's own
     monkeypatch.setattr(freeze, "SYNTHETIC_STUDIES", 1)
     freeze.write("smoke", NOISE, path)
+    assert freeze.power_noise("prediction2", "smoke", lambda: "own", "mid", path) == power.Noise(ceiling=0.6)
+    assert freeze.power_noise("shift_invariance", "smoke", lambda: "own", "late", path) is None  # never its own
+    assert freeze.power_noise("prediction2", "cpu", lambda: "own", "mid", path) == "own"  # another profile's page
     assert freeze.frozen_noise("prediction2", "smoke", "mid", path) == power.Noise(ceiling=0.6)
     assert freeze.frozen_noise("prediction1", "smoke", path=path).per_cell == 20
     assert freeze.frozen_noise("shift_invariance", "smoke", "mid", path).cnn_gain == 0.1
