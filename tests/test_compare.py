@@ -615,3 +615,27 @@ def test_the_linear_conditional_nulls_shuffle_within_each_comparisons_own_groups
     groups = resampling.groups(("resnet", 0), ("cnn", 0))
     order = compare.shuffle_order(len(groups), 1000, groups)
     assert torch.equal(rows_resnet, reps[("cnn", 0)][order]) and torch.equal(groups[order], groups)
+
+
+def test_the_transfer_test_finds_a_planted_transfer_against_typical_features_and_not_a_null():
+    """The atlas's transfer statistic on bimodal percentiles like the study's (a silent partner ties near 0.5, a
+    driven one sits near 1): best-matched pairs driven in 40% of cases beat the typical features' 5% (a planted
+    transfer), and pairs drawn like the typical ones do not (a planted null), at the study's 24 pairs. Measured: the
+    planted transfer found in 34 of 50 draws (modest power at 24 pairs), the null in 1."""
+    import numpy as np
+
+    from helpers import atlas
+    rng = np.random.default_rng(0)
+
+    def draw(n, driven):
+        return np.where(rng.random(n) < driven, rng.uniform(0.9, 1.0, n), rng.uniform(0.46, 0.5, n))
+    found = nulls = 0
+    for _ in range(50):
+        rows = ([dict(direction="cnn->mlp", why="typical (random alive)", percentile=v) for v in draw(22, 0.05)]
+                + [dict(direction="cnn->mlp", why="best matched", percentile=v) for v in draw(24, 0.4)]
+                + [dict(direction="cnn->mlp", why="partner of x", percentile=v) for v in draw(24, 0.05)])
+        table = atlas.transfer_summary(dict(transfer=rows), replicates=200).set_index("features")
+        found += table.loc["best matched", "p_vs_typical"] < 0.05
+        nulls += table.loc["partner", "p_vs_typical"] < 0.05
+        assert np.isnan(table.loc["typical (random alive)", "p_vs_typical"])
+    assert found >= 30 and nulls <= 6, (found, nulls)  # most draws; at most about the 5% level
