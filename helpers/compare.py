@@ -630,7 +630,9 @@ class DirectionMeasurement:
     sae_ids: every SAE behind the observation (both sides); statistics: {statistic: row as measured} in the order of
     ``LABELS`` (``direction_statistics``); replicates: {statistic: (B,) bootstrap replicates}; null_alive_share:
     {null: share of its SAE's features alive, None for a shuffle null}; ceiling_kind: "model seed", "SAE seed" or
-    "none"; diagnostics: the per-feature summary (``feature_diagnostics``) and the two codes' linear CKA."""
+    "none"; diagnostics: the per-feature summary (``feature_diagnostics``) and the two codes' linear CKA; per_seed:
+    {statistic: {model seed, or a ceiling's (seed, seed): value}} where the unit is a model seed (the linear
+    measure's; an SAE arm keeps per-feature values instead)."""
     comparison: str
     arm: str
     direction: str
@@ -640,6 +642,7 @@ class DirectionMeasurement:
     null_alive_share: dict
     ceiling_kind: str
     diagnostics: dict = field(default_factory=dict)
+    per_seed: dict = field(default_factory=dict)
 
 
 def direction_statistics(estimates, in_sample_best, ceiling_kind):
@@ -944,17 +947,34 @@ def linear_direction(layers, comparison, a, b, seeds, ceilings):
     seed = layers.resampling.seed
     observed = {s: layers.r2(layers.reps[(a, s)], (b, s, "plain"), layers.reps[(b, s)]) for s in seeds}
     estimates = {"observed": _seed_estimate(observed, seed)}
+    values = {"observed": observed}
     random_b = layers.random.get(family_of(b))
     for name, per_seed in linear_nulls(layers, a, b, seeds, random_b, seed).items():
         null = _seed_estimate(per_seed, seed)
         estimates[name] = replace(null, p=bootstrap_p(estimates["observed"].replicates, null.replicates))
+        values[name] = per_seed
     ceiling = ceilings.get(family_of(a))
     if ceiling is not None:
         estimates.update({k: _seed_estimate(v, seed) for k, v in ceiling.items()})
+        values.update(ceiling)
     kind = "model seed" if ceiling is not None else "none"
     return DirectionMeasurement(comparison, LINEAR_ARM, f"{a}->{b}", [], direction_statistics(
         estimates, math.nan, kind), {k: e.replicates for k, e in estimates.items()},
-        dict.fromkeys([k for k in estimates if k not in ("observed", "ceiling")]), kind)
+        dict.fromkeys([k for k in estimates if k not in ("observed", "ceiling")]), kind,
+        per_seed={k: {unit: float(v) for unit, (v, _) in per.items()} for k, per in values.items()})
+
+
+def seed_table(measured):
+    """The per-model-seed values of measurements that keep them (``DirectionMeasurement.per_seed``, the linear
+    measure's) as one long table: one row per comparison, arm, direction, statistic and model seed (a ceiling's pair
+    of seeds as ``model_seed`` and ``other_seed``)."""
+    import pandas as pd
+    rows = [dict(comparison=m.comparison, arm=m.arm, direction=m.direction, statistic=name,
+                 model_seed=unit[0] if isinstance(unit, tuple) else unit,
+                 other_seed=unit[1] if isinstance(unit, tuple) else None, value=value)
+            for m in measured for name, per in m.per_seed.items() for unit, value in per.items()]
+    return pd.DataFrame(rows, columns=["comparison", "arm", "direction", "statistic", "model_seed", "other_seed",
+                                       "value"])
 
 
 def linear_measures(reps, random, resampling, replicates=200, comparisons=COMPARISONS, permutations=49):

@@ -132,6 +132,7 @@ class ComparePage:
             self.test_labels, self.predicted, seed=self.seed), replicates=self.settings.replicates)
         s, d = verdict.prediction2_arm(linear, {})
         rows, directions = rows + s, directions + d
+        compare.seed_table(linear).to_csv(store.path("compare_linear_seeds", **self.where()), index=False)
         seeds[compare.LINEAR_ARM] = (list(self.model_seeds), len(self.model_seeds))
         cka = pd.DataFrame(cka)
         cka.to_csv(store.path("compare_cka", **self.where()), index=False)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers import stats, verdict
+from helpers import compare, stats, verdict
 from helpers.compare import DirectionMeasurement, bootstrap_p
 
 
@@ -41,6 +41,13 @@ class Noise:
     reverse_floor: float = None
     reverse_ceiling: float = None
     reverse_ceiling_null: float = None
+    # "beyond class and predictions": the conditional shuffle's level (that question's zero) and the ceiling's own
+    # conditional null, in each direction; None: at the random-init null's level (the "shares features" simulations
+    # frozen before these were read, which that question's decision does not use)
+    conditional: float = None
+    ceiling_conditional: float = None
+    reverse_conditional: float = None
+    reverse_ceiling_conditional: float = None
 
     def levels(self, reverse=False):
         """(zero, floor, ceiling, ceiling null) of VGG -> MLP, or (``reverse``) of MLP -> VGG."""
@@ -49,6 +56,14 @@ class Noise:
             return forward
         other = (self.reverse_null, self.reverse_floor, self.reverse_ceiling, self.reverse_ceiling_null)
         return tuple(f if o is None else o for f, o in zip(forward, other))
+
+    def conditional_levels(self, reverse=False):
+        """(the conditional shuffle's level, the ceiling's conditional null) of VGG -> MLP, or (``reverse``) of MLP ->
+        VGG; each at that direction's random-init null where it was not measured."""
+        null = self.levels(reverse)[0]
+        found = ((self.reverse_conditional, self.reverse_ceiling_conditional) if reverse else
+                 (self.conditional, self.ceiling_conditional))
+        return tuple(null if f is None else f for f in found)
 
 
 NOISE = Noise()
@@ -70,13 +85,16 @@ def _units(levels, noise, sae_seeds, replicates, g):
     return dict(zip(keys, estimate[:, None] + noise.images * z[:, 2:]))
 
 
-def _direction(comparison, direction, position, noise, seeds, sae_seeds, replicates, g, reverse=False):
-    """A synthetic ``compare.DirectionMeasurement`` of one direction planted at ``position``: per model seed, the
-    nulls and the observation (at ``position`` of the ceiling's expected span above the zero); per pair of seeds,
-    the ceiling and its nulls (a pair's level moves with both of its seeds); the levels of VGG -> MLP, or
-    (``reverse``) of MLP -> VGG (``Noise.levels``). One bootstrap seed for every statistic, so that their replicates
-    are paired as the study's are."""
+def _direction(comparison, direction, position, noise, seeds, sae_seeds, replicates, g, reverse=False,
+               question="shares"):
+    """A synthetic ``compare.DirectionMeasurement`` of one direction planted at ``position`` of ``question``: per
+    model seed, the nulls and the observation (at ``position`` of the ceiling's expected span above the question's
+    zero, each over its own ceiling null); per pair of seeds, the ceiling and its nulls (a pair's level moves with
+    both of its seeds); the levels of VGG -> MLP, or (``reverse``) of MLP -> VGG (``Noise.levels``,
+    ``Noise.conditional_levels``). One bootstrap seed for every statistic, so that their replicates are paired as the
+    study's are."""
     null, floor, ceiling, ceiling_null = noise.levels(reverse)
+    conditional, ceiling_conditional = noise.conditional_levels(reverse)
     def seed_levels(mean):
         return {s: mean + noise.between_seeds * torch.randn((), generator=g) for s in seeds}
 
@@ -84,12 +102,13 @@ def _direction(comparison, direction, position, noise, seeds, sae_seeds, replica
         z = {s: torch.randn((), generator=g) for s in seeds}
         return {(i, j): mean + noise.between_seeds * (z[i] + z[j]) / math.sqrt(2) for i in seeds for j in seeds
                 if i < j}  # the study's pairs (``compare.ceiling_pairs``)
-    span = ceiling - ceiling_null
     levels = {"null-random-init": seed_levels(null), "null-full-shuffle": seed_levels(floor),
-              "null-conditional-shuffle": seed_levels(null)}
+              "null-conditional-shuffle": seed_levels(conditional)}
+    zero = verdict.QUESTIONS[question].zero
+    span = ceiling - (ceiling_null if question == "shares" else ceiling_conditional)
     levels["observed"] = {s: v + position * span + noise.between_seeds * torch.randn((), generator=g)
-                          for s, v in levels["null-random-init"].items()}
-    for name, mean in zip(_CEILINGS, (ceiling, ceiling_null, floor, null)):
+                          for s, v in levels[zero].items()}
+    for name, mean in zip(_CEILINGS, (ceiling, ceiling_null, floor, ceiling_conditional)):
         levels[name] = pair_levels(mean)
     boot = int(torch.randint(1 << 30, (), generator=g))
     measured = {}
@@ -112,11 +131,12 @@ def _direction(comparison, direction, position, noise, seeds, sae_seeds, replica
                                 "model seed")
 
 
-def simulate_study(position, n_seeds, noise=NOISE, sae_seeds=2, replicates=200, layer="mid", seed=0):
-    """One simulated study: the question planted at ``position``, the sanity control and the reference pair
-    planted similar (1.0 and 0.9), ``n_seeds`` model seeds of which each fails a gate with ``noise.gate_failure``
-    (dropped, as the study drops them). Returns (the question's verdict in "shares features", its position from
-    VGG, (low, high))."""
+def simulate_study(position, n_seeds, noise=NOISE, sae_seeds=2, replicates=200, layer="mid", seed=0,
+                   question="shares"):
+    """One simulated study of ``question`` ("shares features", or "beyond" class and predictions): the question
+    planted at ``position``, the sanity control and the reference pair planted similar (1.0 and 0.9), ``n_seeds``
+    model seeds of which each fails a gate with ``noise.gate_failure`` (dropped, as the study drops them). Returns
+    (the question's verdict, its position from VGG, (low, high))."""
     g = torch.Generator().manual_seed(seed)
     kept = [s for s in range(n_seeds) if torch.rand((), generator=g).item() >= noise.gate_failure]
     if not verdict.enough_seeds(len(kept), n_seeds):
@@ -127,20 +147,22 @@ def simulate_study(position, n_seeds, noise=NOISE, sae_seeds=2, replicates=200, 
         for direction in ("a->b", "b->a"):
             name = "cnn->mlp" if (comparison, direction) == ("question", "a->b") else direction
             reverse = (comparison, direction) == ("question", "b->a")  # MLP -> VGG, at its own levels
-            measured.append(_direction(comparison, name, where, noise, kept, sae_seeds, replicates, g, reverse))
+            measured.append(_direction(comparison, name, where, noise, kept, sae_seeds, replicates, g, reverse,
+                                       question))
     _, directions = verdict.prediction2_arm(measured, {m.sae_ids[0]: True for m in measured})
-    decided = verdict.prediction2(directions, layer, {"l1": (len(kept), n_seeds)})["shares"]
-    mine = next(d for d in directions if d["direction"] == "cnn->mlp" and d["question"] == "shares")
+    decided = verdict.prediction2(directions, layer, {"l1": (len(kept), n_seeds)})[question]
+    mine = next(d for d in directions if d["direction"] == "cnn->mlp" and d["question"] == question)
     return decided["verdict"], mine["position"], (mine["position_low"], mine["position_high"])
 
 
-def power(n_seeds, studies=1000, noise=NOISE, first_seed=0, sae_seeds=2):
-    """The rule's behaviour over ``studies`` simulated studies per planted answer at ``n_seeds`` model seeds and
-    ``sae_seeds`` SAE seeds per model (the L1 arm's, ``Profile.sae_seeds_of``): the share
-    of "supported" for a similar pair, of "not supported" and of "supported" for a pair at the null, and for each
-    planting the share of 95% intervals (from VGG) covering the planted position. A dict, with ``adequate``: every
-    share meets ``REQUIRED``."""
-    outcomes = {name: [simulate_study(where, n_seeds, noise, sae_seeds, seed=first_seed + i + k * 1_000_000)
+def power(n_seeds, studies=1000, noise=NOISE, first_seed=0, sae_seeds=2, question="shares"):
+    """The rule's behaviour in ``question`` over ``studies`` simulated studies per planted answer at ``n_seeds``
+    model seeds and ``sae_seeds`` SAE seeds per model (the L1 arm's, ``Profile.sae_seeds_of``; 1 for the linear
+    measure): the share of "supported" for a similar pair, of "not supported" and of "supported" for a pair at the
+    null, and for each planting the share of 95% intervals (from VGG) covering the planted position. A dict, with
+    ``adequate``: every share meets ``REQUIRED``."""
+    outcomes = {name: [simulate_study(where, n_seeds, noise, sae_seeds, seed=first_seed + i + k * 1_000_000,
+                                      question=question)
                        for i in range(studies)] for k, (name, where) in enumerate(PLANTED.items())}
     return power_table({name: [(o[0], o[2]) for o in found] for name, found in outcomes.items()}, PLANTED, n_seeds)
 
@@ -166,15 +188,16 @@ def power_table(outcomes, planted, n_seeds):
     return out
 
 
-def noise_from(per_feature, statistics, directions, seeds, arm="l1"):
+def noise_from(per_feature, statistics, directions, seeds, arm="l1", gate_floor=0.05):
     """The noise a layer's exploratory measurements show (``compare_study.Prediction2``'s tables), at its upper end
     where there is a choice: the question's null, ceiling and ceiling-null levels in each direction ("shares
-    features"; MLP -> VGG's as ``reverse_*``);
+    features"; MLP -> VGG's as ``reverse_*``), and the conditional shuffle's with the ceiling's conditional null
+    ("beyond class and predictions", ``conditional*``);
     the largest SD between model seeds, and between SAE seeds of one model, of any comparison's per-seed observation
     (its entering features' mean r per (model seed, SAE seed)); the images' SD per unit, bounded by the observation's
     interval (whose width also holds the seeds' spread): sqrt(units) x width / 3.92; and the share of model seeds
-    dropped for a failed gate (at least 0.05). ``seeds``: {arm: (kept, total)}. None without the question's row or
-    without a seed kept."""
+    dropped for a failed gate (at least ``gate_floor``: 0.05 for SAEs, 0 for a measure without gates).
+    ``seeds``: {arm: (kept, total)}. None without the question's row or without a seed kept."""
     import pandas as pd
     if per_feature.empty:
         return None
@@ -186,14 +209,18 @@ def noise_from(per_feature, statistics, directions, seeds, arm="l1"):
     between_sae = per_model.std().groupby(level=[0, 1]).mean()
     d, st = pd.DataFrame(directions), pd.DataFrame(statistics)
 
+    def question_row(direction, question="shares"):
+        row = d[(d.arm == arm) & (d.comparison == "question") & (d.direction == direction) & (d.question == question)]
+        return None if row.empty or row.iloc[0].null_value != row.iloc[0].null_value else row.iloc[0]
+
     def question_rows(direction):
-        row = d[(d.arm == arm) & (d.comparison == "question") & (d.direction == direction) & (d.question == "shares")]
+        row = question_row(direction)
         stats_ = st[(st.arm == arm) & (st.comparison == "question") & (st.direction == direction)].set_index(
             "statistic")
-        if row.empty or "observed" not in stats_.index or row.iloc[0].null_value != row.iloc[0].null_value:
+        if row is None or "observed" not in stats_.index:
             return None
         floor_ = float(stats_.loc["null-full-shuffle", "value"]) if "null-full-shuffle" in stats_.index else 0.0
-        return row.iloc[0], stats_, floor_
+        return row, stats_, floor_
     found, back = question_rows("cnn->mlp"), question_rows("mlp->cnn")
     kept, total = seeds[arm]
     if found is None or kept == 0:  # no seed left: the noise, and so the power, is undefined
@@ -203,13 +230,27 @@ def noise_from(per_feature, statistics, directions, seeds, arm="l1"):
     reverse = {} if back is None else dict(reverse_null=float(back[0].null_value), reverse_floor=back[2],
                                            reverse_ceiling=float(back[0].ceiling),
                                            reverse_ceiling_null=float(back[0].ceiling_null))
+    for prefix, direction in (("", "cnn->mlp"), ("reverse_", "mlp->cnn")):
+        beyond = question_row(direction, "beyond")
+        if beyond is not None:
+            reverse.update({f"{prefix}conditional": float(beyond.null_value),
+                            f"{prefix}ceiling_conditional": float(beyond.ceiling_null)})
     n_units = len(units.loc[("question", "cnn->mlp")]) if ("question", "cnn->mlp") in units.index.droplevel(
         [2, 3]) else 1
     return Noise(null=float(r.null_value), floor=floor, ceiling=float(r.ceiling), ceiling_null=float(r.ceiling_null),
                  between_seeds=float(between_model.fillna(0).max()),
                  between_sae_seeds=float(between_sae.fillna(0).max()),
-                 images=math.sqrt(n_units) * float(o.high - o.low) / 3.92, gate_failure=max(1 - kept / total, 0.05),
-                 **reverse)
+                 images=math.sqrt(n_units) * float(o.high - o.low) / 3.92,
+                 gate_failure=max(1 - kept / total, gate_floor), **reverse)
+
+
+def linear_noise(seed_values, statistics, directions, n_seeds):
+    """``noise_from`` for the dictionary-free measure, from its per-model-seed held-out R² (``compare.seed_table``):
+    each model seed one unit, no SAE seeds, no gates (every seed is kept)."""
+    observed = seed_values[seed_values.other_seed.isna()].assign(heldout_r=seed_values.value, sae_seed=0,
+                                                                 entering=True)
+    return noise_from(observed, statistics, directions, {compare.LINEAR_ARM: (n_seeds, n_seeds)},
+                      arm=compare.LINEAR_ARM, gate_floor=0.0)
 
 
 # ----------------------------------------------------------------------------- the shift-invariance rule's power

@@ -96,6 +96,7 @@ ARTIFACTS = {a.name: a for a in (
     Artifact("compare_statistics", _R + "compare_{layer}_statistics.csv", "03_compare.ipynb"),
     Artifact("compare_directions", _R + "compare_{layer}_directions.csv", "03_compare.ipynb"),
     Artifact("compare_cka", _R + "compare_{layer}_cka.csv", "03_compare.ipynb"),
+    Artifact("compare_linear_seeds", _R + "compare_{layer}_linear_seeds.csv", "03_compare.ipynb"),
     Artifact("compare_features", _R + "compare_{layer}_features.csv.gz", "03_compare.ipynb"),
     Artifact("compare_distributions", _R + "compare_{layer}_distributions.png", "03_compare.ipynb"),
     Artifact("compare_figure", _R + "compare_{layer}_statistics.png", "03_compare.ipynb"),

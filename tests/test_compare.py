@@ -565,6 +565,13 @@ def test_the_dictionary_free_measure_goes_through_the_same_nulls_ceiling_and_rul
     assert m.arm == compare.LINEAR_ARM and m.ceiling_kind == "model seed"
     assert set(m.statistics) == {"observed", *verdict.NULLS, "ceiling", *verdict.CEILING_NULLS}
     assert m.statistics["ceiling"]["value"] > 0.8 and abs(m.statistics["null-random-init"]["value"]) < 0.05
+    # the per-seed values behind each statistic, kept (the linear measure's unit is a model seed): one per seed, one
+    # per pair of seeds in the ceiling, averaging to the statistic
+    table = compare.seed_table(measured)
+    mine = table[(table.direction == "cnn->mlp") & (table.comparison == "question")]
+    assert len(mine[mine.statistic == "observed"]) == 2 and mine[mine.statistic == "ceiling"].other_seed.tolist() == [1]
+    for name, rows in mine.groupby("statistic"):
+        assert rows.value.mean() == pytest.approx(m.statistics[name]["value"], abs=1e-6)
     _, directions = verdict.prediction2_arm(measured, {})
     got = verdict.prediction2(directions, "hidden", {compare.LINEAR_ARM: (2, 2)})["shares"]["per_arm"]
     assert got[compare.LINEAR_ARM][0] == expected

@@ -86,9 +86,13 @@ def test_the_noise_is_read_from_both_directions_of_the_question():
     directions = [dict(arm="l1", comparison="question", direction="cnn->mlp", question="shares", null_value=0.1,
                        ceiling=0.45, ceiling_null=0.1),
                   dict(arm="l1", comparison="question", direction="mlp->cnn", question="shares", null_value=0.25,
-                       ceiling=0.36, ceiling_null=0.25)]
+                       ceiling=0.36, ceiling_null=0.25),
+                  dict(arm="l1", comparison="question", direction="cnn->mlp", question="beyond", null_value=0.12,
+                       ceiling=0.45, ceiling_null=0.3)]
     got = power.noise_from(per_feature, statistics, directions, {"l1": (3, 4)})
     assert got.levels() == (0.1, 0.01, 0.45, 0.1) and got.levels(reverse=True) == (0.25, 0.01, 0.36, 0.25)
+    # "beyond class and predictions" at its own zero and ceiling null; MLP -> VGG's, not measured, at its own null
+    assert got.conditional_levels() == (0.12, 0.3) and got.conditional_levels(reverse=True) == (0.25, 0.25)
     assert got.gate_failure == pytest.approx(0.25) and got.between_seeds == pytest.approx(0.0129, abs=1e-3)
     assert power.noise_from(per_feature, statistics, directions, {"l1": (0, 4)}) is None  # no seed: undefined
 
@@ -113,3 +117,43 @@ def test_poisson_weights_by_inversion_follow_poisson_one():
     assert draws.dtype == torch.float64 and (draws >= 0).all() and (draws == draws.round()).all()
     for k in range(5):
         assert abs((draws == k).double().mean().item() - math.exp(-1) / math.factorial(k)) < 0.005, k
+
+
+BEYOND = dataclasses.replace(SURE, conditional=0.12, ceiling_conditional=0.33)  # the ceiling spans 0.12 over it
+
+
+@pytest.mark.parametrize("question", list(verdict.QUESTIONS))
+def test_each_question_finds_a_planted_effect_and_rejects_a_planted_null_at_its_own_levels(question):
+    got = power.power(4, studies=300, noise=BEYOND, question=question)
+    assert got["adequate"], got
+    position = power.simulate_study(power.PLANTED["similar"], 4, BEYOND, seed=1, question=question)[1]
+    assert position == pytest.approx(power.PLANTED["similar"], abs=0.15)
+
+
+def test_a_planted_beyond_question_is_placed_on_its_own_span_and_leaves_shares_as_it_was():
+    """Planted similar on "beyond", the observation sits 0.75 of the narrow conditional span above the conditional
+    null: far below similar on the random-init scale. "Shares features" never reads the conditional levels, so its
+    simulation is the same with or without them (the frozen synthetic verdicts stay as they were)."""
+    assert power.simulate_study(power.PLANTED["similar"], 4, BEYOND, seed=2, question="beyond")[0] == verdict.SUPPORTED
+    on_shares_scale = (0.12 + power.PLANTED["similar"] * (0.45 - 0.33) - 0.10) / (0.45 - 0.10)
+    assert on_shares_scale < verdict.PREDICTION2["min_position"]
+    assert [power.simulate_study(0.75, 4, BEYOND, seed=s) for s in range(5)] == [
+        power.simulate_study(0.75, 4, SURE, seed=s) for s in range(5)]
+
+
+def test_the_linear_measures_noise_is_read_from_its_per_seed_values():
+    import pandas as pd
+    seeds = pd.DataFrame([dict(comparison="question", arm="linear", direction=d, statistic="observed", model_seed=m,
+                               other_seed=None, value=0.4 + 0.02 * m) for d in ("cnn->mlp", "mlp->cnn")
+                          for m in range(4)]
+                         + [dict(comparison="question", arm="linear", direction="cnn->mlp", statistic="ceiling",
+                                 model_seed=0, other_seed=1, value=0.9)])
+    statistics = [dict(arm="linear", comparison="question", direction=d, statistic=k, value=v, low=v - 0.01,
+                       high=v + 0.01) for d in ("cnn->mlp", "mlp->cnn")
+                  for k, v in (("observed", 0.43), ("null-full-shuffle", 0.0))]
+    directions = [dict(arm="linear", comparison="question", direction="cnn->mlp", question="shares", null_value=0.25,
+                       ceiling=0.83, ceiling_null=0.17)]
+    got = power.linear_noise(seeds, statistics, directions, 4)
+    assert got.levels() == (0.25, 0.0, 0.83, 0.17) and got.gate_failure == 0.0 and got.between_sae_seeds == 0.0
+    assert got.between_seeds == pytest.approx(pd.Series([0.4, 0.42, 0.44, 0.46]).std())
+    assert got.images == pytest.approx(2 * 0.02 / 3.92)  # four units (the seeds), the observation's width
