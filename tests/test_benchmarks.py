@@ -2,6 +2,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 spec = importlib.util.spec_from_file_location(
     "run_all", Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
 )
@@ -156,3 +158,25 @@ def test_the_reproducibility_rule_takes_the_fewest_steps_within_90_percent_of_fo
     # 1000: 0.20 < 0.9 x 0.30; 2000: 0.27 >= 0.9 x 0.29. At lr x2, 0.1 < 0.27: none qualifies. Batches of 1,024 are
     # their own setting (rows without a batch or L0 are the study's 256 and 32)
     assert module.chosen_steps(rows) == {"1 256 32": 2000, "1 1024 32": 1000, "2 256 32": None}
+
+
+def test_the_readmes_post_hoc_prediction2_tables_are_the_runs_files():
+    """The README's tables of the secondary rules' power and of the question's zero drawn again are printed from
+    ``benchmarks/secondary_power.json`` and ``benchmarks/random_init_draws_<layer>.json`` (each script's
+    ``--readme``), and each draws file's first draw is the study's own, with the committed book's numbers."""
+    import json
+
+    import pandas as pd
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    secondary = _module("secondary_power")
+    assert secondary.readme_table(json.loads(secondary.OUT.read_text())) in readme
+    draws = _module("random_init_draws")
+    assert draws.readme_table() in readme
+    for layer in ("hidden", "late"):
+        found = json.loads(draws.out_path(layer).read_text())
+        book = pd.read_csv(Path(__file__).resolve().parents[1] / "book" / "cpu" / "results" /
+                           f"compare_{layer}_directions.csv")
+        for r in (r for r in found["rows"] if r["random_init_seed"] == found["seeds"][0]):
+            row = book[(book.arm == "l1") & (book.comparison == "question") & (book.direction == r["direction"])
+                       & (book.question == r["question"])].iloc[0]
+            assert (r["position"], r["verdict"]) == (pytest.approx(row.position, abs=1e-6), row.verdict)
