@@ -163,10 +163,12 @@ def test_the_reproducibility_rule_takes_the_fewest_steps_within_90_percent_of_fo
 def test_the_readmes_post_hoc_prediction2_tables_are_the_runs_files():
     """The README's tables of the secondary rules' power and of the question's zero drawn again are printed from
     ``benchmarks/secondary_power.json`` and ``benchmarks/random_init_draws_<layer>.json`` (each script's
-    ``--readme``), and each draws file's first draw is the study's own, with the committed book's numbers."""
+    ``--readme``), and each draws file's row of the study's own random-init SAEs has the committed book's numbers."""
     import json
 
     import pandas as pd
+
+    from helpers import verdict
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     secondary = _module("secondary_power")
     assert secondary.readme_table(json.loads(secondary.OUT.read_text())) in readme
@@ -176,7 +178,9 @@ def test_the_readmes_post_hoc_prediction2_tables_are_the_runs_files():
         found = json.loads(draws.out_path(layer).read_text())
         book = pd.read_csv(Path(__file__).resolve().parents[1] / "book" / "cpu" / "results" /
                            f"compare_{layer}_directions.csv")
-        for r in (r for r in found["rows"] if r["random_init_seed"] == found["seeds"][0]):
+        study = [r for r in found["rows"] if r["random_init_seed"] == "study"]
+        assert len(study) == 2 * len(verdict.QUESTIONS)  # both directions of each question
+        for r in study:
             row = book[(book.arm == "l1") & (book.comparison == "question") & (book.direction == r["direction"])
                        & (book.question == r["question"])].iloc[0]
             assert (r["position"], r["verdict"]) == (pytest.approx(row.position, abs=1e-6), row.verdict)
