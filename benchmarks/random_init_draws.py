@@ -84,10 +84,7 @@ def draw_rows(profile, layer):
             else:
                 features[sae_id], alive[sae_id], gates = own[seed]
                 extra.update({f"{family}_alive_share": alive[sae_id], f"{family}_gates": gates})
-        measured, _ = compare.prediction2_arm(
-            features, specs, alive, ARM, page.predicted, page.test_labels, seed=page.seed,
-            shuffles=page.settings.shuffles, permutations=page.settings.permutations,
-            replicates=page.settings.replicates, comparisons=compare.COMPARISONS[:1])
+        measured, _ = page.measure_arm(features, specs, alive, ARM, comparisons=compare.COMPARISONS[:1])
         _, directions = verdict.prediction2_arm(measured, gates_ok)
         rows += [dict(random_init_seed=seed, question=d["question"], direction=d["direction"], zero=d["null_value"],
                       ceiling_null=d["ceiling_null"], observed=d["observed"], position=d["position"],
@@ -124,7 +121,7 @@ def readme_table(layers=None):
         found = json.loads(out_path(layer).read_text())
         shares = [r for r in found["rows"] if r["question"] == "shares"]
         for r in sorted(shares, key=lambda r: (r["direction"] != "cnn->mlp", str(r["random_init_seed"]))):
-            arrow = r["direction"].replace("cnn", "VGG").replace("mlp", "MLP").replace("->", " → ")
+            arrow = " → ".join(profiles.side_name(side) for side in r["direction"].split("->"))
             drawn = r["random_init_seed"] != "study"
             name = r["random_init_seed"] if drawn else "the study's (10, its files)"
             saes = " / ".join(f"{r[f + '_alive_share']:.2f}, " + ("pass" if all(r[f + "_gates"].values()) else

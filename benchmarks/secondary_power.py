@@ -33,9 +33,7 @@ def measured_linear_seeds(profile, layer, results):
     """The linear measure's per-seed values at ``layer``, measured again from the run's models (its page's own
     readout and resampling), written beside the run's other results."""
     from helpers.compare_study import ComparePage
-    page = ComparePage(profile, layer)
-    measured, _ = compare.linear_measures(*page.layer_reps(), compare.Resampling(
-        page.test_labels, page.predicted, seed=page.seed), replicates=page.settings.replicates)
+    measured, _ = ComparePage(profile, layer).linear_measures()
     table = compare.seed_table(measured)
     table.to_csv(results / f"compare_{layer}_linear_seeds.csv", index=False)
     return table

@@ -122,14 +122,11 @@ class ComparePage:
             sanity = self.sanity_units(arm, gates_ok)
             specs = [spec for spec in self.summary if spec.net != "trained" or spec.model_seed in used
                      or spec in sanity]
-            measured, f = compare.prediction2_arm(
-                {spec.id: self.features[spec.id] for spec in specs}, specs, alive_share, arm, self.predicted,
-                self.test_labels, seed=self.seed, shuffles=self.settings.shuffles,
-                permutations=self.settings.permutations, replicates=self.settings.replicates)
+            measured, f = self.measure_arm({spec.id: self.features[spec.id] for spec in specs}, specs,
+                                           alive_share, arm)
             s, d = verdict.prediction2_arm(measured, gates_ok)
             rows, directions, per_feature = rows + s, directions + d, per_feature + f
-        linear, cka = compare.linear_measures(*self.layer_reps(), compare.Resampling(
-            self.test_labels, self.predicted, seed=self.seed), replicates=self.settings.replicates)
+        linear, cka = self.linear_measures()
         s, d = verdict.prediction2_arm(linear, {})
         rows, directions = rows + s, directions + d
         compare.seed_table(linear).to_csv(store.path("compare_linear_seeds", **self.where()), index=False)
@@ -149,6 +146,19 @@ class ComparePage:
         questions = verdict.prediction2(directions.to_dict("records"), self.layer, counts,
                                         powered=None if table is None else bool(table["adequate"]))
         return Prediction2(stats, directions, per_feature, seeds, questions, cka, noise, table)
+
+    def measure_arm(self, features, specs, alive_share, arm, comparisons=compare.COMPARISONS):
+        """``compare.prediction2_arm`` of one SAE arm at this page's images, split, shuffles and bootstrap
+        (``features``: {SAE id: test features} of ``specs``)."""
+        return compare.prediction2_arm(features, specs, alive_share, arm, self.predicted, self.test_labels,
+                                       seed=self.seed, shuffles=self.settings.shuffles,
+                                       permutations=self.settings.permutations, replicates=self.settings.replicates,
+                                       comparisons=comparisons)
+
+    def linear_measures(self):
+        """``compare.linear_measures`` at this page's layers, split and bootstrap: (measurements, CKA rows)."""
+        return compare.linear_measures(*self.layer_reps(), compare.Resampling(
+            self.test_labels, self.predicted, seed=self.seed), replicates=self.settings.replicates)
 
     def sanity_units(self, arm, gates_ok):
         """The sanity control's VGG SAEs in ``arm`` (the first model seed, whose layer is mapped), where each passed

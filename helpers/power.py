@@ -102,14 +102,17 @@ def _direction(comparison, direction, position, noise, seeds, sae_seeds, replica
         z = {s: torch.randn((), generator=g) for s in seeds}
         return {(i, j): mean + noise.between_seeds * (z[i] + z[j]) / math.sqrt(2) for i in seeds for j in seeds
                 if i < j}  # the study's pairs (``compare.ceiling_pairs``)
-    levels = {"null-random-init": seed_levels(null), "null-full-shuffle": seed_levels(floor),
-              "null-conditional-shuffle": seed_levels(conditional)}
-    zero = verdict.QUESTIONS[question].zero
-    span = ceiling - (ceiling_null if question == "shares" else ceiling_conditional)
+    means = {"null-random-init": null, "null-full-shuffle": floor, "null-conditional-shuffle": conditional,
+             "ceiling": ceiling, "ceiling-null-random-init": ceiling_null, "ceiling-null-full-shuffle": floor,
+             "ceiling-null": ceiling_conditional}
+    q = verdict.QUESTIONS[question]
+    span = means["ceiling"] - means[q.ceiling_null]
+    levels = {name: seed_levels(means[name]) for name in ("null-random-init", "null-full-shuffle",
+                                                          "null-conditional-shuffle")}
     levels["observed"] = {s: v + position * span + noise.between_seeds * torch.randn((), generator=g)
-                          for s, v in levels[zero].items()}
-    for name, mean in zip(_CEILINGS, (ceiling, ceiling_null, floor, ceiling_conditional)):
-        levels[name] = pair_levels(mean)
+                          for s, v in levels[q.zero].items()}
+    for name in _CEILINGS:
+        levels[name] = pair_levels(means[name])
     boot = int(torch.randint(1 << 30, (), generator=g))
     measured = {}
     for name, per in levels.items():
