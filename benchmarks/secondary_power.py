@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import compare, power, profiles, verdict  # noqa: E402
-from helpers.paths import write_json  # noqa: E402
+from helpers.paths import atomic_path, write_json  # noqa: E402
 
 OUT = Path(__file__).with_name("secondary_power.json")
 
@@ -35,7 +35,8 @@ def measured_linear_seeds(profile, layer, results):
     from helpers.compare_study import ComparePage
     measured, _ = ComparePage(profile, layer).linear_measures()
     table = compare.seed_table(measured)
-    table.to_csv(results / f"compare_{layer}_linear_seeds.csv", index=False)
+    with atomic_path(results / f"compare_{layer}_linear_seeds.csv") as tmp:  # never a half-written file
+        table.to_csv(tmp, index=False)
     return table
 
 
